@@ -1,0 +1,265 @@
+"""The plan evaluator: decodes (assignment, order) into a schedule and scores it.
+
+Every algorithm, the NSGA-II population and the baselines alike, is scored here, so their
+numbers are comparable. The cost model (README, "Cost model"):
+
+* runtime of task t on node j = work_t / (speed_j * factor[kind_j][kind_t]);
+* transfer of an edge = 0 on the same node, else latency + data / bandwidth; transfers start
+  when the parent ends, do not contend with each other and overlap computation;
+* tasks are taken in the plan's order (a topological order); each starts at
+  max(its node is free, all inputs arrived, its request's release) and runs without preemption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core._jit import jit, jit_parallel, prange
+from core.model import Instance
+
+# Columns of the statistics matrix every evaluation returns, in natural units.
+STATS = (
+    "makespan",  # s
+    "utilization",  # busy time / (used nodes x makespan), 0..1
+    "imbalance",  # coefficient of variation of busy time over all nodes
+    "mean_response",  # priority-weighted mean of request end - release, s
+    "energy",  # J, used nodes: busy power while busy, idle power otherwise until the makespan
+    "cost",  # used nodes x makespan x price
+    "lateness",  # total time past deadlines (tasks and requests), s
+    "unroutable",  # edges whose ends sit on nodes with no link between them
+)
+STAT_INDEX = {name: i for i, name in enumerate(STATS)}
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A node for every task and the order the tasks are dispatched in."""
+
+    assignment: np.ndarray  # (n,) int32 node index per task
+    order: np.ndarray  # (n,) int32 task indices, a topological order
+
+    def __post_init__(self):
+        object.__setattr__(self, "assignment", np.ascontiguousarray(self.assignment, dtype=np.int32))
+        object.__setattr__(self, "order", np.ascontiguousarray(self.order, dtype=np.int32))
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """The decoded plan: when and where each task runs."""
+
+    plan: Plan
+    start: np.ndarray  # (n,) s
+    end: np.ndarray  # (n,) s
+    busy: np.ndarray  # (m,) s of work per node
+    stats: np.ndarray  # (len(STATS),)
+
+    def stat(self, name: str) -> float:
+        return float(self.stats[STAT_INDEX[name]])
+
+
+@jit
+def _decode(assign, order, duration, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
+            start, end, node_free, busy):
+    node_free[:] = 0.0
+    busy[:] = 0.0
+    for k in range(order.shape[0]):
+        t = order[k]
+        j = assign[t]
+        ready = node_free[j]
+        if release[t] > ready:
+            ready = release[t]
+        for e in range(parent_ptr[t], parent_ptr[t + 1]):
+            p = parent_idx[e]
+            pj = assign[p]
+            arrival = end[p]
+            if pj != j:
+                arrival += latency[pj, j] + parent_data[e] * inv_bw[pj, j]
+            if arrival > ready:
+                ready = arrival
+        d = duration[t, j]
+        start[t] = ready
+        end[t] = ready + d
+        node_free[j] = ready + d
+        busy[j] += d
+
+
+@jit
+def _summarise(assign, end, busy, used, req_end, parent_ptr, parent_idx, latency, deadline, request_of,
+               req_release, req_deadline, req_priority, busy_power, idle_power, cost_rate, out):
+    n = end.shape[0]
+    m = busy.shape[0]
+    used[:] = False
+    req_end[:] = 0.0
+    makespan = 0.0
+    lateness = 0.0
+    for t in range(n):
+        e = end[t]
+        if e > makespan:
+            makespan = e
+        if e > deadline[t]:
+            lateness += e - deadline[t]
+        used[assign[t]] = True
+        r = request_of[t]
+        if e > req_end[r]:
+            req_end[r] = e
+    total = 0.0
+    n_used = 0
+    energy = 0.0
+    cost = 0.0
+    for j in range(m):
+        total += busy[j]
+        if used[j]:
+            n_used += 1
+            energy += busy_power[j] * busy[j] + idle_power[j] * (makespan - busy[j])
+            cost += cost_rate[j] * makespan
+    mean = total / m
+    var = 0.0
+    for j in range(m):
+        var += (busy[j] - mean) ** 2
+    wsum = 0.0
+    wresp = 0.0
+    for r in range(req_end.shape[0]):
+        wsum += req_priority[r]
+        wresp += req_priority[r] * (req_end[r] - req_release[r])
+        if req_end[r] > req_deadline[r]:
+            lateness += req_end[r] - req_deadline[r]
+    unroutable = 0.0
+    if not np.isfinite(makespan):
+        for t in range(n):
+            for e in range(parent_ptr[t], parent_ptr[t + 1]):
+                if not np.isfinite(latency[assign[parent_idx[e]], assign[t]]):
+                    unroutable += 1.0
+    out[0] = makespan
+    out[1] = total / (n_used * makespan) if makespan > 0.0 else 1.0
+    out[2] = np.sqrt(var / m) / mean if mean > 0.0 else 0.0
+    out[3] = wresp / wsum if wsum > 0.0 else 0.0
+    out[4] = energy
+    out[5] = cost
+    out[6] = lateness
+    out[7] = unroutable
+
+
+@jit
+def _evaluate_row(i, assign, order, duration, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
+                  deadline, request_of, req_release, req_deadline, req_priority, busy_power, idle_power,
+                  cost_rate, out):
+    n, m = duration.shape
+    start = np.empty(n)
+    end = np.empty(n)
+    node_free = np.empty(m)
+    busy = np.empty(m)
+    used = np.empty(m, dtype=np.bool_)
+    req_end = np.empty(req_release.shape[0])
+    _decode(assign[i], order[i], duration, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
+            start, end, node_free, busy)
+    _summarise(assign[i], end, busy, used, req_end, parent_ptr, parent_idx, latency, deadline, request_of,
+               req_release, req_deadline, req_priority, busy_power, idle_power, cost_rate, out[i])
+
+
+@jit
+def _evaluate_kernel(assign, order, duration, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
+                     deadline, request_of, req_release, req_deadline, req_priority, busy_power, idle_power,
+                     cost_rate, out):
+    for i in range(assign.shape[0]):
+        _evaluate_row(i, assign, order, duration, parent_ptr, parent_idx, parent_data, latency, inv_bw,
+                      release, deadline, request_of, req_release, req_deadline, req_priority, busy_power,
+                      idle_power, cost_rate, out)
+
+
+@jit_parallel
+def _evaluate_kernel_parallel(assign, order, duration, parent_ptr, parent_idx, parent_data, latency, inv_bw,
+                              release, deadline, request_of, req_release, req_deadline, req_priority,
+                              busy_power, idle_power, cost_rate, out):
+    for i in prange(assign.shape[0]):
+        _evaluate_row(i, assign, order, duration, parent_ptr, parent_idx, parent_data, latency, inv_bw,
+                      release, deadline, request_of, req_release, req_deadline, req_priority, busy_power,
+                      idle_power, cost_rate, out)
+
+
+class Evaluator:
+    """Scores plans of one instance; build once, call many times.
+
+    :param instance: the validated workload and cluster.
+    :param parallel: spread a batch over Numba threads (workqueue layer).
+    """
+
+    def __init__(self, instance: Instance, *, parallel: bool = False):
+        self.instance = instance
+        self.parallel = parallel
+        no_link = ~np.isfinite(instance.inv_bandwidth)
+        # A missing link shows as infinite latency so that 0 MB over it is still infinite.
+        self._latency = np.ascontiguousarray(np.where(no_link, np.inf, instance.latency))
+        self._inv_bw = np.ascontiguousarray(np.where(no_link, 0.0, instance.inv_bandwidth))
+        self._duration = np.ascontiguousarray(instance.duration)
+        self.evaluations = 0
+
+    def _arrays(self):
+        inst = self.instance
+        return (self._duration, inst.parent_ptr, inst.parent_idx, inst.parent_data, self._latency, self._inv_bw,
+                inst.release, inst.deadline, inst.request_of, inst.request_release, inst.request_deadline,
+                inst.request_priority, inst.busy_power, inst.idle_power, inst.cost_rate)
+
+    def stats(self, assignment: np.ndarray, order: np.ndarray, *, check: bool = True) -> np.ndarray:
+        """Statistics (columns ``STATS``) for a batch of plans.
+
+        :param assignment: (P, n) node index per task, or (n,) for one plan.
+        :param order: (P, n) dispatch orders, or (n,) shared by every plan in the batch.
+        :param check: verify nodes are in range and eligible and orders are topological.
+        """
+        n, m = self.instance.n_tasks, self.instance.n_nodes
+        assign = np.ascontiguousarray(np.atleast_2d(assignment), dtype=np.int32)
+        if assign.ndim != 2 or assign.shape[1] != n:
+            raise ValueError(f"assignment must have shape (P, {n}), got {np.shape(assignment)}")
+        order = np.asarray(order, dtype=np.int32)
+        if order.ndim == 1:
+            order = np.broadcast_to(order, assign.shape)
+        order = np.ascontiguousarray(order)
+        if order.shape != assign.shape:
+            raise ValueError(f"order must have shape (n,) or {assign.shape}, got {order.shape}")
+        if check:
+            self.check(assign, order)
+        out = np.empty((assign.shape[0], len(STATS)))
+        kernel = _evaluate_kernel_parallel if self.parallel else _evaluate_kernel
+        kernel(assign, order, *self._arrays(), out)
+        self.evaluations += assign.shape[0]
+        return out
+
+    def check(self, assign: np.ndarray, order: np.ndarray) -> None:
+        """Raise ValueError unless every plan uses eligible nodes and a topological order."""
+        inst = self.instance
+        n, m = inst.n_tasks, inst.n_nodes
+        if assign.min() < 0 or assign.max() >= m:
+            raise ValueError(f"assignment holds node indices outside 0..{m - 1}")
+        rows = np.arange(n)
+        bad = ~inst.eligible[rows[None, :], assign]
+        if bad.any():
+            i, t = np.argwhere(bad)[0]
+            raise ValueError(
+                f"plan {i}: task {inst.task_ids[t]!r} on node {inst.node_ids[assign[i, t]]!r}, "
+                "which its memory or placement rules exclude"
+            )
+        position = np.empty_like(order)
+        for i in range(order.shape[0]):
+            if not np.array_equal(np.sort(order[i]), rows):
+                raise ValueError(f"plan {i}: order is not a permutation of the {n} tasks")
+            position[i, order[i]] = rows
+        child = np.repeat(rows, np.diff(inst.parent_ptr))
+        late = position[:, inst.parent_idx] > position[:, child]
+        if late.any():
+            i, e = np.argwhere(late)[0]
+            raise ValueError(
+                f"plan {i}: order puts task {inst.task_ids[child[e]]!r} before its parent "
+                f"{inst.task_ids[inst.parent_idx[e]]!r}"
+            )
+
+    def schedule(self, plan: Plan) -> Schedule:
+        """Decode one plan into start and end times per task."""
+        inst = self.instance
+        stats = self.stats(plan.assignment, plan.order)[0]
+        n, m = inst.n_tasks, inst.n_nodes
+        start, end, node_free, busy = np.empty(n), np.empty(n), np.empty(m), np.empty(m)
+        _decode(plan.assignment, plan.order, self._duration, inst.parent_ptr, inst.parent_idx, inst.parent_data,
+                self._latency, self._inv_bw, inst.release, start, end, node_free, busy)
+        return Schedule(plan=plan, start=start, end=end, busy=busy, stats=stats)

@@ -1,0 +1,445 @@
+"""Workload and cluster model, and the compiled arrays (``Instance``) every algorithm works on.
+
+Units used throughout (the README's cost model states them too): work in GFLOP, speed in
+GFLOP/s, memory in GB, data in MB, bandwidth in MB/s, latency and times in seconds, power in
+watts, cost in currency units per hour.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from core.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    work: float
+    kind: str = "task"
+    memory: float = 0.0
+    priority: float = 1.0
+    deadline: float | None = None
+    request: str | None = None
+    allowed_kinds: tuple[str, ...] | None = None
+    allowed_zones: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    data: float = 0.0
+
+
+@dataclass(frozen=True)
+class Request:
+    """A user-visible unit of work (one patient case, one region, one stream)."""
+
+    id: str
+    release: float = 0.0
+    deadline: float | None = None
+    priority: float | None = None
+
+
+@dataclass(frozen=True)
+class Workload:
+    tasks: tuple[Task, ...]
+    edges: tuple[Edge, ...] = ()
+    requests: tuple[Request, ...] = ()
+    name: str = "workload"
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    kind: str
+    speed: float
+    memory: float
+    zone: str = "default"
+    busy_power: float = 0.0
+    idle_power: float = 0.0
+    cost_per_hour: float = 0.0
+
+
+@dataclass(frozen=True)
+class Link:
+    """Bandwidth between two nodes, or between two zones (``a``/``b`` name zones then).
+
+    A node-pair link wins over a zone-pair link; a zone pair with itself covers the links
+    inside a zone. Bandwidth 0 means the two cannot exchange data.
+    """
+
+    a: str
+    b: str
+    bandwidth: float
+    latency: float = 0.0
+
+
+@dataclass(frozen=True)
+class Cluster:
+    nodes: tuple[Node, ...]
+    links: tuple[Link, ...] = ()
+    default_bandwidth: float | None = None
+    default_latency: float = 0.0
+    # speed_factors[node_kind][task_kind]: a task of that kind runs that many times faster.
+    speed_factors: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    name: str = "cluster"
+
+
+def _finite(value, path: str, *, minimum: float = 0.0, strict: bool = False) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise SpecError(path, f"must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise SpecError(path, f"must be a finite number, got {value!r}")
+    if x < minimum or (strict and x == minimum):
+        op = ">" if strict else ">="
+        raise SpecError(path, f"must be {op} {minimum:g}, got {x:g}")
+    return x
+
+
+def _unique_ids(items, what: str) -> dict[str, int]:
+    index: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item.id, str) or not item.id:
+            raise SpecError(f"{what}[{i}].id", f"must be a non-empty string, got {item.id!r}")
+        if item.id in index:
+            raise SpecError(f"{what}[{item.id!r}]", f"duplicate id (entries {index[item.id]} and {i})")
+        index[item.id] = i
+    return index
+
+
+def _find_cycle(n: int, children: list[list[int]]) -> list[int]:
+    """Return the task indices of one directed cycle (iterative DFS), or [] if acyclic."""
+    colour = [0] * n  # 0 new, 1 on stack, 2 done
+    parent = [-1] * n
+    for root in range(n):
+        if colour[root]:
+            continue
+        stack = [(root, 0)]
+        colour[root] = 1
+        while stack:
+            v, i = stack[-1]
+            if i < len(children[v]):
+                stack[-1] = (v, i + 1)
+                w = children[v][i]
+                if colour[w] == 0:
+                    colour[w] = 1
+                    parent[w] = v
+                    stack.append((w, 0))
+                elif colour[w] == 1:
+                    cycle = [v]
+                    while cycle[-1] != w:
+                        cycle.append(parent[cycle[-1]])
+                    return cycle[::-1]
+            else:
+                colour[v] = 2
+                stack.pop()
+    return []
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """A validated workload on a cluster, as flat arrays for the compiled kernels.
+
+    Tasks and nodes are indexed in the order given. Parents are stored as CSR by child
+    (``parent_ptr``, ``parent_idx``, ``parent_data``), children likewise by parent.
+    """
+
+    workload: Workload
+    cluster: Cluster
+    task_ids: tuple[str, ...]
+    node_ids: tuple[str, ...]
+    duration: np.ndarray  # (n, m) float64 seconds; inf where the task is not eligible
+    eligible: np.ndarray  # (n, m) bool
+    parent_ptr: np.ndarray  # (n+1,) int64
+    parent_idx: np.ndarray  # (E,) int32
+    parent_data: np.ndarray  # (E,) float64 MB
+    child_ptr: np.ndarray  # (n+1,) int64
+    child_idx: np.ndarray  # (E,) int32
+    child_data: np.ndarray  # (E,) float64 MB
+    latency: np.ndarray  # (m, m) float64 seconds, 0 on the diagonal
+    inv_bandwidth: np.ndarray  # (m, m) float64 s/MB, 0 on the diagonal, inf with no link
+    release: np.ndarray  # (n,) float64: the task's request release time
+    deadline: np.ndarray  # (n,) float64, inf when none
+    priority: np.ndarray  # (n,) float64
+    request_of: np.ndarray  # (n,) int32
+    request_ids: tuple[str, ...]
+    request_release: np.ndarray  # (R,) float64
+    request_deadline: np.ndarray  # (R,) float64, inf when none
+    request_priority: np.ndarray  # (R,) float64
+    busy_power: np.ndarray  # (m,) W
+    idle_power: np.ndarray  # (m,) W
+    cost_rate: np.ndarray  # (m,) per second
+    topo_order: np.ndarray  # (n,) int32, a topological order (smallest index first)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.task_ids)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_ids)
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.parent_idx.shape[0])
+
+    def transfer_time(self, data: float, src: int, dst: int) -> float:
+        """Seconds to move ``data`` MB from node ``src`` to node ``dst`` (the cost model)."""
+        if src == dst:
+            return 0.0
+        return self.latency[src, dst] + data * self.inv_bandwidth[src, dst]
+
+    def eligible_nodes(self, task: int) -> np.ndarray:
+        return np.flatnonzero(self.eligible[task])
+
+    @classmethod
+    def build(cls, workload: Workload, cluster: Cluster) -> "Instance":
+        """Validate ``workload`` against ``cluster`` and lay both out as arrays.
+
+        Raises ``SpecError`` naming the field and the reason for anything that cannot run.
+        """
+        tasks, nodes = workload.tasks, cluster.nodes
+        if not tasks:
+            raise SpecError("tasks", "the workload has no tasks")
+        if not nodes:
+            raise SpecError("nodes", "the cluster has no nodes")
+        t_index = _unique_ids(tasks, "tasks")
+        n_index = _unique_ids(nodes, "nodes")
+        r_index = _unique_ids(workload.requests, "requests")
+        n, m = len(tasks), len(nodes)
+
+        # Nodes.
+        speed = np.empty(m)
+        node_mem = np.empty(m)
+        busy_power = np.empty(m)
+        idle_power = np.empty(m)
+        cost_rate = np.empty(m)
+        zones = []
+        for j, nd in enumerate(nodes):
+            p = f"nodes[{nd.id!r}]"
+            speed[j] = _finite(nd.speed, f"{p}.speed", strict=True)
+            node_mem[j] = _finite(nd.memory, f"{p}.memory")
+            busy_power[j] = _finite(nd.busy_power, f"{p}.busy_power")
+            idle_power[j] = _finite(nd.idle_power, f"{p}.idle_power")
+            cost_rate[j] = _finite(nd.cost_per_hour, f"{p}.cost_per_hour") / 3600.0
+            if not isinstance(nd.kind, str) or not nd.kind:
+                raise SpecError(f"{p}.kind", f"must be a non-empty string, got {nd.kind!r}")
+            zones.append(nd.zone)
+        for nk, factors in cluster.speed_factors.items():
+            for tk, f in factors.items():
+                _finite(f, f"speed_factors[{nk!r}][{tk!r}]", strict=True)
+
+        # Links: node pair beats zone pair beats the cluster default.
+        default_bw = (
+            0.0
+            if cluster.default_bandwidth is None
+            else _finite(cluster.default_bandwidth, "default_bandwidth")
+        )
+        default_lat = _finite(cluster.default_latency, "default_latency")
+        zone_set = set(zones)
+        node_links: dict[tuple[str, str], Link] = {}
+        zone_links: dict[tuple[str, str], Link] = {}
+        for i, ln in enumerate(cluster.links):
+            p = f"links[{ln.a!r},{ln.b!r}]"
+            _finite(ln.bandwidth, f"{p}.bandwidth")
+            _finite(ln.latency, f"{p}.latency")
+            if ln.a in n_index and ln.b in n_index:
+                node_links[(ln.a, ln.b)] = node_links[(ln.b, ln.a)] = ln
+            elif ln.a in zone_set and ln.b in zone_set:
+                zone_links[(ln.a, ln.b)] = zone_links[(ln.b, ln.a)] = ln
+            else:
+                unknown = [x for x in (ln.a, ln.b) if x not in n_index and x not in zone_set]
+                raise SpecError(
+                    p,
+                    f"unknown node or zone {unknown[0]!r}" if unknown
+                    else "connects a node to a zone; name two nodes or two zones",
+                )
+        latency = np.zeros((m, m))
+        inv_bw = np.zeros((m, m))
+        for a in range(m):
+            for b in range(m):
+                if a == b:
+                    continue
+                ln = node_links.get((nodes[a].id, nodes[b].id)) or zone_links.get((zones[a], zones[b]))
+                bw, lat = (ln.bandwidth, ln.latency) if ln else (default_bw, default_lat)
+                latency[a, b] = lat
+                inv_bw[a, b] = math.inf if bw == 0 else 1.0 / bw
+
+        # Requests.
+        R = len(workload.requests)
+        req_release = np.zeros(R + 1)
+        req_deadline = np.full(R + 1, math.inf)
+        req_priority = np.full(R + 1, math.nan)
+        for i, rq in enumerate(workload.requests):
+            p = f"requests[{rq.id!r}]"
+            req_release[i] = _finite(rq.release, f"{p}.release")
+            if rq.deadline is not None:
+                req_deadline[i] = _finite(rq.deadline, f"{p}.deadline")
+            if rq.priority is not None:
+                req_priority[i] = _finite(rq.priority, f"{p}.priority")
+
+        # Tasks.
+        duration = np.empty((n, m))
+        eligible = np.zeros((n, m), dtype=bool)
+        deadline = np.full(n, math.inf)
+        priority = np.empty(n)
+        request_of = np.empty(n, dtype=np.int32)
+        needs_default_request = False
+        node_kinds = [nd.kind for nd in nodes]
+        for i, t in enumerate(tasks):
+            p = f"tasks[{t.id!r}]"
+            work = _finite(t.work, f"{p}.work")
+            mem = _finite(t.memory, f"{p}.memory")
+            priority[i] = _finite(t.priority, f"{p}.priority")
+            if t.deadline is not None:
+                deadline[i] = _finite(t.deadline, f"{p}.deadline")
+            if t.request is None:
+                request_of[i] = R
+                needs_default_request = True
+            elif t.request in r_index:
+                request_of[i] = r_index[t.request]
+            else:
+                raise SpecError(f"{p}.request", f"unknown request {t.request!r}")
+            reasons: dict[str, str] = {}
+            for j, nd in enumerate(nodes):
+                if t.allowed_kinds is not None and nd.kind not in t.allowed_kinds:
+                    reasons.setdefault(nd.kind, f"kind not in allowed_kinds {list(t.allowed_kinds)}")
+                elif t.allowed_zones is not None and nd.zone not in t.allowed_zones:
+                    reasons.setdefault(nd.kind, f"zone {nd.zone!r} not in allowed_zones {list(t.allowed_zones)}")
+                elif mem > node_mem[j]:
+                    biggest = max(node_mem[k] for k in range(m) if node_kinds[k] == nd.kind)
+                    reasons.setdefault(nd.kind, f"memory: needs {mem:g} GB, largest {nd.kind} node has {biggest:g} GB")
+                else:
+                    eligible[i, j] = True
+            if not eligible[i].any():
+                why = "; ".join(f"{k}: {r}" for k, r in reasons.items())
+                raise SpecError(p, f"fits no node ({why})")
+            factors = np.array(
+                [cluster.speed_factors.get(nd.kind, {}).get(t.kind, 1.0) for nd in nodes], dtype=float
+            )
+            duration[i] = np.where(eligible[i], work / (speed * factors), math.inf)
+        request_ids = tuple(r.id for r in workload.requests)
+        if needs_default_request:
+            request_ids += ("(no request)",)
+        else:
+            req_release, req_deadline, req_priority = req_release[:R], req_deadline[:R], req_priority[:R]
+        # A request's priority defaults to the highest priority of its tasks.
+        for r in range(len(request_ids)):
+            if math.isnan(req_priority[r]):
+                members = priority[request_of == r]
+                req_priority[r] = members.max() if members.size else 1.0
+        release = req_release[request_of]
+
+        # Edges.
+        E = len(workload.edges)
+        src = np.empty(E, dtype=np.int32)
+        dst = np.empty(E, dtype=np.int32)
+        data = np.empty(E)
+        seen: set[tuple[int, int]] = set()
+        for k, e in enumerate(workload.edges):
+            p = f"edges[{e.source!r}->{e.target!r}]"
+            if e.source not in t_index:
+                raise SpecError(f"{p}.source", f"unknown task {e.source!r}")
+            if e.target not in t_index:
+                raise SpecError(f"{p}.target", f"unknown task {e.target!r}")
+            s, d = t_index[e.source], t_index[e.target]
+            if s == d:
+                raise SpecError(p, f"cycle: task {e.source!r} depends on itself")
+            if (s, d) in seen:
+                raise SpecError(p, "duplicate edge")
+            seen.add((s, d))
+            src[k], dst[k] = s, d
+            data[k] = _finite(e.data, f"{p}.data")
+
+        children: list[list[int]] = [[] for _ in range(n)]
+        for s, d in zip(src.tolist(), dst.tolist()):
+            children[s].append(d)
+        cycle = _find_cycle(n, children)
+        if cycle:
+            names = " -> ".join(repr(tasks[i].id) for i in cycle + cycle[:1])
+            raise SpecError("edges", f"cycle: {names}")
+
+        by_child = np.lexsort((src, dst))
+        parent_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.add.at(parent_ptr, dst + 1, 1)
+        parent_ptr = np.cumsum(parent_ptr)
+        by_parent = np.lexsort((dst, src))
+        child_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.add.at(child_ptr, src + 1, 1)
+        child_ptr = np.cumsum(child_ptr)
+
+        # Every edge must be routable for at least one eligible placement of its ends; tasks
+        # share few eligibility patterns, so check each pair of patterns once.
+        connected = np.isfinite(inv_bw) | np.eye(m, dtype=bool)
+        patterns, pattern_of = np.unique(eligible, axis=0, return_inverse=True)
+        pattern_of = pattern_of.reshape(-1)
+        checked: set[tuple[int, int]] = set()
+        for k in range(E):
+            key = (int(pattern_of[src[k]]), int(pattern_of[dst[k]]))
+            if key in checked:
+                continue
+            ps, pd = patterns[key[0]], patterns[key[1]]
+            if not (connected[ps][:, pd]).any():
+                e = workload.edges[k]
+                raise SpecError(
+                    f"edges[{e.source!r}->{e.target!r}]",
+                    "zero bandwidth between every pair of nodes the two tasks may run on "
+                    f"({e.source!r} on {[nodes[j].id for j in np.flatnonzero(ps)]}, "
+                    f"{e.target!r} on {[nodes[j].id for j in np.flatnonzero(pd)]})",
+                )
+            checked.add(key)
+
+        indeg = np.diff(parent_ptr).astype(np.int64)
+        heap = [i for i in range(n) if indeg[i] == 0]
+        heapq.heapify(heap)
+        topo = []
+        while heap:
+            v = heapq.heappop(heap)
+            topo.append(v)
+            for w in children[v]:
+                indeg[w] -= 1
+                if indeg[w] == 0:
+                    heapq.heappush(heap, w)
+
+        return cls(
+            workload=workload,
+            cluster=cluster,
+            task_ids=tuple(t.id for t in tasks),
+            node_ids=tuple(nd.id for nd in nodes),
+            duration=duration,
+            eligible=eligible,
+            parent_ptr=parent_ptr,
+            parent_idx=src[by_child].astype(np.int32),
+            parent_data=data[by_child],
+            child_ptr=child_ptr,
+            child_idx=dst[by_parent].astype(np.int32),
+            child_data=data[by_parent],
+            latency=latency,
+            inv_bandwidth=inv_bw,
+            release=release,
+            deadline=deadline,
+            priority=priority,
+            request_of=request_of,
+            request_ids=request_ids,
+            request_release=req_release,
+            request_deadline=req_deadline,
+            request_priority=req_priority,
+            busy_power=busy_power,
+            idle_power=idle_power,
+            cost_rate=cost_rate,
+            topo_order=np.asarray(topo, dtype=np.int32),
+        )
+
+
+def ids_to_tuple(values: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Normalise an optional list of names (allowed kinds or zones) from a spec."""
+    return None if values is None else tuple(str(v) for v in values)

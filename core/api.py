@@ -1,0 +1,176 @@
+"""One entry point for the CLI and the Airflow operator: optimise, pick a plan, write it out."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from core.errors import SpecError
+from core.evaluate import STAT_INDEX, Evaluator, Plan, Schedule
+from core.metrics import plan_metrics
+from core.model import Instance
+
+DEFAULT_OBJECTIVES = ("makespan", "utilization", "imbalance")
+ITERATIVE = ("nsga2", "nsga3")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to run: the algorithm, its budget, the objectives and how to pick one plan."""
+
+    algorithm: str = "nsga2"
+    population: int = 100
+    generations: int = 200
+    seed: int = 0
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    select: str = "knee"
+
+    def __post_init__(self):
+        from core.pareto import OBJECTIVES, parse_policy
+
+        object.__setattr__(self, "objectives", tuple(self.objectives))
+        for name in ("population", "generations", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SpecError(name, f"must be an integer, got {value!r}")
+        if self.population < 4:
+            raise SpecError("population", f"must be at least 4, got {self.population}")
+        if self.generations < 1:
+            raise SpecError("generations", f"must be at least 1, got {self.generations}")
+        if self.seed < 0:
+            raise SpecError("seed", f"must be >= 0, got {self.seed}")
+        if not self.objectives:
+            raise SpecError("objectives", "name at least one objective")
+        for name in self.objectives:
+            if name not in OBJECTIVES:
+                raise SpecError("objectives", f"unknown objective {name!r}; choose from {sorted(OBJECTIVES)}")
+        if len(set(self.objectives)) != len(self.objectives):
+            raise SpecError("objectives", f"repeated objective in {list(self.objectives)}")
+        parse_policy(self.select)
+
+    def allocator_options(self) -> dict:
+        if self.algorithm in ITERATIVE:
+            return dict(population=self.population, generations=self.generations, objectives=self.objectives)
+        return {}
+
+
+@dataclass
+class RunResult:
+    """A finished allocation: the front, the chosen plan decoded, and how it was found."""
+
+    instance: Instance
+    settings: Settings
+    front: list[Plan]
+    front_stats: np.ndarray
+    chosen_index: int
+    chosen: Schedule
+    metrics: dict[str, float]
+    hypervolume: float
+    evaluations: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def pareto_size(self) -> int:
+        return len(self.front)
+
+    def summary(self) -> dict:
+        """The small JSON-able record: what `--json` prints and the operator returns."""
+        return {
+            "algorithm": self.settings.algorithm,
+            "seed": self.settings.seed,
+            "objectives": list(self.settings.objectives),
+            "select": self.settings.select,
+            "tasks": self.instance.n_tasks,
+            "nodes": self.instance.n_nodes,
+            "makespan": self.metrics["makespan"],
+            "utilization": self.metrics["utilization"],
+            "imbalance": self.metrics["imbalance"],
+            "hypervolume": self.hypervolume,
+            "pareto_size": self.pareto_size,
+            "evaluations": self.evaluations,
+            "seconds": self.seconds,
+        }
+
+
+def optimize(instance: Instance, settings: Settings = Settings(), *,
+             progress: Callable[[int, dict], None] | None = None) -> RunResult:
+    """Run ``settings.algorithm`` on ``instance`` and pick a plan from its front."""
+    from core.algorithms import get_allocator
+    from core.algorithms.baselines import baseline_plans
+    from core.pareto import hypervolume, non_dominated, objective_matrix, select
+
+    allocator = get_allocator(settings.algorithm, **settings.allocator_options())
+    evaluator = Evaluator(instance)
+    started = time.perf_counter()
+    result = allocator.allocate(evaluator, seed=settings.seed, progress=progress)
+    seconds = time.perf_counter() - started
+
+    F = objective_matrix(result.stats, settings.objectives)
+    keep = np.sort(non_dominated(F))
+    front = [result.plans[i] for i in keep]
+    front_stats = result.stats[keep]
+    chosen_index = int(select(front_stats, settings.objectives, settings.select))
+    chosen = evaluator.schedule(front[chosen_index])
+
+    # Normalise hypervolume by the baselines' spread so every algorithm on one instance is
+    # measured against the same box.
+    reference = Evaluator(instance)
+    base = baseline_plans(reference, seed=settings.seed)
+    ref_stats = np.vstack([reference.stats(p.assignment, p.order) for p in base.values()] + [front_stats])
+    ref_F = objective_matrix(ref_stats, settings.objectives)
+    hv = float(hypervolume(objective_matrix(front_stats, settings.objectives), ref_F.min(axis=0), ref_F.max(axis=0)))
+    return RunResult(
+        instance=instance, settings=settings, front=front, front_stats=front_stats, chosen_index=chosen_index,
+        chosen=chosen, metrics=plan_metrics(instance, chosen), hypervolume=hv, evaluations=result.evaluations,
+        seconds=seconds, history=result.history,
+    )
+
+
+def plan_record(result: RunResult) -> dict:
+    """plan.json: the chosen plan task by task, with its metrics and how it was chosen."""
+    inst, sched = result.instance, result.chosen
+    return {
+        "settings": asdict(result.settings),
+        "workload": inst.workload.name,
+        "cluster": inst.cluster.name,
+        "metrics": result.metrics,
+        "order": [inst.task_ids[t] for t in sched.plan.order],
+        "tasks": [
+            {"task": inst.task_ids[t], "node": inst.node_ids[sched.plan.assignment[t]],
+             "start": float(sched.start[t]), "end": float(sched.end[t])}
+            for t in range(inst.n_tasks)
+        ],
+    }
+
+
+def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write plan.json, pareto.csv and schedule.csv into ``out_dir``; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    inst, sched = result.instance, result.chosen
+    paths = {"plan": out / "plan.json", "pareto": out / "pareto.csv", "schedule": out / "schedule.csv"}
+    paths["plan"].write_text(json.dumps(plan_record(result), indent=2) + "\n")
+    with paths["pareto"].open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        stat_names = [s for s in STAT_INDEX if s != "unroutable"]
+        writer.writerow(["plan", "chosen", *stat_names])
+        for i, row in enumerate(result.front_stats):
+            writer.writerow([i, int(i == result.chosen_index), *(repr(float(row[STAT_INDEX[s]])) for s in stat_names)])
+    kinds = {t.id: t for t in inst.workload.tasks}
+    with paths["schedule"].open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["task", "kind", "request", "node", "node_kind", "start", "end", "duration"])
+        for t in sched.plan.order:
+            j = sched.plan.assignment[t]
+            task = kinds[inst.task_ids[t]]
+            writer.writerow([task.id, task.kind, inst.request_ids[inst.request_of[t]], inst.node_ids[j],
+                             inst.cluster.nodes[j].kind, repr(float(sched.start[t])), repr(float(sched.end[t])),
+                             repr(float(sched.end[t] - sched.start[t]))])
+    return paths

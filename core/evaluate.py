@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import numba
+
 from core._jit import jit, jit_parallel, prange
 from core.model import Instance
 
@@ -60,33 +62,35 @@ class Schedule:
 
 
 @jit
-def _decode(assign, order, duration, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
-            start, end, node_free, busy):
+def _decode(assign, task_at, duration, parent_ptr, parent_pos, parent_data, latency, inv_bw, release,
+            assign_p, start, end, node_free, busy):
+    """List-schedule one plan. Arrays are laid out by dispatch position (``task_at[k]`` is the
+    k-th task), so the parent lists are read front to back; ``latency`` and ``inv_bw`` are 0 on
+    the diagonal, which makes a same-node transfer exactly 0 without a branch."""
     node_free[:] = 0.0
     busy[:] = 0.0
-    for k in range(order.shape[0]):
-        t = order[k]
-        j = assign[t]
+    for k in range(task_at.shape[0]):
+        assign_p[k] = assign[task_at[k]]
+    for k in range(task_at.shape[0]):
+        j = assign_p[k]
         ready = node_free[j]
-        if release[t] > ready:
-            ready = release[t]
-        for e in range(parent_ptr[t], parent_ptr[t + 1]):
-            p = parent_idx[e]
-            pj = assign[p]
-            arrival = end[p]
-            if pj != j:
-                arrival += latency[pj, j] + parent_data[e] * inv_bw[pj, j]
+        if release[k] > ready:
+            ready = release[k]
+        for e in range(parent_ptr[k], parent_ptr[k + 1]):
+            q = parent_pos[e]
+            pj = assign_p[q]
+            arrival = end[q] + (latency[pj, j] + parent_data[e] * inv_bw[pj, j])
             if arrival > ready:
                 ready = arrival
-        d = duration[t, j]
-        start[t] = ready
-        end[t] = ready + d
+        d = duration[k, j]
+        start[k] = ready
+        end[k] = ready + d
         node_free[j] = ready + d
         busy[j] += d
 
 
 @jit
-def _summarise(assign, end, busy, used, req_end, parent_ptr, parent_idx, latency, deadline, request_of,
+def _summarise(assign_p, end, busy, used, req_end, parent_ptr, parent_pos, latency, deadline, request_of,
                req_release, req_deadline, req_priority, busy_power, idle_power, cost_rate, out):
     n = end.shape[0]
     m = busy.shape[0]
@@ -94,14 +98,14 @@ def _summarise(assign, end, busy, used, req_end, parent_ptr, parent_idx, latency
     req_end[:] = 0.0
     makespan = 0.0
     lateness = 0.0
-    for t in range(n):
-        e = end[t]
+    for k in range(n):
+        e = end[k]
         if e > makespan:
             makespan = e
-        if e > deadline[t]:
-            lateness += e - deadline[t]
-        used[assign[t]] = True
-        r = request_of[t]
+        if e > deadline[k]:
+            lateness += e - deadline[k]
+        used[assign_p[k]] = True
+        r = request_of[k]
         if e > req_end[r]:
             req_end[r] = e
     total = 0.0
@@ -127,9 +131,9 @@ def _summarise(assign, end, busy, used, req_end, parent_ptr, parent_idx, latency
             lateness += req_end[r] - req_deadline[r]
     unroutable = 0.0
     if not np.isfinite(makespan):
-        for t in range(n):
-            for e in range(parent_ptr[t], parent_ptr[t + 1]):
-                if not np.isfinite(latency[assign[parent_idx[e]], assign[t]]):
+        for k in range(n):
+            for e in range(parent_ptr[k], parent_ptr[k + 1]):
+                if not np.isfinite(latency[assign_p[parent_pos[e]], assign_p[k]]):
                     unroutable += 1.0
     out[0] = makespan
     out[1] = total / (n_used * makespan) if makespan > 0.0 else 1.0
@@ -142,40 +146,48 @@ def _summarise(assign, end, busy, used, req_end, parent_ptr, parent_idx, latency
 
 
 @jit
-def _evaluate_row(i, assign, order, duration, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
-                  deadline, request_of, req_release, req_deadline, req_priority, busy_power, idle_power,
-                  cost_rate, out):
+def _evaluate_rows(lo, hi, rows, assign, task_at, duration, parent_ptr, parent_pos, parent_data, latency,
+                   inv_bw, release, deadline, request_of, req_release, req_deadline, req_priority, busy_power,
+                   idle_power, cost_rate, out):
     n, m = duration.shape
+    assign_p = np.empty(n, dtype=np.int32)
     start = np.empty(n)
     end = np.empty(n)
     node_free = np.empty(m)
     busy = np.empty(m)
     used = np.empty(m, dtype=np.bool_)
     req_end = np.empty(req_release.shape[0])
-    _decode(assign[i], order[i], duration, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
-            start, end, node_free, busy)
-    _summarise(assign[i], end, busy, used, req_end, parent_ptr, parent_idx, latency, deadline, request_of,
-               req_release, req_deadline, req_priority, busy_power, idle_power, cost_rate, out[i])
+    for r in range(lo, hi):
+        i = rows[r]
+        _decode(assign[i], task_at, duration, parent_ptr, parent_pos, parent_data, latency, inv_bw, release,
+                assign_p, start, end, node_free, busy)
+        _summarise(assign_p, end, busy, used, req_end, parent_ptr, parent_pos, latency, deadline, request_of,
+                   req_release, req_deadline, req_priority, busy_power, idle_power, cost_rate, out[i])
 
 
 @jit
-def _evaluate_kernel(assign, order, duration, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
-                     deadline, request_of, req_release, req_deadline, req_priority, busy_power, idle_power,
-                     cost_rate, out):
-    for i in range(assign.shape[0]):
-        _evaluate_row(i, assign, order, duration, parent_ptr, parent_idx, parent_data, latency, inv_bw,
-                      release, deadline, request_of, req_release, req_deadline, req_priority, busy_power,
-                      idle_power, cost_rate, out)
+def _evaluate_kernel(rows, assign, *arrays):
+    _evaluate_rows(0, rows.shape[0], rows, assign, *arrays)
 
 
 @jit_parallel
-def _evaluate_kernel_parallel(assign, order, duration, parent_ptr, parent_idx, parent_data, latency, inv_bw,
-                              release, deadline, request_of, req_release, req_deadline, req_priority,
-                              busy_power, idle_power, cost_rate, out):
-    for i in prange(assign.shape[0]):
-        _evaluate_row(i, assign, order, duration, parent_ptr, parent_idx, parent_data, latency, inv_bw,
-                      release, deadline, request_of, req_release, req_deadline, req_priority, busy_power,
-                      idle_power, cost_rate, out)
+def _evaluate_kernel_parallel(chunks, rows, assign, *arrays):
+    for c in prange(chunks):
+        _evaluate_rows(c * rows.shape[0] // chunks, (c + 1) * rows.shape[0] // chunks, rows, assign, *arrays)
+
+
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """The instance's task arrays permuted into one dispatch order."""
+
+    task_at: np.ndarray
+    duration: np.ndarray
+    parent_ptr: np.ndarray
+    parent_pos: np.ndarray
+    parent_data: np.ndarray
+    release: np.ndarray
+    deadline: np.ndarray
+    request_of: np.ndarray
 
 
 class Evaluator:
@@ -185,6 +197,8 @@ class Evaluator:
     :param parallel: spread a batch over Numba threads (workqueue layer).
     """
 
+    _MAX_LAYOUTS = 32
+
     def __init__(self, instance: Instance, *, parallel: bool = False):
         self.instance = instance
         self.parallel = parallel
@@ -192,14 +206,44 @@ class Evaluator:
         # A missing link shows as infinite latency so that 0 MB over it is still infinite.
         self._latency = np.ascontiguousarray(np.where(no_link, np.inf, instance.latency))
         self._inv_bw = np.ascontiguousarray(np.where(no_link, 0.0, instance.inv_bandwidth))
-        self._duration = np.ascontiguousarray(instance.duration)
+        np.fill_diagonal(self._latency, 0.0)
+        np.fill_diagonal(self._inv_bw, 0.0)
+        self._layouts: dict[bytes, _Layout] = {}
         self.evaluations = 0
 
-    def _arrays(self):
+    def _layout(self, order: np.ndarray) -> _Layout:
+        key = order.tobytes()
+        layout = self._layouts.get(key)
+        if layout is None:
+            inst = self.instance
+            position = np.empty_like(order)
+            position[order] = np.arange(order.shape[0], dtype=order.dtype)
+            counts = np.diff(inst.parent_ptr)[order]
+            ptr = np.zeros(order.shape[0] + 1, dtype=np.int64)
+            np.cumsum(counts, out=ptr[1:])
+            edges = np.concatenate([np.arange(inst.parent_ptr[t], inst.parent_ptr[t + 1]) for t in order]) \
+                if inst.n_edges else np.zeros(0, dtype=np.int64)
+            layout = _Layout(
+                task_at=np.ascontiguousarray(order),
+                duration=np.ascontiguousarray(inst.duration[order]),
+                parent_ptr=ptr,
+                parent_pos=np.ascontiguousarray(position[inst.parent_idx[edges]], dtype=np.int32),
+                parent_data=np.ascontiguousarray(inst.parent_data[edges]),
+                release=np.ascontiguousarray(inst.release[order]),
+                deadline=np.ascontiguousarray(inst.deadline[order]),
+                request_of=np.ascontiguousarray(inst.request_of[order]),
+            )
+            if len(self._layouts) >= self._MAX_LAYOUTS:
+                self._layouts.pop(next(iter(self._layouts)))
+            self._layouts[key] = layout
+        return layout
+
+    def _arrays(self, layout: _Layout):
         inst = self.instance
-        return (self._duration, inst.parent_ptr, inst.parent_idx, inst.parent_data, self._latency, self._inv_bw,
-                inst.release, inst.deadline, inst.request_of, inst.request_release, inst.request_deadline,
-                inst.request_priority, inst.busy_power, inst.idle_power, inst.cost_rate)
+        return (layout.task_at, layout.duration, layout.parent_ptr, layout.parent_pos, layout.parent_data,
+                self._latency, self._inv_bw, layout.release, layout.deadline, layout.request_of,
+                inst.request_release, inst.request_deadline, inst.request_priority, inst.busy_power,
+                inst.idle_power, inst.cost_rate)
 
     def stats(self, assignment: np.ndarray, order: np.ndarray, *, check: bool = True) -> np.ndarray:
         """Statistics (columns ``STATS``) for a batch of plans.
@@ -208,21 +252,31 @@ class Evaluator:
         :param order: (P, n) dispatch orders, or (n,) shared by every plan in the batch.
         :param check: verify nodes are in range and eligible and orders are topological.
         """
-        n, m = self.instance.n_tasks, self.instance.n_nodes
+        n = self.instance.n_tasks
         assign = np.ascontiguousarray(np.atleast_2d(assignment), dtype=np.int32)
         if assign.ndim != 2 or assign.shape[1] != n:
             raise ValueError(f"assignment must have shape (P, {n}), got {np.shape(assignment)}")
-        order = np.asarray(order, dtype=np.int32)
-        if order.ndim == 1:
-            order = np.broadcast_to(order, assign.shape)
-        order = np.ascontiguousarray(order)
-        if order.shape != assign.shape:
-            raise ValueError(f"order must have shape (n,) or {assign.shape}, got {order.shape}")
+        order = np.ascontiguousarray(order, dtype=np.int32)
+        if order.shape != (n,) and order.shape != assign.shape:
+            raise ValueError(f"order must have shape ({n},) or {assign.shape}, got {order.shape}")
         if check:
-            self.check(assign, order)
+            self.check(assign, np.broadcast_to(order, assign.shape))
+        # Plans sharing an order are evaluated together on that order's layout.
+        groups: dict[bytes, list[int]] = {}
+        if order.ndim == 1:
+            groups[b""] = list(range(assign.shape[0]))
+        else:
+            for i in range(assign.shape[0]):
+                groups.setdefault(order[i].tobytes(), []).append(i)
         out = np.empty((assign.shape[0], len(STATS)))
-        kernel = _evaluate_kernel_parallel if self.parallel else _evaluate_kernel
-        kernel(assign, order, *self._arrays(), out)
+        for rows in groups.values():
+            layout = self._layout(order if order.ndim == 1 else order[rows[0]])
+            rows = np.asarray(rows, dtype=np.int64)
+            if self.parallel:
+                chunks = min(len(rows), 4 * numba.get_num_threads())
+                _evaluate_kernel_parallel(chunks, rows, assign, *self._arrays(layout), out)
+            else:
+                _evaluate_kernel(rows, assign, *self._arrays(layout), out)
         self.evaluations += assign.shape[0]
         return out
 
@@ -258,8 +312,13 @@ class Evaluator:
         """Decode one plan into start and end times per task."""
         inst = self.instance
         stats = self.stats(plan.assignment, plan.order)[0]
+        layout = self._layout(plan.order)
         n, m = inst.n_tasks, inst.n_nodes
-        start, end, node_free, busy = np.empty(n), np.empty(n), np.empty(m), np.empty(m)
-        _decode(plan.assignment, plan.order, self._duration, inst.parent_ptr, inst.parent_idx, inst.parent_data,
-                self._latency, self._inv_bw, inst.release, start, end, node_free, busy)
+        start_p, end_p, node_free, busy = np.empty(n), np.empty(n), np.empty(m), np.empty(m)
+        _decode(plan.assignment, layout.task_at, layout.duration, layout.parent_ptr, layout.parent_pos,
+                layout.parent_data, self._latency, self._inv_bw, layout.release, np.empty(n, dtype=np.int32),
+                start_p, end_p, node_free, busy)
+        start, end = np.empty(n), np.empty(n)
+        start[layout.task_at] = start_p
+        end[layout.task_at] = end_p
         return Schedule(plan=plan, start=start, end=end, busy=busy, stats=stats)

@@ -1,0 +1,71 @@
+"""Plain-Python reference for the compiled evaluator: the cost model written out directly."""
+
+import math
+
+
+def naive_schedule(instance, assignment, order):
+    """Start and end per task and busy time per node, by the README's cost model."""
+    n, m = instance.n_tasks, instance.n_nodes
+    assignment = [int(a) for a in assignment]
+    start, end = [0.0] * n, [0.0] * n
+    node_free, busy = [0.0] * m, [0.0] * m
+    parents = [[] for _ in range(n)]
+    for t in range(n):
+        for e in range(instance.parent_ptr[t], instance.parent_ptr[t + 1]):
+            parents[t].append((int(instance.parent_idx[e]), float(instance.parent_data[e])))
+    for t in order:
+        t = int(t)
+        j = assignment[t]
+        ready = max(node_free[j], float(instance.release[t]))
+        for p, data in parents[t]:
+            pj = assignment[p]
+            if pj == j:
+                arrival = end[p]
+            elif math.isinf(instance.inv_bandwidth[pj, j]):
+                arrival = math.inf
+            else:
+                arrival = end[p] + (float(instance.latency[pj, j]) + data * float(instance.inv_bandwidth[pj, j]))
+            ready = max(ready, arrival)
+        duration = float(instance.duration[t, j])
+        start[t], end[t] = ready, ready + duration
+        node_free[j] = end[t]
+        busy[j] += duration
+    return start, end, busy
+
+
+def naive_stats(instance, assignment, order):
+    """The evaluator's STATS row, computed the slow, obvious way."""
+    start, end, busy = naive_schedule(instance, assignment, order)
+    n, m = instance.n_tasks, instance.n_nodes
+    makespan = max(end)
+    used = sorted(set(int(a) for a in assignment))
+    total = sum(busy)
+    mean = total / m
+    std = math.sqrt(sum((b - mean) ** 2 for b in busy) / m)
+    request_end = {}
+    for t in range(n):
+        r = int(instance.request_of[t])
+        request_end[r] = max(request_end.get(r, 0.0), end[t])
+    weights = [float(w) for w in instance.request_priority]
+    responses = [request_end.get(r, 0.0) - float(instance.request_release[r]) for r in range(len(weights))]
+    lateness = sum(end[t] - instance.deadline[t] for t in range(n) if end[t] > instance.deadline[t])
+    lateness += sum(request_end.get(r, 0.0) - instance.request_deadline[r]
+                    for r in range(len(weights)) if request_end.get(r, 0.0) > instance.request_deadline[r])
+    energy = sum(instance.busy_power[j] * busy[j] + instance.idle_power[j] * (makespan - busy[j]) for j in used)
+    cost = sum(instance.cost_rate[j] * makespan for j in used)
+    unroutable = 0
+    if math.isinf(makespan):
+        for t in range(n):
+            for e in range(instance.parent_ptr[t], instance.parent_ptr[t + 1]):
+                a, b = int(assignment[instance.parent_idx[e]]), int(assignment[t])
+                unroutable += a != b and math.isinf(instance.inv_bandwidth[a, b])
+    return [
+        makespan,
+        total / (len(used) * makespan) if makespan > 0 else 1.0,
+        std / mean if mean > 0 else 0.0,
+        sum(w * r for w, r in zip(weights, responses)) / sum(weights) if sum(weights) > 0 else 0.0,
+        energy,
+        cost,
+        lateness,
+        float(unroutable),
+    ]

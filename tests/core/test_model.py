@@ -1,0 +1,106 @@
+"""Instance validation: every bad input gives one SpecError naming the field and the reason."""
+
+import math
+
+import pytest
+
+from core.errors import SpecError
+from core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload
+
+GPU = Node("g1", "gpu", 40.0, 40.0, zone="hospital")
+CPU = Node("c1", "cpu", 10.0, 64.0, zone="cloud")
+CLUSTER = Cluster(nodes=(GPU, CPU), default_bandwidth=100.0)
+
+
+def build(tasks, edges=(), cluster=CLUSTER, requests=()):
+    return Instance.build(Workload(tasks=tuple(tasks), edges=tuple(edges), requests=tuple(requests)), cluster)
+
+
+def test_cycle_names_its_tasks():
+    tasks = [Task(x, 1.0) for x in "abcd"]
+    with pytest.raises(SpecError, match=r"cycle: 'b' -> 'c' -> 'd' -> 'b'") as err:
+        build(tasks, [Edge("a", "b"), Edge("b", "c"), Edge("c", "d"), Edge("d", "b")])
+    assert err.value.field == "edges"
+
+
+def test_task_that_fits_no_node_says_why_for_each_kind():
+    task = Task("ct", 1.0, memory=80.0, allowed_zones=("hospital", "cloud"))
+    with pytest.raises(SpecError) as err:
+        build([task])
+    assert err.value.field == "tasks['ct']"
+    assert "gpu: memory: needs 80 GB, largest gpu node has 40 GB" in err.value.reason
+    assert "cpu: memory: needs 80 GB, largest cpu node has 64 GB" in err.value.reason
+    with pytest.raises(SpecError, match=r"gpu: zone 'hospital' not in allowed_zones \['edge'\]; "
+                                        r"cpu: kind not in allowed_kinds \['gpu'\]"):
+        build([Task("x", 1.0, allowed_kinds=("gpu",), allowed_zones=("edge",))])
+
+
+@pytest.mark.parametrize("field,task", [
+    ("tasks['a'].work", Task("a", -1.0)),
+    ("tasks['a'].work", Task("a", math.nan)),
+    ("tasks['a'].memory", Task("a", 1.0, memory=math.inf)),
+    ("tasks['a'].work", Task("a", "lots")),
+    ("tasks['a'].request", Task("a", 1.0, request="nope")),
+])
+def test_bad_task_fields(field, task):
+    with pytest.raises(SpecError) as err:
+        build([task])
+    assert err.value.field == field
+
+
+def test_edges_and_ids():
+    with pytest.raises(SpecError, match=r"edges\['a'->'zz'\].target: unknown task 'zz'"):
+        build([Task("a", 1.0)], [Edge("a", "zz")])
+    with pytest.raises(SpecError, match=r"tasks\['a'\]: duplicate id"):
+        build([Task("a", 1.0), Task("a", 2.0)])
+    with pytest.raises(SpecError, match=r"edges\['a'->'b'\].data: must be >= 0"):
+        build([Task("a", 1.0), Task("b", 1.0)], [Edge("a", "b", -5.0)])
+    with pytest.raises(SpecError, match=r"duplicate edge"):
+        build([Task("a", 1.0), Task("b", 1.0)], [Edge("a", "b"), Edge("a", "b")])
+    with pytest.raises(SpecError, match=r"depends on itself"):
+        build([Task("a", 1.0)], [Edge("a", "a")])
+
+
+def test_empty_inputs():
+    with pytest.raises(SpecError, match="^tasks: the workload has no tasks"):
+        build([])
+    with pytest.raises(SpecError, match="^nodes: the cluster has no nodes"):
+        build([Task("a", 1.0)], cluster=Cluster(nodes=()))
+    with pytest.raises(SpecError, match=r"nodes\['g1'\].speed: must be > 0"):
+        build([Task("a", 1.0)], cluster=Cluster(nodes=(Node("g1", "gpu", 0.0, 1.0),)))
+
+
+def test_zero_bandwidth_between_nodes_that_must_talk():
+    cluster = Cluster(nodes=(GPU, CPU), links=(Link("hospital", "cloud", 0.0),))
+    tasks = [Task("scan", 1.0, allowed_zones=("hospital",)), Task("report", 1.0, allowed_kinds=("cpu",))]
+    with pytest.raises(SpecError, match=r"edges\['scan'->'report'\]: zero bandwidth") as err:
+        build(tasks, [Edge("scan", "report", 1.0)], cluster=cluster)
+    assert "'scan' on ['g1']" in err.value.reason and "'report' on ['c1']" in err.value.reason
+    # The same pair is fine when the tasks may share a node.
+    build([Task("scan", 1.0), Task("report", 1.0)], [Edge("scan", "report", 1.0)], cluster=cluster)
+
+
+def test_links_resolve_node_pair_over_zone_pair_over_default():
+    nodes = (Node("a", "cpu", 1.0, 1.0, zone="z"), Node("b", "cpu", 1.0, 1.0, zone="z"),
+             Node("c", "cpu", 1.0, 1.0, zone="y"))
+    cluster = Cluster(nodes=nodes, links=(Link("z", "z", 200.0, 0.1), Link("a", "b", 400.0, 0.2)),
+                      default_bandwidth=50.0, default_latency=0.3)
+    inst = build([Task("t", 1.0)], cluster=cluster)
+    assert inst.transfer_time(400.0, 0, 1) == pytest.approx(0.2 + 1.0)  # node pair
+    assert inst.transfer_time(50.0, 2, 0) == pytest.approx(0.3 + 1.0)  # default
+    assert inst.transfer_time(5.0, 1, 1) == 0.0
+    with pytest.raises(SpecError, match=r"links\['a','nowhere'\]: unknown node or zone 'nowhere'"):
+        build([Task("t", 1.0)], cluster=Cluster(nodes=nodes, links=(Link("a", "nowhere", 1.0),)))
+
+
+def test_requests_and_speed_factors():
+    cluster = Cluster(nodes=(GPU, CPU), default_bandwidth=100.0, speed_factors={"gpu": {"cnn": 4.0}})
+    inst = build([Task("a", 80.0, kind="cnn", request="r1", priority=3.0), Task("b", 80.0, kind="etl")],
+                 requests=[Request("r1", release=5.0, deadline=60.0)], cluster=cluster)
+    assert inst.duration[0].tolist() == [80.0 / (40.0 * 4.0), 80.0 / 10.0]
+    assert inst.duration[1].tolist() == [2.0, 8.0]
+    assert inst.release.tolist() == [5.0, 0.0]
+    assert inst.request_ids == ("r1", "(no request)")
+    assert inst.request_priority.tolist() == [3.0, 1.0]
+    with pytest.raises(SpecError, match=r"requests\['r1'\]: duplicate id"):
+        build([Task("a", 1.0)], requests=[Request("r1"), Request("r1")])

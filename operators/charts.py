@@ -1,0 +1,133 @@
+"""Charts logged with each allocation: the Pareto front (plotly HTML + matplotlib PNG), a
+Gantt chart of the chosen plan, and the evolution of a workflow's runs over time.
+
+Inputs are the CSV files the run folder already holds, so a chart can be redrawn from the
+folder alone. matplotlib runs headless (Agg).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Sequence
+
+MAX_LEGEND = 12
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _read_csv(path: str | Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def pareto_charts(pareto_csv: str | Path, objectives: Sequence[str], html_path: str | Path,
+                  png_path: str | Path, *, title: str = "Pareto front") -> tuple[Path, Path]:
+    """The front over the first two objectives (colour: the third if any), chosen plan marked.
+
+    The HTML is interactive (hover shows every objective) and loads plotly.js from its CDN to
+    stay small; the PNG is for quick looks in the MLflow artifact view.
+    """
+    import plotly.graph_objects as go
+
+    rows = _read_csv(pareto_csv)
+    names = list(objectives)[:3]
+    x_name, y_name = names[0], names[1] if len(names) > 1 else names[0]
+    colour = names[2] if len(names) > 2 else None
+    values = {n: [float(r[n]) for r in rows] for n in names}
+    chosen = [int(r["chosen"]) == 1 for r in rows]
+    hover = [", ".join(f"{n}={float(r[n]):.4g}" for n in objectives) + f" (plan {r['plan']})" for r in rows]
+
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=values[x_name], y=values[y_name], mode="markers", name="front", text=hover, hoverinfo="text",
+        marker=dict(size=9, color=values[colour] if colour else None, colorscale="Viridis",
+                    showscale=bool(colour), colorbar=dict(title=colour) if colour else None),
+    ))
+    picked = [i for i, c in enumerate(chosen) if c]
+    fig.add_trace(go.Scatter(
+        x=[values[x_name][i] for i in picked], y=[values[y_name][i] for i in picked], mode="markers",
+        name="chosen plan", text=[hover[i] for i in picked], hoverinfo="text",
+        marker=dict(size=16, symbol="star", color="red", line=dict(width=1, color="black")),
+    ))
+    fig.update_layout(title=title, xaxis_title=x_name, yaxis_title=y_name, template="plotly_white")
+    html_path, png_path = Path(html_path), Path(png_path)
+    fig.write_html(html_path, include_plotlyjs="cdn", full_html=True)
+
+    plt = _pyplot()
+    fig2, ax = plt.subplots(figsize=(6.4, 4.8))
+    points = ax.scatter(values[x_name], values[y_name], c=values[colour] if colour else "tab:blue",
+                        cmap="viridis", s=30, label="front")
+    if colour:
+        fig2.colorbar(points, ax=ax, label=colour)
+    ax.scatter([values[x_name][i] for i in picked], [values[y_name][i] for i in picked], marker="*", s=250,
+               c="red", edgecolors="black", label="chosen plan", zorder=3)
+    ax.set(xlabel=x_name, ylabel=y_name, title=f"{title} ({len(rows)} plans)")
+    ax.legend(loc="best")
+    fig2.tight_layout()
+    fig2.savefig(png_path, dpi=110)
+    plt.close(fig2)
+    return html_path, png_path
+
+
+def gantt_chart(schedule_csv: str | Path, png_path: str | Path, *, colour_by: str = "kind",
+                title: str = "Chosen plan") -> Path:
+    """One row per node, one bar per task from start to end, coloured by task ``kind``
+    (or ``request``); with more than a dozen colours the legend is left out."""
+    rows = _read_csv(schedule_csv)
+    nodes = sorted({r["node"] for r in rows}, key=lambda n: (next(r["node_kind"] for r in rows if r["node"] == n), n))
+    row_of = {n: i for i, n in enumerate(nodes)}
+    groups = sorted({r[colour_by] for r in rows})
+    plt = _pyplot()
+    cmap = plt.get_cmap("tab20" if len(groups) > 10 else "tab10")
+    colour = {g: cmap(i % cmap.N) for i, g in enumerate(groups)}
+
+    height = min(0.3 * len(nodes) + 1.5, 40)
+    fig, ax = plt.subplots(figsize=(10, height))
+    for group in groups:
+        bars = [(float(r["start"]), float(r["duration"]), row_of[r["node"]]) for r in rows if r[colour_by] == group]
+        for start, duration, y in bars:
+            ax.barh(y, duration, left=start, height=0.8, color=colour[group], edgecolor="white", linewidth=0.3)
+        ax.barh([], [], color=colour[group], label=group)
+    ax.set_yticks(range(len(nodes)))
+    ax.set_yticklabels(nodes, fontsize=7 if len(nodes) > 30 else 9)
+    ax.invert_yaxis()
+    ax.set(xlabel="time (s)", ylabel="node", title=f"{title}: {len(rows)} tasks on {len(nodes)} nodes")
+    if len(groups) <= MAX_LEGEND:
+        ax.legend(title=colour_by, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.tight_layout()
+    png_path = Path(png_path)
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return png_path
+
+
+def evolution_chart(table, columns: Sequence[str], png_path: str | Path, *, title: str) -> Path:
+    """One panel per column against run start time, one marker series per algorithm."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(columns), 1, figsize=(9, 2.0 * len(columns) + 0.8), sharex=True, squeeze=False)
+    for ax, column in zip(axes[:, 0], columns):
+        for algorithm, runs in table.groupby("algorithm", sort=True) if len(table) else []:
+            ax.plot(runs["start_time"], runs[column], marker="o", linestyle="-", label=algorithm or "?")
+        ax.set_ylabel(column.replace("_", " "), fontsize=9)
+        ax.grid(alpha=0.3)
+    if len(table):
+        axes[0, 0].legend(title="algorithm", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        axes[0, 0].text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=axes[0, 0].transAxes)
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel("run start (UTC)")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return png_path

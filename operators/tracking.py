@@ -1,0 +1,384 @@
+"""MLflow tracking for workflow runs: one experiment per workflow, one run per DAG run.
+
+A retried task finds its run again by the Airflow tags (``airflow.dag_id``,
+``airflow.dag_run_id`` and, for a task's child run, ``airflow.task_id`` and
+``airflow.map_index``) and resumes it, so a DAG run never gets a second run. The tracking URI
+comes from configuration only: an explicit argument, ``MLFLOW_TRACKING_URI``, or an Airflow
+connection (default ``mlflow_default``). MLflow itself is imported inside the functions that
+use it, so DAG files and the CLI stay quick to import.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONN_ID = "mlflow_default"
+UI_URL_ENV = "APPORTION_MLFLOW_UI_URL"
+ROLE_TAG = "apportion.role"
+DAG_RUN_ROLE = "dag_run"
+TASK_ROLE = "task"
+PARENT_TAG = "mlflow.parentRunId"
+# MLflow's limits for one log_batch call.
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_PER_BATCH = 100
+MAX_TAGS_PER_BATCH = 100
+
+
+class TrackingNotConfigured(RuntimeError):
+    """No tracking URI was given, set in ``MLFLOW_TRACKING_URI`` or found as a connection."""
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server did not answer; the run folder still holds every result."""
+
+
+@dataclass(frozen=True)
+class AirflowRef:
+    """Which Airflow task instance a piece of work belongs to: names the run folder and the
+    MLflow run, and links the run back to Airflow."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int = -1
+    try_number: int = 1
+    logical_date: str | None = None
+    task_url: str | None = None
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> "AirflowRef":
+        ti = context["ti"]
+        logical_date = context.get("logical_date")
+        try:
+            task_url = ti.log_url
+        except Exception:  # the URL needs [api] base_url; a missing one must not fail the task
+            task_url = None
+        return cls(
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            map_index=int(getattr(ti, "map_index", -1) if getattr(ti, "map_index", None) is not None else -1),
+            try_number=int(ti.try_number or 1),
+            logical_date=logical_date.isoformat() if logical_date is not None else None,
+            task_url=task_url,
+        )
+
+    @property
+    def task_label(self) -> str:
+        return self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+
+    def folder(self, root: str | Path) -> Path:
+        """``root/<dag_id>/<run_id>/<task_id>[.<map_index>]`` with path-safe names."""
+        leaf = self.task_id if self.map_index < 0 else f"{self.task_id}.{self.map_index}"
+        return Path(root) / _safe(self.dag_id) / _safe(self.run_id) / _safe(leaf)
+
+    def dag_run_tags(self) -> dict[str, str]:
+        tags = {"airflow.dag_id": self.dag_id, "airflow.dag_run_id": self.run_id}
+        if self.logical_date:
+            tags["airflow.logical_date"] = self.logical_date
+        return tags
+
+    def task_tags(self) -> dict[str, str]:
+        tags = {
+            **self.dag_run_tags(),
+            "airflow.task_id": self.task_id,
+            "airflow.map_index": str(self.map_index),
+            "airflow.try_number": str(self.try_number),
+        }
+        if self.task_url:
+            tags["airflow.task_url"] = self.task_url
+        return tags
+
+
+def _safe(name: str) -> str:
+    """A path component: keep letters, digits and ``._-=``; anything else becomes ``_``."""
+    return "".join(c if c.isalnum() or c in "._-=" else "_" for c in str(name)) or "_"
+
+
+# --- Configuration -----------------------------------------------------------------------------
+
+
+def resolve_tracking_uri(tracking_uri: str | None = None, conn_id: str | None = DEFAULT_CONN_ID) -> str:
+    """The tracking URI: ``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else the Airflow
+    connection ``conn_id`` (host, port and schema -> ``schema://host:port``, or an extra field
+    ``tracking_uri``). Raises ``TrackingNotConfigured`` when none is set."""
+    if tracking_uri:
+        return str(tracking_uri)
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    conn = _airflow_connection(conn_id) if conn_id else None
+    if conn is None:
+        raise TrackingNotConfigured(
+            "no MLflow tracking URI: pass tracking_uri, set MLFLOW_TRACKING_URI, or define the Airflow "
+            f"connection {conn_id!r} (e.g. AIRFLOW_CONN_{str(conn_id).upper()}='http://127.0.0.1:5000')"
+        )
+    return connection_uri(conn)
+
+
+def connection_uri(conn) -> str:
+    """``schema://host:port`` from an Airflow connection (schema defaults to http)."""
+    extra = getattr(conn, "extra_dejson", None) or {}
+    if extra.get("tracking_uri"):
+        return str(extra["tracking_uri"])
+    host = (conn.host or "").rstrip("/")
+    if not host:
+        raise TrackingNotConfigured(f"Airflow connection {conn.conn_id!r} has no host")
+    if "://" in host:
+        return host
+    scheme = conn.schema or ("https" if conn.conn_type == "https" else "http")
+    return f"{scheme}://{host}:{conn.port}" if conn.port else f"{scheme}://{host}"
+
+
+def _airflow_connection(conn_id: str):
+    try:
+        from airflow.sdk import BaseHook
+
+        return BaseHook.get_connection(conn_id)
+    except Exception as exc:  # not defined, or no Airflow here: the caller reports what to set
+        log.debug("no Airflow connection %r: %s", conn_id, exc)
+        return None
+
+
+def ui_base_url(tracking_uri: str) -> str | None:
+    """Where the MLflow UI lives: ``APPORTION_MLFLOW_UI_URL``, or an http(s) tracking URI."""
+    explicit = os.environ.get(UI_URL_ENV)
+    if explicit:
+        return explicit.rstrip("/")
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return None
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str | None:
+    base = ui_base_url(tracking_uri)
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}" if base else None
+
+
+def artifact_url(tracking_uri: str, experiment_id: str, run_id: str, path: str) -> str | None:
+    base = run_url(tracking_uri, experiment_id, run_id)
+    return f"{base}/artifactPath/{path}" if base else None
+
+
+def check_reachable(tracking_uri: str, *, attempts: int = 3, backoff: float = 1.0, timeout: float = 5.0) -> None:
+    """Fail fast, naming the URI, when an http(s) tracking server does not answer ``/health``.
+
+    MLflow's own client would retry for minutes; ``attempts`` tries with growing pauses is
+    enough to ride out a restart. Local stores (sqlite, file) need no probe.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    url = tracking_uri.rstrip("/") + "/health"
+    error: Exception | None = None
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                if response.status == 200:
+                    return
+                error = RuntimeError(f"HTTP {response.status}")
+        except (urllib.error.URLError, OSError) as exc:
+            error = exc
+        if attempt + 1 < attempts:
+            time.sleep(backoff * 2**attempt)
+    raise TrackingUnavailable(
+        f"MLflow tracking server {tracking_uri} is unreachable after {attempts} attempts ({error})"
+    )
+
+
+# --- Runs --------------------------------------------------------------------------------------
+
+
+def default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Next to a sqlite store (``<db dir>/mlartifacts/<experiment>``) instead of MLflow's
+    default ``./mlruns`` under whatever directory the task happened to start in."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        return (db.parent / "mlartifacts" / _safe(experiment)).resolve().as_uri()
+    return None
+
+
+class Tracker:
+    """Finds or creates experiments and runs by Airflow tags, and logs to them in batches."""
+
+    def __init__(self, tracking_uri: str):
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+
+    def experiment_id(self, name: str, artifact_location: str | None = None) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            if found.lifecycle_stage == "deleted":
+                self.client.restore_experiment(found.experiment_id)
+            return found.experiment_id
+        location = artifact_location or default_artifact_location(self.tracking_uri, name)
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created meanwhile by a parallel task
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def _search(self, experiment_id: str, tags: Mapping[str, str]) -> list:
+        for key, value in tags.items():
+            if "'" in value:
+                raise ValueError(f"tag {key} contains a quote: {value!r}")
+        where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs([experiment_id], filter_string=where, max_results=100)
+        return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+
+    def _find_or_create(self, experiment_id: str, key_tags: dict[str, str], tags: dict[str, str],
+                        run_name: str) -> tuple[str, bool]:
+        """The run carrying ``key_tags``, resumed; or a new one. When parallel tasks both
+        create one, the earliest wins and the others delete theirs. Returns (id, resumed)."""
+        runs = self._search(experiment_id, key_tags)
+        if runs:
+            run_id = runs[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            self.set_tags(run_id, tags)
+            return run_id, True
+        created = self.client.create_run(experiment_id, run_name=run_name, tags={**tags, **key_tags})
+        runs = self._search(experiment_id, key_tags)
+        keeper = runs[0].info.run_id if runs else created.info.run_id
+        if keeper != created.info.run_id:
+            self.client.delete_run(created.info.run_id)
+        return keeper, False
+
+    def dag_run(self, experiment_id: str, ref: AirflowRef, run_name: str | None = None) -> tuple[str, bool]:
+        """The DAG run's run (named after it unless ``run_name``): (run id, resumed)."""
+        key = {"airflow.dag_id": ref.dag_id, "airflow.dag_run_id": ref.run_id, ROLE_TAG: DAG_RUN_ROLE}
+        return self._find_or_create(experiment_id, key, ref.dag_run_tags(), run_name or ref.run_id)
+
+    def task_run(self, experiment_id: str, parent_id: str, ref: AirflowRef, run_name: str) -> tuple[str, bool]:
+        """A task's child run under the DAG run's run: (run id, resumed)."""
+        key = {
+            "airflow.dag_id": ref.dag_id, "airflow.dag_run_id": ref.run_id, "airflow.task_id": ref.task_id,
+            "airflow.map_index": str(ref.map_index), ROLE_TAG: TASK_ROLE,
+        }
+        return self._find_or_create(experiment_id, key, {**ref.task_tags(), PARENT_TAG: parent_id}, run_name)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items() if v is not None]
+        for i in range(0, len(items), MAX_TAGS_PER_BATCH):
+            self.client.log_batch(run_id, tags=items[i:i + MAX_TAGS_PER_BATCH])
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Params are immutable in MLflow: a resumed run keeps the values it has and a
+        different new value is reported as a warning instead of failing the task."""
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(run_id).data.params
+        fresh = []
+        for key, value in params.items():
+            text = str(value)[:6000]
+            if key not in existing:
+                fresh.append(Param(key, text))
+            elif existing[key] != text:
+                log.warning("MLflow run %s keeps param %s=%r (this try has %r)", run_id, key, existing[key], text)
+        for i in range(0, len(fresh), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=fresh[i:i + MAX_PARAMS_PER_BATCH])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], steps: Iterable[tuple[str, float, int]] = ()) -> int:
+        """Log scalar ``metrics`` (step 0) and ``(key, value, step)`` step metrics in batches
+        of at most 1000; returns how many were logged."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, 0) for k, v in metrics.items() if _number(v)]
+        items += [Metric(k, float(v), now, int(step)) for k, v, step in steps if _number(v)]
+        for i in range(0, len(items), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=items[i:i + MAX_METRICS_PER_BATCH])
+        return len(items)
+
+    def log_artifacts(self, run_id: str, folder: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(folder), artifact_path)
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(float(value))
+
+
+def history_steps(history: list[dict], prefix: str = "convergence/") -> list[tuple[str, float, int]]:
+    """Per-generation history as ``(key, value, step)``: numbers as they are, one level of
+    nested dicts (e.g. best value per objective) flattened to ``<key>_<name>``."""
+    steps = []
+    for i, entry in enumerate(history):
+        step = int(entry.get("generation", entry.get("gen", i)))
+        for key, value in entry.items():
+            if key in ("generation", "gen"):
+                continue
+            if isinstance(value, Mapping):
+                steps += [(f"{prefix}{key}_{k}", v, step) for k, v in value.items() if _number(v)]
+            elif _number(value):
+                steps.append((f"{prefix}{key}", value, step))
+    return steps
+
+
+# --- Comparing runs over time ------------------------------------------------------------------
+
+COMPARE_COLUMNS = ("makespan", "utilization", "imbalance", "hypervolume", "optimiser_seconds")
+
+
+def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Path | None = None,
+                 *, conn_id: str | None = DEFAULT_CONN_ID):
+    """Print how the runs of one workflow evolved over time and plot it to ``out`` (PNG).
+
+    One row per run that logged a plan (start time, run, algorithm, makespan, utilisation,
+    imbalance, hypervolume, optimiser seconds), oldest first. ``out`` defaults to
+    ``<experiment>-runs.png`` in the working directory. Returns the table (pandas DataFrame).
+    """
+    import pandas as pd
+
+    uri = resolve_tracking_uri(tracking_uri, conn_id)
+    check_reachable(uri)
+    tracker = Tracker(uri)
+    found = tracker.client.get_experiment_by_name(experiment)
+    if found is None:
+        raise ValueError(f"no MLflow experiment named {experiment!r} at {uri}")
+    rows, token = [], None
+    while True:
+        page = tracker.client.search_runs([found.experiment_id], max_results=1000, page_token=token)
+        for run in page:
+            metrics = run.data.metrics
+            if "makespan" not in metrics:
+                continue
+            rows.append({
+                "start_time": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
+                "run": run.info.run_name,
+                "algorithm": run.data.params.get("algorithm", ""),
+                **{c: metrics.get(c, math.nan) for c in COMPARE_COLUMNS},
+            })
+        token = page.token
+        if not token:
+            break
+    table = pd.DataFrame(rows, columns=["start_time", "run", "algorithm", *COMPARE_COLUMNS])
+    table = table.sort_values(["start_time", "run"], kind="stable").reset_index(drop=True)
+    if table.empty:
+        print(f"experiment {experiment!r} has no runs with plan metrics")
+    else:
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    target = Path(out) if out else Path(f"{_safe(experiment)}-runs.png")
+    from operators.charts import evolution_chart
+
+    evolution_chart(table, COMPARE_COLUMNS, target, title=f"{experiment}: runs over time")
+    print(f"wrote {target}")
+    return table

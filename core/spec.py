@@ -1,0 +1,224 @@
+"""The workload and cluster spec: plain dicts (parsed JSON/YAML) <-> the model's dataclasses.
+
+A spec maps 1:1 onto ``core.model``: the keys of a task are the fields of ``Task`` and so on.
+Dicts are checked against the JSON Schemas in ``core/schema`` (draft 2020-12) and then by the
+model's own checks, so every problem comes out as one ``SpecError`` naming the field.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import reprlib
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+
+from core.errors import SpecError
+from core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload, ids_to_tuple
+
+SCHEMA_DIR = Path(__file__).parent / "schema"
+
+# How a list entry is named in error paths, as the model names it (tasks['x'], edges['a'->'b']).
+_LABEL_KEYS = {
+    "tasks": ("id",), "requests": ("id",), "nodes": ("id",),
+    "edges": ("source", "target"), "links": ("a", "b"),
+}
+_LABEL_FORMAT = {"edges": "{!r}->{!r}", "links": "{!r},{!r}"}
+_TYPE_NAMES = {
+    "number": "a number", "string": "a string", "array": "a list", "object": "a mapping",
+    "null": "null", "integer": "an integer", "boolean": "true or false",
+}
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 40
+_short = _repr.repr
+
+
+@functools.cache
+def schema(what: str) -> dict:
+    """The JSON Schema of a ``"workload"`` or a ``"cluster"``."""
+    return json.loads((SCHEMA_DIR / f"{what}.schema.json").read_text())
+
+
+@functools.cache
+def _validator(what: str):
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema(what))
+
+
+def check_document(doc: object, what: str) -> None:
+    """Raise ``SpecError`` for the most relevant way ``doc`` breaks the ``what`` schema."""
+    from jsonschema.exceptions import best_match, by_relevance
+
+    relevance = by_relevance()
+    # Among equally relevant errors, an unknown key (often a typo) explains more than a missing one.
+    error = best_match(_validator(what).iter_errors(doc),
+                       key=lambda e: (relevance(e), e.validator == "additionalProperties"))
+    if error is not None:
+        raise _to_spec_error(error, doc, what)
+
+
+def _label(list_name: object, item: object) -> str | None:
+    keys = _LABEL_KEYS.get(list_name)  # type: ignore[arg-type]
+    if keys is None or not isinstance(item, Mapping):
+        return None
+    values = [item.get(k) for k in keys]
+    if not all(isinstance(v, str) and v for v in values):
+        return None
+    return _LABEL_FORMAT.get(list_name, "{!r}").format(*values)  # type: ignore[arg-type]
+
+
+def _render_path(doc: object, path, root: str) -> str:
+    """``tasks['ct_seg_1'].work`` for a jsonschema path; list entries by id when they have one."""
+    out = ""
+    node, parent_key, in_map = doc, None, False
+    for key in path:
+        if isinstance(key, int):
+            label = _label(parent_key, node[key])
+            out += f"[{label if label else key}]"
+        elif in_map:
+            out += f"[{key!r}]"
+        else:
+            out += f".{key}" if out else str(key)
+        in_map = in_map or key == "speed_factors"
+        node, parent_key = node[key], key
+    return out or root
+
+
+def _join(field: str, key: object, root: str) -> str:
+    return str(key) if field == root else f"{field}.{key}"
+
+
+def _to_spec_error(error, doc: object, root: str) -> SpecError:
+    field = _render_path(doc, error.absolute_path, root)
+    value, rule, validator = error.instance, error.validator_value, error.validator
+    if "propertyNames" in error.relative_schema_path:
+        return SpecError(field, f"key {_short(value)} must be a non-empty string")
+    if validator == "required":
+        missing = next(k for k in rule if k not in value)
+        return SpecError(_join(field, missing, root), "missing (required)")
+    if validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        extra = next(k for k in value if k not in known)
+        return SpecError(_join(field, extra, root), f"unknown field; expected one of {known}")
+    if validator == "type":
+        wanted = [rule] if isinstance(rule, str) else rule
+        return SpecError(field, f"must be {' or '.join(_TYPE_NAMES[t] for t in wanted)}, got {_short(value)}")
+    if validator == "minimum":
+        return SpecError(field, f"must be >= {rule:g}, got {value:g}")
+    if validator == "exclusiveMinimum":
+        return SpecError(field, f"must be > {rule:g}, got {value:g}")
+    if validator == "maximum":  # the schemas cap numbers at the largest float: anything above is not finite
+        return SpecError(field, f"must be a finite number, got {_short(value)}")
+    if validator == "minItems":
+        return SpecError(field, "must not be empty")
+    if validator == "minLength":
+        return SpecError(field, "must be a non-empty string")
+    if validator == "uniqueItems":
+        return SpecError(field, f"names an entry twice: {_short(value)}")
+    return SpecError(field, error.message)
+
+
+# --- dict -> dataclasses -----------------------------------------------------------------------
+
+def _entry(cls, item: Mapping, list_fields: tuple[str, ...] = ()):
+    """A dataclass from a schema-checked entry: keys are field names, numbers become floats."""
+    kwargs = {}
+    for key, value in item.items():
+        if key in list_fields:
+            value = ids_to_tuple(value)
+        elif isinstance(value, (int, float)):
+            value = float(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def workload_from_dict(doc: object) -> Workload:
+    """A checked ``Workload`` from its spec (the value under a file's ``workload`` key)."""
+    check_document(doc, "workload")
+    workload = Workload(
+        tasks=tuple(_entry(Task, t, ("allowed_kinds", "allowed_zones")) for t in doc["tasks"]),
+        edges=tuple(_entry(Edge, e) for e in doc.get("edges", ())),
+        requests=tuple(_entry(Request, r) for r in doc.get("requests", ())),
+        **({"name": doc["name"]} if "name" in doc else {}),
+    )
+    check_workload(workload)
+    return workload
+
+
+def cluster_from_dict(doc: object) -> Cluster:
+    """A checked ``Cluster`` from its spec (the value under a file's ``cluster`` key)."""
+    check_document(doc, "cluster")
+    scalars = {k: (None if doc[k] is None else float(doc[k]))
+               for k in ("default_bandwidth", "default_latency") if k in doc}
+    cluster = Cluster(
+        nodes=tuple(_entry(Node, n) for n in doc["nodes"]),
+        links=tuple(_entry(Link, ln) for ln in doc.get("links", ())),
+        speed_factors={nk: {tk: float(f) for tk, f in factors.items()}
+                       for nk, factors in doc.get("speed_factors", {}).items()},
+        **scalars,
+        **({"name": doc["name"]} if "name" in doc else {}),
+    )
+    check_cluster(cluster)
+    return cluster
+
+
+def check_workload(workload: Workload) -> None:
+    """Run the model's own checks (``Instance.build``) on a workload alone.
+
+    It is built on a probe cluster on which every task fits and every pair of nodes is linked,
+    so the only errors left are the workload's, worded exactly as they are later.
+    """
+    memory = max((t.memory for t in workload.tasks
+                  if isinstance(t.memory, (int, float)) and 0 <= t.memory < math.inf), default=0.0)
+    places = dict.fromkeys(
+        ((t.allowed_kinds or ("probe",))[0], (t.allowed_zones or ("probe",))[0]) for t in workload.tasks
+    )
+    probe = Cluster(
+        nodes=tuple(Node(id=f"probe-{j}", kind=kind, speed=1.0, memory=memory, zone=zone)
+                    for j, (kind, zone) in enumerate(places)),
+        default_bandwidth=1.0,
+    )
+    Instance.build(workload, probe)
+
+
+def check_cluster(cluster: Cluster) -> None:
+    """Run the model's own checks (``Instance.build``) on a cluster alone, with a one-task probe."""
+    Instance.build(Workload(tasks=(Task(id="probe", work=0.0),)), cluster)
+
+
+# --- dataclasses -> dict -----------------------------------------------------------------------
+
+def _plain(entry) -> dict:
+    """An entry as a spec dict: tuples become lists, unset (None) fields are left out."""
+    out = {}
+    for f in fields(entry):
+        value = getattr(entry, f.name)
+        if value is not None:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def workload_to_dict(workload: Workload) -> dict:
+    """The spec of ``workload``; ``workload_from_dict`` gives it back unchanged."""
+    out: dict = {"name": workload.name, "tasks": [_plain(t) for t in workload.tasks]}
+    if workload.edges:
+        out["edges"] = [_plain(e) for e in workload.edges]
+    if workload.requests:
+        out["requests"] = [_plain(r) for r in workload.requests]
+    return out
+
+
+def cluster_to_dict(cluster: Cluster) -> dict:
+    """The spec of ``cluster``; ``cluster_from_dict`` gives it back unchanged."""
+    out: dict = {"name": cluster.name, "nodes": [_plain(n) for n in cluster.nodes]}
+    if cluster.links:
+        out["links"] = [_plain(ln) for ln in cluster.links]
+    if cluster.default_bandwidth is not None:
+        out["default_bandwidth"] = cluster.default_bandwidth
+    out["default_latency"] = cluster.default_latency
+    if cluster.speed_factors:
+        out["speed_factors"] = {nk: dict(f) for nk, f in cluster.speed_factors.items()}
+    return out

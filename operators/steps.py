@@ -94,7 +94,7 @@ def _unwrap(value, key: str):
     return value
 
 
-def _load(kind: str, value, folder: Path):
+def _load(kind: str, value):
     """A workload or cluster from a spec path or a spec dict."""
     from core import io
 
@@ -102,8 +102,7 @@ def _load(kind: str, value, folder: Path):
     if isinstance(value, (str, os.PathLike)):
         return loader(Path(value))
     if isinstance(value, Mapping):
-        source = _write_json(folder / f"{kind}.input.json", dict(value))
-        return loader(source)
+        return loader(value)
     from core.errors import SpecError
 
     raise SpecError(kind, f"give a spec path, a spec dict or an upstream result, got {type(value).__name__}")
@@ -160,8 +159,8 @@ def resolve_inputs(workload=None, cluster=None, *, scenario: str | None = None,
         raise SpecError("workload", "give a workload spec, an upstream result or a scenario name")
     if cluster is None and built is None:
         raise SpecError("cluster", "give a cluster spec, an upstream result or a scenario name")
-    w = _load("workload", workload, folder) if workload is not None else built[0]
-    c = _load("cluster", cluster, folder) if cluster is not None else built[1]
+    w = _load("workload", workload) if workload is not None else built[0]
+    c = _load("cluster", cluster) if cluster is not None else built[1]
     return w, c
 
 
@@ -220,7 +219,7 @@ def snapshot_cluster(cluster=None, *, scenario: str | None = None, nodes: int | 
     folder.mkdir(parents=True, exist_ok=True)
     cluster = _unwrap(cluster, "cluster")
     if cluster is not None:
-        snapshot = _load("cluster", cluster, folder)
+        snapshot = _load("cluster", cluster)
     elif scenario:
         params = {"size": size, "nodes": nodes, "seed": seed, "logical_date": logical_date}
         snapshot = scenario_instance(scenario, params)[1]
@@ -449,8 +448,7 @@ def evaluate_plan(allocation: Mapping[str, Any], *, tolerance: float = 1e-9, tra
         assignment[task_index[entry["task"]]] = node_index[entry["node"]]
     order = np.array([task_index[t] for t in plan["order"]], dtype=np.int32)
     evaluator = Evaluator(instance)
-    evaluator.check(assignment, order)
-    schedule = evaluator.schedule(Plan(assignment, order))
+    schedule = evaluator.schedule(Plan(assignment, order))  # checks eligibility and order
     metrics = plan_metrics(instance, schedule)
 
     errors: dict[str, float] = {}

@@ -296,12 +296,15 @@ class Tracker:
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], steps: Iterable[tuple[str, float, int]] = ()) -> int:
         """Log scalar ``metrics`` (step 0) and ``(key, value, step)`` step metrics in batches
-        of at most 1000; returns how many were logged."""
+        of at most 1000; returns how many were logged. What a resumed run already holds (a
+        scalar with the same value, any point of a step series) is not logged twice."""
         from mlflow.entities import Metric
 
+        existing = self.client.get_run(run_id).data.metrics
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, 0) for k, v in metrics.items() if _number(v)]
-        items += [Metric(k, float(v), now, int(step)) for k, v, step in steps if _number(v)]
+        items = [Metric(k, float(v), now, 0) for k, v in metrics.items()
+                 if _number(v) and existing.get(k) != float(v)]
+        items += [Metric(k, float(v), now, int(step)) for k, v, step in steps if _number(v) and k not in existing]
         for i in range(0, len(items), MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=items[i:i + MAX_METRICS_PER_BATCH])
         return len(items)

@@ -1,0 +1,125 @@
+"""
+### Allocation benchmark: every algorithm on one scenario, side by side
+
+Triggered by hand. Builds one scenario instance (the `scenario`, `size`, `nodes` and `seed`
+Params: `size` counts cases, regions or streams) and runs each algorithm in `algorithms` on it
+as one mapped `allocate` task, with the same budget and objectives, so their numbers compare.
+
+**Steps** (Graph view): `build_workload` and `snapshot_cluster` write the shared instance;
+`algorithms_to_run` lists the algorithms; `allocate` (mapped, one instance per algorithm)
+optimises; `evaluate_plan` (mapped) re-computes each chosen plan independently;
+`compare_algorithms` writes comparison.csv (best makespan first) to
+`$AIRFLOW_HOME/apportion/published/allocation_benchmark/comparison.csv` and updates the Asset
+`apportion://benchmarks/allocation_benchmark`; `record` closes the MLflow run.
+
+**Results**: MLflow experiment `allocation_benchmark`: one parent run per DAG run (named after
+the DAG run id; its tags `apportion.best_algorithm` and `apportion.best_plan_id` name the
+winner by makespan, its artifact comparison.csv holds the table) with one child run per
+algorithm (named after it). Select the child runs and press *Compare* to see them side by side.
+Each child has `makespan` (s: lower is better), `utilization` (higher is better), `imbalance`
+(lower is better), `hypervolume` (the front's quality, normalised to the same box for every
+algorithm on this instance: higher is better; a one-plan heuristic scores its single plan),
+`pareto_size`, `optimiser_seconds`, and the same artifacts as a workflow run (plan.json,
+schedule.csv, pareto.csv, charts).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Asset, Param, get_current_context, task
+
+from allocation_workflow import (
+    ALGORITHMS, DEFAULT_ARGS, START_DATE, build_workload, optimiser_arguments, optimiser_params, record,
+    snapshot_cluster,
+)
+from operators.allocation import AllocationOperator, EvaluatePlanOperator
+
+DAG_ID = "allocation_benchmark"
+COMPARISON_ASSET = Asset(uri=f"apportion://benchmarks/{DAG_ID}", name=f"{DAG_ID}_comparison",
+                         group="apportion-benchmarks")
+COMPARISON_COLUMNS = ("algorithm", "makespan", "utilization", "imbalance", "hypervolume", "pareto_size",
+                      "optimiser_seconds", "verified", "plan_id", "mlflow_run_id")
+
+
+@task
+def algorithms_to_run() -> list[str]:
+    """The ``algorithms`` Param, as the list ``allocate`` is mapped over."""
+    return list(get_current_context()["params"]["algorithms"])
+
+
+@task(task_id="compare_algorithms", outlets=[COMPARISON_ASSET])
+def compare_algorithms(allocations, evaluations) -> dict:
+    """One row per algorithm, best makespan first: comparison.csv in the run folder, at the
+    published path and on the parent MLflow run."""
+    import csv
+    import os
+    import shutil
+
+    from operators.steps import published_plan_path, task_folder
+    from operators.tracking import Tracker
+
+    context = get_current_context()
+    allocations, evaluations = list(allocations), list(evaluations)
+    rows = [
+        {**{c: a.get(c) for c in COMPARISON_COLUMNS}, "verified": e["verified"]}
+        for a, e in zip(allocations, evaluations, strict=True)
+    ]
+    rows.sort(key=lambda row: (row["makespan"], row["algorithm"]))
+    path = task_folder(context) / "comparison.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COMPARISON_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    published = published_plan_path(DAG_ID).with_name("comparison.csv")
+    published.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, published.with_name("comparison.csv.tmp"))
+    os.replace(published.with_name("comparison.csv.tmp"), published)
+
+    parent = allocations[0]
+    Tracker(parent["tracking_uri"]).client.log_artifact(parent["mlflow_parent_run_id"], str(path))
+    context["outlet_events"][COMPARISON_ASSET].extra = {
+        "path": str(published), "best_algorithm": rows[0]["algorithm"], "best_makespan": rows[0]["makespan"],
+        "mlflow_run_id": parent["mlflow_parent_run_id"],
+    }
+    return {"uri": published.resolve().as_uri(), "path": str(published), "best_algorithm": rows[0]["algorithm"],
+            "algorithms": [row["algorithm"] for row in rows]}
+
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Run every allocation algorithm on one scenario instance and compare them in MLflow.",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    tags=["apportion", "allocation", "benchmark"],
+    doc_md=__doc__,
+    params={
+        "scenario": Param(
+            "medical_diagnosis", type="string", enum=["medical_diagnosis", "traffic_prediction", "multimodal_speech"],
+            title="Scenario", description="Which workflow's workload and cluster the algorithms compete on.",
+        ),
+        "size": Param(
+            50, type="integer", minimum=1, maximum=2000, title="Size",
+            description="Workload size in the scenario's unit: patient cases, city regions or streams (1-2000).",
+        ),
+        "nodes": Param(
+            16, type="integer", minimum=1, maximum=512, title="Nodes",
+            description="Cluster size: nodes of the scenario's cluster (1-512).",
+        ),
+        "algorithms": Param(
+            list(ALGORITHMS), type="array", minItems=1, uniqueItems=True,
+            items={"type": "string", "enum": list(ALGORITHMS)}, title="Algorithms",
+            description="The algorithms to compare; each becomes one mapped allocate task and one child MLflow run.",
+        ),
+        **optimiser_params(with_algorithm=False),
+    },
+) as dag:
+    workload = build_workload()
+    cluster = snapshot_cluster()
+    allocations = AllocationOperator.partial(
+        task_id="allocate", workload=workload, cluster=cluster, nested=True, **optimiser_arguments(algorithm=None),
+    ).expand(algorithm=algorithms_to_run())
+    evaluations = EvaluatePlanOperator.partial(task_id="evaluate_plan").expand(allocation=allocations.output)
+    comparison = compare_algorithms(allocations.output, evaluations.output)
+    record(allocations.output, publication=comparison)

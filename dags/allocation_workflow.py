@@ -1,0 +1,166 @@
+"""What the Apportion DAG files share: trigger-form Params, default arguments and the steps.
+
+Only the standard library and ``airflow.sdk`` are imported here, so every DAG file parses in
+milliseconds; each task imports ``operators.steps`` (and through it numpy, numba, pymoo,
+MLflow and the core) when it runs. Airflow puts the dags folder on ``sys.path`` (the bundle
+path) for the DAG processor and the task runner, which is how the DAG files import this.
+
+The enums below are copies of ``core.algorithms.ALGORITHMS`` and ``core.pareto.OBJECTIVES``,
+kept here so the trigger form can offer them without importing the core at parse time;
+tests/dags/test_params.py fails when they drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow.sdk import Asset, Param, get_current_context, task
+
+ALGORITHMS = (
+    "nsga2", "nsga3", "heft", "greedy", "round-robin", "least-loaded", "shortest-first",
+    "weighted-balance", "min-min", "random",
+)
+OBJECTIVES = ("makespan", "utilization", "imbalance", "mean_response", "energy", "cost")
+DEFAULT_OBJECTIVES = ["makespan", "utilization", "imbalance"]
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+# The syntax core.pareto.parse_policy accepts: knee | weights:a,b,c | sla:SECONDS[s].
+SELECT_PATTERN = rf"^(?:knee|weights:{_NUMBER}(?:,{_NUMBER})*|sla:{_NUMBER}s?)$"
+
+# Measured on the 2-core development machine: the default run (NSGA-II, population 100,
+# 100 generations, scenario defaults) takes well under a minute end to end (docs/dags.md).
+DEFAULT_POPULATION = 100
+DEFAULT_GENERATIONS = 100
+
+START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "apportion",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "execution_timeout": timedelta(hours=1),
+}
+
+
+def plan_asset(dag_id: str) -> Asset:
+    """The Asset a workflow DAG updates each time it publishes a verified plan."""
+    return Asset(uri=f"apportion://plans/{dag_id}", name=f"{dag_id}_plan", group="apportion-plans")
+
+
+def scenario_params(*, unit: str, what: str, default_size: int, max_size: int, default_nodes: int) -> dict[str, Param]:
+    """The workload size (named after its ``unit``) and the node count."""
+    return {
+        unit: Param(
+            default_size, type="integer", minimum=1, maximum=max_size, title=f"{unit.capitalize()}",
+            description=f"How many {what} the workload holds (1-{max_size}).",
+        ),
+        "nodes": Param(
+            default_nodes, type="integer", minimum=1, maximum=512, title="Nodes",
+            description="Cluster size: nodes of the scenario's cluster (1-512), split over its zones and kinds.",
+        ),
+    }
+
+
+def optimiser_params(*, with_algorithm: bool = True) -> dict[str, Param]:
+    """Algorithm, budget, seed, objectives and the plan-selection policy."""
+    params: dict[str, Param] = {}
+    if with_algorithm:
+        params["algorithm"] = Param(
+            "nsga2", type="string", enum=list(ALGORITHMS), title="Algorithm",
+            description="nsga2/nsga3 search a Pareto front; the others are one-plan heuristics (baselines).",
+        )
+    params.update({
+        "population": Param(
+            DEFAULT_POPULATION, type="integer", minimum=4, maximum=2000, title="Population",
+            description="Plans per generation of nsga2/nsga3 (4-2000); ignored by the heuristics.",
+        ),
+        "generations": Param(
+            DEFAULT_GENERATIONS, type="integer", minimum=1, maximum=5000, title="Generations",
+            description="Generations of nsga2/nsga3 (1-5000); run time grows linearly with it.",
+        ),
+        "seed": Param(
+            0, type="integer", minimum=0, maximum=2**31 - 1, title="Seed",
+            description="Random seed of the scenario and the optimiser: same seed and inputs, same plan.",
+        ),
+        "objectives": Param(
+            list(DEFAULT_OBJECTIVES), type="array", minItems=1, uniqueItems=True,
+            items={"type": "string", "enum": list(OBJECTIVES)}, title="Objectives",
+            description="What the optimiser trades off (utilization is maximised, the others minimised).",
+        ),
+        "select": Param(
+            "knee", type="string", pattern=SELECT_PATTERN, title="Selection policy",
+            description="How one plan is picked from the front: 'knee' (best compromise), "
+                        "'weights:a,b,c' (one weight per objective) or 'sla:SECONDS' (most utilised "
+                        "plan whose makespan meets the bound).",
+        ),
+    })
+    return params
+
+
+def optimiser_arguments(*, algorithm: str | None = "{{ params.algorithm }}") -> dict[str, str]:
+    """``AllocationOperator`` arguments rendered from the run's Params."""
+    arguments = {
+        "population": "{{ params.population }}",
+        "generations": "{{ params.generations }}",
+        "seed": "{{ params.seed }}",
+        "objectives": "{{ params.objectives | join(',') }}",
+        "select": "{{ params.select }}",
+    }
+    if algorithm is not None:
+        arguments["algorithm"] = algorithm
+    return arguments
+
+
+def _scenario_request(context, scenario: str | None, size_param: str) -> dict[str, Any]:
+    """Scenario name, size, nodes, seed and the run's date in the city's time zone."""
+    from zoneinfo import ZoneInfo
+
+    params = context["params"]
+    when = context.get("logical_date") or context["dag_run"].run_after
+    local = when.astimezone(ZoneInfo(params.get("city_timezone", "UTC")))
+    return {
+        "scenario": scenario or params["scenario"], "size": params[size_param], "nodes": params["nodes"],
+        "seed": params["seed"], "logical_date": local.isoformat(),
+    }
+
+
+@task(task_id="build_workload")
+def build_workload(scenario: str | None = None, size_param: str = "size") -> dict:
+    """Generate the scenario's workload (tasks, dependencies, requests) as workload.json."""
+    from operators.steps import build_workload as build
+
+    context = get_current_context()
+    request = _scenario_request(context, scenario, size_param)
+    return build(request.pop("scenario"), **request, context=context)
+
+
+@task(task_id="snapshot_cluster")
+def snapshot_cluster(scenario: str | None = None, size_param: str = "size") -> dict:
+    """Freeze the cluster this run allocates on as cluster.json."""
+    from operators.steps import snapshot_cluster as snapshot
+
+    context = get_current_context()
+    request = _scenario_request(context, scenario, size_param)
+    return snapshot(scenario=request.pop("scenario"), **request, context=context)
+
+
+@task(task_id="publish_plan")
+def publish_plan(allocation: dict, evaluation: dict) -> dict:
+    """Copy the verified plan to its stable path and mark the DAG's plan Asset updated."""
+    from operators.steps import publish_plan as publish
+
+    context = get_current_context()
+    publication = publish(allocation, evaluation, context=context)
+    for asset in context["task"].outlets:
+        context["outlet_events"][asset].extra = {
+            "path": publication["path"], "plan_id": publication["plan_id"],
+            "mlflow_run_id": allocation.get("mlflow_run_id"), "makespan": allocation["makespan"],
+        }
+    return publication
+
+
+@task(task_id="record")
+def record(allocation, evaluation: dict | None = None, publication: dict | None = None) -> dict:
+    """Close the DAG run's MLflow run with its plan id, verification and published URI."""
+    from operators.steps import record_run
+
+    return record_run(allocation, evaluation=evaluation, publication=publication)

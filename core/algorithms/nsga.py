@@ -1,0 +1,406 @@
+"""NSGA-II (and NSGA-III for many objectives) over allocation plans, on pymoo.
+
+pymoo runs the loop; every part that touches the population is array-based so the loop's
+own cost stays small next to plan evaluation:
+
+* ``PlanProblem._evaluate`` scores the whole offspring batch with ONE ``Evaluator.stats``
+  call (``check=False``: operators keep every gene eligible and every order topological);
+* the chromosome is a node per task plus one gene choosing the dispatch order from a pool of
+  topological orders (``order_pool``), so every baseline plan is exactly representable and
+  the initial population holds them all (``seed_with_baselines``);
+* survival is non-dominated sorting + crowding with Numba kernels (``core.pareto``), parent
+  selection a vectorised binary tournament, duplicate removal hashes rows
+  (``RowHashDuplicateElimination``), and ``ArrayEvaluator`` writes results back in one pass;
+* every evaluated batch updates a ``ParetoArchive`` of the non-dominated feasible plans seen,
+  so crowding never loses a good plan: the result is the archive, which therefore weakly
+  dominates every seeded baseline plan.
+
+Constraints (pymoo's ``G <= 0``): total lateness when the instance has any deadline, the count
+of unroutable edges when the cluster has a pair of nodes without a link.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.algorithms.moo.nsga3 import NSGA3
+from pymoo.core.callback import Callback
+from pymoo.core.evaluator import Evaluator as PymooEvaluator
+from pymoo.core.problem import Problem
+from pymoo.core.selection import Selection
+from pymoo.core.survival import Survival
+from pymoo.optimize import minimize
+from pymoo.util import default_random_state
+from pymoo.util.ref_dirs import get_reference_directions
+
+from core._jit import jit
+from core.algorithms.base import AllocationResult, Allocator, register
+from core.algorithms.operators import (
+    KeepRepair,
+    PlanCodec,
+    PlanMutation,
+    PlanSampling,
+    RowHashDuplicateElimination,
+    UniformCrossover,
+    population_matrix,
+)
+from core.errors import SpecError
+from core.evaluate import STAT_INDEX, Evaluator, Plan
+from core.model import Instance
+from core.pareto import (
+    DEFAULT_OBJECTIVES,
+    check_objectives,
+    crowding_distance,
+    front_ranks,
+    hypervolume,
+    non_dominated,
+    objective_columns,
+)
+
+
+@jit
+def _upward_rank(topo, mean_duration, child_ptr, child_idx, child_data, mean_latency, mean_inv_bw, rank):
+    for k in range(topo.shape[0] - 1, -1, -1):
+        t = topo[k]
+        tail = 0.0
+        for e in range(child_ptr[t], child_ptr[t + 1]):
+            c = child_idx[e]
+            through = mean_latency + child_data[e] * mean_inv_bw + rank[c]
+            if through > tail:
+                tail = through
+        rank[t] = mean_duration[t] + tail
+
+
+def upward_rank_order(instance: Instance) -> np.ndarray:
+    """HEFT's priority order: decreasing upward rank (mean eligible runtime plus the longest
+    mean-communication path to an exit), ties by ``topo_order`` position. Ranks never
+    increase along an edge, so the order is topological."""
+    mean_duration = np.where(instance.eligible, instance.duration, 0.0).sum(axis=1) / instance.eligible.sum(axis=1)
+    off = ~np.eye(instance.n_nodes, dtype=bool) & np.isfinite(instance.inv_bandwidth)
+    mean_latency = float(instance.latency[off].mean()) if off.any() else 0.0
+    mean_inv_bw = float(instance.inv_bandwidth[off].mean()) if off.any() else 0.0
+    rank = np.zeros(instance.n_tasks)
+    _upward_rank(instance.topo_order, mean_duration, instance.child_ptr, instance.child_idx, instance.child_data,
+                 mean_latency, mean_inv_bw, rank)
+    position = np.empty(instance.n_tasks, dtype=np.int64)
+    position[instance.topo_order] = np.arange(instance.n_tasks)
+    return np.lexsort((position, -rank)).astype(np.int32)
+
+
+def order_pool(instance: Instance, orders=()) -> np.ndarray:
+    """(K, n) distinct dispatch orders: ``instance.topo_order``, the upward-rank order, then
+    ``orders`` (e.g. each baseline plan's own), first occurrence kept."""
+    pool: dict[bytes, np.ndarray] = {}
+    for order in (instance.topo_order, upward_rank_order(instance), *orders):
+        order = np.ascontiguousarray(order, dtype=np.int32)
+        pool.setdefault(order.tobytes(), order)
+    return np.stack(list(pool.values()))
+
+
+class ParetoArchive:
+    """The non-dominated feasible chromosomes seen so far (with their statistics rows).
+
+    While no feasible plan has been seen it holds the non-dominated plans of least constraint
+    violation instead. Rows with equal objective vectors are kept once (the earliest).
+    """
+
+    def __init__(self):
+        self.X: np.ndarray | None = None
+        self.stats: np.ndarray | None = None
+        self.F: np.ndarray | None = None
+        self.cv: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.X is None else self.X.shape[0]
+
+    @property
+    def feasible(self) -> bool:
+        return self.cv is not None and bool(self.cv[0] <= 0.0)
+
+    def add(self, X: np.ndarray, stats: np.ndarray, F: np.ndarray, cv: np.ndarray) -> None:
+        if self.X is not None:
+            X, stats = np.concatenate((self.X, X)), np.concatenate((self.stats, stats))
+            F, cv = np.concatenate((self.F, F)), np.concatenate((self.cv, cv))
+        best_cv = 0.0 if np.any(cv <= 0.0) else cv.min()
+        candidates = np.flatnonzero(cv <= best_cv)
+        front = candidates[non_dominated(F[candidates])]
+        first: dict[bytes, int] = {}
+        for i in front.tolist():
+            first.setdefault(F[i].tobytes(), i)
+        keep = np.fromiter(first.values(), dtype=np.intp, count=len(first))
+        self.X, self.stats, self.F, self.cv = X[keep], stats[keep], F[keep], cv[keep]
+
+
+def constraint_columns(instance: Instance) -> list[int]:
+    """STATS columns used as constraints (<= 0) on this instance."""
+    columns = []
+    if np.isfinite(instance.deadline).any() or np.isfinite(instance.request_deadline).any():
+        columns.append(STAT_INDEX["lateness"])
+    if not np.isfinite(instance.inv_bandwidth).all():
+        columns.append(STAT_INDEX["unroutable"])
+    return columns
+
+
+class PlanProblem(Problem):
+    """The allocation problem for pymoo: minimise the objectives subject to the constraints,
+    one vectorised evaluation per batch; every batch also feeds ``archive``."""
+
+    def __init__(self, evaluator: Evaluator, codec: PlanCodec, objectives, archive: ParetoArchive):
+        self.evaluator = evaluator
+        self.codec = codec
+        self.columns, self.signs = objective_columns(objectives)
+        self.constraints = constraint_columns(evaluator.instance)
+        self.archive = archive
+        self.evaluations = 0
+        xu = np.full(codec.n_genes, evaluator.instance.n_nodes - 1)
+        xu[-1] = codec.n_orders - 1
+        super().__init__(n_var=codec.n_genes, n_obj=len(self.columns), n_ieq_constr=len(self.constraints),
+                         xl=0, xu=xu, vtype=int)
+
+    def _evaluate(self, X, out, *args, **kwargs):
+        X = np.asarray(X, dtype=np.int32)
+        assignment, orders = self.codec.split(X)
+        stats = self.evaluator.stats(assignment, orders, check=False)
+        self.evaluations += X.shape[0]
+        F = stats[:, self.columns] * self.signs
+        G = stats[:, self.constraints]
+        out["F"] = F
+        if self.constraints:
+            out["G"] = G
+        self.archive.add(X, stats, F, np.maximum(G, 0.0).sum(axis=1))
+
+
+class ArrayEvaluator(PymooEvaluator):
+    """pymoo's evaluator, writing F, G and CV back to the individuals in a single pass."""
+
+    def eval(self, problem, pop, skip_already_evaluated=None, evaluate_values_of=None, count_evals=True,
+             **kwargs):
+        todo = [ind for ind in pop if not ind.evaluated]
+        if todo:
+            out = problem.evaluate(population_matrix(todo), return_values_of=["F", "G"], return_as_dictionary=True)
+            F, G = out["F"], out["G"]
+            CV = np.maximum(G, 0.0).sum(axis=1, keepdims=True)
+            for i, ind in enumerate(todo):
+                ind.F, ind.G, ind.CV = F[i], G[i], CV[i]
+                ind.evaluated.update(("F", "G", "H"))
+        if count_evals:
+            self.n_eval += len(todo)
+        return pop
+
+
+class RankAndCrowdingSurvival(Survival):
+    """NSGA-II survival on arrays: feasible plans by non-domination rank then crowding
+    distance (ties at random), then infeasible plans by constraint violation.
+
+    Leaves ``rank`` and ``crowding`` of the survivors (in survivor order) for the tournament;
+    infeasible survivors rank after every feasible front, in violation order.
+    """
+
+    def __init__(self):
+        super().__init__(filter_infeasible=False)
+        self.rank = np.empty(0, dtype=np.int64)
+        self.crowding = np.empty(0)
+
+    @staticmethod
+    def choose(F: np.ndarray, CV: np.ndarray, n_survive: int, rng: np.random.Generator):
+        """(survivor indices, their rank, their crowding distance)."""
+        feasible = np.flatnonzero(CV <= 0.0)
+        infeasible = np.flatnonzero(CV > 0.0)
+        infeasible = infeasible[np.argsort(CV[infeasible], kind="stable")]
+        chosen, ranks, crowd = [], [], []
+        taken = 0
+        if feasible.size:
+            rank = front_ranks(F[feasible])
+            for level in range(int(rank.max()) + 1):
+                if taken >= n_survive:
+                    break
+                front = feasible[rank == level]
+                cd = crowding_distance(F[front])
+                if taken + front.size > n_survive:
+                    best = np.lexsort((rng.random(front.size), -cd))[: n_survive - taken]
+                    front, cd = front[best], cd[best]
+                chosen.append(front)
+                ranks.append(np.full(front.size, level))
+                crowd.append(cd)
+                taken += front.size
+        if taken < n_survive and infeasible.size:
+            extra = infeasible[: n_survive - taken]
+            first = len(chosen)
+            chosen.append(extra)
+            ranks.append(first + np.arange(extra.size))
+            crowd.append(np.zeros(extra.size))
+        return np.concatenate(chosen), np.concatenate(ranks).astype(np.int64), np.concatenate(crowd)
+
+    @default_random_state
+    def do(self, problem, pop, *args, n_survive=None, random_state=None, return_indices=False, **kwargs):
+        if len(pop) == 0:
+            return pop
+        n_survive = len(pop) if n_survive is None else min(n_survive, len(pop))
+        F = np.array([ind.F for ind in pop])
+        CV = np.array([ind.CV[0] for ind in pop])
+        index, self.rank, self.crowding = self.choose(F, CV, n_survive, random_state)
+        return index.tolist() if return_indices else pop[index]
+
+    def _do(self, problem, pop, *args, n_survive=None, random_state=None, **kwargs):
+        raise NotImplementedError("RankAndCrowdingSurvival works in do()")
+
+
+class RankCrowdingTournament(Selection):
+    """Binary tournament on the ranks and crowding distances ``survival`` left: lower rank
+    wins, then larger crowding distance, then a coin flip."""
+
+    def __init__(self, survival: RankAndCrowdingSurvival):
+        super().__init__()
+        self.survival = survival
+
+    def _do(self, problem, pop, n_select, n_parents=1, random_state=None, **kwargs):
+        rank, crowd = self.survival.rank, self.survival.crowding
+        size = len(pop)
+        need = 2 * n_select * n_parents
+        draws = np.concatenate([random_state.permutation(size) for _ in range(math.ceil(need / size))])
+        a, b = draws[:need].reshape(2, -1)
+        coin = random_state.random(a.size) < 0.5
+        a_wins = (rank[a] < rank[b]) | ((rank[a] == rank[b]) & ((crowd[a] > crowd[b]) | ((crowd[a] == crowd[b]) & coin)))
+        return np.where(a_wins, a, b).reshape(n_select, n_parents)
+
+
+class ArrayNSGA2(NSGA2):
+    """pymoo's NSGA-II with the array-based survival and tournament, and without the
+    per-individual bookkeeping nothing here reads (generation stamps on every individual,
+    a repair pass over operators that never break eligibility)."""
+
+    def __init__(self, **kwargs):
+        survival = RankAndCrowdingSurvival()
+        super().__init__(survival=survival, selection=RankCrowdingTournament(survival), repair=KeepRepair(),
+                         **kwargs)
+
+    def infill(self):
+        if not self.is_initialized:
+            self._initialize()
+            return self._initialize_infill()
+        return self._infill()
+
+    def _set_optimum(self, **kwargs):
+        self.opt = self.pop[self.survival.rank == 0]
+
+
+class _History(Callback):
+    """Per generation: hypervolume of the archive (normalised by the ideal and nadir of the
+    first feasible archive, i.e. of the initial population's front, so the curve is
+    comparable across generations; 0 while nothing is feasible), best objective values,
+    evaluations; forwards each record to ``progress``."""
+
+    def __init__(self, problem: PlanProblem, objectives, progress):
+        super().__init__()
+        self.problem = problem
+        self.objectives = objectives
+        self.progress = progress
+        self.records: list[dict] = []
+        self.ideal = self.nadir = None
+
+    def notify(self, algorithm):
+        archive = self.problem.archive
+        if self.ideal is None and archive.feasible:
+            self.ideal, self.nadir = archive.F.min(axis=0), archive.F.max(axis=0)
+        best = archive.F.min(axis=0) * self.problem.signs
+        record = {
+            "generation": len(self.records),
+            "evaluations": self.problem.evaluations,
+            "hypervolume": hypervolume(archive.F, self.ideal, self.nadir) if archive.feasible else 0.0,
+            "front_size": len(archive),
+            "feasible": archive.feasible,
+        }
+        record.update({f"best_{name}": float(v) for name, v in zip(self.objectives, best)})
+        self.records.append(record)
+        if self.progress is not None:
+            self.progress(record["generation"], record)
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise SpecError(name, f"must be an integer, got {value!r}")
+    if value < minimum:
+        raise SpecError(name, f"must be at least {minimum}, got {value}")
+    return int(value)
+
+
+@register
+class NSGA2Allocator(Allocator):
+    """NSGA-II over plans (see the module docstring); returns the archive's non-dominated set.
+
+    :param population: individuals per generation (the baselines are seeded on top if more).
+    :param generations: offspring generations after the initial population.
+    :param objectives: names from ``core.pareto.OBJECTIVES``.
+    :param seed_with_baselines: put every baseline's plan into the initial population.
+    :param parallel: evaluate each batch on Numba threads.
+    """
+
+    name = "nsga2"
+
+    def __init__(self, *, population: int = 100, generations: int = 200, objectives=DEFAULT_OBJECTIVES,
+                 seed_with_baselines: bool = True, parallel: bool = False):
+        self.population = _check_int("population", population, 4)
+        self.generations = _check_int("generations", generations, 1)
+        self.objectives = check_objectives(objectives)
+        self.seed_with_baselines = bool(seed_with_baselines)
+        self.parallel = bool(parallel)
+
+    def _algorithm(self, codec: PlanCodec, seeds: np.ndarray):
+        return ArrayNSGA2(
+            pop_size=self.population, sampling=PlanSampling(codec, seeds), crossover=UniformCrossover(),
+            mutation=PlanMutation(codec), eliminate_duplicates=RowHashDuplicateElimination(),
+            evaluator=ArrayEvaluator(),
+        )
+
+    def allocate(self, evaluator: Evaluator, *, seed: int = 0,
+                 progress: Callable[[int, dict], None] | None = None) -> AllocationResult:
+        started = time.perf_counter()
+        instance = evaluator.instance
+        evaluations_before = evaluator.evaluations
+        seed_plans: list[Plan] = []
+        if self.seed_with_baselines:
+            from core.algorithms.baselines import baseline_plans
+
+            seed_plans = list(baseline_plans(evaluator, seed=seed).values())
+        codec = PlanCodec(instance, order_pool(instance, [p.order for p in seed_plans]))
+        seeds = np.array([codec.encode(p) for p in seed_plans]).reshape(len(seed_plans), codec.n_genes)
+        hot = evaluator if evaluator.parallel == self.parallel else Evaluator(instance, parallel=self.parallel)
+        problem = PlanProblem(hot, codec, self.objectives, ParetoArchive())
+        history = _History(problem, self.objectives, progress)
+        minimize(problem, self._algorithm(codec, seeds), ("n_gen", self.generations + 1), seed=seed,
+                 callback=history, copy_algorithm=False)
+
+        archive = problem.archive
+        # Fastest first (then the other objectives), a stable order for reports.
+        order = np.lexsort(archive.F.T[::-1])
+        plans = [codec.decode(row) for row in archive.X[order]]
+        assignment, orders = codec.split(archive.X[order])
+        stats = evaluator.stats(assignment, orders, check=True)
+        evaluations = evaluator.evaluations - evaluations_before + (hot.evaluations if hot is not evaluator else 0)
+        return AllocationResult(algorithm=self.name, plans=plans, stats=stats, evaluations=evaluations,
+                                seconds=time.perf_counter() - started, history=history.records)
+
+
+@register
+class NSGA3Allocator(NSGA2Allocator):
+    """NSGA-III (reference directions instead of crowding) for four or more objectives; the
+    same chromosome, operators, constraints and archive as ``nsga2``. Das-Dennis directions,
+    as many as fit in the population."""
+
+    name = "nsga3"
+
+    def _algorithm(self, codec: PlanCodec, seeds: np.ndarray):
+        k = len(self.objectives)
+        partitions = 1
+        while math.comb(partitions + 1 + k - 1, k - 1) <= self.population:
+            partitions += 1
+        ref_dirs = get_reference_directions("das-dennis", k, n_partitions=partitions)
+        return NSGA3(
+            ref_dirs=ref_dirs, pop_size=self.population, sampling=PlanSampling(codec, seeds),
+            crossover=UniformCrossover(), mutation=PlanMutation(codec), repair=KeepRepair(),
+            eliminate_duplicates=RowHashDuplicateElimination(), evaluator=ArrayEvaluator(),
+        )

@@ -1,0 +1,315 @@
+"""Variation operators for allocation chromosomes, as pymoo operator classes.
+
+A chromosome is an int32 row of ``n + 1`` genes: the node of each task (genes ``0..n-1``,
+only ever an eligible node) and, last, the index of the dispatch order in a small pool of
+topological orders (``PlanCodec``). Every operator works on the whole batch with NumPy or a
+Numba kernel and draws its randomness from the ``random_state`` Generator pymoo passes in
+(derived from the run's seed), so a run is reproducible bit for bit.
+
+pymoo's base classes move rows in and out of per-individual objects one attribute at a time;
+the ``do`` overrides here read the rows once, work on a matrix and write each row back once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pymoo.core.crossover import Crossover
+from pymoo.core.duplicate import DuplicateElimination
+from pymoo.core.individual import Individual
+from pymoo.core.mutation import Mutation
+from pymoo.core.population import Population
+from pymoo.core.repair import Repair
+from pymoo.core.sampling import Sampling
+from pymoo.util import default_random_state
+
+from core._jit import jit
+from core.evaluate import Plan
+from core.model import Instance
+
+GENE_DTYPE = np.int32
+
+
+class PlanCodec:
+    """Maps plans to chromosomes and back, and holds each task's eligible nodes (CSR)."""
+
+    def __init__(self, instance: Instance, orders: np.ndarray):
+        self.instance = instance
+        self.n_tasks = instance.n_tasks
+        self.orders = np.ascontiguousarray(orders, dtype=np.int32)  # (K, n) pool
+        counts = instance.eligible.sum(axis=1)
+        self.eligible_ptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        self.eligible_nodes = np.nonzero(instance.eligible)[1].astype(np.int32)  # ascending per task
+        self.eligible_count = counts.astype(np.int64)
+        self._order_index = {self.orders[k].tobytes(): k for k in range(self.orders.shape[0])}
+
+    @property
+    def n_genes(self) -> int:
+        return self.n_tasks + 1
+
+    @property
+    def n_orders(self) -> int:
+        return self.orders.shape[0]
+
+    def encode(self, plan: Plan) -> np.ndarray:
+        """The chromosome of ``plan``; its order must be in the pool."""
+        k = self._order_index.get(plan.order.tobytes())
+        if k is None:
+            raise ValueError("the plan's dispatch order is not in the order pool")
+        return np.concatenate((plan.assignment, [k])).astype(GENE_DTYPE)
+
+    def decode(self, row: np.ndarray) -> Plan:
+        return Plan(assignment=row[: self.n_tasks].copy(), order=self.orders[int(row[self.n_tasks])].copy())
+
+    def split(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(assignments (P, n), orders (P, n)) of a batch of chromosomes."""
+        return X[:, : self.n_tasks], self.orders[X[:, self.n_tasks]]
+
+    def random(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """``count`` chromosomes with a uniformly random eligible node per task and a random order."""
+        X = np.empty((count, self.n_genes), dtype=GENE_DTYPE)
+        pick = (rng.random((count, self.n_tasks)) * self.eligible_count).astype(np.int64)
+        X[:, : self.n_tasks] = self.eligible_nodes[self.eligible_ptr[:-1] + pick]
+        X[:, self.n_tasks] = rng.integers(0, self.n_orders, size=count)
+        return X
+
+
+def population_matrix(pop) -> np.ndarray:
+    """The chromosomes of a population (any shape) as one (P, n_genes) matrix."""
+    return np.array([ind.X for ind in np.ravel(pop)], dtype=GENE_DTYPE)
+
+
+# A blank individual's attributes; copying them is ~5x cheaper than Individual(), which
+# rebuilds a config dict and resets a dozen fields (a third of the loop's own cost). The
+# mutable members (evaluated, data) are fresh per individual; the rest are never mutated
+# in place (pymoo itself shares one empty array between all of a blank individual's fields).
+_BLANK = Individual().__dict__
+
+
+def new_individual(row: np.ndarray) -> Individual:
+    ind = Individual.__new__(Individual)
+    state = _BLANK.copy()
+    state["_X"], state["evaluated"], state["data"] = row, set(), {}
+    ind.__dict__ = state
+    return ind
+
+
+def new_population(X: np.ndarray, *, copy: bool = True) -> Population:
+    """A population with one fresh individual per row; ``copy=False`` lets the individuals
+    share X's memory (only for transient batches that are replaced before surviving)."""
+    rows = X.copy() if copy else X
+    return Population([new_individual(row) for row in rows])
+
+
+def set_rows(pop, X: np.ndarray) -> None:
+    """Give each individual its row of X as its own array (no view keeps X alive)."""
+    for ind, row in zip(pop, X):
+        ind.X = row.copy()
+
+
+class PlanSampling(Sampling):
+    """The given seed chromosomes (e.g. every baseline's plan) topped up with random plans."""
+
+    def __init__(self, codec: PlanCodec, seeds: np.ndarray):
+        super().__init__()
+        self.codec = codec
+        self.seeds = np.asarray(seeds, dtype=GENE_DTYPE).reshape(-1, codec.n_genes)
+
+    def _do(self, problem, n_samples, *args, random_state=None, **kwargs):
+        extra = max(0, n_samples - self.seeds.shape[0])
+        return np.vstack((self.seeds, self.codec.random(extra, random_state)))
+
+
+class UniformCrossover(Crossover):
+    """Uniform crossover: each gene (the order gene too) from either parent with even odds;
+    two complementary children per pair. Eligible parents give eligible children."""
+
+    def __init__(self, prob: float = 0.9):
+        super().__init__(n_parents=2, n_offsprings=2, prob=prob)
+
+    @default_random_state
+    def do(self, problem, pop, parents=None, *args, random_state=None, **kwargs):
+        pairs = pop if parents is None else pop[parents]
+        n_pairs = len(pairs)
+        X = population_matrix(pairs).reshape(n_pairs, 2, -1)
+        a, b = X[:, 0], X[:, 1]
+        n_genes = X.shape[2]
+        # One random bit per gene, drawn as bytes: far cheaper than a float per gene.
+        bits = np.unpackbits(np.frombuffer(random_state.bytes(n_pairs * ((n_genes + 7) // 8)), dtype=np.uint8))
+        mask = bits.reshape(n_pairs, -1)[:, :n_genes].astype(bool)
+        mask[random_state.random(n_pairs) >= self.prob.value] = True  # no crossover: copy parents
+        # Branch-free select: child1 = a where mask else b, child2 the other way round.
+        swap = (a ^ b) & -mask.view(np.int8).astype(GENE_DTYPE)
+        # Children share one matrix: mutation, which always follows, gives each its own row.
+        return new_population(np.concatenate((b ^ swap, a ^ swap)), copy=False)
+
+
+@jit
+def _reassign(X, rows, genes, u, eligible_ptr, eligible_nodes):
+    # Move task genes[i] of row rows[i] to a different eligible node, uniformly.
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        t = genes[i]
+        lo = eligible_ptr[t]
+        count = eligible_ptr[t + 1] - lo
+        if count <= 1:
+            continue
+        k = int(u[i] * (count - 1))
+        node = eligible_nodes[lo + k]
+        if node >= X[r, t]:  # skip the current node (eligible lists are ascending)
+            node = eligible_nodes[lo + k + 1]
+        X[r, t] = node
+
+
+@jit
+def _shift_load(X, rows, u, duration, eligible_ptr, eligible_nodes, load):
+    # Move one task off the busiest node (by busy time) to the eligible node where it would
+    # finish the accumulated load soonest, if that is below the busiest node's load.
+    n = duration.shape[0]
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        load[:] = 0.0
+        for t in range(n):
+            load[X[r, t]] += duration[t, X[r, t]]
+        busiest = np.argmax(load)
+        first = int(u[i] * n)
+        for step in range(n):
+            t = (first + step) % n
+            if X[r, t] != busiest:
+                continue
+            best = -1
+            best_load = load[busiest]
+            for e in range(eligible_ptr[t], eligible_ptr[t + 1]):
+                j = eligible_nodes[e]
+                if j != busiest and load[j] + duration[t, j] < best_load:
+                    best = j
+                    best_load = load[j] + duration[t, j]
+            if best >= 0:
+                X[r, t] = best
+                break
+
+
+class PlanMutation(Mutation):
+    """Every child gets >= 1 task reassigned to another eligible node (each task with
+    probability ``gene_rate``, default 1/n), with probability ``shift_rate`` one load-shifting
+    move, and with probability ``order_rate`` a new dispatch order from the pool."""
+
+    def __init__(self, codec: PlanCodec, *, gene_rate: float | None = None, shift_rate: float = 0.5,
+                 order_rate: float = 0.1):
+        super().__init__()
+        self.codec = codec
+        self.gene_rate = 1.0 / codec.n_tasks if gene_rate is None else gene_rate
+        self.shift_rate = shift_rate
+        self.order_rate = order_rate
+        self._duration = np.ascontiguousarray(np.where(codec.instance.eligible, codec.instance.duration, 0.0))
+        self._load = np.empty(codec.instance.n_nodes)
+
+    def mutate(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Mutate the chromosome matrix ``X`` in place and return it."""
+        codec = self.codec
+        P, n = X.shape[0], codec.n_tasks
+        per_row = np.maximum(rng.binomial(n, self.gene_rate, size=P), 1)
+        rows = np.repeat(np.arange(P), per_row)
+        genes = rng.integers(0, n, size=rows.shape[0])
+        _reassign(X, rows, genes, rng.random(rows.shape[0]), codec.eligible_ptr, codec.eligible_nodes)
+        shift = np.flatnonzero(rng.random(P) < self.shift_rate)
+        _shift_load(X, shift, rng.random(shift.shape[0]), self._duration, codec.eligible_ptr,
+                    codec.eligible_nodes, self._load)
+        reorder = np.flatnonzero(rng.random(P) < self.order_rate)
+        X[reorder, n] = rng.integers(0, codec.n_orders, size=reorder.shape[0])
+        return X
+
+    @default_random_state
+    def do(self, problem, pop, inplace=True, *args, random_state=None, **kwargs):
+        set_rows(pop, self.mutate(population_matrix(pop), random_state))
+        return pop
+
+
+class EligibilityRepair(Repair):
+    """Clip genes into range and move any task on a node it may not use to its fastest
+    eligible node. The operators above never break eligibility; this makes chromosomes from
+    elsewhere (e.g. pymoo's stock integer operators) valid."""
+
+    def __init__(self, codec: PlanCodec):
+        super().__init__()
+        self.codec = codec
+        inst = codec.instance
+        self._fastest = np.argmin(np.where(inst.eligible, inst.duration, np.inf), axis=1).astype(GENE_DTYPE)
+
+    def repair(self, X: np.ndarray) -> np.ndarray:
+        codec, inst = self.codec, self.codec.instance
+        n = codec.n_tasks
+        X = np.rint(np.asarray(X, dtype=np.float64)).astype(GENE_DTYPE)
+        X[:, :n] = np.clip(X[:, :n], 0, inst.n_nodes - 1)
+        X[:, n] = np.clip(X[:, n], 0, codec.n_orders - 1)
+        bad = ~inst.eligible[np.arange(n), X[:, :n]]
+        X[:, :n] = np.where(bad, self._fastest, X[:, :n])
+        return X
+
+    def do(self, problem, pop, **kwargs):
+        set_rows(pop, self.repair(population_matrix(pop)))
+        return pop
+
+
+class KeepRepair(Repair):
+    """No repair pass: the operators above keep every gene eligible by construction (pymoo's
+    ``NoRepair`` still copies every row in and out)."""
+
+    def do(self, problem, pop, **kwargs):
+        return pop
+
+
+@jit
+def _row_hashes(X, multipliers, out):
+    # A random linear hash mod 2^64 (independent multiply-adds, so it vectorises): equal
+    # rows hash equally; the rare collisions of unequal rows are settled by comparing rows.
+    for i in range(X.shape[0]):
+        h = np.uint64(0)
+        for g in range(X.shape[1]):
+            h += np.uint64(X[i, g]) * multipliers[g]
+        out[i] = h
+
+
+_MULTIPLIERS: dict[int, np.ndarray] = {}
+
+
+def row_hashes(X: np.ndarray) -> np.ndarray:
+    X = np.ascontiguousarray(X, dtype=GENE_DTYPE)
+    width = X.shape[1]
+    if width not in _MULTIPLIERS:  # a fixed table: hashes are the same in every run
+        table = np.random.default_rng(width).integers(0, 2**63, size=width, dtype=np.uint64)
+        _MULTIPLIERS[width] = table * np.uint64(2) + np.uint64(1)
+    out = np.empty(X.shape[0], dtype=np.uint64)
+    _row_hashes(X, _MULTIPLIERS[width], out)
+    return out
+
+
+class RowHashDuplicateElimination(DuplicateElimination):
+    """Drops exact duplicate chromosomes by hashing rows (O(P x genes)) instead of pymoo's
+    pairwise distance matrix: keeps the first of equal rows within ``pop`` and drops rows
+    equal to any row of the other populations given."""
+
+    @staticmethod
+    def keep_mask(X: np.ndarray, *others: np.ndarray, to_itself: bool = True) -> np.ndarray:
+        seen: dict[int, list[np.ndarray]] = {}
+        for other in others:
+            for h, row in zip(row_hashes(other).tolist(), other):
+                seen.setdefault(h, []).append(row)
+        keep = np.zeros(X.shape[0], dtype=bool)
+        for i, h in enumerate(row_hashes(X).tolist()):
+            same = seen.get(h)
+            if same is not None and any(np.array_equal(X[i], row) for row in same):
+                continue
+            keep[i] = True
+            if to_itself:
+                seen.setdefault(h, []).append(X[i])
+        return keep
+
+    def do(self, pop, *args, return_indices=False, to_itself=True):
+        if len(pop) == 0:
+            return (pop, [], []) if return_indices else pop
+        others = [population_matrix(o) for o in args if o is not None and len(o) > 0]
+        keep = self.keep_mask(population_matrix(pop), *others, to_itself=to_itself)
+        out = pop[keep]
+        if return_indices:
+            return out, np.flatnonzero(keep).tolist(), np.flatnonzero(~keep).tolist()
+        return out

@@ -1,0 +1,285 @@
+"""Pareto tools: objective matrices, non-dominated filtering and sorting, hypervolume and
+picking one plan from a front.
+
+Conventions: an objective matrix ``F`` (P, k) is in minimisation form (maximised objectives
+are negated); a statistics matrix has the columns ``core.evaluate.STATS`` in natural units.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from core._jit import jit
+from core.errors import SpecError
+from core.evaluate import STAT_INDEX
+
+# Objective name -> (STATS column, sense).
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "makespan": ("makespan", "min"),
+    "utilization": ("utilization", "max"),
+    "imbalance": ("imbalance", "min"),
+    "mean_response": ("mean_response", "min"),  # priority-weighted over requests
+    "energy": ("energy", "min"),
+    "cost": ("cost", "min"),
+}
+DEFAULT_OBJECTIVES = ("makespan", "utilization", "imbalance")
+# Hypervolume reference point on objectives normalised to [0, 1] by ideal and nadir.
+HV_REFERENCE = 1.1
+
+
+def check_objectives(objectives) -> tuple[str, ...]:
+    """The objective names as a tuple; SpecError (field ``objectives``) if unusable."""
+    names = (objectives,) if isinstance(objectives, str) else tuple(objectives)
+    if not names:
+        raise SpecError("objectives", "name at least one objective")
+    for name in names:
+        if name not in OBJECTIVES:
+            raise SpecError("objectives", f"unknown objective {name!r}; choose from {sorted(OBJECTIVES)}")
+    if len(set(names)) != len(names):
+        raise SpecError("objectives", f"repeated objective in {list(names)}")
+    return names
+
+
+def objective_columns(objectives) -> tuple[np.ndarray, np.ndarray]:
+    """STATS column index and sign (+1 minimise, -1 maximise) of each objective."""
+    names = check_objectives(objectives)
+    columns = np.array([STAT_INDEX[OBJECTIVES[o][0]] for o in names], dtype=np.intp)
+    signs = np.array([1.0 if OBJECTIVES[o][1] == "min" else -1.0 for o in names])
+    return columns, signs
+
+
+def objective_matrix(stats: np.ndarray, objectives=DEFAULT_OBJECTIVES) -> np.ndarray:
+    """F (P, k) in minimisation form from a statistics matrix (P, len(STATS))."""
+    columns, signs = objective_columns(objectives)
+    return np.atleast_2d(stats)[:, columns] * signs
+
+
+@jit
+def _non_dominated_sorted(F, order, keep):
+    # Rows visited in lexicographic order: a row can only be dominated by an earlier one,
+    # and (by transitivity) then by one already on the front.
+    k = F.shape[1]
+    front = np.empty(order.shape[0], dtype=np.int64)
+    size = 0
+    for i in range(order.shape[0]):
+        a = order[i]
+        dominated = False
+        for f in range(size):
+            b = front[f]
+            no_worse = True
+            better = False
+            for c in range(k):
+                if F[b, c] > F[a, c]:
+                    no_worse = False
+                    break
+                if F[b, c] < F[a, c]:
+                    better = True
+            if no_worse and better:
+                dominated = True
+                break
+        if not dominated:
+            front[size] = a
+            size += 1
+            keep[a] = True
+
+
+def non_dominated(F: np.ndarray) -> np.ndarray:
+    """Indices (ascending) of the rows of F that no other row dominates.
+
+    Exact: equal rows do not dominate each other, so all copies of a non-dominated row stay.
+    Cost O(P log P) for the sort plus O(P x front size) comparisons. F must not hold NaN.
+    """
+    F = np.ascontiguousarray(np.atleast_2d(F), dtype=np.float64)
+    if F.shape[0] == 0:
+        return np.empty(0, dtype=np.intp)
+    order = np.lexsort(F.T[::-1])
+    keep = np.zeros(F.shape[0], dtype=np.bool_)
+    _non_dominated_sorted(F, order, keep)
+    return np.flatnonzero(keep)
+
+
+@jit
+def _front_ranks(F, rank):
+    # Deb's fast non-dominated sort: count dominators, peel fronts.
+    P, k = F.shape
+    dominates = np.zeros((P, P), dtype=np.bool_)
+    count = np.zeros(P, dtype=np.int64)
+    for a in range(P):
+        for b in range(a + 1, P):
+            a_better = False
+            b_better = False
+            for c in range(k):
+                if F[a, c] < F[b, c]:
+                    a_better = True
+                elif F[b, c] < F[a, c]:
+                    b_better = True
+            if a_better and not b_better:
+                dominates[a, b] = True
+                count[b] += 1
+            elif b_better and not a_better:
+                dominates[b, a] = True
+                count[a] += 1
+    current = np.empty(P, dtype=np.int64)
+    nxt = np.empty(P, dtype=np.int64)
+    size = 0
+    for a in range(P):
+        if count[a] == 0:
+            current[size] = a
+            size += 1
+            rank[a] = 0
+    level = 0
+    while size > 0:
+        level += 1
+        new_size = 0
+        for i in range(size):
+            a = current[i]
+            for b in range(P):
+                if dominates[a, b]:
+                    count[b] -= 1
+                    if count[b] == 0:
+                        rank[b] = level
+                        nxt[new_size] = b
+                        new_size += 1
+        current, nxt = nxt, current
+        size = new_size
+
+
+def front_ranks(F: np.ndarray) -> np.ndarray:
+    """Non-domination rank of every row (0 = non-dominated, 1 = next front, ...)."""
+    F = np.ascontiguousarray(np.atleast_2d(F), dtype=np.float64)
+    rank = np.zeros(F.shape[0], dtype=np.int64)
+    if F.shape[0]:
+        _front_ranks(F, rank)
+    return rank
+
+
+@jit
+def _crowding(F, out):
+    P, k = F.shape
+    out[:] = 0.0
+    for c in range(k):
+        order = np.argsort(F[:, c], kind="mergesort")
+        lo = F[order[0], c]
+        span = F[order[P - 1], c] - lo
+        out[order[0]] = np.inf
+        out[order[P - 1]] = np.inf
+        if span > 0.0 and np.isfinite(span):
+            for i in range(1, P - 1):
+                out[order[i]] += (F[order[i + 1], c] - F[order[i - 1], c]) / span
+
+
+def crowding_distance(F: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of each row within its front (boundary rows: inf)."""
+    F = np.ascontiguousarray(np.atleast_2d(F), dtype=np.float64)
+    out = np.empty(F.shape[0])
+    if F.shape[0] <= 2:
+        out[:] = np.inf
+    else:
+        _crowding(F, out)
+    return out
+
+
+def hypervolume(F: np.ndarray, ideal: np.ndarray, nadir: np.ndarray) -> float:
+    """Hypervolume of F after normalising each objective to [0, 1] by ``ideal`` and ``nadir``
+    (a zero span counts as 1), with reference point ``HV_REFERENCE`` (1.1) in every objective.
+
+    Computed exactly by ``moocore.hypervolume``, the routine behind pymoo's
+    ``pymoo.indicators.hv.HV`` (moocore is a pymoo dependency); points that do not dominate
+    the reference point add nothing.
+    """
+    F = np.atleast_2d(np.asarray(F, dtype=np.float64))
+    if F.shape[0] == 0:
+        return 0.0
+    ideal = np.asarray(ideal, dtype=np.float64)
+    span = np.asarray(nadir, dtype=np.float64) - ideal
+    span = np.where(span > 0, span, 1.0)
+    Z = (F - ideal) / span
+    Z = Z[np.all(Z < HV_REFERENCE, axis=1)]
+    if Z.shape[0] == 0:
+        return 0.0
+    import moocore
+
+    return float(moocore.hypervolume(Z, ref=np.full(F.shape[1], HV_REFERENCE)))
+
+
+def parse_policy(policy: str) -> tuple[str, object]:
+    """Parse a selection policy: ``knee``, ``weights:a,b,...`` or ``sla:SECONDS``.
+
+    Returns ("knee", None), ("weights", ndarray) or ("sla", seconds); SpecError (field
+    ``select``) on bad syntax.
+    """
+    if not isinstance(policy, str):
+        raise SpecError("select", f"must be a string, got {policy!r}")
+    text = policy.strip()
+    kind, sep, arg = text.partition(":")
+    kind = kind.strip().lower()
+    usage = "use 'knee', 'weights:a,b,c' (one weight per objective) or 'sla:SECONDS'"
+    if kind == "knee" and not sep:
+        return "knee", None
+    if kind == "weights" and sep:
+        try:
+            weights = np.array([float(w) for w in arg.split(",")])
+        except ValueError:
+            raise SpecError("select", f"weights must be numbers separated by commas, got {arg!r}") from None
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise SpecError("select", f"weights must be finite and >= 0, got {arg!r}")
+        if not np.any(weights > 0):
+            raise SpecError("select", f"at least one weight must be > 0, got {arg!r}")
+        return "weights", weights
+    if kind == "sla" and sep:
+        try:
+            seconds = float(arg.strip().removesuffix("s"))
+        except ValueError:
+            raise SpecError("select", f"sla needs a makespan bound in seconds, got {arg!r}") from None
+        if not math.isfinite(seconds) or seconds < 0:
+            raise SpecError("select", f"sla bound must be a finite number of seconds >= 0, got {arg!r}")
+        return "sla", seconds
+    raise SpecError("select", f"unknown policy {policy!r}; {usage}")
+
+
+def _normalised(F: np.ndarray) -> np.ndarray:
+    lo = F.min(axis=0)
+    span = F.max(axis=0) - lo
+    return (F - lo) / np.where(span > 0, span, 1.0)
+
+
+def select(stats: np.ndarray, objectives=DEFAULT_OBJECTIVES, policy: str = "knee") -> int:
+    """Index of the plan (row of the statistics matrix ``stats``) that ``policy`` picks.
+
+    * ``knee``: normalise the objectives (minimisation form) to [0, 1] over the given plans
+      and take the plan closest (Euclidean) to the ideal point 0; a balanced compromise.
+    * ``weights:a,b,...``: the smallest weighted sum of those normalised objectives, one
+      weight per objective in ``objectives`` order.
+    * ``sla:SECONDS``: the highest utilisation among plans with makespan <= SECONDS (ties:
+      the shorter makespan); SpecError naming the best achievable makespan if none meets it.
+
+    Ties go to the lowest index.
+    """
+    kind, arg = parse_policy(policy)
+    stats = np.atleast_2d(np.asarray(stats, dtype=np.float64))
+    if stats.shape[0] == 0:
+        raise SpecError("select", "there are no plans to choose from")
+    if kind == "sla":
+        makespan = stats[:, STAT_INDEX["makespan"]]
+        ok = np.flatnonzero(makespan <= arg)
+        if ok.size == 0:
+            raise SpecError(
+                "select",
+                f"no plan meets the makespan bound of {arg:g} s; the best achievable makespan is "
+                f"{makespan.min():g} s",
+            )
+        utilisation = stats[ok, STAT_INDEX["utilization"]]
+        # lexsort: last key is primary -> highest utilisation, then shortest makespan, then index.
+        return int(ok[np.lexsort((ok, makespan[ok], -utilisation))[0]])
+    Z = _normalised(objective_matrix(stats, objectives))
+    if kind == "knee":
+        return int(np.argmin(np.sqrt(np.sum(Z * Z, axis=1))))
+    weights = arg
+    if weights.shape[0] != Z.shape[1]:
+        raise SpecError(
+            "select",
+            f"weights gives {weights.shape[0]} numbers for {Z.shape[1]} objectives {list(check_objectives(objectives))}",
+        )
+    return int(np.argmin(Z @ weights))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core.errors import SpecError
 from core.model import Cluster, Instance, Workload
-from core.spec import cluster_from_dict, cluster_to_dict, workload_from_dict, workload_to_dict
+from core.spec import cluster_from_dict, cluster_to_dict, key_text, workload_from_dict, workload_to_dict
 from core.wfformat import DEFAULT_REFERENCE_SPEED, is_wfformat, workload_from_wfformat
 
 __all__ = [
@@ -85,7 +85,7 @@ def _sections(source: Source, reference_speed: float) -> tuple[str, str, dict[st
     if any(key in doc for key in _SECTIONS):
         for key in doc:
             if key not in _SECTIONS:
-                raise SpecError(str(key), "unknown top-level key; expected 'workload' and/or 'cluster'")
+                raise SpecError(key_text(key), "unknown top-level key; expected 'workload' and/or 'cluster'")
         builders = {"workload": workload_from_dict, "cluster": cluster_from_dict}
         return where, "spec", {key: (lambda key=key: builders[key](doc[key])) for key in _SECTIONS if key in doc}
     if is_wfformat(doc):

@@ -87,8 +87,13 @@ def _render_path(doc: object, path, root: str) -> str:
     return out or root
 
 
+def key_text(key: object) -> str:
+    """A mapping key as it appears in an error path: bare when it is a plain name."""
+    return key if isinstance(key, str) and key.isidentifier() else repr(key)
+
+
 def _join(field: str, key: object, root: str) -> str:
-    return str(key) if field == root else f"{field}.{key}"
+    return key_text(key) if field == root else f"{field}.{key_text(key)}"
 
 
 def _to_spec_error(error, doc: object, root: str) -> SpecError:

@@ -1,0 +1,211 @@
+"""Bad input of every kind gives exactly one SpecError naming the field and the reason."""
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.errors import SpecError
+from core.io import describe, load_cluster, load_instance, load_workload
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
+WORKLOAD = yaml.safe_load((EXAMPLES / "workload.yaml").read_text())["workload"]
+CLUSTER = yaml.safe_load((EXAMPLES / "cluster.yaml").read_text())["cluster"]
+WFFORMAT = json.loads((EXAMPLES / "wfformat-small.json").read_text())
+
+
+def changed(doc, path, value=None, *, delete=False):
+    """A deep copy of ``doc`` with the entry at ``path`` (keys and indices) replaced or deleted."""
+    doc = copy.deepcopy(doc)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    if delete:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return doc
+
+
+WORKLOAD_CASES = [
+    # (the spec, the field the error names, words of the reason)
+    (changed(WORKLOAD, ["edges"], WORKLOAD["edges"] + [{"source": "ct_report_b", "target": "ct_load_b"}]), "edges",
+     "cycle: 'ct_load_b' -> 'ct_seg_b' -> 'ct_report_b' -> 'ct_load_b'"),
+    (changed(WORKLOAD, ["edges", 0, "target"], "ct_nowhere"), "edges['ct_load_a'->'ct_nowhere'].target",
+     "unknown task 'ct_nowhere'"),
+    (changed(WORKLOAD, ["tasks", 1, "id"], "ct_load_a"), "tasks['ct_load_a']", "duplicate id"),
+    (changed(WORKLOAD, ["requests", 1, "id"], "case_a"), "requests['case_a']", "duplicate id"),
+    (changed(WORKLOAD, ["tasks", 1, "work"], -5), "tasks['ct_seg_a'].work", "must be >= 0, got -5"),
+    (changed(WORKLOAD, ["tasks", 1, "work"], math.nan), "tasks['ct_seg_a'].work", "finite"),
+    (changed(WORKLOAD, ["tasks", 1, "work"], math.inf), "tasks['ct_seg_a'].work", "finite"),
+    (changed(WORKLOAD, ["tasks", 1, "work"], 10 ** 400), "tasks['ct_seg_a'].work", "finite"),
+    (changed(WORKLOAD, ["tasks", 1, "memory"], "12GB"), "tasks['ct_seg_a'].memory", "must be a number, got '12GB'"),
+    (changed(WORKLOAD, ["tasks", 1, "work"], True), "tasks['ct_seg_a'].work", "must be a number"),
+    (changed(WORKLOAD, ["edges", 1, "data"], -1), "edges['ct_seg_a'->'ct_report_a'].data", "must be >= 0"),
+    (changed(WORKLOAD, ["edges", 1, "data"], math.nan), "edges['ct_seg_a'->'ct_report_a'].data", "finite"),
+    (changed(WORKLOAD, ["tasks", 1, "work"], delete=True), "tasks['ct_seg_a'].work", "missing (required)"),
+    (changed(WORKLOAD, ["tasks", 1, "id"], delete=True), "tasks[1].id", "missing (required)"),
+    (changed(WORKLOAD, ["tasks", 1, "id"], 7), "tasks[1].id", "must be a string, got 7"),
+    (changed(WORKLOAD, ["tasks", 1, "allowed_kinds"], "gpu"), "tasks['ct_seg_a'].allowed_kinds",
+     "must be a list or null"),
+    (changed(WORKLOAD, ["tasks", 1, "cores"], 4), "tasks['ct_seg_a'].cores", "unknown field"),
+    (changed(WORKLOAD, ["tasks", 1, "request"], "case_z"), "tasks['ct_seg_a'].request", "unknown request 'case_z'"),
+    (changed(WORKLOAD, ["tasks"], []), "tasks", "must not be empty"),
+    (changed(WORKLOAD, ["tasks"], delete=True), "tasks", "missing (required)"),
+    (changed(WORKLOAD, ["deadline"], 10), "deadline", "unknown field"),
+    (changed(WORKLOAD, ["requests", 0, "deadline"], -1), "requests['case_a'].deadline", "must be >= 0"),
+    ("tasks", "workload", "must be a mapping"),
+]
+
+
+@pytest.mark.parametrize("spec, field, reason", WORKLOAD_CASES)
+def test_bad_workload_names_field_and_reason(spec, field, reason):
+    with pytest.raises(SpecError) as err:
+        load_workload({"workload": spec})
+    assert err.value.field == field
+    assert reason in err.value.reason
+
+
+CLUSTER_CASES = [
+    (changed(CLUSTER, ["nodes", 1, "id"], "edge1"), "nodes['edge1']", "duplicate id"),
+    (changed(CLUSTER, ["nodes", 2, "speed"], 0), "nodes['gpu1'].speed", "must be > 0"),
+    (changed(CLUSTER, ["nodes", 2, "memory"], math.inf), "nodes['gpu1'].memory", "finite"),
+    (changed(CLUSTER, ["nodes", 2, "kind"], delete=True), "nodes['gpu1'].kind", "missing (required)"),
+    (changed(CLUSTER, ["links", 1, "b"], "mars"), "links['hospital','mars']", "unknown node or zone 'mars'"),
+    (changed(CLUSTER, ["links", 1, "b"], "gpu1"), "links['hospital','gpu1']", "connects a node to a zone"),
+    (changed(CLUSTER, ["links", 0, "bandwidth"], -3), "links['hospital','hospital'].bandwidth", "must be >= 0"),
+    (changed(CLUSTER, ["speed_factors", "gpu", "cnn"], 0), "speed_factors['gpu']['cnn']", "must be > 0"),
+    (changed(CLUSTER, ["speed_factors", "gpu", "cnn"], math.nan), "speed_factors['gpu']['cnn']", "finite"),
+    (changed(CLUSTER, ["speed_factors", "gpu"], 4.0), "speed_factors['gpu']", "must be a mapping"),
+    (changed(CLUSTER, ["default_latency"], "fast"), "default_latency", "must be a number"),
+    (changed(CLUSTER, ["nodes"], []), "nodes", "must not be empty"),
+    (changed(CLUSTER, ["zones"], ["hospital"]), "zones", "unknown field"),
+]
+
+
+@pytest.mark.parametrize("spec, field, reason", CLUSTER_CASES)
+def test_bad_cluster_names_field_and_reason(spec, field, reason):
+    with pytest.raises(SpecError) as err:
+        load_cluster({"cluster": spec})
+    assert err.value.field == field
+    assert reason in err.value.reason
+
+
+def test_unknown_top_level_key_is_named():
+    with pytest.raises(SpecError) as err:
+        load_workload({"workload": WORKLOAD, "clusters": CLUSTER})
+    assert (err.value.field, err.value.reason) == ("clusters", "unknown top-level key; expected 'workload' and/or 'cluster'")
+
+
+def test_mapping_that_is_no_known_spec_lists_what_it_expected():
+    with pytest.raises(SpecError, match="expected the top-level key 'workload'.*got \\['jobs'\\]"):
+        load_workload({"jobs": []})
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("garbage.json", bytes(range(256)) * 4, "not a text file"),
+    ("garbage.yaml", b"\x00\x01\x02 binary \xff", "not a text file"),
+    ("nul.yaml", b"tasks: \x00\x07", "invalid YAML"),
+    ("scalar.yaml", b"just a sentence\n", "must be a mapping, got a str value"),
+    ("list.json", b"[1, 2, 3]", "must be a mapping, got a list"),
+    ("empty.yaml", b"", "empty file"),
+    ("blank.json", b"  \n\n ", "empty file"),
+    ("broken.json", b'{"workload": {"tasks": [', "invalid JSON"),
+    ("broken.yaml", b"workload:\n  tasks: [\n  - {id: a", "invalid YAML"),
+    ("deep.json", b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+])
+def test_files_that_are_not_specs(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    for load in (load_workload, load_cluster, describe):
+        with pytest.raises(SpecError) as err:
+            load(path)
+        assert err.value.field == str(path)
+        assert reason in err.value.reason
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SpecError) as err:
+        describe(tmp_path / "nope.yaml")
+    assert (err.value.field, err.value.reason) == (str(tmp_path / "nope.yaml"), "no such file")
+
+
+def test_a_source_of_the_wrong_type():
+    with pytest.raises(SpecError) as err:
+        load_workload(42)
+    assert err.value.field == "source"
+
+
+# --- property tests: nothing but SpecError, whatever comes in ------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=20,
+)
+spec_keys = st.sampled_from(["workload", "cluster", "tasks", "nodes", "edges", "links", "requests", "workflow",
+                             "id", "work", "speed", "memory", "source", "target", "a", "b", "speed_factors"])
+
+
+def load_everything(doc):
+    """Every loader on ``doc``: each either succeeds or raises SpecError (anything else fails)."""
+    for load in (load_workload, load_cluster, describe, lambda d: load_instance(d, d)):
+        try:
+            load(doc)
+        except SpecError as err:
+            assert err.field and err.reason
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(spec_keys | st.text(max_size=4), json_values, max_size=4) | json_values)
+def test_random_values_give_only_spec_errors(doc):
+    load_everything(doc)
+
+
+def paths_of(doc, prefix=()):
+    """Every (path) to a value inside a JSON-like document."""
+    yield prefix
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            yield from paths_of(value, prefix + (key,))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            yield from paths_of(value, prefix + (i,))
+
+
+VALID = [{"workload": WORKLOAD, "cluster": CLUSTER}, WFFORMAT]
+
+
+@settings(max_examples=60, deadline=None)
+@given(base=st.sampled_from(VALID), data=st.data())
+def test_mutated_valid_specs_give_only_spec_errors(base, data):
+    doc = copy.deepcopy(base)
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = [p for p in paths_of(doc) if p]
+        path = data.draw(st.sampled_from(paths))
+        action = data.draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "add":
+            container = doc
+            for key in path[:-1]:
+                container = container[key]
+            if isinstance(container, dict):
+                container[data.draw(spec_keys | st.text(max_size=4))] = data.draw(json_values)
+            else:
+                container.append(data.draw(json_values))
+        else:
+            doc = changed(doc, list(path), data.draw(json_values), delete=action == "delete")
+    load_everything(doc)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=200) | st.text(max_size=200).map(str.encode),
+       suffix=st.sampled_from([".json", ".yaml", ".yml", ".txt"]))
+def test_random_files_give_only_spec_errors(tmp_path, content, suffix):
+    path = tmp_path / f"random{suffix}"
+    path.write_bytes(content)
+    load_everything(path)

@@ -1,0 +1,482 @@
+"""Baseline allocators: valid plans, their defining rules, and HEFT's exact schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from core.algorithms import ALGORITHMS, get_allocator
+from core.algorithms.baselines import (
+    BASELINES,
+    GreedyAllocator,
+    HeftAllocator,
+    LeastLoadedAllocator,
+    MinMinAllocator,
+    RandomAllocator,
+    RoundRobinAllocator,
+    ShortestFirstAllocator,
+    WeightedBalanceAllocator,
+    baseline_plans,
+    heft_priority,
+    heft_ranks,
+    heft_schedule,
+)
+from core.errors import SpecError
+from core.evaluate import STAT_INDEX, STATS, Evaluator, Plan
+from core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload
+from core.synthetic import random_cluster, random_workload
+
+NAMES = [cls.name for cls in BASELINES]
+SHAPES = ("random", "uniform", "split", "single")
+
+
+def make_cluster(shape: str, m: int, seed: int) -> Cluster:
+    """``random``: heterogeneous; ``uniform``: identical nodes; ``split``: heterogeneous with
+    no link between zones; ``single``: one node."""
+    if shape == "single":
+        return Cluster(nodes=(Node("solo", "cpu", speed=7.0, memory=64.0),))
+    if shape == "uniform":
+        return Cluster(
+            nodes=tuple(Node(f"n{j}", "cpu", speed=10.0, memory=64.0) for j in range(m)),
+            links=(Link("default", "default", bandwidth=500.0, latency=0.002),),
+        )
+    cluster = random_cluster(m, seed=seed)
+    if shape == "split":
+        cluster = dataclasses.replace(cluster, links=tuple(ln for ln in cluster.links if ln.a == ln.b))
+    return cluster
+
+
+def make_instance(n: int, e: int, m: int, seed: int, *, shape: str = "random", requests: int = 1,
+                  zero_work: float = 0.0, zero_data: float = 0.0, gpu_only: float = 0.0) -> Instance:
+    """A random workflow; ``gpu_only`` applies to the heterogeneous shapes (the others have no GPU)."""
+    rng = np.random.default_rng(seed + 1)
+    if shape in ("uniform", "single"):
+        gpu_only = 0.0
+    wl = random_workload(n, e, seed=seed, n_requests=requests, gpu_only_share=gpu_only, max_memory=8.0)
+    tasks = tuple(dataclasses.replace(t, work=0.0) if rng.random() < zero_work else t for t in wl.tasks)
+    edges = tuple(dataclasses.replace(d, data=0.0) if rng.random() < zero_data else d for d in wl.edges)
+    return Instance.build(dataclasses.replace(wl, tasks=tasks, edges=edges), make_cluster(shape, m, seed))
+
+
+def independent(n: int, m: int, *, work: float = 10.0, priorities=None) -> Instance:
+    """``n`` identical tasks without edges on ``m`` identical nodes."""
+    tasks = tuple(
+        Task(f"t{i}", work=work, priority=1.0 if priorities is None else float(priorities[i])) for i in range(n)
+    )
+    return Instance.build(Workload(tasks=tasks), make_cluster("uniform", m, 0))
+
+
+def transfer(inst: Instance, data: float, src: int, dst: int) -> float:
+    if src == dst:
+        return 0.0
+    if not math.isfinite(inst.inv_bandwidth[src, dst]):
+        return math.inf
+    return inst.latency[src, dst] + data * inst.inv_bandwidth[src, dst]
+
+
+def parents(inst: Instance, t: int):
+    for e in range(inst.parent_ptr[t], inst.parent_ptr[t + 1]):
+        yield int(inst.parent_idx[e]), float(inst.parent_data[e])
+
+
+def data_ready(inst: Instance, t: int, j: int, assign, end) -> float:
+    """Plain-Python cost model: when ``t``'s release passed and its inputs are at node ``j``."""
+    ready = float(inst.release[t])
+    for p, data in parents(inst, t):
+        ready = max(ready, end[p] + transfer(inst, data, int(assign[p]), j))
+    return ready
+
+
+def candidates(inst: Instance, t: int, assign, end) -> list[int]:
+    eligible = [j for j in range(inst.n_nodes) if inst.eligible[t, j]]
+    reachable = [j for j in eligible if math.isfinite(data_ready(inst, t, j, assign, end))]
+    return reachable or eligible
+
+
+def replay(inst: Instance, plan: Plan):
+    """Walk a plan as the decoder would, yielding the state before each placement:
+    (task, node, tasks ready then, node free times, node busy times, end times so far)."""
+    n, m = inst.n_tasks, inst.n_nodes
+    end = [0.0] * n
+    free = [0.0] * m
+    busy = [0.0] * m
+    waiting = np.diff(inst.parent_ptr).tolist()
+    ready = {t for t in range(n) if waiting[t] == 0}
+    for t in plan.order.tolist():
+        j = int(plan.assignment[t])
+        assert t in ready, f"task {t} dispatched before its parents"
+        yield t, j, sorted(ready), list(free), list(busy), end
+        s = max(free[j], data_ready(inst, t, j, plan.assignment, end))
+        end[t] = s + inst.duration[t, j]
+        free[j] = end[t]
+        busy[j] += inst.duration[t, j]
+        ready.remove(t)
+        for c in inst.child_idx[inst.child_ptr[t]:inst.child_ptr[t + 1]].tolist():
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                ready.add(c)
+
+
+def first_argmin(values: dict[int, float]) -> int:
+    """Lowest key among the smallest values (values are keyed by node, in node order)."""
+    best = min(values.values())
+    return min(j for j, v in values.items() if v == best)
+
+
+def finish_times(inst, t, free, assign, end) -> dict[int, float]:
+    return {j: max(free[j], data_ready(inst, t, j, assign, end)) + inst.duration[t, j]
+            for j in candidates(inst, t, assign, end)}
+
+
+# --- every baseline ------------------------------------------------------------------------------
+
+
+def test_all_baselines_registered_and_buildable_by_name():
+    assert set(NAMES) <= set(ALGORITHMS)
+    assert len(NAMES) == 8
+    for name in NAMES:
+        assert get_allocator(name).name == name
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape,m", [("random", 6), ("uniform", 3), ("split", 4), ("single", 1)])
+def test_plan_is_valid_scored_and_deterministic(name, shape, m):
+    inst = make_instance(80, 160, m, seed=3, shape=shape, requests=3, gpu_only=0.2)
+    ev = Evaluator(inst)
+    reports = []
+    result = get_allocator(name).allocate(ev, seed=5, progress=lambda step, info: reports.append((step, info)))
+    assert reports == [(1, {s: float(v) for s, v in zip(STATS, result.stats[0])})]
+    assert result.algorithm == name and len(result.plans) == 1 and result.evaluations == 1
+    plan = result.plans[0]
+    assert inst.eligible[np.arange(inst.n_tasks), plan.assignment].all()
+    ev.check(plan.assignment[None, :], plan.order[None, :])  # eligible nodes, topological order
+    np.testing.assert_array_equal(result.stats, ev.stats(plan.assignment, plan.order))
+    again = get_allocator(name).allocate(Evaluator(inst), seed=5).plans[0]
+    np.testing.assert_array_equal(plan.assignment, again.assignment)
+    np.testing.assert_array_equal(plan.order, again.order)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_avoids_nodes_without_a_link_to_the_parent(name):
+    # An out-tree (one parent per task) on two zones with no link between them: every task
+    # can always join its parent's zone, so a plan that crosses zones is the baseline's fault.
+    tasks = tuple(Task(f"t{i}", work=5.0 + i % 7) for i in range(40))
+    edges = tuple(Edge(f"t{(i - 1) // 2}", f"t{i}", data=3.0) for i in range(1, 40))
+    inst = Instance.build(Workload(tasks=tasks, edges=edges), make_cluster("split", 6, seed=1))
+    assert not np.isfinite(inst.inv_bandwidth).all()
+    ev = Evaluator(inst)
+    stats = get_allocator(name).allocate(ev).stats[0]
+    assert stats[STAT_INDEX["unroutable"]] == 0
+    assert np.isfinite(stats[STAT_INDEX["makespan"]])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unavoidable_unroutable_plan_is_still_valid(name):
+    # c needs a's output (only on node x) and b's (only on node y); x and y have no link.
+    cluster = Cluster(nodes=(Node("x", "cpu", 10.0, 8.0, zone="zx"), Node("y", "gpu", 10.0, 8.0, zone="zy")))
+    tasks = (Task("a", 1.0, allowed_kinds=("cpu",)), Task("b", 1.0, allowed_kinds=("gpu",)), Task("c", 1.0))
+    inst = Instance.build(Workload(tasks=tasks, edges=(Edge("a", "c", 1.0), Edge("b", "c", 1.0))), cluster)
+    result = get_allocator(name).allocate(Evaluator(inst))
+    assert result.stats[0, STAT_INDEX["unroutable"]] == 1
+
+
+def test_baseline_plans_runs_every_baseline():
+    inst = make_instance(50, 90, 5, seed=4)
+    ev = Evaluator(inst)
+    plans = baseline_plans(ev, seed=2)
+    assert sorted(plans) == sorted(NAMES)
+    for name, plan in plans.items():
+        ev.check(plan.assignment[None, :], plan.order[None, :])
+        reference = get_allocator(name).allocate(ev, seed=2).plans[0]
+        np.testing.assert_array_equal(plan.assignment, reference.assignment)
+
+
+# --- random and round-robin ------------------------------------------------------------------------
+
+
+def test_random_depends_on_the_seed_and_uses_every_node():
+    inst = independent(400, 5)
+    a = RandomAllocator().build(inst, seed=0).assignment
+    b = RandomAllocator().build(inst, seed=1).assignment
+    assert not np.array_equal(a, b)
+    counts = np.bincount(a, minlength=5)
+    assert counts.min() > 40  # uniform: 80 expected per node
+
+
+def test_round_robin_spreads_evenly_and_skips_ineligible_nodes():
+    plan = RoundRobinAllocator().build(independent(12, 4))
+    np.testing.assert_array_equal(plan.assignment, np.tile(np.arange(4), 3))
+    # gpu-only tasks skip the cpu nodes; the cycle then continues after the chosen node.
+    cluster = Cluster(nodes=(Node("c0", "cpu", 10.0, 8.0), Node("g1", "gpu", 10.0, 8.0), Node("c2", "cpu", 10.0, 8.0)))
+    tasks = tuple(Task(f"t{i}", 1.0, allowed_kinds=("gpu",) if i == 2 else None) for i in range(5))
+    plan = RoundRobinAllocator().build(Instance.build(Workload(tasks=tasks), cluster))
+    np.testing.assert_array_equal(plan.assignment, [0, 1, 1, 2, 0])
+
+
+# --- greedy -----------------------------------------------------------------------------------------
+
+
+def test_greedy_takes_ready_tasks_by_priority():
+    inst = make_instance(60, 100, 4, seed=6)
+    plan = GreedyAllocator().build(inst)
+    for t, _, ready, *_ in replay(inst, plan):
+        assert t == min(ready, key=lambda r: (-inst.priority[r], r))
+    priorities = [2, 5, 1, 5, 3, 4]
+    plan = GreedyAllocator().build(independent(6, 2, priorities=priorities))
+    np.testing.assert_array_equal(plan.order, [1, 3, 5, 4, 0, 2])
+
+
+def test_greedy_best_fit_against_the_remaining_capacity():
+    inst = make_instance(60, 100, 5, seed=7, gpu_only=0.2)
+    greedy = GreedyAllocator(slack=1.3)
+    # No zero-work tasks here; ineligible nodes have infinite duration, i.e. rate 0.
+    capacity = 1.3 * sum(1.0 / sum(1.0 / d for d in row) for row in inst.duration.tolist())
+    assert greedy.capacity(inst) == pytest.approx(capacity)
+    plan = greedy.build(inst)
+    fits_seen = overflow_seen = False
+    for t, j, _, _, busy, end in replay(inst, plan):
+        left = {k: greedy.capacity(inst) - busy[k] - inst.duration[t, k]
+                for k in candidates(inst, t, plan.assignment, end)}
+        fitting = {k: v for k, v in left.items() if v >= 0}
+        if fitting:
+            fits_seen = True
+            assert j == first_argmin(fitting)
+        else:
+            overflow_seen = True
+            assert j == first_argmin({k: -v for k, v in left.items()})
+    assert fits_seen and overflow_seen
+
+
+def test_greedy_rejects_bad_slack():
+    with pytest.raises(SpecError) as err:
+        GreedyAllocator(slack=0.0)
+    assert err.value.field == "slack"
+
+
+# --- least-loaded -----------------------------------------------------------------------------------
+
+
+def test_least_loaded_balances_better_than_random_on_identical_tasks():
+    inst = independent(50, 4, work=10.0)
+    ll = LeastLoadedAllocator().build(inst)
+    ll_busy = Evaluator(inst).schedule(ll).busy
+    assert ll_busy.max() - ll_busy.min() <= inst.duration[0, 0]
+    for seed in range(5):
+        rnd_busy = Evaluator(inst).schedule(RandomAllocator().build(inst, seed)).busy
+        assert ll_busy.max() - ll_busy.min() <= rnd_busy.max() - rnd_busy.min()
+
+
+def test_least_loaded_picks_the_least_busy_candidate():
+    inst = make_instance(60, 100, 5, seed=9)
+    plan = LeastLoadedAllocator().build(inst)
+    np.testing.assert_array_equal(plan.order, inst.topo_order)
+    for t, j, _, _, busy, end in replay(inst, plan):
+        assert j == first_argmin({k: busy[k] for k in candidates(inst, t, plan.assignment, end)})
+
+
+# --- shortest-first and weighted balance ------------------------------------------------------------
+
+
+def test_shortest_first_rules():
+    inst = make_instance(70, 120, 5, seed=10, requests=2)
+    plan = ShortestFirstAllocator().build(inst)
+    fastest = inst.duration.min(axis=1)
+    for t, j, ready, free, _, end in replay(inst, plan):
+        assert t == min(ready, key=lambda r: (fastest[r], r))
+        assert j == first_argmin(finish_times(inst, t, free, plan.assignment, end))
+
+
+def test_weighted_balance_extremes_are_eft_and_least_load():
+    inst = make_instance(60, 100, 5, seed=11)
+    eft = WeightedBalanceAllocator(time_weight=1.0, load_weight=0.0).build(inst)
+    for t, j, _, free, _, end in replay(inst, eft):
+        assert j == first_argmin(finish_times(inst, t, free, eft.assignment, end))
+    load = WeightedBalanceAllocator(time_weight=0.0, load_weight=1.0).build(inst)
+    for t, j, _, _, busy, end in replay(inst, load):
+        assert j == first_argmin({k: busy[k] + inst.duration[t, k]
+                                  for k in candidates(inst, t, load.assignment, end)})
+    assert not np.array_equal(eft.assignment, load.assignment)
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(time_weight=-1.0), "time_weight"),
+    (dict(load_weight=math.nan), "load_weight"),
+    (dict(time_weight=0.0, load_weight=0.0), "time_weight"),
+])
+def test_weighted_balance_rejects_bad_weights(kwargs, field):
+    with pytest.raises(SpecError) as err:
+        get_allocator("weighted-balance", **kwargs)
+    assert err.value.field == field
+
+
+# --- min-min ----------------------------------------------------------------------------------------
+
+
+def min_min_reference(inst: Instance) -> Plan:
+    """Min-min by brute force: every step recomputes every ready task's best completion."""
+    n = inst.n_tasks
+    assign = np.full(n, -1, dtype=np.int32)
+    end = [0.0] * n
+    free = [0.0] * inst.n_nodes
+    order = []
+    waiting = np.diff(inst.parent_ptr).tolist()
+    ready = {t for t in range(n) if waiting[t] == 0}
+    while ready:
+        best = None
+        for t in sorted(ready):
+            finish = finish_times(inst, t, free, assign, end)
+            j = first_argmin(finish)
+            if best is None or finish[j] < best[0]:
+                best = (finish[j], t, j)
+        value, t, j = best
+        assign[t] = j
+        end[t] = value
+        free[j] = value
+        order.append(t)
+        ready.remove(t)
+        for c in inst.child_idx[inst.child_ptr[t]:inst.child_ptr[t + 1]].tolist():
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                ready.add(c)
+    return Plan(assign, np.asarray(order))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 40), density=st.floats(0.0, 2.5),
+       m=st.integers(1, 6), shape=st.sampled_from(SHAPES), requests=st.integers(1, 3))
+def test_min_min_matches_brute_force(seed, n, density, m, shape, requests):
+    try:
+        inst = make_instance(n, int(n * density), m, seed, shape=shape, requests=requests, gpu_only=0.15)
+    except SpecError:
+        assume(False)
+    plan = MinMinAllocator().build(inst)
+    reference = min_min_reference(inst)
+    np.testing.assert_array_equal(plan.order, reference.order)
+    np.testing.assert_array_equal(plan.assignment, reference.assignment)
+
+
+def test_min_min_on_a_tiny_independent_instance():
+    # Durations (rows tasks, columns nodes): speeds 1 and 2.
+    cluster = Cluster(nodes=(Node("slow", "cpu", 1.0, 8.0), Node("fast", "cpu", 2.0, 8.0)))
+    inst = Instance.build(Workload(tasks=(Task("a", 4.0), Task("b", 2.0), Task("c", 6.0))), cluster)
+    plan = MinMinAllocator().build(inst)
+    # b: fast at 1; then a: fast ends 1+2=3 vs slow 4 -> fast; then c: slow 6 vs fast 3+3=6 -> slow (tie, lower index).
+    np.testing.assert_array_equal(plan.order, [1, 0, 2])
+    np.testing.assert_array_equal(plan.assignment, [1, 1, 0])
+    assert Evaluator(inst).schedule(plan).stat("makespan") == 6.0
+
+
+# --- HEFT -------------------------------------------------------------------------------------------
+
+
+def test_heft_ranks_follow_the_recursive_definition():
+    inst = make_instance(50, 90, 5, seed=12, gpu_only=0.3)
+    m = inst.n_nodes
+    pairs = [(a, b) for a in range(m) for b in range(m) if a != b and math.isfinite(inst.inv_bandwidth[a, b])]
+    mean_latency = sum(inst.latency[a, b] for a, b in pairs) / len(pairs)
+    mean_bandwidth = sum(1.0 / inst.inv_bandwidth[a, b] for a, b in pairs) / len(pairs)
+    memo: dict[int, float] = {}
+
+    def rank(t):
+        if t not in memo:
+            runtimes = [inst.duration[t, j] for j in range(m) if inst.eligible[t, j]]
+            tail = [mean_latency + inst.child_data[e] / mean_bandwidth + rank(int(inst.child_idx[e]))
+                    for e in range(inst.child_ptr[t], inst.child_ptr[t + 1])]
+            memo[t] = sum(runtimes) / len(runtimes) + max(tail, default=0.0)
+        return memo[t]
+
+    np.testing.assert_allclose(heft_ranks(inst), [rank(t) for t in range(inst.n_tasks)], rtol=1e-12)
+    position = np.empty(inst.n_tasks, dtype=int)
+    position[heft_priority(inst)] = np.arange(inst.n_tasks)
+    child = np.repeat(np.arange(inst.n_tasks), np.diff(inst.parent_ptr))
+    assert (position[inst.parent_idx] < position[child]).all()
+
+
+def heft_reference(inst: Instance):
+    """Textbook insertion-based HEFT in plain Python (each node's timeline a sorted list)."""
+    n = inst.n_tasks
+    assign = np.full(n, -1, dtype=np.int32)
+    start, end = [0.0] * n, [0.0] * n
+    timelines = [[] for _ in range(inst.n_nodes)]  # (start, end) in time order
+    for t in heft_priority(inst).tolist():
+        best = None
+        for j in range(inst.n_nodes):
+            if not inst.eligible[t, j]:
+                continue
+            ready = data_ready(inst, t, j, assign, end)
+            d = inst.duration[t, j]
+            prev_end, slot, at = 0.0, None, len(timelines[j])
+            for i, (s_i, e_i) in enumerate(timelines[j]):
+                s = max(ready, prev_end)
+                if s + d <= s_i:
+                    slot, at = s, i
+                    break
+                prev_end = e_i
+            if slot is None:
+                slot = max(ready, prev_end)
+            if best is None or slot + d < best[0]:
+                best = (slot + d, j, slot, at)
+        finish, j, s, at = best
+        timelines[j].insert(at, (s, s + inst.duration[t, j]))
+        assign[t], start[t], end[t] = j, s, s + inst.duration[t, j]
+    return assign, np.asarray(start), np.asarray(end)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 60), density=st.floats(0.0, 3.0),
+       m=st.integers(1, 8), shape=st.sampled_from(SHAPES), requests=st.integers(1, 4),
+       zero_work=st.sampled_from([0.0, 0.3, 1.0]), zero_data=st.sampled_from([0.0, 0.5, 1.0]))
+def test_heft_decodes_exactly_to_its_own_schedule(seed, n, density, m, shape, requests, zero_work, zero_data):
+    try:
+        inst = make_instance(n, int(n * density), m, seed, shape=shape, requests=requests,
+                             zero_work=zero_work, zero_data=zero_data, gpu_only=0.15)
+    except SpecError:
+        assume(False)
+    assign, start, end = heft_schedule(inst)
+    ref_assign, ref_start, ref_end = heft_reference(inst)
+    np.testing.assert_array_equal(assign, ref_assign)
+    assert np.array_equal(start, ref_start) and np.array_equal(end, ref_end)
+    plan = HeftAllocator().build(inst)
+    np.testing.assert_array_equal(plan.assignment, assign)
+    schedule = Evaluator(inst).schedule(plan)  # also checks eligibility and topological order
+    assert np.array_equal(schedule.start, start)
+    assert np.array_equal(schedule.end, end)
+
+
+def test_heft_uses_idle_gaps():
+    # a -> c carries a big transfer (100 s between nodes); b is independent. Node f is ten
+    # times faster than s. Ranks: a 111, c 5.5, b 2.75, so HEFT places a, c, b in that order.
+    cluster = Cluster(nodes=(Node("f", "cpu", 10.0, 8.0), Node("s", "cpu", 1.0, 8.0)),
+                      default_bandwidth=1.0, default_latency=0.0)
+    tasks = (Task("a", 10.0), Task("c", 10.0), Task("b", 5.0))
+    wl = Workload(tasks=tasks, edges=(Edge("a", "c", 100.0),), requests=())
+    inst = Instance.build(wl, cluster)
+    assign, start, end = heft_schedule(inst)
+    # a on f [0,1], c on f [1,2]; b ends sooner after c on f [2,2.5] than on s [0,5].
+    np.testing.assert_array_equal(assign, [0, 0, 0])
+    np.testing.assert_array_equal(start, [0.0, 1.0, 2.0])
+    # Releasing c's request at 3 s leaves f idle in [1, 3], and b fills that gap.
+    wl = Workload(tasks=(Task("a", 10.0, request="r0"), Task("c", 10.0, request="r1"), Task("b", 5.0, request="r0")),
+                  edges=(Edge("a", "c", 100.0),), requests=(Request("r0", 0.0), Request("r1", 3.0)))
+    inst = Instance.build(wl, cluster)
+    assign, start, end = heft_schedule(inst)
+    assert list(heft_priority(inst)) == [0, 1, 2]
+    np.testing.assert_array_equal(assign, [0, 0, 0])
+    np.testing.assert_array_equal(start, [0.0, 3.0, 1.0])  # b inserted before c
+    schedule = Evaluator(inst).schedule(HeftAllocator().build(inst))
+    np.testing.assert_array_equal(schedule.start, start)
+
+
+def test_heft_beats_random_on_average():
+    heft, rnd = [], []
+    for seed in range(8):
+        inst = make_instance(60, 120, 6, seed=100 + seed, requests=2)
+        ev = Evaluator(inst)
+        heft.append(HeftAllocator().allocate(ev).stats[0, STAT_INDEX["makespan"]])
+        rnd.append(RandomAllocator().allocate(ev, seed=seed).stats[0, STAT_INDEX["makespan"]])
+    assert np.mean(heft) < 0.8 * np.mean(rnd)

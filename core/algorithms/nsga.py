@@ -37,9 +37,10 @@ from pymoo.optimize import minimize
 from pymoo.util import default_random_state
 from pymoo.util.ref_dirs import get_reference_directions
 
-from core._jit import jit
 from core.algorithms.base import AllocationResult, Allocator, register
+from core.algorithms.baselines import baseline_plans, heft_priority
 from core.algorithms.operators import (
+    ArrayMating,
     KeepRepair,
     PlanCodec,
     PlanMutation,
@@ -62,40 +63,11 @@ from core.pareto import (
 )
 
 
-@jit
-def _upward_rank(topo, mean_duration, child_ptr, child_idx, child_data, mean_latency, mean_inv_bw, rank):
-    for k in range(topo.shape[0] - 1, -1, -1):
-        t = topo[k]
-        tail = 0.0
-        for e in range(child_ptr[t], child_ptr[t + 1]):
-            c = child_idx[e]
-            through = mean_latency + child_data[e] * mean_inv_bw + rank[c]
-            if through > tail:
-                tail = through
-        rank[t] = mean_duration[t] + tail
-
-
-def upward_rank_order(instance: Instance) -> np.ndarray:
-    """HEFT's priority order: decreasing upward rank (mean eligible runtime plus the longest
-    mean-communication path to an exit), ties by ``topo_order`` position. Ranks never
-    increase along an edge, so the order is topological."""
-    mean_duration = np.where(instance.eligible, instance.duration, 0.0).sum(axis=1) / instance.eligible.sum(axis=1)
-    off = ~np.eye(instance.n_nodes, dtype=bool) & np.isfinite(instance.inv_bandwidth)
-    mean_latency = float(instance.latency[off].mean()) if off.any() else 0.0
-    mean_inv_bw = float(instance.inv_bandwidth[off].mean()) if off.any() else 0.0
-    rank = np.zeros(instance.n_tasks)
-    _upward_rank(instance.topo_order, mean_duration, instance.child_ptr, instance.child_idx, instance.child_data,
-                 mean_latency, mean_inv_bw, rank)
-    position = np.empty(instance.n_tasks, dtype=np.int64)
-    position[instance.topo_order] = np.arange(instance.n_tasks)
-    return np.lexsort((position, -rank)).astype(np.int32)
-
-
 def order_pool(instance: Instance, orders=()) -> np.ndarray:
-    """(K, n) distinct dispatch orders: ``instance.topo_order``, the upward-rank order, then
-    ``orders`` (e.g. each baseline plan's own), first occurrence kept."""
+    """(K, n) distinct dispatch orders: ``instance.topo_order``, HEFT's upward-rank order,
+    then ``orders`` (e.g. each baseline plan's own), first occurrence kept."""
     pool: dict[bytes, np.ndarray] = {}
-    for order in (instance.topo_order, upward_rank_order(instance), *orders):
+    for order in (instance.topo_order, heft_priority(instance), *orders):
         order = np.ascontiguousarray(order, dtype=np.int32)
         pool.setdefault(order.tobytes(), order)
     return np.stack(list(pool.values()))
@@ -273,10 +245,13 @@ class ArrayNSGA2(NSGA2):
     per-individual bookkeeping nothing here reads (generation stamps on every individual,
     a repair pass over operators that never break eligibility)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, crossover: UniformCrossover, mutation: PlanMutation,
+                 eliminate_duplicates: RowHashDuplicateElimination, **kwargs):
         survival = RankAndCrowdingSurvival()
-        super().__init__(survival=survival, selection=RankCrowdingTournament(survival), repair=KeepRepair(),
-                         **kwargs)
+        selection = RankCrowdingTournament(survival)
+        super().__init__(survival=survival, selection=selection, crossover=crossover, mutation=mutation,
+                         eliminate_duplicates=eliminate_duplicates, repair=KeepRepair(),
+                         mating=ArrayMating(selection, crossover, mutation, eliminate_duplicates), **kwargs)
 
     def infill(self):
         if not self.is_initialized:
@@ -363,8 +338,6 @@ class NSGA2Allocator(Allocator):
         evaluations_before = evaluator.evaluations
         seed_plans: list[Plan] = []
         if self.seed_with_baselines:
-            from core.algorithms.baselines import baseline_plans
-
             seed_plans = list(baseline_plans(evaluator, seed=seed).values())
         codec = PlanCodec(instance, order_pool(instance, [p.order for p in seed_plans]))
         seeds = np.array([codec.encode(p) for p in seed_plans]).reshape(len(seed_plans), codec.n_genes)

@@ -16,6 +16,7 @@ import numpy as np
 from pymoo.core.crossover import Crossover
 from pymoo.core.duplicate import DuplicateElimination
 from pymoo.core.individual import Individual
+from pymoo.core.mating import Mating
 from pymoo.core.mutation import Mutation
 from pymoo.core.population import Population
 from pymoo.core.repair import Repair
@@ -126,21 +127,23 @@ class UniformCrossover(Crossover):
     def __init__(self, prob: float = 0.9):
         super().__init__(n_parents=2, n_offsprings=2, prob=prob)
 
+    def cross(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Children (2 x pairs, genes) of the parent rows ``a[i]``, ``b[i]``."""
+        n_pairs, n_genes = a.shape
+        # One random bit per gene, drawn as bytes: far cheaper than a float per gene.
+        bits = np.unpackbits(np.frombuffer(rng.bytes(n_pairs * ((n_genes + 7) // 8)), dtype=np.uint8))
+        mask = bits.reshape(n_pairs, -1)[:, :n_genes].astype(bool)
+        mask[rng.random(n_pairs) >= self.prob.value] = True  # no crossover: copy the parents
+        # Branch-free select: child 1 takes a where mask else b, child 2 the other way round.
+        swap = (a ^ b) & -mask.view(np.int8).astype(GENE_DTYPE)
+        return np.concatenate((b ^ swap, a ^ swap))
+
     @default_random_state
     def do(self, problem, pop, parents=None, *args, random_state=None, **kwargs):
         pairs = pop if parents is None else pop[parents]
-        n_pairs = len(pairs)
-        X = population_matrix(pairs).reshape(n_pairs, 2, -1)
-        a, b = X[:, 0], X[:, 1]
-        n_genes = X.shape[2]
-        # One random bit per gene, drawn as bytes: far cheaper than a float per gene.
-        bits = np.unpackbits(np.frombuffer(random_state.bytes(n_pairs * ((n_genes + 7) // 8)), dtype=np.uint8))
-        mask = bits.reshape(n_pairs, -1)[:, :n_genes].astype(bool)
-        mask[random_state.random(n_pairs) >= self.prob.value] = True  # no crossover: copy parents
-        # Branch-free select: child1 = a where mask else b, child2 the other way round.
-        swap = (a ^ b) & -mask.view(np.int8).astype(GENE_DTYPE)
+        X = population_matrix(pairs).reshape(len(pairs), 2, -1)
         # Children share one matrix: mutation, which always follows, gives each its own row.
-        return new_population(np.concatenate((b ^ swap, a ^ swap)), copy=False)
+        return new_population(self.cross(X[:, 0], X[:, 1], random_state), copy=False)
 
 
 @jit
@@ -290,18 +293,21 @@ class RowHashDuplicateElimination(DuplicateElimination):
 
     @staticmethod
     def keep_mask(X: np.ndarray, *others: np.ndarray, to_itself: bool = True) -> np.ndarray:
+        """Which rows of X to keep; rows are compared only where their hashes agree."""
         seen: dict[int, list[np.ndarray]] = {}
         for other in others:
             for h, row in zip(row_hashes(other).tolist(), other):
                 seen.setdefault(h, []).append(row)
-        keep = np.zeros(X.shape[0], dtype=bool)
+        keep = np.ones(X.shape[0], dtype=bool)
         for i, h in enumerate(row_hashes(X).tolist()):
-            same = seen.get(h)
-            if same is not None and any(np.array_equal(X[i], row) for row in same):
-                continue
-            keep[i] = True
-            if to_itself:
-                seen.setdefault(h, []).append(X[i])
+            rows = seen.get(h)
+            if rows is None:
+                if to_itself:
+                    seen[h] = [X[i]]
+            elif any(np.array_equal(row, X[i]) for row in rows):
+                keep[i] = False
+            elif to_itself:
+                rows.append(X[i])
         return keep
 
     def do(self, pop, *args, return_indices=False, to_itself=True):
@@ -313,3 +319,28 @@ class RowHashDuplicateElimination(DuplicateElimination):
         if return_indices:
             return out, np.flatnonzero(keep).tolist(), np.flatnonzero(~keep).tolist()
         return out
+
+
+class ArrayMating(Mating):
+    """pymoo's mating (select, cross, mutate, drop duplicates, repeat until enough children)
+    on one chromosome matrix: the population's rows are read once per generation and the
+    children become individuals once, instead of at every step."""
+
+    def __init__(self, selection, crossover: UniformCrossover, mutation: PlanMutation,
+                 eliminate_duplicates: RowHashDuplicateElimination, n_max_iterations: int = 100):
+        super().__init__(selection, crossover, mutation, eliminate_duplicates=eliminate_duplicates,
+                         n_max_iterations=n_max_iterations)
+
+    def do(self, problem, pop, n_offsprings, random_state=None, n_max_iterations=None, **kwargs):
+        X = population_matrix(pop)
+        children = np.empty((0, X.shape[1]), dtype=GENE_DTYPE)
+        for _ in range(n_max_iterations or self.n_max_iterations):
+            n_pairs = -(-(n_offsprings - children.shape[0]) // 2)
+            pairs = self.selection._do(problem, pop, n_pairs, n_parents=2, random_state=random_state, **kwargs)
+            batch = self.crossover.cross(X[pairs[:, 0]], X[pairs[:, 1]], random_state)
+            batch = self.mutation.mutate(batch, random_state)
+            batch = batch[self.eliminate_duplicates.keep_mask(batch, X, children)]
+            children = np.concatenate((children, batch[: n_offsprings - children.shape[0]]))
+            if children.shape[0] >= n_offsprings:
+                break
+        return new_population(children, copy=False)

@@ -1,0 +1,215 @@
+"""Pareto tools against plain-Python references, and the selection policies."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from core.errors import SpecError
+from core.evaluate import STAT_INDEX, STATS
+from core.pareto import (
+    HV_REFERENCE,
+    crowding_distance,
+    front_ranks,
+    hypervolume,
+    non_dominated,
+    objective_matrix,
+    parse_policy,
+    select,
+)
+
+
+def dominates(a, b):
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def brute_non_dominated(F):
+    rows = [tuple(r) for r in F]
+    return [i for i, a in enumerate(rows) if not any(dominates(b, a) for b in rows)]
+
+
+def brute_ranks(F):
+    rank = [None] * len(F)
+    left = set(range(len(F)))
+    level = 0
+    while left:
+        front = [i for i in left if not any(dominates(F[j], F[i]) for j in left)]
+        for i in front:
+            rank[i] = level
+        left -= set(front)
+        level += 1
+    return rank
+
+
+def brute_crowding(F):
+    P, k = len(F), len(F[0])
+    out = [0.0] * P
+    for c in range(k):
+        order = sorted(range(P), key=lambda i: F[i][c])  # stable, like the kernel's mergesort
+        span = F[order[-1]][c] - F[order[0]][c]
+        out[order[0]] = out[order[-1]] = float("inf")
+        for pos in range(1, P - 1):
+            if span > 0:
+                out[order[pos]] += (F[order[pos + 1]][c] - F[order[pos - 1]][c]) / span
+    return out
+
+
+def brute_hypervolume(Z, ref):
+    """Exact volume of the union of boxes [z, ref] by cutting space at every coordinate."""
+    k = len(ref)
+    cuts = [sorted({float(z[c]) for z in Z if z[c] < ref[c]} | {ref[c]}) for c in range(k)]
+    volume = 0.0
+    for cell in itertools.product(*[range(len(cs) - 1) for cs in cuts]):
+        lo = [cuts[c][cell[c]] for c in range(k)]
+        if any(all(z[c] <= lo[c] for c in range(k)) for z in Z):
+            size = 1.0
+            for c in range(k):
+                size *= cuts[c][cell[c] + 1] - cuts[c][cell[c]]
+            volume += size
+    return volume
+
+
+# Small integer values make ties and duplicate rows common.
+objective_arrays = st.integers(1, 4).flatmap(
+    lambda k: arrays(np.float64, st.tuples(st.integers(0, 40), st.just(k)), elements=st.integers(0, 5).map(float))
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(objective_arrays)
+def test_non_dominated_matches_brute_force(F):
+    assert non_dominated(F).tolist() == brute_non_dominated(F)
+
+
+@settings(max_examples=60, deadline=None)
+@given(objective_arrays)
+def test_front_ranks_match_repeated_peeling(F):
+    assert front_ranks(F).tolist() == brute_ranks(F)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4).flatmap(
+    lambda k: arrays(np.float64, st.tuples(st.integers(3, 25), st.just(k)), elements=st.integers(0, 9).map(float))))
+def test_crowding_distance_matches_reference(F):
+    np.testing.assert_allclose(crowding_distance(F), brute_crowding(F.tolist()), rtol=1e-12)
+
+
+def test_crowding_distance_of_two_points_is_infinite():
+    assert np.isinf(crowding_distance(np.array([[0.0, 1.0], [1.0, 0.0]]))).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 3).flatmap(
+    lambda k: arrays(np.float64, st.tuples(st.integers(1, 7), st.just(k)),
+                     elements=st.floats(0.0, 12.0, allow_nan=False))))
+def test_hypervolume_matches_exact_reference(F):
+    ideal, nadir = np.zeros(F.shape[1]), np.full(F.shape[1], 10.0)
+    Z = (F - ideal) / (nadir - ideal)
+    expected = brute_hypervolume(Z.tolist(), [HV_REFERENCE] * F.shape[1])
+    assert hypervolume(F, ideal, nadir) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_hypervolume_2d_by_hand():
+    # Normalised points (0, 1) and (0.5, 0.5), reference (1.1, 1.1), summed in vertical strips.
+    F = np.array([[0.0, 10.0], [5.0, 5.0]])
+    expected = (0.5 - 0.0) * (1.1 - 1.0) + (1.1 - 0.5) * (1.1 - 0.5)
+    assert hypervolume(F, np.zeros(2), np.full(2, 10.0)) == pytest.approx(expected)
+    assert hypervolume(F[:0], np.zeros(2), np.ones(2)) == 0.0
+    assert hypervolume(np.array([[20.0, 0.0]]), np.zeros(2), np.full(2, 10.0)) == 0.0  # beyond the reference
+
+
+def stats_matrix(**columns):
+    n = len(next(iter(columns.values())))
+    stats = np.zeros((n, len(STATS)))
+    for name, values in columns.items():
+        stats[:, STAT_INDEX[name]] = values
+    return stats
+
+
+def test_objective_matrix_negates_maximised_objectives():
+    stats = stats_matrix(makespan=[3.0, 4.0], utilization=[0.5, 0.9], energy=[10.0, 7.0])
+    F = objective_matrix(stats, ("makespan", "utilization", "energy"))
+    np.testing.assert_array_equal(F, [[3.0, -0.5, 10.0], [4.0, -0.9, 7.0]])
+
+
+def test_unknown_or_repeated_objective_is_a_spec_error():
+    with pytest.raises(SpecError, match="unknown objective 'speed'") as err:
+        objective_matrix(np.zeros((1, len(STATS))), ("makespan", "speed"))
+    assert err.value.field == "objectives"
+    with pytest.raises(SpecError, match="repeated"):
+        objective_matrix(np.zeros((1, len(STATS))), ("makespan", "makespan"))
+
+
+# A convex front in (makespan, imbalance): the middle point is the balanced one.
+FRONT = stats_matrix(makespan=[0.0, 1.0, 2.0, 3.0, 10.0], imbalance=[10.0, 3.0, 2.0, 1.0, 0.0])
+
+
+def test_knee_picks_the_balanced_point():
+    assert select(FRONT, ("makespan", "imbalance"), "knee") == 2
+
+
+def test_weights_pick_the_obvious_extremes():
+    assert select(FRONT, ("makespan", "imbalance"), "weights:1,0") == 0
+    assert select(FRONT, ("makespan", "imbalance"), "weights:0,1") == 4
+    # Normalised points (0,1) (.1,.3) (.2,.2) (.3,.1) (1,0): weighted sums by hand.
+    assert select(FRONT, ("makespan", "imbalance"), "weights:2,1") == 1
+    assert select(FRONT, ("makespan", "imbalance"), "weights:1,2") == 3
+
+
+def test_sla_takes_best_utilisation_within_the_bound():
+    stats = stats_matrix(makespan=[10.0, 20.0, 30.0, 40.0], utilization=[0.3, 0.6, 0.9, 0.95])
+    assert select(stats, ("makespan", "utilization"), "sla:30") == 2
+    assert select(stats, ("makespan", "utilization"), "sla:25.5") == 1
+    chosen = select(stats, ("makespan", "utilization"), "sla:100")
+    assert chosen == 3
+
+
+def test_sla_ties_in_utilisation_go_to_the_shorter_makespan():
+    stats = stats_matrix(makespan=[20.0, 10.0], utilization=[0.5, 0.5])
+    assert select(stats, ("makespan", "utilization"), "sla:30") == 1
+
+
+def test_sla_that_nothing_meets_names_the_best_makespan():
+    stats = stats_matrix(makespan=[12.5, 20.0], utilization=[0.3, 0.6])
+    with pytest.raises(SpecError, match=r"best achievable makespan is 12\.5 s") as err:
+        select(stats, ("makespan", "utilization"), "sla:10")
+    assert err.value.field == "select"
+
+
+@pytest.mark.parametrize("policy, message", [
+    ("elbow", "unknown policy"),
+    ("knee:3", "unknown policy"),
+    ("weights:", "numbers separated by commas"),
+    ("weights:1,x", "numbers separated by commas"),
+    ("weights:-1,2", ">= 0"),
+    ("weights:0,0", "at least one weight"),
+    ("sla:", "makespan bound in seconds"),
+    ("sla:fast", "makespan bound in seconds"),
+    ("sla:-5", ">= 0"),
+    ("sla:inf", "finite"),
+])
+def test_bad_policies_are_spec_errors(policy, message):
+    with pytest.raises(SpecError, match=message) as err:
+        parse_policy(policy)
+    assert err.value.field == "select"
+
+
+def test_weights_must_match_the_objectives():
+    with pytest.raises(SpecError, match="3 numbers for 2 objectives") as err:
+        select(FRONT, ("makespan", "imbalance"), "weights:1,1,1")
+    assert err.value.field == "select"
+
+
+def test_select_needs_plans():
+    with pytest.raises(SpecError, match="no plans"):
+        select(np.zeros((0, len(STATS))), ("makespan",), "knee")
+
+
+def test_policy_parsing_accepts_spaces_case_and_unit():
+    assert parse_policy(" KNEE ") == ("knee", None)
+    assert parse_policy("sla:30s") == ("sla", 30.0)
+    kind, weights = parse_policy("weights:1, 2.5 ,0")
+    assert kind == "weights" and weights.tolist() == [1.0, 2.5, 0.0]

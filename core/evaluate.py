@@ -62,59 +62,63 @@ class Schedule:
 
 
 @jit
-def _decode(assign, task_at, duration, parent_ptr, parent_pos, parent_data, latency, inv_bw, release,
-            assign_p, start, end, node_free, busy):
-    """List-schedule one plan. Arrays are laid out by dispatch position (``task_at[k]`` is the
-    k-th task), so the parent lists are read front to back; ``latency`` and ``inv_bw`` are 0 on
-    the diagonal, which makes a same-node transfer exactly 0 without a branch."""
+def _evaluate_plan(assign, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, link_class, link, release,
+                   deadline, request_of, req_release, req_deadline, req_priority, busy_power, idle_power,
+                   cost_rate, node_of, start, end, node_free, busy, placed, req_end, out):
+    """List-schedule one plan and write its STATS row to ``out``.
+
+    Arrays are laid out by dispatch position (``task_at[k]`` is the k-th task), so parent lists
+    are read front to back. Transfers between distinct nodes depend only on the nodes' link
+    classes (their zones, unless node-pair links set them apart): ``link[ci * C + cj]`` holds
+    (latency, 1 / bandwidth), a table small enough to stay in L1 however many nodes there are.
+    """
+    n, m = task_at.shape[0], rate.shape[0]
+    n_classes = int(np.sqrt(link.shape[0]))
+    for k in range(n):
+        node_of[k] = assign[task_at[k]]
     node_free[:] = 0.0
     busy[:] = 0.0
-    for k in range(task_at.shape[0]):
-        assign_p[k] = assign[task_at[k]]
-    for k in range(task_at.shape[0]):
-        j = assign_p[k]
+    placed[:] = 0
+    req_end[:] = 0.0
+    makespan = 0.0
+    lateness = 0.0
+    for k in range(n):
+        j = node_of[k]
+        cj = link_class[j]
         ready = node_free[j]
         if release[k] > ready:
             ready = release[k]
         for e in range(parent_ptr[k], parent_ptr[k + 1]):
             q = parent_pos[e]
-            pj = assign_p[q]
-            arrival = end[q] + (latency[pj, j] + parent_data[e] * inv_bw[pj, j])
-            if arrival > ready:
-                ready = arrival
-        d = duration[k, j]
+            pj = node_of[q]
+            c = link_class[pj] * n_classes + cj
+            transfer = link[c, 0] + parent_data[e] * link[c, 1]
+            arrival = end[q] + (transfer if pj != j else 0.0)
+            ready = arrival if arrival > ready else ready
+        # The same division Instance.build makes for its duration table, so bit for bit equal;
+        # reading a (tasks x nodes) table would miss the cache on large clusters.
+        d = work[k] / rate[j, kind[k]]
+        finish = ready + d
         start[k] = ready
-        end[k] = ready + d
-        node_free[j] = ready + d
+        end[k] = finish
+        node_free[j] = finish
         busy[j] += d
-
-
-@jit
-def _summarise(assign_p, end, busy, used, req_end, parent_ptr, parent_pos, latency, deadline, request_of,
-               req_release, req_deadline, req_priority, busy_power, idle_power, cost_rate, out):
-    n = end.shape[0]
-    m = busy.shape[0]
-    used[:] = False
-    req_end[:] = 0.0
-    makespan = 0.0
-    lateness = 0.0
-    for k in range(n):
-        e = end[k]
-        if e > makespan:
-            makespan = e
-        if e > deadline[k]:
-            lateness += e - deadline[k]
-        used[assign_p[k]] = True
+        placed[j] += 1
+        if finish > makespan:
+            makespan = finish
+        if finish > deadline[k]:
+            lateness += finish - deadline[k]
         r = request_of[k]
-        if e > req_end[r]:
-            req_end[r] = e
+        if finish > req_end[r]:
+            req_end[r] = finish
+
     total = 0.0
     n_used = 0
     energy = 0.0
     cost = 0.0
     for j in range(m):
         total += busy[j]
-        if used[j]:
+        if placed[j] > 0:
             n_used += 1
             energy += busy_power[j] * busy[j] + idle_power[j] * (makespan - busy[j])
             cost += cost_rate[j] * makespan
@@ -133,7 +137,8 @@ def _summarise(assign_p, end, busy, used, req_end, parent_ptr, parent_pos, laten
     if not np.isfinite(makespan):
         for k in range(n):
             for e in range(parent_ptr[k], parent_ptr[k + 1]):
-                if not np.isfinite(latency[assign_p[parent_pos[e]], assign_p[k]]):
+                pj = node_of[parent_pos[e]]
+                if pj != node_of[k] and not np.isfinite(link[link_class[pj] * n_classes + link_class[node_of[k]], 0]):
                     unroutable += 1.0
     out[0] = makespan
     out[1] = total / (n_used * makespan) if makespan > 0.0 else 1.0
@@ -146,23 +151,22 @@ def _summarise(assign_p, end, busy, used, req_end, parent_ptr, parent_pos, laten
 
 
 @jit
-def _evaluate_rows(lo, hi, rows, assign, task_at, duration, parent_ptr, parent_pos, parent_data, latency,
-                   inv_bw, release, deadline, request_of, req_release, req_deadline, req_priority, busy_power,
-                   idle_power, cost_rate, out):
-    n, m = duration.shape
-    assign_p = np.empty(n, dtype=np.int32)
+def _evaluate_rows(lo, hi, rows, assign, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, link_class, link,
+                   release, deadline, request_of, req_release, req_deadline, req_priority, busy_power, idle_power,
+                   cost_rate, out):
+    n, m = task_at.shape[0], rate.shape[0]
+    node_of = np.empty(n, dtype=np.int32)
     start = np.empty(n)
     end = np.empty(n)
     node_free = np.empty(m)
     busy = np.empty(m)
-    used = np.empty(m, dtype=np.bool_)
+    placed = np.empty(m, dtype=np.int64)
     req_end = np.empty(req_release.shape[0])
     for r in range(lo, hi):
         i = rows[r]
-        _decode(assign[i], task_at, duration, parent_ptr, parent_pos, parent_data, latency, inv_bw, release,
-                assign_p, start, end, node_free, busy)
-        _summarise(assign_p, end, busy, used, req_end, parent_ptr, parent_pos, latency, deadline, request_of,
-                   req_release, req_deadline, req_priority, busy_power, idle_power, cost_rate, out[i])
+        _evaluate_plan(assign[i], task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, link_class, link, release,
+                       deadline, request_of, req_release, req_deadline, req_priority, busy_power, idle_power,
+                       cost_rate, node_of, start, end, node_free, busy, placed, req_end, out[i])
 
 
 @jit
@@ -176,12 +180,33 @@ def _evaluate_kernel_parallel(chunks, rows, assign, *arrays):
         _evaluate_rows(c * rows.shape[0] // chunks, (c + 1) * rows.shape[0] // chunks, rows, assign, *arrays)
 
 
+def _link_classes(latency: np.ndarray, inv_bw: np.ndarray, zones: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Group nodes whose links to every other node are the same (by zone when that holds,
+    else one class per node); return the class of each node and the (C*C, 2) link table."""
+    m = latency.shape[0]
+    names = sorted(set(zones))
+    candidates = [np.array([names.index(z) for z in zones], dtype=np.int32), np.arange(m, dtype=np.int32)]
+    for cls in candidates:
+        C = int(cls.max()) + 1
+        table = np.full((C * C, 2), np.nan)
+        off = ~np.eye(m, dtype=bool)
+        a, b = np.nonzero(off)
+        idx = cls[a] * C + cls[b]
+        table[idx, 0] = latency[a, b]
+        table[idx, 1] = inv_bw[a, b]
+        if np.array_equal(table[idx, 0], latency[a, b]) and np.array_equal(table[idx, 1], inv_bw[a, b]):
+            table[np.isnan(table)] = 0.0  # pairs never used: the same node, or an empty class
+            return cls, table
+    raise AssertionError("one class per node always reproduces the link matrices")
+
+
 @dataclass(frozen=True, eq=False)
 class _Layout:
     """The instance's task arrays permuted into one dispatch order."""
 
     task_at: np.ndarray
-    duration: np.ndarray
+    work: np.ndarray
+    kind: np.ndarray
     parent_ptr: np.ndarray
     parent_pos: np.ndarray
     parent_data: np.ndarray
@@ -204,10 +229,11 @@ class Evaluator:
         self.parallel = parallel
         no_link = ~np.isfinite(instance.inv_bandwidth)
         # A missing link shows as infinite latency so that 0 MB over it is still infinite.
-        self._latency = np.ascontiguousarray(np.where(no_link, np.inf, instance.latency))
-        self._inv_bw = np.ascontiguousarray(np.where(no_link, 0.0, instance.inv_bandwidth))
-        np.fill_diagonal(self._latency, 0.0)
-        np.fill_diagonal(self._inv_bw, 0.0)
+        latency = np.where(no_link, np.inf, instance.latency)
+        inv_bw = np.where(no_link, 0.0, instance.inv_bandwidth)
+        zones = [node.zone for node in instance.cluster.nodes]
+        self._link_class, self._link = _link_classes(latency, inv_bw, zones)
+        self._rate = np.ascontiguousarray(instance.rate)
         self._layouts: dict[bytes, _Layout] = {}
         self.evaluations = 0
 
@@ -225,7 +251,8 @@ class Evaluator:
                 if inst.n_edges else np.zeros(0, dtype=np.int64)
             layout = _Layout(
                 task_at=np.ascontiguousarray(order),
-                duration=np.ascontiguousarray(inst.duration[order]),
+                work=np.ascontiguousarray(inst.work[order]),
+                kind=np.ascontiguousarray(inst.kind_of[order]),
                 parent_ptr=ptr,
                 parent_pos=np.ascontiguousarray(position[inst.parent_idx[edges]], dtype=np.int32),
                 parent_data=np.ascontiguousarray(inst.parent_data[edges]),
@@ -240,8 +267,8 @@ class Evaluator:
 
     def _arrays(self, layout: _Layout):
         inst = self.instance
-        return (layout.task_at, layout.duration, layout.parent_ptr, layout.parent_pos, layout.parent_data,
-                self._latency, self._inv_bw, layout.release, layout.deadline, layout.request_of,
+        return (layout.task_at, layout.work, layout.kind, self._rate, layout.parent_ptr, layout.parent_pos, layout.parent_data,
+                self._link_class, self._link, layout.release, layout.deadline, layout.request_of,
                 inst.request_release, inst.request_deadline, inst.request_priority, inst.busy_power,
                 inst.idle_power, inst.cost_rate)
 
@@ -311,13 +338,13 @@ class Evaluator:
     def schedule(self, plan: Plan) -> Schedule:
         """Decode one plan into start and end times per task."""
         inst = self.instance
-        stats = self.stats(plan.assignment, plan.order)[0]
+        self.check(np.atleast_2d(plan.assignment), np.atleast_2d(plan.order))
         layout = self._layout(plan.order)
         n, m = inst.n_tasks, inst.n_nodes
-        start_p, end_p, node_free, busy = np.empty(n), np.empty(n), np.empty(m), np.empty(m)
-        _decode(plan.assignment, layout.task_at, layout.duration, layout.parent_ptr, layout.parent_pos,
-                layout.parent_data, self._latency, self._inv_bw, layout.release, np.empty(n, dtype=np.int32),
-                start_p, end_p, node_free, busy)
+        start_p, end_p, busy, stats = np.empty(n), np.empty(n), np.empty(m), np.empty(len(STATS))
+        _evaluate_plan(plan.assignment, *self._arrays(layout), np.empty(n, dtype=np.int32), start_p, end_p,
+                       np.empty(m), busy, np.empty(m, dtype=np.int64), np.empty(len(inst.request_ids)), stats)
+        self.evaluations += 1
         start, end = np.empty(n), np.empty(n)
         start[layout.task_at] = start_p
         end[layout.task_at] = end_p

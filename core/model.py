@@ -158,6 +158,10 @@ class Instance:
     task_ids: tuple[str, ...]
     node_ids: tuple[str, ...]
     duration: np.ndarray  # (n, m) float64 seconds; inf where the task is not eligible
+    work: np.ndarray  # (n,) GFLOP
+    kind_of: np.ndarray  # (n,) int32 index into task_kinds
+    task_kinds: tuple[str, ...]
+    rate: np.ndarray  # (m, K) GFLOP/s of node j on tasks of kind k: duration = work / rate
     eligible: np.ndarray  # (n, m) bool
     parent_ptr: np.ndarray  # (n+1,) int64
     parent_idx: np.ndarray  # (E,) int32
@@ -288,6 +292,17 @@ class Instance:
                 req_priority[i] = _finite(rq.priority, f"{p}.priority")
 
         # Tasks.
+        for t in tasks:
+            if not isinstance(t.kind, str) or not t.kind:
+                raise SpecError(f"tasks[{t.id!r}].kind", f"must be a non-empty string, got {t.kind!r}")
+        task_kinds = tuple(sorted({t.kind for t in tasks}))
+        kind_index = {k: i for i, k in enumerate(task_kinds)}
+        rate = np.array(
+            [[speed[j] * cluster.speed_factors.get(nd.kind, {}).get(k, 1.0) for k in task_kinds]
+             for j, nd in enumerate(nodes)], dtype=float,
+        ).reshape(m, len(task_kinds))
+        work_of = np.empty(n)
+        kind_of = np.empty(n, dtype=np.int32)
         duration = np.empty((n, m))
         eligible = np.zeros((n, m), dtype=bool)
         deadline = np.full(n, math.inf)
@@ -297,7 +312,8 @@ class Instance:
         node_kinds = [nd.kind for nd in nodes]
         for i, t in enumerate(tasks):
             p = f"tasks[{t.id!r}]"
-            work = _finite(t.work, f"{p}.work")
+            work = work_of[i] = _finite(t.work, f"{p}.work")
+            kind_of[i] = kind_index[t.kind]
             mem = _finite(t.memory, f"{p}.memory")
             priority[i] = _finite(t.priority, f"{p}.priority")
             if t.deadline is not None:
@@ -323,10 +339,7 @@ class Instance:
             if not eligible[i].any():
                 why = "; ".join(f"{k}: {r}" for k, r in reasons.items())
                 raise SpecError(p, f"fits no node ({why})")
-            factors = np.array(
-                [cluster.speed_factors.get(nd.kind, {}).get(t.kind, 1.0) for nd in nodes], dtype=float
-            )
-            duration[i] = np.where(eligible[i], work / (speed * factors), math.inf)
+            duration[i] = np.where(eligible[i], work / rate[:, kind_of[i]], math.inf)
         request_ids = tuple(r.id for r in workload.requests)
         if needs_default_request:
             request_ids += ("(no request)",)
@@ -416,6 +429,10 @@ class Instance:
             task_ids=tuple(t.id for t in tasks),
             node_ids=tuple(nd.id for nd in nodes),
             duration=duration,
+            work=work_of,
+            kind_of=kind_of,
+            task_kinds=task_kinds,
+            rate=rate,
             eligible=eligible,
             parent_ptr=parent_ptr,
             parent_idx=src[by_child].astype(np.int32),

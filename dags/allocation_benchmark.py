@@ -4,6 +4,8 @@
 Triggered by hand. Builds one scenario instance (the `scenario`, `size`, `nodes` and `seed`
 Params: `size` counts cases, regions or streams) and runs each algorithm in `algorithms` on it
 as one mapped `allocate` task, with the same budget and objectives, so their numbers compare.
+The algorithms run one at a time, so they do not compete with each other for the CPU and
+their `optimiser_seconds` compare.
 
 **Steps** (Graph view): `build_workload` and `snapshot_cluster` write the shared instance;
 `algorithms_to_run` lists the algorithms; `allocate` (mapped, one instance per algorithm)
@@ -29,7 +31,7 @@ from airflow.sdk import DAG, Asset, Param, get_current_context, task
 
 from allocation_workflow import (
     ALGORITHMS, DEFAULT_ARGS, START_DATE, build_workload, optimiser_arguments, optimiser_params, record,
-    snapshot_cluster,
+    scenario_arguments, snapshot_cluster,
 )
 from operators.allocation import AllocationOperator, EvaluatePlanOperator
 
@@ -91,6 +93,7 @@ with DAG(
     schedule=None,
     start_date=START_DATE,
     catchup=False,
+    max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["apportion", "allocation", "benchmark"],
     doc_md=__doc__,
@@ -118,7 +121,10 @@ with DAG(
     workload = build_workload()
     cluster = snapshot_cluster()
     allocations = AllocationOperator.partial(
-        task_id="allocate", workload=workload, cluster=cluster, nested=True, **optimiser_arguments(algorithm=None),
+        task_id="allocate", workload=workload, cluster=cluster, nested=True, **scenario_arguments(),
+        **optimiser_arguments(algorithm=None),
+        # One algorithm at a time, so optimiser_seconds compare fairly on a small machine.
+        max_active_tis_per_dagrun=1,
     ).expand(algorithm=algorithms_to_run())
     evaluations = EvaluatePlanOperator.partial(task_id="evaluate_plan").expand(allocation=allocations.output)
     comparison = compare_algorithms(allocations.output, evaluations.output)

@@ -110,6 +110,16 @@ def optimiser_arguments(*, algorithm: str | None = "{{ params.algorithm }}") -> 
     return arguments
 
 
+def scenario_arguments(scenario: str | None = None) -> dict[str, Any]:
+    """``AllocationOperator`` arguments that record which scenario instance it allocates
+    (logged as ``scenario_*`` params): the values ``build_workload`` used, from its XCom."""
+    pulled = "{{{{ ti.xcom_pull(task_ids='build_workload')['scenario_params']['{}'] }}}}"
+    return {
+        "scenario": scenario or "{{ params.scenario }}",
+        "scenario_params": {key: pulled.format(key) for key in ("size", "nodes", "seed", "logical_date")},
+    }
+
+
 def _scenario_request(context, scenario: str | None, size_param: str) -> dict[str, Any]:
     """Scenario name, size, nodes, seed and the run's date in the city's time zone."""
     from zoneinfo import ZoneInfo
@@ -125,12 +135,14 @@ def _scenario_request(context, scenario: str | None, size_param: str) -> dict[st
 
 @task(task_id="build_workload")
 def build_workload(scenario: str | None = None, size_param: str = "size") -> dict:
-    """Generate the scenario's workload (tasks, dependencies, requests) as workload.json."""
+    """Generate the scenario's workload (tasks, dependencies, requests) as workload.json;
+    the XCom adds the ``scenario_params`` it was built with."""
     from operators.steps import build_workload as build
 
     context = get_current_context()
     request = _scenario_request(context, scenario, size_param)
-    return build(request.pop("scenario"), **request, context=context)
+    name = request.pop("scenario")
+    return {**build(name, **request, context=context), "scenario_params": request}
 
 
 @task(task_id="snapshot_cluster")

@@ -30,7 +30,7 @@ from airflow.sdk import DAG
 
 from allocation_workflow import (
     DEFAULT_ARGS, START_DATE, build_workload, optimiser_arguments, optimiser_params, plan_asset, publish_plan,
-    record, scenario_params, snapshot_cluster,
+    record, scenario_arguments, scenario_params, snapshot_cluster,
 )
 from operators.allocation import AllocationOperator, EvaluatePlanOperator
 
@@ -54,7 +54,10 @@ with DAG(
 ) as dag:
     workload = build_workload(scenario=SCENARIO, size_param="streams")
     cluster = snapshot_cluster(scenario=SCENARIO, size_param="streams")
-    allocation = AllocationOperator(task_id="allocate", workload=workload, cluster=cluster, **optimiser_arguments())
+    allocation = AllocationOperator(
+        task_id="allocate", workload=workload, cluster=cluster,
+        **scenario_arguments(SCENARIO), **optimiser_arguments(),
+    )
     evaluation = EvaluatePlanOperator(task_id="evaluate_plan", allocation=allocation.output)
     publication = publish_plan.override(outlets=[plan_asset(SCENARIO)])(allocation.output, evaluation.output)
     record(allocation.output, evaluation.output, publication)

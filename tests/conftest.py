@@ -74,3 +74,11 @@ def mlflow_tracking_uri() -> str:
     """The session's temporary MLflow store (sqlite), as set in ``MLFLOW_TRACKING_URI``."""
     return os.environ["MLFLOW_TRACKING_URI"]
 
+
+
+@pytest.fixture(scope="session")
+def apportion_dagbag(airflow_dags_folder):
+    """The project's DAGs, loaded the way the DAG processor loads a bundle (dags/ on sys.path)."""
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    return BundleDagBag(dag_folder=airflow_dags_folder, bundle_path=airflow_dags_folder)

@@ -1,0 +1,206 @@
+"""The trigger form's Params: bad values are refused when a run is triggered, and the enums and
+bounds agree with what the core accepts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+WORKFLOWS = {"medical_diagnosis": "cases", "traffic_prediction": "regions", "multimodal_speech": "streams"}
+ALL_DAGS = (*WORKFLOWS, "allocation_benchmark")
+
+
+def trigger_params(dag, conf):
+    """Validate ``conf`` as a trigger does: the REST API and ``dag.test()`` call
+    ``SerializedDAG.create_dagrun``, which validates ``params.deep_merge(conf)`` of the
+    serialized DAG before any run exists."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    merged = scheduler_dag.params.deep_merge(conf)
+    merged.validate()
+    return merged
+
+
+@pytest.fixture(scope="module")
+def workflow_module(apportion_dagbag):
+    import allocation_workflow  # importable because the bundle put dags/ on sys.path
+
+    return allocation_workflow
+
+
+@pytest.mark.parametrize("dag_id", ALL_DAGS)
+def test_defaults_are_valid(apportion_dagbag, dag_id):
+    dag = apportion_dagbag.dags[dag_id]
+    assert trigger_params(dag, {}).dump() == dag.params.dump()
+
+
+BAD_WORKFLOW_CONF = [
+    ({"population": -5}, "less than the minimum"),
+    ({"population": 3}, "less than the minimum"),
+    ({"population": "20"}, "is not of type 'integer'"),
+    ({"generations": 0}, "less than the minimum"),
+    ({"seed": -1}, "less than the minimum"),
+    ({"nodes": 0}, "less than the minimum"),
+    ({"nodes": 100000}, "greater than the maximum"),
+    ({"algorithm": "simulated-annealing"}, "is not one of"),
+    ({"select": "best"}, "does not match"),
+    ({"select": "weights:"}, "does not match"),
+    ({"select": "weights:a,b"}, "does not match"),
+    ({"select": "sla:"}, "does not match"),
+    ({"select": "sla:-3"}, "does not match"),
+    ({"objectives": ["makespan", "latency"]}, "is not one of"),
+    ({"objectives": []}, "should be non-empty"),
+    ({"objectives": ["makespan", "makespan"]}, "non-unique"),
+]
+
+
+@pytest.mark.parametrize("dag_id", WORKFLOWS)
+@pytest.mark.parametrize(("conf", "message"), BAD_WORKFLOW_CONF, ids=lambda v: repr(v)[:40])
+def test_bad_values_are_refused_at_trigger(apportion_dagbag, dag_id, conf, message):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=re.escape(message)):
+        trigger_params(apportion_dagbag.dags[dag_id], conf)
+
+
+@pytest.mark.parametrize(("dag_id", "unit"), WORKFLOWS.items())
+def test_size_is_counted_in_the_scenario_unit(apportion_dagbag, dag_id, unit):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    from core.scenarios import SCENARIOS
+
+    scenario = SCENARIOS[dag_id]
+    assert unit == scenario.unit
+    params = apportion_dagbag.dags[dag_id].params
+    assert (params[unit], params["nodes"]) == (scenario.default_size, scenario.default_nodes)
+    with pytest.raises(ParamValidationError):
+        trigger_params(apportion_dagbag.dags[dag_id], {unit: 0})
+
+
+def test_medical_defaults_are_100_cases_on_16_nodes(apportion_dagbag):
+    params = apportion_dagbag.dags["medical_diagnosis"].params
+    assert (params["cases"], params["nodes"]) == (100, 16)
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"select": "weights:1,2,0.5"},
+        {"select": "weights:.5,0,3."},
+        {"select": "sla:120"},
+        {"select": "sla:90.5s"},
+        {"objectives": ["energy", "cost"]},
+        {"algorithm": "heft", "population": 4, "generations": 1, "seed": 0},
+        {"city_timezone": "America/Argentina/Buenos_Aires"},
+    ],
+    ids=repr,
+)
+def test_good_values_are_accepted(apportion_dagbag, conf):
+    merged = trigger_params(apportion_dagbag.dags["traffic_prediction"], conf)
+    assert all(merged[k] == v for k, v in conf.items())
+
+
+def test_city_timezone_must_look_like_a_zone_name(apportion_dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="does not match"):
+        trigger_params(apportion_dagbag.dags["traffic_prediction"], {"city_timezone": "8am; DROP"})
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ({"algorithms": ["nsga2", "magic"]}, "is not one of"),
+        ({"algorithms": []}, "should be non-empty"),
+        ({"scenario": "weather"}, "is not one of"),
+        ({"size": 0}, "less than the minimum"),
+        ({"population": -1}, "less than the minimum"),
+    ],
+    ids=repr,
+)
+def test_benchmark_refuses_bad_values(apportion_dagbag, conf, message):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=re.escape(message)):
+        trigger_params(apportion_dagbag.dags["allocation_benchmark"], conf)
+
+
+def test_dag_test_refuses_bad_conf_before_any_task_runs(apportion_dagbag, airflow_metadata_db):
+    """The full trigger path, with the metadata database: no run, no task."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = apportion_dagbag.dags["medical_diagnosis"]
+    with pytest.raises(ParamValidationError, match="population"):
+        dag.test(run_conf={"population": -5})
+
+
+def test_form_enums_match_the_core(workflow_module):
+    from core.algorithms import ALGORITHMS, get_allocator
+    from core.pareto import OBJECTIVES
+    from core.scenarios import SCENARIOS
+
+    for name in workflow_module.ALGORITHMS:
+        get_allocator(name)  # every offered algorithm exists (and all modules are registered)
+    assert sorted(workflow_module.ALGORITHMS) == sorted(ALGORITHMS)
+    assert sorted(workflow_module.OBJECTIVES) == sorted(OBJECTIVES)
+    assert set(workflow_module.DEFAULT_OBJECTIVES) <= set(OBJECTIVES)
+    assert sorted(SCENARIOS) == sorted(WORKFLOWS)
+
+
+def test_budget_bounds_match_what_the_core_accepts(apportion_dagbag):
+    from core.api import Settings
+    from core.errors import SpecError
+
+    schema = {name: param.schema for name, param in apportion_dagbag.dags["medical_diagnosis"].params.items()}
+    for field in ("population", "generations", "seed"):
+        lowest = schema[field]["minimum"]
+        Settings(**{field: lowest})
+        with pytest.raises(SpecError) as refused:
+            Settings(**{field: lowest - 1})
+        assert refused.value.field == field
+
+
+NUMBER = st.one_of(
+    st.integers(0, 10**6).map(str),
+    st.decimals(0, 10**4, places=3, allow_nan=False, allow_infinity=False).map(lambda d: f"{d:f}"),
+)
+NONZERO_WEIGHTS = st.lists(NUMBER, min_size=1, max_size=6).filter(lambda ws: any(float(w) > 0 for w in ws))
+
+
+@settings(max_examples=60, deadline=None)
+@given(policy=st.one_of(
+    st.just("knee"),
+    NONZERO_WEIGHTS.map(lambda ws: "weights:" + ",".join(ws)),
+    st.tuples(NUMBER, st.sampled_from(["", "s"])).map(lambda t: f"sla:{t[0]}{t[1]}"),
+))
+def test_select_pattern_accepts_the_policies_the_core_parses(workflow_module, policy):
+    from core.pareto import parse_policy
+
+    assert re.fullmatch(workflow_module.SELECT_PATTERN, policy)
+    kind, _ = parse_policy(policy)
+    assert kind == policy.partition(":")[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.tuples(
+    st.sampled_from(["knee", "weights:", "sla:", "knee:", "Weights:", "sla", ""]),
+    st.text(alphabet="0123456789.,-es ", max_size=10),
+).map("".join))
+def test_select_pattern_admits_nothing_the_core_refuses(workflow_module, text):
+    """Anything the form lets through parses, except all-zero weights (a JSON-schema pattern
+    cannot see values; the allocate task refuses those with a SpecError on ``select``)."""
+    from core.errors import SpecError
+    from core.pareto import parse_policy
+
+    if not re.fullmatch(workflow_module.SELECT_PATTERN, text):
+        return
+    kind, _, arg = text.partition(":")
+    if kind == "weights" and all(float(w) == 0 for w in arg.split(",")):
+        with pytest.raises(SpecError):
+            parse_policy(text)
+    else:
+        parse_policy(text)

@@ -12,12 +12,18 @@ SMALL = dict(scenario="medical_diagnosis", scenario_params={"size": 3, "nodes": 
 
 
 @pytest.fixture
-def tracking_uri(tmp_path, monkeypatch) -> str:
-    """A sqlite MLflow store of this test only, also set as ``MLFLOW_TRACKING_URI``."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+def tracking_uri(mlflow_tracking_uri, tmp_path, monkeypatch) -> str:
+    """The session's sqlite MLflow store (creating one costs ~10 s of migrations); tests keep
+    apart by using their own experiment, named after ``dag_id``."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
     monkeypatch.chdir(tmp_path)
-    return uri
+    return mlflow_tracking_uri
+
+
+@pytest.fixture
+def dag_id(request) -> str:
+    """A DAG id (and so an MLflow experiment) of this test only."""
+    return "dag_" + "".join(c if c.isalnum() else "_" for c in request.node.name)
 
 
 @pytest.fixture

@@ -26,31 +26,31 @@ FILES = {"plan.json", "pareto.csv", "schedule.csv", "pareto.html", "pareto.png",
          "workload.json", "cluster.json", "result.json"}
 
 
-def ref(try_number=1, task_id="allocate", run_id="manual__2026-01-01", map_index=-1):
-    return AirflowRef("alloc_dag", run_id, task_id, map_index=map_index, try_number=try_number,
+def ref(dag_id, try_number=1, task_id="allocate", run_id="manual__2026-01-01", map_index=-1):
+    return AirflowRef(dag_id, run_id, task_id, map_index=map_index, try_number=try_number,
                       logical_date="2026-01-01T00:00:00+00:00", task_url="http://airflow/x")
 
 
-def all_runs(uri):
+def all_runs(uri, dag_id):
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("alloc_dag")
+    experiment = client.get_experiment_by_name(dag_id)
     return client, client.search_runs([experiment.experiment_id])
 
 
-def test_allocation_is_logged_with_metrics_steps_and_artifacts(tracking_uri, output_root):
-    summary = allocate(**SMALL, output_root=output_root, ref=ref())
+def test_allocation_is_logged_with_metrics_steps_and_artifacts(tracking_uri, dag_id, output_root):
+    summary = allocate(**SMALL, output_root=output_root, ref=ref(dag_id))
 
-    folder = output_root / "alloc_dag" / "manual__2026-01-01" / "allocate"
+    folder = output_root / dag_id / "manual__2026-01-01" / "allocate"
     assert summary["artifact_dir"] == str(folder)
     assert FILES <= {p.name for p in folder.iterdir()}
-    client, runs = all_runs(tracking_uri)
+    client, runs = all_runs(tracking_uri, dag_id)
     assert len(runs) == 1
     run = runs[0]
     assert run.info.run_id == summary["mlflow_run_id"]
     assert run.info.run_name == "manual__2026-01-01"
     assert run.info.status == "FINISHED"
     tags = run.data.tags
-    assert tags["airflow.dag_id"] == "alloc_dag" and tags["airflow.dag_run_id"] == "manual__2026-01-01"
+    assert tags["airflow.dag_id"] == dag_id and tags["airflow.dag_run_id"] == "manual__2026-01-01"
     assert tags["airflow.try_number"] == "1" and tags["airflow.task_url"] == "http://airflow/x"
     assert tags["airflow.logical_date"].startswith("2026-01-01")
     assert tags["apportion.plan_id"] == summary["plan_id"]
@@ -82,56 +82,56 @@ def test_allocation_is_logged_with_metrics_steps_and_artifacts(tracking_uri, out
     assert FILES <= artifacts
 
 
-def test_retry_resumes_the_run_and_reuses_the_result(tracking_uri, output_root):
-    first = allocate(**SMALL, output_root=output_root, ref=ref(try_number=1))
-    plan_file = output_root / "alloc_dag" / "manual__2026-01-01" / "allocate" / "plan.json"
+def test_retry_resumes_the_run_and_reuses_the_result(tracking_uri, dag_id, output_root):
+    first = allocate(**SMALL, output_root=output_root, ref=ref(dag_id, try_number=1))
+    plan_file = output_root / dag_id / "manual__2026-01-01" / "allocate" / "plan.json"
     written = plan_file.stat().st_mtime_ns
-    second = allocate(**SMALL, output_root=output_root, ref=ref(try_number=2))
+    second = allocate(**SMALL, output_root=output_root, ref=ref(dag_id, try_number=2))
 
     assert not first["reused"] and second["reused"]
     assert second["mlflow_run_id"] == first["mlflow_run_id"]
     assert second["plan_id"] == first["plan_id"]
     assert plan_file.stat().st_mtime_ns == written
-    client, runs = all_runs(tracking_uri)
+    client, runs = all_runs(tracking_uri, dag_id)
     assert len(runs) == 1
     assert runs[0].data.tags["airflow.try_number"] == "2"
     curve = client.get_metric_history(first["mlflow_run_id"], "convergence/hypervolume")
     assert len(curve) == len({m.step for m in curve})  # not logged twice
 
 
-def test_other_settings_are_recomputed_not_reused(tracking_uri, output_root):
-    first = allocate(**SMALL, output_root=output_root, ref=ref(run_id="r1"))
-    other = allocate(**{**SMALL, "seed": 5}, output_root=output_root, ref=ref(run_id="r1", try_number=2))
+def test_other_settings_are_recomputed_not_reused(tracking_uri, dag_id, output_root):
+    first = allocate(**SMALL, output_root=output_root, ref=ref(dag_id, run_id="r1"))
+    other = allocate(**{**SMALL, "seed": 5}, output_root=output_root, ref=ref(dag_id, run_id="r1", try_number=2))
     assert not other["reused"] and other["seed"] == 5 and first["seed"] == 0
 
 
-def test_unreachable_server_fails_clearly_and_keeps_the_results(tracking_uri, output_root, closed_port_uri):
+def test_unreachable_server_fails_clearly_and_keeps_the_results(tracking_uri, dag_id, output_root, closed_port_uri):
     with pytest.raises(TrackingUnavailable) as caught:
-        allocate(**SMALL, output_root=output_root, ref=ref(), tracking_uri=closed_port_uri, tracking_attempts=2)
+        allocate(**SMALL, output_root=output_root, ref=ref(dag_id), tracking_uri=closed_port_uri, tracking_attempts=2)
     message = str(caught.value)
-    folder = output_root / "alloc_dag" / "manual__2026-01-01" / "allocate"
+    folder = output_root / dag_id / "manual__2026-01-01" / "allocate"
     assert closed_port_uri in message and str(folder) in message
     assert FILES <= {p.name for p in folder.iterdir()}
 
     # The retry (here against a reachable store) uploads what the first try computed.
-    retried = allocate(**SMALL, output_root=output_root, ref=ref(try_number=2))
+    retried = allocate(**SMALL, output_root=output_root, ref=ref(dag_id, try_number=2))
     assert retried["reused"]
-    client, runs = all_runs(tracking_uri)
+    client, runs = all_runs(tracking_uri, dag_id)
     assert len(runs) == 1
     assert FILES <= {a.path for a in client.list_artifacts(runs[0].info.run_id)}
 
 
-def test_nested_allocations_are_children_of_the_dag_run(tracking_uri, output_root):
+def test_nested_allocations_are_children_of_the_dag_run(tracking_uri, dag_id, output_root):
     results = [
         allocate(**{**SMALL, "algorithm": algorithm}, nested=True, output_root=output_root,
-                 ref=ref(task_id="benchmark", map_index=i))
+                 ref=ref(dag_id, task_id="benchmark", map_index=i))
         for i, algorithm in enumerate(["nsga2", "greedy"])
     ]
     again = allocate(**{**SMALL, "algorithm": "greedy"}, nested=True, output_root=output_root,
-                     ref=ref(task_id="benchmark", map_index=1, try_number=2))
+                     ref=ref(dag_id, task_id="benchmark", map_index=1, try_number=2))
     assert again["mlflow_run_id"] == results[1]["mlflow_run_id"]
 
-    client, runs = all_runs(tracking_uri)
+    client, runs = all_runs(tracking_uri, dag_id)
     parents = [r for r in runs if r.data.tags.get("apportion.role") == "dag_run"]
     children = [r for r in runs if r.data.tags.get("apportion.role") == "task"]
     assert len(parents) == 1 and len(children) == 2
@@ -147,41 +147,41 @@ def test_nested_allocations_are_children_of_the_dag_run(tracking_uri, output_roo
     assert parent.data.tags["apportion.best_algorithm"] == best["algorithm"]
 
 
-def test_the_plan_is_checked_independently_and_tampering_is_caught(tracking_uri, output_root):
-    summary = allocate(**SMALL, output_root=output_root, ref=ref())
+def test_the_plan_is_checked_independently_and_tampering_is_caught(tracking_uri, dag_id, output_root):
+    summary = allocate(**SMALL, output_root=output_root, ref=ref(dag_id))
     outcome = evaluate_plan(summary)
     assert outcome["verified"] and outcome["plan_id"] == summary["plan_id"]
     client = MlflowClient(tracking_uri)
     assert client.get_run(summary["mlflow_run_id"]).data.tags["apportion.evaluation"] == "verified"
 
-    plan_path = output_root / "alloc_dag" / "manual__2026-01-01" / "allocate" / "plan.json"
+    plan_path = output_root / dag_id / "manual__2026-01-01" / "allocate" / "plan.json"
     plan = json.loads(plan_path.read_text())
     plan["metrics"]["makespan"] *= 0.9
     plan_path.write_text(json.dumps(plan))
     with pytest.raises(PlanMismatch, match="metrics.makespan"):
         evaluate_plan(summary)
     with pytest.raises(PlanMismatch):
-        publish_plan(summary, {"verified": False, "plan_id": summary["plan_id"]}, dag_id="alloc_dag",
+        publish_plan(summary, {"verified": False, "plan_id": summary["plan_id"]}, dag_id=dag_id,
                      output_root=output_root)
 
 
-def test_steps_chain_from_scenario_to_published_plan(tracking_uri, output_root, tmp_path):
+def test_steps_chain_from_scenario_to_published_plan(tracking_uri, dag_id, output_root, tmp_path):
     built = build_workload("traffic_prediction", size=3, nodes=5, seed=2, out_dir=tmp_path / "build")
     snap = snapshot_cluster(scenario="traffic_prediction", size=3, nodes=5, seed=2, out_dir=tmp_path / "snap")
     assert snap["nodes"] == 5 and built["tasks"] > 0
-    summary = allocate(built, snap, algorithm="heft", output_root=output_root, ref=ref())
+    summary = allocate(built, snap, algorithm="heft", output_root=output_root, ref=ref(dag_id))
     assert summary["algorithm"] == "heft"
     evaluation = evaluate_plan(summary)
-    published = publish_plan(summary, evaluation, dag_id="alloc_dag", output_root=output_root)
-    target = output_root / "published" / "alloc_dag" / "plan.json"
+    published = publish_plan(summary, evaluation, dag_id=dag_id, output_root=output_root)
+    target = output_root / "published" / dag_id / "plan.json"
     assert published["uri"] == target.resolve().as_uri()
-    assert target.read_text() == (output_root / "alloc_dag" / "manual__2026-01-01" / "allocate" / "plan.json").read_text()
+    assert target.read_text() == (output_root / dag_id / "manual__2026-01-01" / "allocate" / "plan.json").read_text()
     record_run(summary, evaluation=evaluation, publication=published)
     tags = MlflowClient(tracking_uri).get_run(summary["mlflow_run_id"]).data.tags
     assert tags["apportion.published_uri"] == published["uri"] and tags["apportion.verified"] == "true"
 
 
-def test_rendered_string_settings_are_accepted_and_bad_ones_named():
+def test_rendered_string_settings_are_accepted_and_bad_ones_named(dag_id, output_root):
     settings = make_settings(population="20", generations="10", seed="3", objectives="makespan, energy")
     assert (settings.population, settings.generations, settings.seed) == (20, 10, 3)
     assert settings.objectives == ("makespan", "energy")
@@ -189,5 +189,6 @@ def test_rendered_string_settings_are_accepted_and_bad_ones_named():
         make_settings(population="2.5")
     assert caught.value.field == "population"
     with pytest.raises(SpecError) as caught:
-        allocate(scenario="medical_diagnosis", scenario_params={"sise": 3}, ref=ref())
+        allocate(scenario="medical_diagnosis", scenario_params={"sise": 3}, output_root=output_root,
+                 ref=ref(dag_id))
     assert caught.value.field == "scenario_params"

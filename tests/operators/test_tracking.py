@@ -1,0 +1,88 @@
+"""Tracking configuration, batched metric logging, run lookup and the run comparison."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from operators.steps import allocate
+from operators.tracking import (
+    AirflowRef,
+    Tracker,
+    TrackingNotConfigured,
+    TrackingUnavailable,
+    check_reachable,
+    compare_runs,
+    history_steps,
+    resolve_tracking_uri,
+)
+from tests.operators.conftest import SMALL
+
+
+def test_tracking_uri_comes_from_argument_then_env_then_airflow_connection(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
+    assert resolve_tracking_uri("http://explicit:1") == "http://explicit:1"
+    assert resolve_tracking_uri() == "http://from-env:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    # A real Airflow connection, defined the way deployments do: an AIRFLOW_CONN_* variable.
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_TEST", '{"conn_type": "http", "host": "mlflow.internal", '
+                                                  '"port": 5001, "schema": "https"}')
+    assert resolve_tracking_uri(conn_id="mlflow_test") == "https://mlflow.internal:5001"
+    with pytest.raises(TrackingNotConfigured, match="mlflow_missing"):
+        resolve_tracking_uri(conn_id="mlflow_missing")
+
+
+def test_unreachable_server_is_named_in_the_error(closed_port_uri):
+    with pytest.raises(TrackingUnavailable, match=closed_port_uri.replace(".", r"\.")):
+        check_reachable(closed_port_uri, attempts=2, backoff=0.05)
+    check_reachable("sqlite:///nowhere.db")  # local stores need no server
+
+
+def test_history_becomes_step_metrics_with_nested_values_flattened():
+    history = [{"generation": g, "hypervolume": 0.1 * g, "best": {"makespan": 10.0 - g, "note": "x"}}
+               for g in range(1, 4)]
+    steps = history_steps(history)
+    assert ("convergence/hypervolume", pytest.approx(0.2), 2) in [(k, v, s) for k, v, s in steps]
+    assert {(k, s) for k, _, s in steps if k == "convergence/best_makespan"} == {
+        ("convergence/best_makespan", 1), ("convergence/best_makespan", 2), ("convergence/best_makespan", 3)}
+    assert not any("note" in k for k, _, _ in steps)
+
+
+def test_more_step_metrics_than_one_batch_are_all_logged(tracking_uri, dag_id):
+    tracker = Tracker(tracking_uri)
+    experiment = tracker.experiment_id(dag_id)
+    run_id, resumed = tracker.dag_run(experiment, AirflowRef(dag_id, "r1", "t"))
+    assert not resumed
+    steps = [("convergence/x", float(i), i) for i in range(2500)]
+    assert tracker.log_metrics(run_id, {"scalar": 1.0}, steps) == 2501
+    history = MlflowClient(tracking_uri).get_metric_history(run_id, "convergence/x")
+    assert sorted(m.step for m in history) == list(range(2500))
+    assert tracker.dag_run(experiment, AirflowRef(dag_id, "r1", "other_task")) == (run_id, True)
+
+
+def test_parallel_creation_keeps_the_earliest_run(tracking_uri, dag_id):
+    tracker = Tracker(tracking_uri)
+    experiment = tracker.experiment_id(dag_id)
+    ref = AirflowRef(dag_id, "r1", "t")
+    # A second task created its run between our search and create: two runs carry the key.
+    early = tracker.client.create_run(experiment, run_name="r1", tags={
+        "airflow.dag_id": dag_id, "airflow.dag_run_id": "r1", "apportion.role": "dag_run"})
+    run_id, resumed = tracker.dag_run(experiment, ref)
+    assert (run_id, resumed) == (early.info.run_id, True)
+    assert len(tracker.client.search_runs([experiment])) == 1
+
+
+def test_compare_runs_prints_the_evolution_and_plots_it(tracking_uri, dag_id, output_root, tmp_path, capsys):
+    for run, algorithm in [("r1", "greedy"), ("r2", "nsga2")]:
+        allocate(**{**SMALL, "algorithm": algorithm}, output_root=output_root,
+                 ref=AirflowRef(dag_id, run, "allocate"))
+    out = tmp_path / "evolution.png"
+    table = compare_runs(dag_id, out=out)
+    assert list(table["run"]) == ["r1", "r2"] and list(table["algorithm"]) == ["greedy", "nsga2"]
+    assert table["start_time"].is_monotonic_increasing
+    assert (table["makespan"] > 0).all() and table["hypervolume"].notna().all()
+    printed = capsys.readouterr().out
+    assert "r1" in printed and "greedy" in printed and "optimiser_seconds" in printed
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no MLflow experiment"):
+        compare_runs(dag_id + "_absent", out=out)

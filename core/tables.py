@@ -122,7 +122,9 @@ def read_csv(path: Path, table: str):
 
     try:
         header = pd.read_csv(path, nrows=0).columns
-        return pd.read_csv(path, dtype={c: str for c in header if c in _TEXT_COLUMNS}, skipinitialspace=True)
+        # Only an empty cell is blank: a task may well be called "NA" or "null".
+        return pd.read_csv(path, dtype={c: str for c in header if c in _TEXT_COLUMNS}, skipinitialspace=True,
+                           keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as e:
         raise SpecError(f"{table}.csv", f"cannot read as CSV: {str(e).strip() or type(e).__name__}") from None
 

@@ -122,11 +122,11 @@ def test_dump_refuses_an_unknown_extension(tmp_path):
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-. ", min_size=1, max_size=8)
 amounts = st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False)
 positive = st.floats(min_value=1e-6, max_value=1e12, allow_nan=False, allow_infinity=False)
-name_lists = st.none() | st.lists(names, min_size=1, max_size=3, unique=True).map(tuple)
 
 
 @st.composite
-def workloads(draw):
+def workloads(draw, names=names):
+    name_lists = st.none() | st.lists(names, min_size=1, max_size=3, unique=True).map(tuple)
     ids = draw(st.lists(names, min_size=1, max_size=8, unique=True))
     request_ids = draw(st.lists(names, max_size=3, unique=True))
     requests = tuple(Request(r, release=draw(amounts), deadline=draw(st.none() | amounts),

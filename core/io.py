@@ -48,8 +48,8 @@ def read_document(path: str | os.PathLike) -> object:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise SpecError(where, "no such file") from None
-    except OSError as e:
-        raise SpecError(where, f"cannot read: {e.strerror or e}") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise SpecError(where, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
     if not raw.strip():
         raise SpecError(where, "empty file")
     try:

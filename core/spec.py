@@ -112,9 +112,9 @@ def _to_spec_error(error, doc: object, root: str) -> SpecError:
         wanted = [rule] if isinstance(rule, str) else rule
         return SpecError(field, f"must be {' or '.join(_TYPE_NAMES[t] for t in wanted)}, got {_short(value)}")
     if validator == "minimum":
-        return SpecError(field, f"must be >= {rule:g}, got {value:g}")
+        return SpecError(field, f"must be >= {rule:g}, got {_short(value)}")
     if validator == "exclusiveMinimum":
-        return SpecError(field, f"must be > {rule:g}, got {value:g}")
+        return SpecError(field, f"must be > {rule:g}, got {_short(value)}")
     if validator == "maximum":  # the schemas cap numbers at the largest float: anything above is not finite
         return SpecError(field, f"must be a finite number, got {_short(value)}")
     if validator == "minItems":

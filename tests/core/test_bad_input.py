@@ -44,6 +44,7 @@ WORKLOAD_CASES = [
     (changed(WORKLOAD, ["tasks", 1, "work"], math.nan), "tasks['ct_seg_a'].work", "finite"),
     (changed(WORKLOAD, ["tasks", 1, "work"], math.inf), "tasks['ct_seg_a'].work", "finite"),
     (changed(WORKLOAD, ["tasks", 1, "work"], 10 ** 400), "tasks['ct_seg_a'].work", "finite"),
+    (changed(WORKLOAD, ["tasks", 1, "work"], -10 ** 400), "tasks['ct_seg_a'].work", "must be >= 0, got -1000"),
     (changed(WORKLOAD, ["tasks", 1, "memory"], "12GB"), "tasks['ct_seg_a'].memory", "must be a number, got '12GB'"),
     (changed(WORKLOAD, ["tasks", 1, "work"], True), "tasks['ct_seg_a'].work", "must be a number"),
     (changed(WORKLOAD, ["edges", 1, "data"], -1), "edges['ct_seg_a'->'ct_report_a'].data", "must be >= 0"),
@@ -133,6 +134,12 @@ def test_missing_file(tmp_path):
     with pytest.raises(SpecError) as err:
         describe(tmp_path / "nope.yaml")
     assert (err.value.field, err.value.reason) == (str(tmp_path / "nope.yaml"), "no such file")
+
+
+def test_a_path_no_file_system_accepts():
+    with pytest.raises(SpecError) as err:
+        load_workload("spec\x00.yaml")
+    assert "cannot read" in err.value.reason
 
 
 def test_a_source_of_the_wrong_type():

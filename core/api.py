@@ -92,6 +92,8 @@ class RunResult:
             "makespan": self.metrics["makespan"],
             "utilization": self.metrics["utilization"],
             "imbalance": self.metrics["imbalance"],
+            "lateness": self.metrics["lateness"],
+            "unroutable_edges": int(self.chosen.stat("unroutable")),
             "hypervolume": self.hypervolume,
             "pareto_size": self.pareto_size,
             "evaluations": self.evaluations,

@@ -1,0 +1,112 @@
+"""The `apportion` command line, run as users run it."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.cli import main
+from core.pareto import non_dominated, objective_matrix
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
+WORKLOAD, CLUSTER = str(EXAMPLES / "workload.yaml"), str(EXAMPLES / "cluster.yaml")
+
+
+def run_json(capsys, *argv):
+    assert main(["optimize", WORKLOAD, CLUSTER, "--json", *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_optimize_writes_plan_front_and_schedule(tmp_path, capsys):
+    out = tmp_path / "run"
+    summary = run_json(capsys, "--population", "20", "--generations", "15", "--seed", "3", "--out", str(out))
+    for key in ("makespan", "utilization", "imbalance", "hypervolume", "pareto_size", "evaluations", "seconds"):
+        assert key in summary
+    plan = json.loads((out / "plan.json").read_text())
+    workload_tasks = {t["task"] for t in plan["tasks"]}
+    assert len(workload_tasks) == len(plan["tasks"]) == len(plan["order"])
+    assert plan["metrics"]["makespan"] == summary["makespan"] == max(t["end"] for t in plan["tasks"])
+
+    with (out / "schedule.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["task"] for r in rows} == workload_tasks
+    by_node = {}
+    for r in rows:
+        by_node.setdefault(r["node"], []).append((float(r["start"]), float(r["end"])))
+    for spans in by_node.values():
+        spans.sort()
+        assert all(a[1] <= b[0] + 1e-9 for a, b in zip(spans, spans[1:])), "a node runs one task at a time"
+
+    with (out / "pareto.csv").open() as fh:
+        front = list(csv.DictReader(fh))
+    assert len(front) == summary["pareto_size"] and sum(int(r["chosen"]) for r in front) == 1
+    F = np.array([[float(r["makespan"]), -float(r["utilization"]), float(r["imbalance"])] for r in front])
+    assert len(non_dominated(F)) == len(front)
+
+
+def test_same_seed_same_plan(tmp_path, capsys):
+    for name in ("a", "b"):
+        run_json(capsys, "--population", "16", "--generations", "8", "--seed", "11", "--out", str(tmp_path / name))
+    assert (tmp_path / "a" / "plan.json").read_bytes() == (tmp_path / "b" / "plan.json").read_bytes()
+    assert (tmp_path / "a" / "pareto.csv").read_bytes() == (tmp_path / "b" / "pareto.csv").read_bytes()
+
+
+@pytest.mark.parametrize("algorithm", ["heft", "greedy", "min-min", "random"])
+def test_baselines_from_the_command_line(tmp_path, capsys, algorithm):
+    summary = run_json(capsys, "--algorithm", algorithm, "--out", str(tmp_path))
+    assert summary["algorithm"] == algorithm and summary["pareto_size"] == 1 and summary["evaluations"] >= 1
+
+
+def test_sla_selection_respects_the_bound(tmp_path, capsys):
+    fastest = run_json(capsys, "--population", "20", "--generations", "10", "--out", str(tmp_path),
+                       "--select", "weights:1,0,0")["makespan"]
+    bound = fastest * 1.5
+    chosen = run_json(capsys, "--population", "20", "--generations", "10", "--out", str(tmp_path),
+                      "--select", f"sla:{bound}")
+    assert chosen["makespan"] <= bound
+
+
+@pytest.mark.parametrize("argv,field", [
+    (["optimize", WORKLOAD, CLUSTER, "--population", "1"], "population"),
+    (["optimize", WORKLOAD, CLUSTER, "--objectives", "makespan,speed"], "objectives"),
+    (["optimize", WORKLOAD, CLUSTER, "--select", "best"], "select"),
+    (["optimize", WORKLOAD, "/nonexistent/cluster.yaml"], "/nonexistent/cluster.yaml"),
+    (["optimize", CLUSTER, CLUSTER], ""),
+    (["scenario", "weather_forecast"], "scenario"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, field):
+    assert main(argv + (["--out", str(tmp_path)] if argv[0] == "optimize" else [])) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("apportion: error: ") and field in lines[0]
+    assert captured.out == ""
+
+
+def test_validate_explains(tmp_path, capsys):
+    assert main(["validate", WORKLOAD]) == 0
+    assert "tasks" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((EXAMPLES / "workload.yaml").read_text().replace("work: 40,", "work: -40,", 1))
+    assert main(["validate", str(bad)]) == 2
+    error = capsys.readouterr().err
+    assert "ct_load_a" in error and "work" in error
+
+
+def test_scenario_specs_round_trip_into_optimize(tmp_path, capsys):
+    assert main(["scenario", "medical_diagnosis", "--size", "3", "--nodes", "6", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["optimize", str(tmp_path / "workload.yaml"), str(tmp_path / "cluster.yaml"), "--json",
+                 "--algorithm", "heft", "--out", str(tmp_path / "out")]) == 0
+    assert json.loads(capsys.readouterr().out)["tasks"] == 3 * 7
+
+
+def test_installed_entry_point(tmp_path):
+    """The console script exits non-zero with one readable line on bad input."""
+    exe = Path(sys.executable).with_name("apportion")
+    done = subprocess.run([str(exe), "validate", str(tmp_path / "missing.json")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "missing.json" in done.stderr

@@ -41,6 +41,7 @@ class PlanCodec:
         self.eligible_ptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         self.eligible_nodes = np.nonzero(instance.eligible)[1].astype(np.int32)  # ascending per task
         self.eligible_count = counts.astype(np.int64)
+        self.movable = np.flatnonzero(counts > 1)  # tasks with a choice of node
         self._order_index = {self.orders[k].tobytes(): k for k in range(self.orders.shape[0])}
 
     @property
@@ -192,15 +193,16 @@ def _shift_load(X, rows, u, duration, eligible_ptr, eligible_nodes, load):
 
 
 class PlanMutation(Mutation):
-    """Every child gets >= 1 task reassigned to another eligible node (each task with
-    probability ``gene_rate``, default 1/n), with probability ``shift_rate`` one load-shifting
-    move, and with probability ``order_rate`` a new dispatch order from the pool."""
+    """Every child gets >= 1 task reassigned to another eligible node (each task that has a
+    choice with probability ``gene_rate``, default 1 / their number), with probability
+    ``shift_rate`` one load-shifting move, and with probability ``order_rate`` a new dispatch
+    order from the pool."""
 
     def __init__(self, codec: PlanCodec, *, gene_rate: float | None = None, shift_rate: float = 0.5,
                  order_rate: float = 0.1):
         super().__init__()
         self.codec = codec
-        self.gene_rate = 1.0 / codec.n_tasks if gene_rate is None else gene_rate
+        self.gene_rate = 1.0 / max(1, codec.movable.size) if gene_rate is None else gene_rate
         self.shift_rate = shift_rate
         self.order_rate = order_rate
         self._duration = np.ascontiguousarray(np.where(codec.instance.eligible, codec.instance.duration, 0.0))
@@ -209,11 +211,15 @@ class PlanMutation(Mutation):
     def mutate(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Mutate the chromosome matrix ``X`` in place and return it."""
         codec = self.codec
-        P, n = X.shape[0], codec.n_tasks
-        per_row = np.maximum(rng.binomial(n, self.gene_rate, size=P), 1)
-        rows = np.repeat(np.arange(P), per_row)
-        genes = rng.integers(0, n, size=rows.shape[0])
-        _reassign(X, rows, genes, rng.random(rows.shape[0]), codec.eligible_ptr, codec.eligible_nodes)
+        P, n, movable = X.shape[0], codec.n_tasks, codec.movable
+        if movable.size:
+            per_row = np.maximum(rng.binomial(movable.size, self.gene_rate, size=P), 1)
+            rows = np.repeat(np.arange(P), per_row)
+            genes = movable[rng.integers(0, movable.size, size=rows.shape[0])]
+            # Each (row, task) once, so a second draw cannot move a task back.
+            _, once = np.unique(rows.astype(np.int64) * n + genes, return_index=True)
+            rows, genes = rows[once], genes[once]
+            _reassign(X, rows, genes, rng.random(rows.shape[0]), codec.eligible_ptr, codec.eligible_nodes)
         shift = np.flatnonzero(rng.random(P) < self.shift_rate)
         _shift_load(X, shift, rng.random(shift.shape[0]), self._duration, codec.eligible_ptr,
                     codec.eligible_nodes, self._load)
@@ -238,7 +244,7 @@ class EligibilityRepair(Repair):
         inst = codec.instance
         self._fastest = np.argmin(np.where(inst.eligible, inst.duration, np.inf), axis=1).astype(GENE_DTYPE)
 
-    def repair(self, X: np.ndarray) -> np.ndarray:
+    def fix(self, X: np.ndarray) -> np.ndarray:
         codec, inst = self.codec, self.codec.instance
         n = codec.n_tasks
         X = np.rint(np.asarray(X, dtype=np.float64)).astype(GENE_DTYPE)
@@ -249,7 +255,7 @@ class EligibilityRepair(Repair):
         return X
 
     def do(self, problem, pop, **kwargs):
-        set_rows(pop, self.repair(population_matrix(pop)))
+        set_rows(pop, self.fix(population_matrix(pop)))
         return pop
 
 

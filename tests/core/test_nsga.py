@@ -1,0 +1,309 @@
+"""NSGA-II/III allocators and their operators, on small instances."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from pymoo.core.individual import Individual
+
+from core.algorithms import get_allocator
+from core.algorithms.baselines import baseline_plans
+from core.algorithms.nsga import NSGA2Allocator, NSGA3Allocator, ParetoArchive, order_pool
+from core.algorithms.operators import (
+    EligibilityRepair,
+    PlanCodec,
+    PlanMutation,
+    RowHashDuplicateElimination,
+    UniformCrossover,
+    new_individual,
+    new_population,
+)
+from core.errors import SpecError
+from core.evaluate import STAT_INDEX, Evaluator
+from core.model import Cluster, Instance, Node, Task, Workload
+from core.pareto import non_dominated, objective_matrix
+from core.synthetic import random_cluster, random_workload
+
+OBJECTIVES = ("makespan", "utilization", "imbalance")
+
+
+def small_instance(seed=3, n_tasks=40, n_edges=80, n_nodes=5, **workload):
+    return Instance.build(random_workload(n_tasks, n_edges, seed=seed, **workload), random_cluster(n_nodes, seed=seed))
+
+
+@pytest.fixture(scope="module")
+def instance():
+    # Memory above the edge nodes' 8 GB and GPU-only tasks: eligibility matters.
+    return small_instance(gpu_only_share=0.2)
+
+
+@pytest.fixture(scope="module")
+def run(instance):
+    evaluator = Evaluator(instance)
+    result = NSGA2Allocator(population=24, generations=25).allocate(evaluator, seed=7)
+    return evaluator, result
+
+
+def weakly_dominated_by(front, point):
+    return bool(np.any(np.all(front <= point, axis=1)))
+
+
+def test_same_seed_gives_the_same_front_bit_for_bit(instance, run):
+    _, first = run
+    second = NSGA2Allocator(population=24, generations=25).allocate(Evaluator(instance), seed=7)
+    assert len(first.plans) == len(second.plans)
+    for a, b in zip(first.plans, second.plans):
+        assert a.assignment.tobytes() == b.assignment.tobytes() and a.order.tobytes() == b.order.tobytes()
+    assert first.stats.tobytes() == second.stats.tobytes()
+    assert [h["hypervolume"] for h in first.history] == [h["hypervolume"] for h in second.history]
+
+
+def test_plans_are_valid_and_stats_come_from_the_evaluator(instance, run):
+    evaluator, result = run
+    assignment = np.array([p.assignment for p in result.plans])
+    orders = np.array([p.order for p in result.plans])
+    evaluator.check(assignment, orders)  # eligible nodes, topological orders
+    assert instance.eligible[np.arange(instance.n_tasks), assignment].all()
+    np.testing.assert_array_equal(result.stats, Evaluator(instance).stats(assignment, orders))
+    assert result.algorithm == "nsga2" and result.evaluations >= 24 * 26
+
+
+def test_front_is_mutually_non_dominated(run):
+    _, result = run
+    F = objective_matrix(result.stats, OBJECTIVES)
+    assert non_dominated(F).tolist() == list(range(len(F)))
+    assert len({row.tobytes() for row in F}) == len(F)
+
+
+def test_front_weakly_dominates_every_baseline_and_is_as_fast_as_heft(instance, run):
+    _, result = run
+    evaluator = Evaluator(instance)
+    front = objective_matrix(result.stats, OBJECTIVES)
+    for name, plan in baseline_plans(evaluator).items():
+        stats = evaluator.stats(plan.assignment, plan.order)
+        assert weakly_dominated_by(front, objective_matrix(stats, OBJECTIVES)[0]), name
+        if name == "heft":
+            assert result.stats[:, STAT_INDEX["makespan"]].min() <= stats[0, STAT_INDEX["makespan"]]
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 10_000))
+def test_front_properties_hold_for_any_instance_and_seed(instance_seed, seed):
+    inst = small_instance(seed=instance_seed, n_tasks=25, n_edges=45, n_nodes=4)
+    evaluator = Evaluator(inst)
+    result = NSGA2Allocator(population=12, generations=6).allocate(evaluator, seed=seed)
+    F = objective_matrix(result.stats, OBJECTIVES)
+    assert non_dominated(F).tolist() == list(range(len(F)))
+    evaluator.check(np.array([p.assignment for p in result.plans]), np.array([p.order for p in result.plans]))
+    for plan in baseline_plans(evaluator, seed=seed).values():
+        assert weakly_dominated_by(F, objective_matrix(evaluator.stats(plan.assignment, plan.order), OBJECTIVES)[0])
+
+
+def test_history_records_every_generation_and_hypervolume_never_drops(instance):
+    seen = []
+    result = NSGA2Allocator(population=16, generations=12).allocate(
+        Evaluator(instance), seed=1, progress=lambda gen, record: seen.append((gen, record)))
+    assert [g for g, _ in seen] == list(range(13))
+    assert [r for _, r in seen] == result.history
+    hv = [r["hypervolume"] for r in result.history]
+    assert all(b >= a * (1 - 1e-12) for a, b in zip(hv, hv[1:]))
+    assert result.history[-1]["best_makespan"] == pytest.approx(result.stats[:, STAT_INDEX["makespan"]].min())
+    evaluations = [r["evaluations"] for r in result.history]
+    assert evaluations[0] >= 16 and evaluations == sorted(evaluations)
+
+
+def deadline_instance():
+    """Ten 10-GFLOP tasks due at 5 s; two fast nodes (1 s per task) and a slow one (10 s).
+    Feasible only with five tasks on each fast node: 252 of 3^10 random plans."""
+    tasks = tuple(Task(id=f"t{i}", work=10.0, deadline=5.0) for i in range(10))
+    nodes = (Node("fast-a", "cpu", 10.0, 16.0), Node("fast-b", "cpu", 10.0, 16.0), Node("slow", "edge", 1.0, 16.0))
+    return Instance.build(Workload(tasks=tasks), Cluster(nodes=nodes, default_bandwidth=100.0))
+
+
+def test_tight_deadlines_are_met_when_possible():
+    instance = deadline_instance()
+    evaluator = Evaluator(instance)
+    result = NSGA2Allocator(population=16, generations=30, seed_with_baselines=False).allocate(evaluator, seed=0)
+    lateness = result.stats[:, STAT_INDEX["lateness"]]
+    assert (lateness == 0.0).all()
+    for plan in result.plans:
+        assert np.bincount(plan.assignment, minlength=3).tolist() == [5, 5, 0]
+    assert result.history[-1]["feasible"]
+
+
+def test_nsga3_with_four_objectives(instance):
+    objectives = ("makespan", "utilization", "imbalance", "energy")
+    evaluator = Evaluator(instance)
+    allocator = get_allocator("nsga3", population=20, generations=8, objectives=objectives)
+    assert isinstance(allocator, NSGA3Allocator)
+    result = allocator.allocate(evaluator, seed=2)
+    F = objective_matrix(result.stats, objectives)
+    assert result.algorithm == "nsga3" and len(result.plans) >= 1
+    assert non_dominated(F).tolist() == list(range(len(F)))
+    evaluator.check(np.array([p.assignment for p in result.plans]), np.array([p.order for p in result.plans]))
+    for plan in baseline_plans(evaluator, seed=2).values():
+        assert weakly_dominated_by(F, objective_matrix(evaluator.stats(plan.assignment, plan.order), objectives)[0])
+
+
+@pytest.mark.parametrize("options, field", [
+    (dict(population=3), "population"),
+    (dict(population=10.5), "population"),
+    (dict(generations=0), "generations"),
+    (dict(objectives=("makespan", "latency")), "objectives"),
+    (dict(objectives=()), "objectives"),
+])
+def test_bad_options_are_spec_errors(options, field):
+    with pytest.raises(SpecError) as err:
+        NSGA2Allocator(**options)
+    assert err.value.field == field
+
+
+# --- operators -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def codec(instance):
+    plans = baseline_plans(Evaluator(instance)).values()
+    return PlanCodec(instance, order_pool(instance, [p.order for p in plans]))
+
+
+def test_every_baseline_plan_round_trips_through_the_chromosome(instance, codec):
+    for plan in baseline_plans(Evaluator(instance)).values():
+        back = codec.decode(codec.encode(plan))
+        assert np.array_equal(back.assignment, plan.assignment) and np.array_equal(back.order, plan.order)
+
+
+def test_order_pool_holds_distinct_topological_orders(instance, codec):
+    orders = codec.orders
+    assert len({o.tobytes() for o in orders}) == len(orders)
+    first_eligible = np.argmax(instance.eligible, axis=1).astype(np.int32)
+    Evaluator(instance).check(np.tile(first_eligible, (len(orders), 1)), orders)  # raises if not topological
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_crossover_and_mutation_keep_plans_eligible(codec, seed):
+    rng = np.random.default_rng(seed)
+    X = codec.random(8, rng)
+    a, b = X[:4], X[4:]
+    children = UniformCrossover().cross(a, b, rng)
+    c1, c2 = children[:4], children[4:]
+    assert (((c1 == a) & (c2 == b)) | ((c1 == b) & (c2 == a))).all()  # genes swapped between the pair
+    n = codec.n_tasks
+    eligible = codec.instance.eligible
+    mutated = PlanMutation(codec).mutate(children.copy(), rng)
+    assert eligible[np.arange(n), mutated[:, :n]].all()
+    assert ((mutated[:, n] >= 0) & (mutated[:, n] < codec.n_orders)).all()
+    # Reassignment alone (a later load shift may move a task back) always moves a task.
+    reassigned = PlanMutation(codec, shift_rate=0.0, order_rate=0.0).mutate(children.copy(), rng)
+    assert eligible[np.arange(n), reassigned[:, :n]].all()
+    assert (reassigned != children).any(axis=1).all()
+
+
+def reference_reassign(X, rows, genes, u, codec):
+    X = X.copy()
+    for r, t, x in zip(rows, genes, u):
+        others = [j for j in codec.instance.eligible_nodes(t) if j != X[r, t]]
+        if others:
+            X[r, t] = others[int(x * len(others))]
+    return X
+
+
+def reference_shift(X, rows, u, instance):
+    X = X.copy()
+    n, m = instance.n_tasks, instance.n_nodes
+    for r, x in zip(rows, u):
+        load = [0.0] * m
+        for t in range(n):
+            load[X[r, t]] += instance.duration[t, X[r, t]]
+        busiest = load.index(max(load))
+        first = int(x * n)
+        for step in range(n):
+            t = (first + step) % n
+            if X[r, t] != busiest:
+                continue
+            finish = {j: load[j] + instance.duration[t, j] for j in instance.eligible_nodes(t) if j != busiest}
+            better = [j for j in finish if finish[j] < load[busiest]]
+            if better:
+                X[r, t] = min(better, key=lambda j: (finish[j], j))
+                break
+    return X
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_mutation_kernels_match_python_reference(codec, seed):
+    from core.algorithms.operators import _reassign, _shift_load
+
+    rng = np.random.default_rng(seed)
+    X = codec.random(10, rng)
+    rows, genes, u = rng.integers(0, 10, 25), rng.integers(0, codec.n_tasks, 25), rng.random(25)
+    got = X.copy()
+    _reassign(got, rows, genes, u, codec.eligible_ptr, codec.eligible_nodes)
+    np.testing.assert_array_equal(got, reference_reassign(X, rows, genes, u, codec))
+
+    instance = codec.instance
+    rows, u = np.arange(10), rng.random(10)
+    got = X.copy()
+    _shift_load(got, rows, u, PlanMutation(codec)._duration, codec.eligible_ptr, codec.eligible_nodes,
+                np.empty(instance.n_nodes))
+    np.testing.assert_array_equal(got, reference_shift(X, rows, u, instance))
+    # The move takes work off the busiest node.
+    n = codec.n_tasks
+    duration = np.where(instance.eligible, instance.duration, 0.0)
+    for before, after in zip(X, got):
+        if (before != after).any():
+            lb = np.bincount(before[:n], weights=duration[np.arange(n), before[:n]], minlength=instance.n_nodes)
+            la = np.bincount(after[:n], weights=duration[np.arange(n), after[:n]], minlength=instance.n_nodes)
+            assert la[lb.argmax()] < lb.max()
+
+
+def test_eligibility_repair_fixes_out_of_range_and_ineligible_genes(codec):
+    instance = codec.instance
+    n = codec.n_tasks
+    X = np.full((3, n + 1), -2.7)
+    X[1] = instance.n_nodes + 5
+    X[2, :n] = np.argmin(instance.eligible, axis=1)  # an ineligible node wherever there is one
+    repaired = EligibilityRepair(codec).fix(X)
+    assert instance.eligible[np.arange(n), repaired[:, :n]].all()
+    assert ((repaired[:, n] >= 0) & (repaired[:, n] < codec.n_orders)).all()
+
+
+rows = arrays(np.int32, st.tuples(st.integers(0, 12), st.just(5)), elements=st.integers(0, 2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows, rows)
+def test_duplicate_elimination_removes_exact_duplicates_only(X, other):
+    expected, seen = [], {tuple(r) for r in other}
+    for row in map(tuple, X):
+        expected.append(row not in seen)
+        seen.add(row)
+    pop = new_population(X)
+    kept = RowHashDuplicateElimination().do(pop, new_population(other))
+    assert [tuple(ind.X) for ind in kept] == [tuple(r) for r, k in zip(X, expected) if k]
+    assert RowHashDuplicateElimination.keep_mask(X, other).tolist() == expected
+
+
+def test_fast_individual_matches_a_fresh_pymoo_individual():
+    row = np.arange(4, dtype=np.int32)
+    ind, ref = new_individual(row), Individual(X=row)
+    assert ind.__dict__.keys() == ref.__dict__.keys()
+    assert ind.X is row and ind.evaluated == set() and ind.data == {} and ind.config == ref.config
+    assert new_individual(row).evaluated is not ind.evaluated
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 30), st.just(2)), elements=st.integers(0, 4).map(float)),
+       arrays(np.float64, st.just(30), elements=st.sampled_from([0.0, 0.0, 1.0, 2.0])))
+def test_archive_keeps_the_non_dominated_least_violating_plans(F, cv):
+    cv = cv[: len(F)]
+    archive = ParetoArchive()
+    X = np.arange(len(F), dtype=np.int32)[:, None]
+    for lo in range(0, len(F), 7):  # fed in batches, like generations
+        archive.add(X[lo:lo + 7], F[lo:lo + 7], F[lo:lo + 7], cv[lo:lo + 7])
+    pool = np.flatnonzero(cv <= (0.0 if (cv <= 0).any() else cv.min()))
+    front = pool[non_dominated(F[pool])]
+    distinct = {F[i].tobytes(): i for i in front[::-1]}  # earliest of equal objective vectors
+    assert sorted(archive.X[:, 0].tolist()) == sorted(distinct.values())

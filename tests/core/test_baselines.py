@@ -397,6 +397,20 @@ def test_heft_ranks_follow_the_recursive_definition():
     assert (position[inst.parent_idx] < position[child]).all()
 
 
+def test_heft_priority_is_topological_when_ranks_tie():
+    # Zero work on one node: every rank is 0. Edges run from higher to lower task index, so
+    # breaking the ties by index would put children first.
+    tasks = tuple(Task(f"t{i}", work=0.0) for i in range(8))
+    edges = tuple(Edge(f"t{i}", f"t{i - 1}", data=0.0) for i in range(7, 0, -1))
+    inst = Instance.build(Workload(tasks=tasks, edges=edges), make_cluster("single", 1, 0))
+    assert (heft_ranks(inst) == 0).all()
+    np.testing.assert_array_equal(heft_priority(inst), np.arange(8)[::-1])
+    plan = HeftAllocator().build(inst)
+    assign, start, end = heft_schedule(inst)
+    schedule = Evaluator(inst).schedule(plan)
+    assert np.array_equal(schedule.start, start) and np.array_equal(schedule.end, end)
+
+
 def heft_reference(inst: Instance):
     """Textbook insertion-based HEFT in plain Python (each node's timeline a sorted list)."""
     n = inst.n_tasks

@@ -101,6 +101,12 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from operators.demo import run_demo
+
+    return run_demo(state_dir=Path(args.state_dir), keep_running=args.keep_running)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apportion", description="Decide where the steps of AI workflows run.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--tracking-uri", help="defaults to MLFLOW_TRACKING_URI")
     cmp_.add_argument("--out", help="write the plot here (PNG)")
     cmp_.set_defaults(run=_compare)
+
+    demo = sub.add_parser("demo", help="start Airflow and MLflow locally, run the three workflow DAGs once")
+    demo.add_argument("--state-dir", default=".demo", help="Airflow home, MLflow store and logs go here")
+    demo.add_argument("--keep-running", action="store_true",
+                      help="leave the servers up after the runs until Ctrl-C (default: stop when done)")
+    demo.set_defaults(run=_demo)
     return parser
 
 

@@ -1,0 +1,32 @@
+# Two commands a user needs: `make demo` (the main job on embedded defaults) and `make test`.
+# Both create .venv and install the project into it first (pinned by .ci/constraints.txt).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test test-slow bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml .ci/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[airflow,test,bench]'
+	touch $@
+
+demo: install
+	$(BIN)/apportion demo
+
+test: install
+	$(BIN)/pytest
+
+test-slow: install
+	$(BIN)/pytest -m "slow or integration"
+
+bench: install
+	$(BIN)/python benchmarks/bench_evaluator.py
+	$(BIN)/python benchmarks/bench_optimizer.py
+
+clean:
+	rm -rf $(VENV) .demo out

@@ -104,7 +104,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from operators.demo import run_demo
 
-    return run_demo(state_dir=Path(args.state_dir), keep_running=args.keep_running)
+    return run_demo(state_dir=Path(args.state_dir), exit_when_done=args.exit_when_done)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="start Airflow and MLflow locally, run the three workflow DAGs once")
     demo.add_argument("--state-dir", default=".demo", help="Airflow home, MLflow store and logs go here")
-    demo.add_argument("--keep-running", action="store_true",
-                      help="leave the servers up after the runs until Ctrl-C (default: stop when done)")
+    demo.add_argument("--exit-when-done", action="store_true",
+                      help="stop the servers once the runs are reported (default: keep them up until Ctrl-C)")
     demo.set_defaults(run=_demo)
     return parser
 

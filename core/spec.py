@@ -41,11 +41,25 @@ def schema(what: str) -> dict:
     return json.loads((SCHEMA_DIR / f"{what}.schema.json").read_text())
 
 
+def _inline_refs(node: object, defs: Mapping) -> object:
+    """``node`` with every local ``$ref`` replaced by its definition (the schemas have no cycles)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return {**_inline_refs(defs[node["$ref"].removeprefix("#/$defs/")], defs), **rest}
+        return {k: _inline_refs(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
 @functools.cache
 def _validator(what: str):
+    """A validator of the schema with its references inlined: resolving ``$ref`` for every
+    entry made validation about 2.5 times slower (5000 tasks and 15000 edges)."""
     import jsonschema
 
-    return jsonschema.Draft202012Validator(schema(what))
+    return jsonschema.Draft202012Validator(_inline_refs(schema(what), schema(what)["$defs"]))
 
 
 def check_document(doc: object, what: str) -> None:

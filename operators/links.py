@@ -12,7 +12,7 @@ from airflow.sdk import BaseOperatorLink
 
 
 def _returned(ti_key, field: str) -> str:
-    from airflow.sdk import XCom
+    from airflow.sdk.execution_time.xcom import XCom
 
     value = XCom.get_value(ti_key=ti_key, key="return_value")
     return (value or {}).get(field) or "" if isinstance(value, dict) else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -204,6 +205,24 @@ class Instance:
 
     def eligible_nodes(self, task: int) -> np.ndarray:
         return np.flatnonzero(self.eligible[task])
+
+    @cached_property
+    def viable(self) -> np.ndarray:
+        """(n, m) bool: eligible, and from that node every child of the task can still be fed
+        (some eligible node of the child is the same node or linked to it). A constructive
+        algorithm that keeps to these nodes never paints itself into an unroutable corner
+        over a single edge. Rows with no viable node fall back to eligibility."""
+        n, m = self.n_tasks, self.n_nodes
+        connected = (np.isfinite(self.inv_bandwidth) | np.eye(m, dtype=bool)).astype(np.int32)
+        patterns, pattern_of = np.unique(self.eligible, axis=0, return_inverse=True)
+        reach = (patterns.astype(np.int32) @ connected.T) > 0  # reach[p, j]: pattern p has a node j feeds
+        blocked = np.zeros((n, m), dtype=bool)
+        parent_of_edge = np.repeat(np.arange(n), np.diff(self.child_ptr))
+        np.logical_or.at(blocked, parent_of_edge, ~reach[pattern_of.reshape(-1)[self.child_idx]])
+        viable = self.eligible & ~blocked
+        empty = ~viable.any(axis=1)
+        viable[empty] = self.eligible[empty]
+        return viable
 
     @classmethod
     def build(cls, workload: Workload, cluster: Cluster) -> "Instance":

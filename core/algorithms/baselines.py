@@ -5,8 +5,9 @@ to its node's queue (HEFT alone inserts into idle gaps, and emits a dispatch ord
 reproduces exactly). All of them
 
 * use only a task's eligible nodes (``Instance.eligible``);
-* avoid nodes that a parent's output cannot reach (no link: infinite arrival), unless every
-  eligible node is unreachable, in which case the plan is unroutable and the evaluator says so;
+* avoid nodes that a parent's output cannot reach (no link: infinite arrival) and nodes from
+  which a child could not be fed (``Instance.viable``), unless every eligible node is
+  unreachable, in which case the plan is unroutable and the evaluator says so;
 * estimate times with the cost model of ``core.evaluate``: start = max(node free, release,
   inputs arrived), transfer = 0 on the same node else latency + data / bandwidth;
 * break ties towards the lowest task index and the lowest node index.
@@ -69,10 +70,15 @@ class _Placement:
         return ready
 
     def candidates(self, t: int, ready: np.ndarray) -> np.ndarray:
-        """Eligible nodes every input can reach; all eligible nodes if none can."""
-        eligible = self.inst.eligible[t]
-        reachable = eligible & np.isfinite(ready)
-        return reachable if reachable.any() else eligible
+        """Nodes every input can reach and from which every child can be fed
+        (``Instance.viable``); failing that, eligible nodes every input can reach; failing
+        that, all eligible nodes."""
+        reached = np.isfinite(ready)
+        for allowed in (self.inst.viable[t], self.inst.eligible[t]):
+            mask = allowed & reached
+            if mask.any():
+                return mask
+        return self.inst.eligible[t]
 
     def finish_times(self, t: int, ready: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """When ``t`` would end on each node if appended now; inf outside ``mask``."""

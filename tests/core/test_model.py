@@ -104,3 +104,15 @@ def test_requests_and_speed_factors():
     assert inst.request_priority.tolist() == [3.0, 1.0]
     with pytest.raises(SpecError, match=r"requests\['r1'\]: duplicate id"):
         build([Task("a", 1.0)], requests=[Request("r1"), Request("r1")])
+
+
+def test_viable_nodes_keep_every_child_reachable():
+    """A task whose child may only run where its node has no link is not viable there."""
+    edge = Node("e1", "edge", 3.0, 8.0, zone="site")
+    cluster = Cluster(nodes=(edge, CPU, GPU), links=(Link("site", "cloud", 100.0), Link("hospital", "cloud", 100.0)))
+    tasks = [Task("ingest", 1.0), Task("detect", 1.0, allowed_kinds=("gpu",))]
+    inst = build(tasks, [Edge("ingest", "detect", 1.0)], cluster=cluster)
+    # The edge box cannot reach the GPU (no site-hospital link); the CPU and the GPU itself can.
+    assert inst.eligible[0].tolist() == [True, True, True]
+    assert inst.viable[0].tolist() == [False, True, True]
+    assert inst.viable[1].tolist() == inst.eligible[1].tolist()

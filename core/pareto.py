@@ -101,49 +101,44 @@ def non_dominated(F: np.ndarray) -> np.ndarray:
 
 
 @jit
-def _front_ranks(F, rank):
-    # Deb's fast non-dominated sort: count dominators, peel fronts.
+def _front_ranks(F, order, rank):
+    # Efficient non-dominated sort (ENS-SS, Zhang et al. 2015): rows visited in lexicographic
+    # order, so every row that dominates the current one has already been placed; the current
+    # row joins the first front none of whose members dominates it.
     P, k = F.shape
-    dominates = np.zeros((P, P), dtype=np.bool_)
-    count = np.zeros(P, dtype=np.int64)
-    for a in range(P):
-        for b in range(a + 1, P):
-            a_better = False
-            b_better = False
-            for c in range(k):
-                if F[a, c] < F[b, c]:
-                    a_better = True
-                elif F[b, c] < F[a, c]:
-                    b_better = True
-            if a_better and not b_better:
-                dominates[a, b] = True
-                count[b] += 1
-            elif b_better and not a_better:
-                dominates[b, a] = True
-                count[a] += 1
-    current = np.empty(P, dtype=np.int64)
-    nxt = np.empty(P, dtype=np.int64)
-    size = 0
-    for a in range(P):
-        if count[a] == 0:
-            current[size] = a
-            size += 1
-            rank[a] = 0
-    level = 0
-    while size > 0:
-        level += 1
-        new_size = 0
-        for i in range(size):
-            a = current[i]
-            for b in range(P):
-                if dominates[a, b]:
-                    count[b] -= 1
-                    if count[b] == 0:
-                        rank[b] = level
-                        nxt[new_size] = b
-                        new_size += 1
-        current, nxt = nxt, current
-        size = new_size
+    head = np.full(P, -1, dtype=np.int64)  # first member of each front
+    nxt = np.full(P, -1, dtype=np.int64)  # next member in the same front
+    tail = np.full(P, -1, dtype=np.int64)
+    n_fronts = 0
+    for i in range(P):
+        a = order[i]
+        f = 0
+        while f < n_fronts:
+            dominated = False
+            b = head[f]
+            while b >= 0:
+                no_worse = True
+                better = False
+                for c in range(k):
+                    if F[b, c] > F[a, c]:
+                        no_worse = False
+                        break
+                    if F[b, c] < F[a, c]:
+                        better = True
+                if no_worse and better:
+                    dominated = True
+                    break
+                b = nxt[b]
+            if not dominated:
+                break
+            f += 1
+        if f == n_fronts:
+            n_fronts += 1
+            head[f] = a
+        else:
+            nxt[tail[f]] = a
+        tail[f] = a
+        rank[a] = f
 
 
 def front_ranks(F: np.ndarray) -> np.ndarray:
@@ -151,7 +146,7 @@ def front_ranks(F: np.ndarray) -> np.ndarray:
     F = np.ascontiguousarray(np.atleast_2d(F), dtype=np.float64)
     rank = np.zeros(F.shape[0], dtype=np.int64)
     if F.shape[0]:
-        _front_ranks(F, rank)
+        _front_ranks(F, np.lexsort(F.T[::-1]), rank)
     return rank
 
 
@@ -178,6 +173,34 @@ def crowding_distance(F: np.ndarray) -> np.ndarray:
         out[:] = np.inf
     else:
         _crowding(F, out)
+    return out
+
+
+@jit
+def _crowding_by_front(F, rank, out):
+    P = F.shape[0]
+    members_by_front = np.argsort(rank, kind="mergesort")
+    start = 0
+    while start < P:
+        end = start
+        while end < P and rank[members_by_front[end]] == rank[members_by_front[start]]:
+            end += 1
+        members = members_by_front[start:end]
+        if end - start <= 2:
+            out[members] = np.inf
+        else:
+            within = np.empty(end - start)
+            _crowding(F[members], within)
+            out[members] = within
+        start = end
+
+
+def crowding_by_front(F: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Crowding distance of every row within its own front (rows of equal ``rank``)."""
+    F = np.ascontiguousarray(np.atleast_2d(F), dtype=np.float64)
+    out = np.empty(F.shape[0])
+    if F.shape[0]:
+        _crowding_by_front(F, np.ascontiguousarray(rank, dtype=np.int64), out)
     return out
 
 

@@ -55,7 +55,7 @@ from core.model import Instance
 from core.pareto import (
     DEFAULT_OBJECTIVES,
     check_objectives,
-    crowding_distance,
+    crowding_by_front,
     front_ranks,
     hypervolume,
     non_dominated,
@@ -94,17 +94,27 @@ class ParetoArchive:
         return self.cv is not None and bool(self.cv[0] <= 0.0)
 
     def add(self, X: np.ndarray, stats: np.ndarray, F: np.ndarray, cv: np.ndarray) -> None:
-        if self.X is not None:
-            X, stats = np.concatenate((self.X, X)), np.concatenate((self.stats, stats))
-            F, cv = np.concatenate((self.F, F)), np.concatenate((self.cv, cv))
-        best_cv = 0.0 if np.any(cv <= 0.0) else cv.min()
-        candidates = np.flatnonzero(cv <= best_cv)
-        front = candidates[non_dominated(F[candidates])]
+        old = len(self)
+        if old:
+            F_all, cv_all = np.concatenate((self.F, F)), np.concatenate((self.cv, cv))
+        else:
+            F_all, cv_all = F, cv
+        best_cv = 0.0 if np.any(cv_all <= 0.0) else cv_all.min()
+        candidates = np.flatnonzero(cv_all <= best_cv)
+        front = candidates[non_dominated(F_all[candidates])]
         first: dict[bytes, int] = {}
         for i in front.tolist():
-            first.setdefault(F[i].tobytes(), i)
+            first.setdefault(F_all[i].tobytes(), i)
         keep = np.fromiter(first.values(), dtype=np.intp, count=len(first))
-        self.X, self.stats, self.F, self.cv = X[keep], stats[keep], F[keep], cv[keep]
+        kept_old, kept_new = keep[keep < old], keep[keep >= old] - old
+        if kept_new.size == 0 and kept_old.size == old:
+            return  # nothing new on the front (the common case late in a run)
+        if old:
+            self.X = np.concatenate((self.X[kept_old], X[kept_new]))
+            self.stats = np.concatenate((self.stats[kept_old], stats[kept_new]))
+        else:
+            self.X, self.stats = X[kept_new], stats[kept_new]
+        self.F, self.cv = F_all[keep], cv_all[keep]
 
 
 def constraint_columns(instance: Instance) -> list[int]:
@@ -179,33 +189,20 @@ class RankAndCrowdingSurvival(Survival):
 
     @staticmethod
     def choose(F: np.ndarray, CV: np.ndarray, n_survive: int, rng: np.random.Generator):
-        """(survivor indices, their rank, their crowding distance)."""
+        """(survivor indices, their rank, their crowding distance).
+
+        Sorting feasible plans by (rank, -crowding, random) and cutting at ``n_survive`` keeps
+        whole fronts and splits only the last one by crowding, as NSGA-II does."""
         feasible = np.flatnonzero(CV <= 0.0)
+        rank = front_ranks(F[feasible])
+        crowd = crowding_by_front(F[feasible], rank)
+        best = np.lexsort((rng.random(feasible.size), -crowd, rank))[:n_survive]
         infeasible = np.flatnonzero(CV > 0.0)
-        infeasible = infeasible[np.argsort(CV[infeasible], kind="stable")]
-        chosen, ranks, crowd = [], [], []
-        taken = 0
-        if feasible.size:
-            rank = front_ranks(F[feasible])
-            for level in range(int(rank.max()) + 1):
-                if taken >= n_survive:
-                    break
-                front = feasible[rank == level]
-                cd = crowding_distance(F[front])
-                if taken + front.size > n_survive:
-                    best = np.lexsort((rng.random(front.size), -cd))[: n_survive - taken]
-                    front, cd = front[best], cd[best]
-                chosen.append(front)
-                ranks.append(np.full(front.size, level))
-                crowd.append(cd)
-                taken += front.size
-        if taken < n_survive and infeasible.size:
-            extra = infeasible[: n_survive - taken]
-            first = len(chosen)
-            chosen.append(extra)
-            ranks.append(first + np.arange(extra.size))
-            crowd.append(np.zeros(extra.size))
-        return np.concatenate(chosen), np.concatenate(ranks).astype(np.int64), np.concatenate(crowd)
+        extra = infeasible[np.argsort(CV[infeasible], kind="stable")][: n_survive - best.size]
+        first_extra_rank = rank[best].max() + 1 if best.size else 0
+        return (np.concatenate((feasible[best], extra)),
+                np.concatenate((rank[best], first_extra_rank + np.arange(extra.size))),
+                np.concatenate((crowd[best], np.zeros(extra.size))))
 
     @default_random_state
     def do(self, problem, pop, *args, n_survive=None, random_state=None, return_indices=False, **kwargs):

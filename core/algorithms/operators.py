@@ -300,20 +300,19 @@ class RowHashDuplicateElimination(DuplicateElimination):
     @staticmethod
     def keep_mask(X: np.ndarray, *others: np.ndarray, to_itself: bool = True) -> np.ndarray:
         """Which rows of X to keep; rows are compared only where their hashes agree."""
-        seen: dict[int, list[np.ndarray]] = {}
-        for other in others:
-            for h, row in zip(row_hashes(other).tolist(), other):
-                seen.setdefault(h, []).append(row)
+        hashed = [(other, row_hashes(other)) for other in others if other.shape[0]]
+        in_others = set().union(*(h.tolist() for _, h in hashed))
+        earlier: dict[int, list[int]] = {}
         keep = np.ones(X.shape[0], dtype=bool)
         for i, h in enumerate(row_hashes(X).tolist()):
-            rows = seen.get(h)
-            if rows is None:
-                if to_itself:
-                    seen[h] = [X[i]]
-            elif any(np.array_equal(row, X[i]) for row in rows):
+            if h in in_others and any((other[ho == h] == X[i]).all(axis=1).any() for other, ho in hashed):
                 keep[i] = False
             elif to_itself:
-                rows.append(X[i])
+                same = earlier.setdefault(h, [])
+                if any(np.array_equal(X[j], X[i]) for j in same):
+                    keep[i] = False
+                else:
+                    same.append(i)
         return keep
 
     def do(self, pop, *args, return_indices=False, to_itself=True):

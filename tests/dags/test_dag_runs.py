@@ -1,0 +1,181 @@
+"""Each DAG end to end with ``dag.test()``: real tasks, a real (temporary) MLflow store.
+
+Sizes are small (a few requests, population 12-16, under 10 generations) so a run takes
+seconds; the first run of the session also pays for Airflow's in-process API server and the
+core's imports.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from datetime import datetime, timezone
+
+import pytest
+
+STEPS_LOGGED = ("makespan", "utilization", "imbalance", "hypervolume", "pareto_size", "optimiser_seconds")
+CHARTS_AND_TABLES = {"plan.json", "pareto.csv", "schedule.csv", "pareto.png", "pareto.html", "gantt.png",
+                     "evaluation.json"}
+SMALL = {"nodes": 6, "population": 16, "generations": 8, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def mlflow_client(mlflow_tracking_uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(mlflow_tracking_uri)
+
+
+def run_dag(dagbag, dag_id, conf, **kwargs):
+    dag = dagbag.dags[dag_id]
+    dag_run = dag.test(run_conf=conf, **kwargs)
+    states = {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances()}
+    assert dag_run.state == "success", states
+    assert set(states.values()) == {"success"}, states
+    return dag_run
+
+
+def runs_of(client, dag_id, run_id, role):
+    experiment = client.get_experiment_by_name(dag_id)
+    assert experiment is not None, f"no MLflow experiment {dag_id}"
+    return client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`airflow.dag_run_id` = '{run_id}' and tags.`apportion.role` = '{role}'",
+    )
+
+
+def artifact_names(client, run_id):
+    return {a.path for a in client.list_artifacts(run_id)}
+
+
+def read_artifact(client, run_id, path, tmp_path):
+    return client.download_artifacts(run_id, path, str(tmp_path))
+
+
+def asset_events(uri, run_id):
+    from sqlalchemy import select
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == uri, AssetEvent.source_run_id == run_id)
+        ).all()
+        return [dict(event.extra or {}) for event in rows]
+
+
+def check_workflow_run(client, dag_id, dag_run, size, tmp_path):
+    """The DAG run has one finished MLflow run with the plan's metrics, tables and charts, and
+    the plan it published is the one logged."""
+    from core.scenarios import SCENARIOS, build
+
+    (run,) = runs_of(client, dag_id, dag_run.run_id, "dag_run")
+    assert run.info.status == "FINISHED"
+    metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
+    for name in STEPS_LOGGED:
+        assert name in metrics, name
+    assert metrics["makespan"] > 0
+    assert 0 < metrics["utilization"] <= 1
+    assert metrics["imbalance"] >= 0 and metrics["hypervolume"] >= 0 and metrics["pareto_size"] >= 1
+    assert metrics["evaluation/verified"] == 1.0
+    assert any(key.startswith("convergence/") for key in metrics)
+    assert tags["apportion.status"] == "finished" and tags["apportion.verified"] == "true"
+    assert (params["algorithm"], params["population"], params["generations"], params["seed"], params["nodes"]) == (
+        "nsga2", str(SMALL["population"]), str(SMALL["generations"]), str(SMALL["seed"]), str(SMALL["nodes"]))
+    assert params["scenario"] == dag_id and params["scenario_size"] == str(size)
+    assert params["tasks"] == str(size * SCENARIOS[dag_id].tasks_per_unit)
+    assert CHARTS_AND_TABLES <= artifact_names(client, run.info.run_id)
+
+    plan = json.loads(open(read_artifact(client, run.info.run_id, "plan.json", tmp_path)).read())
+    workload, cluster = build(dag_id, size=size, nodes=SMALL["nodes"], seed=SMALL["seed"],
+                              logical_date=params.get("scenario_logical_date"))
+    assert sorted(t["task"] for t in plan["tasks"]) == sorted(t.id for t in workload.tasks)
+    assert {t["node"] for t in plan["tasks"]} <= {n.id for n in cluster.nodes}
+    assert plan["metrics"]["makespan"] == pytest.approx(metrics["makespan"], rel=1e-12)
+    with open(read_artifact(client, run.info.run_id, "pareto.csv", tmp_path)) as fh:
+        front = list(csv.DictReader(fh))
+    assert len(front) == metrics["pareto_size"] and sum(int(row["chosen"]) for row in front) == 1
+
+    published = tags["apportion.published_uri"]
+    assert published.startswith("file://")
+    assert json.loads(open(published[len("file://"):]).read()) == plan
+    (event,) = asset_events(f"apportion://plans/{dag_id}", dag_run.run_id)
+    assert event["plan_id"] == tags["apportion.plan_id"] and event["mlflow_run_id"] == run.info.run_id
+    return run
+
+
+@pytest.mark.parametrize(("dag_id", "unit", "size"), [
+    ("medical_diagnosis", "cases", 6),
+    ("multimodal_speech", "streams", 5),
+])
+def test_workflow_dag_end_to_end(apportion_dagbag, airflow_metadata_db, mlflow_client, tmp_path, dag_id, unit, size):
+    dag_run = run_dag(apportion_dagbag, dag_id, {**SMALL, unit: size})
+    check_workflow_run(mlflow_client, dag_id, dag_run, size, tmp_path)
+
+
+def test_traffic_reads_the_logical_date_in_the_city_time_zone(apportion_dagbag, airflow_metadata_db, mlflow_client,
+                                                            tmp_path):
+    """07:00 UTC on Monday 3 March 2025 is 08:00 in Berlin (CET, UTC+1): the morning rush."""
+    from core.io import workload_to_dict
+    from core.scenarios import build
+
+    size = 4
+    logical_date = datetime(2025, 3, 3, 7, 0, tzinfo=timezone.utc)
+    dag_run = run_dag(apportion_dagbag, "traffic_prediction",
+                      {**SMALL, "regions": size, "city_timezone": "Europe/Berlin"}, logical_date=logical_date)
+    run = check_workflow_run(mlflow_client, "traffic_prediction", dag_run, size, tmp_path)
+    local = "2025-03-03T08:00:00+01:00"
+    assert run.data.params["scenario_logical_date"] == local
+
+    logged = json.loads(open(read_artifact(mlflow_client, run.info.run_id, "workload.json", tmp_path)).read())
+    rush = build("traffic_prediction", size=size, nodes=SMALL["nodes"], seed=SMALL["seed"], logical_date=local)[0]
+    night = build("traffic_prediction", size=size, nodes=SMALL["nodes"], seed=SMALL["seed"],
+                  logical_date="2025-03-03T03:00:00+01:00")[0]
+    assert logged == json.loads(json.dumps(workload_to_dict(rush)))
+    assert logged != json.loads(json.dumps(workload_to_dict(night)))
+
+
+def check_benchmark_run(client, dag_run, algorithms, tmp_path):
+    (parent,) = runs_of(client, "allocation_benchmark", dag_run.run_id, "dag_run")
+    children = runs_of(client, "allocation_benchmark", dag_run.run_id, "task")
+    assert sorted(child.info.run_name for child in children) == sorted(algorithms)
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.params["algorithm"] == child.info.run_name
+        assert child.data.metrics["evaluation/verified"] == 1.0
+        assert {"plan.json", "pareto.csv", "schedule.csv"} <= artifact_names(client, child.info.run_id)
+    # Every algorithm solved the same instance.
+    assert len({(c.data.params["tasks"], c.data.params["edges"], c.data.params["nodes"]) for c in children}) == 1
+
+    by_makespan = sorted(children, key=lambda c: (c.data.metrics["makespan"], c.info.run_name))
+    assert parent.data.tags["apportion.best_algorithm"] == by_makespan[0].info.run_name
+    assert parent.data.tags["apportion.status"] == "finished"
+    with open(read_artifact(client, parent.info.run_id, "comparison.csv", tmp_path)) as fh:
+        table = list(csv.DictReader(fh))
+    assert [row["algorithm"] for row in table] == [c.info.run_name for c in by_makespan]
+    assert [float(row["makespan"]) for row in table] == [c.data.metrics["makespan"] for c in by_makespan]
+    (event,) = asset_events("apportion://benchmarks/allocation_benchmark", dag_run.run_id)
+    assert event["best_algorithm"] == by_makespan[0].info.run_name
+    assert os.path.exists(event["path"])
+
+
+def test_benchmark_one_child_run_per_algorithm(apportion_dagbag, airflow_metadata_db, mlflow_client, tmp_path):
+    algorithms = ["nsga2", "heft", "round-robin"]
+    conf = {"scenario": "multimodal_speech", "size": 4, "nodes": 5, "algorithms": algorithms,
+            "population": 12, "generations": 5}
+    dag_run = run_dag(apportion_dagbag, "allocation_benchmark", conf)
+    check_benchmark_run(mlflow_client, dag_run, algorithms, tmp_path)
+
+
+@pytest.mark.slow
+def test_benchmark_runs_every_registered_algorithm(apportion_dagbag, airflow_metadata_db, mlflow_client, tmp_path):
+    from core.algorithms import ALGORITHMS, get_allocator
+
+    get_allocator("nsga2")  # loads every algorithm module, filling the registry
+    conf = {"scenario": "medical_diagnosis", "size": 4, "nodes": 5, "population": 12, "generations": 5}
+    dag_run = run_dag(apportion_dagbag, "allocation_benchmark", conf)
+    check_benchmark_run(mlflow_client, dag_run, sorted(ALGORITHMS), tmp_path)

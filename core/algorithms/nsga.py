@@ -102,13 +102,13 @@ class ParetoArchive:
         best_cv = 0.0 if np.any(cv_all <= 0.0) else cv_all.min()
         candidates = np.flatnonzero(cv_all <= best_cv)
         front = candidates[non_dominated(F_all[candidates])]
+        if front[-1] < old:
+            return  # nothing new on the front (the common case late in a run)
         first: dict[bytes, int] = {}
         for i in front.tolist():
             first.setdefault(F_all[i].tobytes(), i)
         keep = np.fromiter(first.values(), dtype=np.intp, count=len(first))
         kept_old, kept_new = keep[keep < old], keep[keep >= old] - old
-        if kept_new.size == 0 and kept_old.size == old:
-            return  # nothing new on the front (the common case late in a run)
         if old:
             self.X = np.concatenate((self.X[kept_old], X[kept_new]))
             self.stats = np.concatenate((self.stats[kept_old], stats[kept_new]))
@@ -166,8 +166,8 @@ class ArrayEvaluator(PymooEvaluator):
             out = problem.evaluate(population_matrix(todo), return_values_of=["F", "G"], return_as_dictionary=True)
             F, G = out["F"], out["G"]
             CV = np.maximum(G, 0.0).sum(axis=1, keepdims=True)
-            for i, ind in enumerate(todo):
-                ind.F, ind.G, ind.CV = F[i], G[i], CV[i]
+            for ind, f, g, cv in zip(todo, F, G, CV):
+                ind.F, ind.G, ind.CV = f, g, cv
                 ind.evaluated.update(("F", "G", "H"))
         if count_evals:
             self.n_eval += len(todo)

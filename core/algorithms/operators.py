@@ -128,23 +128,38 @@ class UniformCrossover(Crossover):
     def __init__(self, prob: float = 0.9):
         super().__init__(n_parents=2, n_offsprings=2, prob=prob)
 
-    def cross(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Children (2 x pairs, genes) of the parent rows ``a[i]``, ``b[i]``."""
-        n_pairs, n_genes = a.shape
+    def cross(self, X: np.ndarray, first: np.ndarray, second: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Children (2 x pairs, genes) of the row pairs ``X[first[i]]``, ``X[second[i]]``."""
+        n_pairs, n_genes = first.shape[0], X.shape[1]
         # One random bit per gene, drawn as bytes: far cheaper than a float per gene.
-        bits = np.unpackbits(np.frombuffer(rng.bytes(n_pairs * ((n_genes + 7) // 8)), dtype=np.uint8))
-        mask = bits.reshape(n_pairs, -1)[:, :n_genes].astype(bool)
-        mask[rng.random(n_pairs) >= self.prob.value] = True  # no crossover: copy the parents
-        # Branch-free select: child 1 takes a where mask else b, child 2 the other way round.
-        swap = (a ^ b) & -mask.view(np.int8).astype(GENE_DTYPE)
-        return np.concatenate((b ^ swap, a ^ swap))
+        bits = np.frombuffer(rng.bytes(n_pairs * ((n_genes + 7) // 8)), dtype=np.uint8)
+        copy = rng.random(n_pairs) >= self.prob.value  # no crossover: the children copy the parents
+        out = np.empty((2 * n_pairs, n_genes), dtype=GENE_DTYPE)
+        _uniform_cross(np.ascontiguousarray(X, dtype=GENE_DTYPE), first, second, bits, copy, out)
+        return out
 
     @default_random_state
     def do(self, problem, pop, parents=None, *args, random_state=None, **kwargs):
         pairs = pop if parents is None else pop[parents]
-        X = population_matrix(pairs).reshape(len(pairs), 2, -1)
+        X = population_matrix(pairs)
+        children = self.cross(X, np.arange(0, len(X), 2), np.arange(1, len(X), 2), random_state)
         # Children share one matrix: mutation, which always follows, gives each its own row.
-        return new_population(self.cross(X[:, 0], X[:, 1], random_state), copy=False)
+        return new_population(children, copy=False)
+
+
+@jit
+def _uniform_cross(X, first, second, bits, copy, out):
+    # Child i takes gene g from X[first[i]] where bit (i, g) is set, else from X[second[i]];
+    # child P+i the other way round. Branch-free (random bits would defeat prediction).
+    P, G = first.shape[0], X.shape[1]
+    stride = bits.shape[0] // P
+    for i in range(P):
+        a, b = first[i], second[i]
+        for g in range(G):
+            bit = 1 if copy[i] else (bits[i * stride + (g >> 3)] >> (g & 7)) & 1
+            swap = (X[a, g] ^ X[b, g]) & -np.int32(bit)
+            out[i, g] = X[b, g] ^ swap
+            out[P + i, g] = X[a, g] ^ swap
 
 
 @jit
@@ -308,8 +323,10 @@ class RowHashDuplicateElimination(DuplicateElimination):
             if h in in_others and any((other[ho == h] == X[i]).all(axis=1).any() for other, ho in hashed):
                 keep[i] = False
             elif to_itself:
-                same = earlier.setdefault(h, [])
-                if any(np.array_equal(X[j], X[i]) for j in same):
+                same = earlier.get(h)
+                if same is None:
+                    earlier[h] = [i]
+                elif any(np.array_equal(X[j], X[i]) for j in same):
                     keep[i] = False
                 else:
                     same.append(i)
@@ -342,7 +359,7 @@ class ArrayMating(Mating):
         for _ in range(n_max_iterations or self.n_max_iterations):
             n_pairs = -(-(n_offsprings - children.shape[0]) // 2)
             pairs = self.selection._do(problem, pop, n_pairs, n_parents=2, random_state=random_state, **kwargs)
-            batch = self.crossover.cross(X[pairs[:, 0]], X[pairs[:, 1]], random_state)
+            batch = self.crossover.cross(X, pairs[:, 0], pairs[:, 1], random_state)
             batch = self.mutation.mutate(batch, random_state)
             batch = batch[self.eliminate_duplicates.keep_mask(batch, X, children)]
             children = np.concatenate((children, batch[: n_offsprings - children.shape[0]]))

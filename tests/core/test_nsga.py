@@ -187,9 +187,14 @@ def test_crossover_and_mutation_keep_plans_eligible(codec, seed):
     rng = np.random.default_rng(seed)
     X = codec.random(8, rng)
     a, b = X[:4], X[4:]
-    children = UniformCrossover().cross(a, b, rng)
+    children = UniformCrossover().cross(X, np.arange(4), np.arange(4, 8), rng)
     c1, c2 = children[:4], children[4:]
     assert (((c1 == a) & (c2 == b)) | ((c1 == b) & (c2 == a))).all()  # genes swapped between the pair
+    mixed = UniformCrossover(prob=1.0).cross(X, np.arange(4), np.arange(4, 8), rng)[:4]
+    differ = a != b
+    assert ((mixed == a) & differ).any() and ((mixed == b) & differ).any()  # both parents contribute
+    copied = UniformCrossover(prob=0.0).cross(X, np.arange(4), np.arange(4, 8), rng)
+    assert np.array_equal(copied, X)
     n = codec.n_tasks
     eligible = codec.instance.eligible
     mutated = PlanMutation(codec).mutate(children.copy(), rng)

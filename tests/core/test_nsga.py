@@ -21,7 +21,7 @@ from core.algorithms.operators import (
 )
 from core.errors import SpecError
 from core.evaluate import STAT_INDEX, Evaluator
-from core.model import Cluster, Instance, Node, Task, Workload
+from core.model import Cluster, Edge, Instance, Link, Node, Task, Workload
 from core.pareto import non_dominated, objective_matrix
 from core.synthetic import random_cluster, random_workload
 
@@ -130,6 +130,31 @@ def test_tight_deadlines_are_met_when_possible():
     for plan in result.plans:
         assert np.bincount(plan.assignment, minlength=3).tolist() == [5, 5, 0]
     assert result.history[-1]["feasible"]
+
+
+def test_unroutable_plans_are_avoided():
+    """A chain of tasks on two zones with no link between them: only single-zone plans run."""
+    tasks = tuple(Task(id=f"t{i}", work=10.0 * (i + 1)) for i in range(6))
+    edges = tuple(Edge(f"t{i}", f"t{i + 1}", 50.0) for i in range(5))
+    nodes = (Node("a", "cpu", 10.0, 16.0, zone="z1"), Node("b", "cpu", 12.0, 16.0, zone="z1"),
+             Node("c", "cpu", 30.0, 16.0, zone="z2"))
+    links = (Link("z1", "z1", 100.0), Link("z2", "z2", 100.0))
+    instance = Instance.build(Workload(tasks=tasks, edges=edges), Cluster(nodes=nodes, links=links))
+    evaluator = Evaluator(instance)
+    result = NSGA2Allocator(population=16, generations=15, seed_with_baselines=False).allocate(evaluator, seed=4)
+    assert (result.stats[:, STAT_INDEX["unroutable"]] == 0).all()
+    assert np.isfinite(result.stats[:, STAT_INDEX["makespan"]]).all()
+    zone = np.array([0, 0, 1])
+    for plan in result.plans:
+        assert len(set(zone[plan.assignment])) == 1
+
+
+def test_parallel_evaluation_gives_the_same_front(instance, run):
+    _, serial = run
+    parallel = NSGA2Allocator(population=24, generations=25, parallel=True).allocate(Evaluator(instance), seed=7)
+    assert parallel.stats.tobytes() == serial.stats.tobytes()
+    assert all(np.array_equal(a.assignment, b.assignment) for a, b in zip(parallel.plans, serial.plans))
+    assert parallel.evaluations == serial.evaluations
 
 
 def test_nsga3_with_four_objectives(instance):

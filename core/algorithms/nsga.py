@@ -261,10 +261,15 @@ class ArrayNSGA2(NSGA2):
 
 
 class _History(Callback):
-    """Per generation: hypervolume of the archive (normalised by the ideal and nadir of the
-    first feasible archive, i.e. of the initial population's front, so the curve is
-    comparable across generations; 0 while nothing is feasible), best objective values,
-    evaluations; forwards each record to ``progress``."""
+    """Per generation: hypervolume of the archive, best objective values, evaluations;
+    forwards each record to ``progress``.
+
+    The hypervolume is normalised by one fixed box so the curve is comparable across
+    generations: the ideal and nadir of the initial population's feasible plans (baselines
+    and random plans), or of the first feasible archive if the initial population has none;
+    0 while nothing is feasible. It is computed every generation: moocore takes ~50 us for
+    the archive's ~100 points in 3-D, about 1% of a run.
+    """
 
     def __init__(self, problem: PlanProblem, objectives, progress):
         super().__init__()
@@ -277,7 +282,9 @@ class _History(Callback):
     def notify(self, algorithm):
         archive = self.problem.archive
         if self.ideal is None and archive.feasible:
-            self.ideal, self.nadir = archive.F.min(axis=0), archive.F.max(axis=0)
+            initial = [ind.F for ind in algorithm.pop if ind.CV[0] <= 0.0] if not self.records else []
+            box = np.array(initial) if initial else archive.F
+            self.ideal, self.nadir = box.min(axis=0), box.max(axis=0)
         best = archive.F.min(axis=0) * self.problem.signs
         record = {
             "generation": len(self.records),

@@ -69,7 +69,8 @@ def timed_run(instance: Instance, args) -> dict:
         nsga.baseline_plans = seed_baselines
     loop = seconds - in_evaluator.seconds - in_baselines.seconds
     return {
-        "seconds": seconds, "cpu_seconds": cpu, "evaluator": in_evaluator.seconds, "baselines": in_baselines.seconds, "pymoo": loop,
+        "seconds": seconds, "cpu_seconds": cpu, "evaluator": in_evaluator.seconds,
+        "baselines": in_baselines.seconds, "pymoo": loop,
         "evaluations": result.evaluations, "front": len(result.plans), "result": result,
     }
 
@@ -183,7 +184,8 @@ def main() -> None:
     if "cold_start_seconds" in record:
         rows.append(("cold start (fresh process)", f"{record['cold_start_seconds']:.3f} s"))
     if "stock_seconds" in record:
-        rows.append(("stock pymoo NSGA-II", f"{record['stock_seconds']:.3f} s ({record['speedup_vs_stock']:.1f}x slower)"))
+        rows.append(("stock pymoo NSGA-II",
+                     f"{record['stock_seconds']:.3f} s ({record['speedup_vs_stock']:.1f}x slower)"))
         rows.append(("hypervolume ours / stock", f"{record['hypervolume']:.3f} / {record['stock_hypervolume']:.3f}"))
     rows.append(("load average (shared machine)", f"{record['load_average']:.2f}"))
     print(f"NSGA-II, {args.tasks} tasks x {args.edges} edges on {args.nodes} nodes, "

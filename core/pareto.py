@@ -303,6 +303,7 @@ def select(stats: np.ndarray, objectives=DEFAULT_OBJECTIVES, policy: str = "knee
     if weights.shape[0] != Z.shape[1]:
         raise SpecError(
             "select",
-            f"weights gives {weights.shape[0]} numbers for {Z.shape[1]} objectives {list(check_objectives(objectives))}",
+            f"weights gives {weights.shape[0]} numbers for {Z.shape[1]} objectives "
+            f"{list(check_objectives(objectives))}",
         )
     return int(np.argmin(Z @ weights))

@@ -233,7 +233,8 @@ class RankCrowdingTournament(Selection):
         draws = np.concatenate([random_state.permutation(size) for _ in range(math.ceil(need / size))])
         a, b = draws[:need].reshape(2, -1)
         coin = random_state.random(a.size) < 0.5
-        a_wins = (rank[a] < rank[b]) | ((rank[a] == rank[b]) & ((crowd[a] > crowd[b]) | ((crowd[a] == crowd[b]) & coin)))
+        tie = rank[a] == rank[b]
+        a_wins = (rank[a] < rank[b]) | (tie & (crowd[a] > crowd[b])) | (tie & (crowd[a] == crowd[b]) & coin)
         return np.where(a_wins, a, b).reshape(n_select, n_parents)
 
 

@@ -81,8 +81,8 @@ FULL_SET = tuple(
         ("montage", 100, 8), ("montage", 300, 12), ("montage", 1000, 16),
         ("epigenomics", 100, 8), ("epigenomics", 400, 12), ("epigenomics", 1000, 16),
         ("cycles", 100, 8), ("cycles", 300, 12), ("cycles", 1000, 16),
-        ("1000genome", 100, 8), ("1000genome", 500, 12),
-        ("soykb", 100, 8), ("soykb", 500, 12),
+        ("1000genome", 100, 8), ("1000genome", 500, 12), ("1000genome", 1000, 16),
+        ("soykb", 100, 8), ("soykb", 500, 12), ("soykb", 1000, 16),
     ], start=1)
 )
 QUICK_SET = (Case("montage", 60, 6, 1), Case("epigenomics", 60, 8, 2), Case("cycles", 70, 8, 3))

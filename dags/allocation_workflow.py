@@ -28,9 +28,9 @@ _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 SELECT_PATTERN = rf"^(?:knee|weights:{_NUMBER}(?:,{_NUMBER})*|sla:{_NUMBER}s?)$"
 
 # Measured on the 2-core development machine: the default run (NSGA-II, population 100,
-# 100 generations, scenario defaults) takes well under a minute end to end (docs/dags.md).
+# 200 generations, scenario defaults) takes well under a minute end to end (docs/dags.md).
 DEFAULT_POPULATION = 100
-DEFAULT_GENERATIONS = 100
+DEFAULT_GENERATIONS = 200
 
 START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
 DEFAULT_ARGS: dict[str, Any] = {

@@ -13,5 +13,6 @@ numba.config.THREADING_LAYER = os.environ["NUMBA_THREADING_LAYER"]
 _FLAGS = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 jit = numba.njit(**_FLAGS)
+jit_inline = numba.njit(inline="always", **_FLAGS)
 jit_parallel = numba.njit(parallel=True, **_FLAGS)
 prange = numba.prange

@@ -115,16 +115,24 @@ class AllocationOperator(BaseOperator):
         self.tracking_attempts = tracking_attempts
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from core.errors import SpecError
         from operators.steps import allocate
 
-        summary = allocate(
-            self.workload, self.cluster, scenario=self.scenario, scenario_params=self.scenario_params,
-            algorithm=self.algorithm, population=self.population, generations=self.generations, seed=self.seed,
-            objectives=self.objectives, select=self.select, experiment_name=self.experiment_name,
-            run_name=self.run_name, nested=self.nested, child_run_name=self.child_run_name,
-            tracking_uri=self.tracking_uri, mlflow_conn_id=self.mlflow_conn_id, output_root=self.output_root,
-            tracking_attempts=self.tracking_attempts, context=context,
-        )
+        try:
+            summary = allocate(
+                self.workload, self.cluster, scenario=self.scenario, scenario_params=self.scenario_params,
+                algorithm=self.algorithm, population=self.population, generations=self.generations,
+                seed=self.seed, objectives=self.objectives, select=self.select,
+                experiment_name=self.experiment_name, run_name=self.run_name, nested=self.nested,
+                child_run_name=self.child_run_name, tracking_uri=self.tracking_uri,
+                mlflow_conn_id=self.mlflow_conn_id, output_root=self.output_root,
+                tracking_attempts=self.tracking_attempts, context=context,
+            )
+        except SpecError as error:
+            # Bad input stays bad on a retry: fail at once with the field and the reason.
+            raise AirflowFailException(f"bad allocation input: {error}") from error
         self.log.info(
             "plan %s: makespan %.4g s, utilization %.3f, imbalance %.3f, front of %d%s; MLflow run %s; files in %s",
             summary["plan_id"], summary["makespan"], summary["utilization"], summary["imbalance"],

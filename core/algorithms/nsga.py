@@ -157,7 +157,35 @@ class PlanProblem(Problem):
 
 
 class ArrayEvaluator(PymooEvaluator):
-    """pymoo's evaluator, writing F, G and CV back to the individuals in a single pass."""
+    """pymoo's evaluator, writing F, G and CV back to the individuals in one pass.
+
+    It also keeps every evaluated F and CV in arrays, each individual carrying its row
+    (``ind.row``), so survival reads a population's objectives with one gather instead of a
+    per-individual attribute read and array conversion each.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.F = np.empty((0, 0))
+        self.CV = np.empty(0)
+        self.size = 0
+
+    def _record(self, F: np.ndarray, CV: np.ndarray) -> range:
+        end = self.size + F.shape[0]
+        if end > self.CV.shape[0]:  # grow by doubling
+            capacity = max(2 * self.CV.shape[0], end)
+            grown_F, grown_CV = np.empty((capacity, F.shape[1])), np.empty(capacity)
+            if self.size:
+                grown_F[: self.size], grown_CV[: self.size] = self.F[: self.size], self.CV[: self.size]
+            self.F, self.CV = grown_F, grown_CV
+        self.F[self.size:end], self.CV[self.size:end] = F, CV
+        rows, self.size = range(self.size, end), end
+        return rows
+
+    def objectives(self, pop) -> tuple[np.ndarray, np.ndarray]:
+        """(F, CV) of the evaluated individuals of ``pop``, in population order."""
+        rows = np.fromiter((ind.row for ind in pop), dtype=np.int64, count=len(pop))
+        return self.F[rows], self.CV[rows]
 
     def eval(self, problem, pop, skip_already_evaluated=None, evaluate_values_of=None, count_evals=True,
              **kwargs):
@@ -166,8 +194,9 @@ class ArrayEvaluator(PymooEvaluator):
             out = problem.evaluate(population_matrix(todo), return_values_of=["F", "G"], return_as_dictionary=True)
             F, G = out["F"], out["G"]
             CV = np.maximum(G, 0.0).sum(axis=1, keepdims=True)
-            for ind, f, g, cv in zip(todo, F, G, CV):
-                ind.F, ind.G, ind.CV = f, g, cv
+            rows = self._record(F, CV[:, 0])
+            for ind, f, g, cv, row in zip(todo, F, G, CV, rows):
+                ind.F, ind.G, ind.CV, ind.row = f, g, cv, row
                 ind.evaluated.update(("F", "G", "H"))
         if count_evals:
             self.n_eval += len(todo)
@@ -182,8 +211,9 @@ class RankAndCrowdingSurvival(Survival):
     infeasible survivors rank after every feasible front, in violation order.
     """
 
-    def __init__(self):
+    def __init__(self, evaluator: ArrayEvaluator):
         super().__init__(filter_infeasible=False)
+        self.evaluator = evaluator
         self.rank = np.empty(0, dtype=np.int64)
         self.crowding = np.empty(0)
 
@@ -209,8 +239,7 @@ class RankAndCrowdingSurvival(Survival):
         if len(pop) == 0:
             return pop
         n_survive = len(pop) if n_survive is None else min(n_survive, len(pop))
-        F = np.array([ind.F for ind in pop])
-        CV = np.array([ind.CV[0] for ind in pop])
+        F, CV = self.evaluator.objectives(pop)
         index, self.rank, self.crowding = self.choose(F, CV, n_survive, random_state)
         return index.tolist() if return_indices else pop[index]
 
@@ -245,10 +274,11 @@ class ArrayNSGA2(NSGA2):
 
     def __init__(self, *, crossover: UniformCrossover, mutation: PlanMutation,
                  eliminate_duplicates: RowHashDuplicateElimination, **kwargs):
-        survival = RankAndCrowdingSurvival()
+        evaluator = ArrayEvaluator()
+        survival = RankAndCrowdingSurvival(evaluator)
         selection = RankCrowdingTournament(survival)
         super().__init__(survival=survival, selection=selection, crossover=crossover, mutation=mutation,
-                         eliminate_duplicates=eliminate_duplicates, repair=KeepRepair(),
+                         eliminate_duplicates=eliminate_duplicates, repair=KeepRepair(), evaluator=evaluator,
                          mating=ArrayMating(selection, crossover, mutation, eliminate_duplicates), **kwargs)
 
     def infill(self):
@@ -333,7 +363,6 @@ class NSGA2Allocator(Allocator):
         return ArrayNSGA2(
             pop_size=self.population, sampling=PlanSampling(codec, seeds), crossover=UniformCrossover(),
             mutation=PlanMutation(codec), eliminate_duplicates=RowHashDuplicateElimination(),
-            evaluator=ArrayEvaluator(),
         )
 
     def allocate(self, evaluator: Evaluator, *, seed: int = 0,

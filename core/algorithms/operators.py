@@ -133,9 +133,10 @@ class UniformCrossover(Crossover):
         n_pairs, n_genes = first.shape[0], X.shape[1]
         # One random bit per gene, drawn as bytes: far cheaper than a float per gene.
         bits = np.frombuffer(rng.bytes(n_pairs * ((n_genes + 7) // 8)), dtype=np.uint8)
-        copy = rng.random(n_pairs) >= self.prob.value  # no crossover: the children copy the parents
+        take_first = np.unpackbits(bits).reshape(n_pairs, -1)[:, :n_genes]
+        take_first[rng.random(n_pairs) >= self.prob.value] = 1  # no crossover: the children copy the parents
         out = np.empty((2 * n_pairs, n_genes), dtype=GENE_DTYPE)
-        _uniform_cross(np.ascontiguousarray(X, dtype=GENE_DTYPE), first, second, bits, copy, out)
+        _uniform_cross(np.ascontiguousarray(X, dtype=GENE_DTYPE), first, second, take_first, out)
         return out
 
     @default_random_state
@@ -148,16 +149,14 @@ class UniformCrossover(Crossover):
 
 
 @jit
-def _uniform_cross(X, first, second, bits, copy, out):
-    # Child i takes gene g from X[first[i]] where bit (i, g) is set, else from X[second[i]];
-    # child P+i the other way round. Branch-free (random bits would defeat prediction).
+def _uniform_cross(X, first, second, take_first, out):
+    # Child i takes gene g from X[first[i]] where take_first[i, g] is 1, else from
+    # X[second[i]]; child P+i the other way round. Branch-free: the bits are random.
     P, G = first.shape[0], X.shape[1]
-    stride = bits.shape[0] // P
     for i in range(P):
         a, b = first[i], second[i]
         for g in range(G):
-            bit = 1 if copy[i] else (bits[i * stride + (g >> 3)] >> (g & 7)) & 1
-            swap = (X[a, g] ^ X[b, g]) & -np.int32(bit)
+            swap = (X[a, g] ^ X[b, g]) & -np.int32(take_first[i, g])
             out[i, g] = X[b, g] ^ swap
             out[P + i, g] = X[a, g] ^ swap
 
@@ -317,19 +316,17 @@ class RowHashDuplicateElimination(DuplicateElimination):
         """Which rows of X to keep; rows are compared only where their hashes agree."""
         hashed = [(other, row_hashes(other)) for other in others if other.shape[0]]
         in_others = set().union(*(h.tolist() for _, h in hashed))
-        earlier: dict[int, list[int]] = {}
+        hx = row_hashes(X)
         keep = np.ones(X.shape[0], dtype=bool)
-        for i, h in enumerate(row_hashes(X).tolist()):
-            if h in in_others and any((other[ho == h] == X[i]).all(axis=1).any() for other, ho in hashed):
-                keep[i] = False
-            elif to_itself:
-                same = earlier.get(h)
-                if same is None:
-                    earlier[h] = [i]
-                elif any(np.array_equal(X[j], X[i]) for j in same):
-                    keep[i] = False
-                else:
-                    same.append(i)
+        for i in [i for i, h in enumerate(hx.tolist()) if h in in_others]:
+            keep[i] = not any((other[ho == hx[i]] == X[i]).all(axis=1).any() for other, ho in hashed)
+        if to_itself:
+            _, first = np.unique(hx, return_index=True)
+            repeats = np.ones(X.shape[0], dtype=bool)
+            repeats[first] = False
+            for i in np.flatnonzero(repeats & keep).tolist():  # a duplicate, or (rarely) a collision
+                earlier = np.flatnonzero((hx[:i] == hx[i]) & keep[:i])
+                keep[i] = not (X[earlier] == X[i]).all(axis=1).any()
         return keep
 
     def do(self, pop, *args, return_indices=False, to_itself=True):

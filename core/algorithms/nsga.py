@@ -247,6 +247,14 @@ class RankAndCrowdingSurvival(Survival):
         raise NotImplementedError("RankAndCrowdingSurvival works in do()")
 
 
+def _contestants(size: int, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` pairs of population indices, drawn from concatenated permutations as pymoo's
+    tournament does."""
+    draws = np.concatenate([rng.permutation(size) for _ in range(math.ceil(2 * count / size))])
+    a, b = draws[: 2 * count].reshape(2, -1)
+    return a, b
+
+
 class RankCrowdingTournament(Selection):
     """Binary tournament on the ranks and crowding distances ``survival`` left: lower rank
     wins, then larger crowding distance, then a coin flip."""
@@ -257,13 +265,26 @@ class RankCrowdingTournament(Selection):
 
     def _do(self, problem, pop, n_select, n_parents=1, random_state=None, **kwargs):
         rank, crowd = self.survival.rank, self.survival.crowding
-        size = len(pop)
-        need = 2 * n_select * n_parents
-        draws = np.concatenate([random_state.permutation(size) for _ in range(math.ceil(need / size))])
-        a, b = draws[:need].reshape(2, -1)
+        a, b = _contestants(len(pop), n_select * n_parents, random_state)
         coin = random_state.random(a.size) < 0.5
         tie = rank[a] == rank[b]
         a_wins = (rank[a] < rank[b]) | (tie & (crowd[a] > crowd[b])) | (tie & (crowd[a] == crowd[b]) & coin)
+        return np.where(a_wins, a, b).reshape(n_select, n_parents)
+
+
+class FeasibilityTournament(Selection):
+    """NSGA-III's binary tournament on arrays: the smaller constraint violation wins, else a
+    coin flip (pymoo's ``comp_by_cv_then_random``)."""
+
+    def __init__(self, evaluator: ArrayEvaluator):
+        super().__init__()
+        self.evaluator = evaluator
+
+    def _do(self, problem, pop, n_select, n_parents=1, random_state=None, **kwargs):
+        _, CV = self.evaluator.objectives(pop)
+        a, b = _contestants(len(pop), n_select * n_parents, random_state)
+        coin = random_state.random(a.size) < 0.5
+        a_wins = (CV[a] < CV[b]) | ((CV[a] == CV[b]) & coin)
         return np.where(a_wins, a, b).reshape(n_select, n_parents)
 
 
@@ -406,8 +427,12 @@ class NSGA3Allocator(NSGA2Allocator):
         while math.comb(partitions + 1 + k - 1, k - 1) <= self.population:
             partitions += 1
         ref_dirs = get_reference_directions("das-dennis", k, n_partitions=partitions)
+        evaluator = ArrayEvaluator()
+        selection = FeasibilityTournament(evaluator)
+        crossover, mutation = UniformCrossover(), PlanMutation(codec)
+        duplicates = RowHashDuplicateElimination()
         return NSGA3(
-            ref_dirs=ref_dirs, pop_size=self.population, sampling=PlanSampling(codec, seeds),
-            crossover=UniformCrossover(), mutation=PlanMutation(codec), repair=KeepRepair(),
-            eliminate_duplicates=RowHashDuplicateElimination(), evaluator=ArrayEvaluator(),
+            ref_dirs=ref_dirs, pop_size=self.population, sampling=PlanSampling(codec, seeds), selection=selection,
+            crossover=crossover, mutation=mutation, repair=KeepRepair(), eliminate_duplicates=duplicates,
+            evaluator=evaluator, mating=ArrayMating(selection, crossover, mutation, duplicates),
         )

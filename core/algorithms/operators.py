@@ -95,11 +95,10 @@ def new_individual(row: np.ndarray) -> Individual:
     return ind
 
 
-def new_population(X: np.ndarray, *, copy: bool = True) -> Population:
-    """A population with one fresh individual per row; ``copy=False`` lets the individuals
-    share X's memory (only for transient batches that are replaced before surviving)."""
-    rows = X.copy() if copy else X
-    return Population([new_individual(row) for row in rows])
+def new_population(X: np.ndarray) -> Population:
+    """A population with one fresh individual per row of X, each owning a copy of its row
+    (a view would keep all of X alive for as long as any one of them survives)."""
+    return Population([new_individual(row.copy()) for row in X])
 
 
 def set_rows(pop, X: np.ndarray) -> None:
@@ -143,9 +142,7 @@ class UniformCrossover(Crossover):
     def do(self, problem, pop, parents=None, *args, random_state=None, **kwargs):
         pairs = pop if parents is None else pop[parents]
         X = population_matrix(pairs)
-        children = self.cross(X, np.arange(0, len(X), 2), np.arange(1, len(X), 2), random_state)
-        # Children share one matrix: mutation, which always follows, gives each its own row.
-        return new_population(children, copy=False)
+        return new_population(self.cross(X, np.arange(0, len(X), 2), np.arange(1, len(X), 2), random_state))
 
 
 @jit
@@ -362,4 +359,4 @@ class ArrayMating(Mating):
             children = np.concatenate((children, batch[: n_offsprings - children.shape[0]]))
             if children.shape[0] >= n_offsprings:
                 break
-        return new_population(children, copy=False)
+        return new_population(children)

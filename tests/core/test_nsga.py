@@ -231,6 +231,19 @@ def test_crossover_and_mutation_keep_plans_eligible(codec, seed):
     assert (reassigned != children).any(axis=1).all()
 
 
+def test_operators_work_through_pymoos_generic_interface(codec):
+    rng = np.random.default_rng(3)
+    X = codec.random(6, rng)
+    pairs = new_population(X)[np.array([[0, 1], [2, 3], [4, 5]])]
+    children = UniformCrossover().do(None, pairs, random_state=rng)
+    assert len(children) == 6
+    mutated = PlanMutation(codec).do(None, children, random_state=rng)
+    M = np.array([ind.X for ind in mutated])
+    n = codec.n_tasks
+    assert M.shape == (6, n + 1) and codec.instance.eligible[np.arange(n), M[:, :n]].all()
+    assert all(ind.X.base is None for ind in mutated)  # each owns its row
+
+
 def reference_reassign(X, rows, genes, u, codec):
     X = X.copy()
     for r, t, x in zip(rows, genes, u):

@@ -99,7 +99,7 @@ def stock_run(instance: Instance, args) -> tuple[float, np.ndarray]:
         repair=EligibilityRepair(codec), eliminate_duplicates=False,
     )
     started = time.perf_counter()
-    result = minimize(problem, algorithm, ("n_gen", args.generations + 1), seed=args.seed)
+    result = minimize(problem, algorithm, ("n_gen", args.generations + 1), seed=args.seed, copy_algorithm=False)
     return time.perf_counter() - started, result.F
 
 

@@ -17,7 +17,6 @@ reproduces exactly). All of them
 
 from __future__ import annotations
 
-import heapq
 import time
 from typing import Callable
 
@@ -37,286 +36,6 @@ def _link_arrays(inst: Instance) -> tuple[np.ndarray, np.ndarray]:
     latency = np.ascontiguousarray(np.where(no_link, np.inf, inst.latency))
     inv_bw = np.ascontiguousarray(np.where(no_link, 0.0, inst.inv_bandwidth))
     return latency, inv_bw
-
-
-class _Placement:
-    """The running schedule while a baseline appends tasks to node queues one at a time.
-
-    Times are computed with the decoder's arithmetic, so the plan's order (the placement
-    order) decodes to exactly these start and end times.
-    """
-
-    def __init__(self, inst: Instance):
-        self.inst = inst
-        n, m = inst.n_tasks, inst.n_nodes
-        self.latency, self.inv_bw = _link_arrays(inst)
-        self.assign = np.full(n, -1, dtype=np.int32)
-        self.start = np.zeros(n)
-        self.end = np.zeros(n)
-        self.node_free = np.zeros(m)
-        self.busy = np.zeros(m)
-        self.order: list[int] = []
-
-    def data_ready(self, t: int) -> np.ndarray:
-        """Per node, when task ``t``'s release has passed and all its inputs have arrived
-        there (inf where a parent's node has no link to it). Parents must be placed."""
-        inst = self.inst
-        ready = np.full(inst.n_nodes, inst.release[t])
-        for e in range(inst.parent_ptr[t], inst.parent_ptr[t + 1]):
-            p = inst.parent_idx[e]
-            pj = self.assign[p]
-            arrival = self.end[p] + (self.latency[pj] + inst.parent_data[e] * self.inv_bw[pj])
-            np.maximum(ready, arrival, out=ready)
-        return ready
-
-    def candidates(self, t: int, ready: np.ndarray) -> np.ndarray:
-        """Nodes every input can reach and from which every child can be fed
-        (``Instance.viable``); failing that, eligible nodes every input can reach; failing
-        that, all eligible nodes."""
-        reached = np.isfinite(ready)
-        for allowed in (self.inst.viable[t], self.inst.eligible[t]):
-            mask = allowed & reached
-            if mask.any():
-                return mask
-        return self.inst.eligible[t]
-
-    def finish_times(self, t: int, ready: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """When ``t`` would end on each node if appended now; inf outside ``mask``."""
-        finish = np.maximum(self.node_free, ready) + self.inst.duration[t]
-        return np.where(mask, finish, np.inf)
-
-    def place(self, t: int, j: int, ready: np.ndarray) -> None:
-        s = max(self.node_free[j], ready[j])
-        d = self.inst.duration[t, j]
-        self.assign[t] = j
-        self.start[t] = s
-        self.end[t] = s + d
-        self.node_free[j] = s + d
-        self.busy[j] += d
-        self.order.append(t)
-
-    def plan(self) -> Plan:
-        return Plan(self.assign.copy(), np.asarray(self.order, dtype=np.int32))
-
-
-def _first_min(values: np.ndarray, mask: np.ndarray) -> int:
-    """Lowest index of the smallest value within ``mask`` (the first masked index if all inf)."""
-    masked = np.where(mask, values, np.inf)
-    j = int(np.argmin(masked))
-    return j if mask[j] else int(np.flatnonzero(mask)[0])
-
-
-class _ReadyQueue:
-    """Tasks whose parents have all been placed, popped by a key (smallest first)."""
-
-    def __init__(self, inst: Instance, key: Callable[[int], object]):
-        self.inst = inst
-        self.key = key
-        self.waiting = np.diff(inst.parent_ptr).astype(np.int64)
-        self.heap = [(key(t), t) for t in np.flatnonzero(self.waiting == 0).tolist()]
-        heapq.heapify(self.heap)
-
-    def __bool__(self) -> bool:
-        return bool(self.heap)
-
-    def pop(self) -> int:
-        return heapq.heappop(self.heap)[1]
-
-    def push(self, t: int) -> None:
-        heapq.heappush(self.heap, (self.key(t), t))
-
-    def peek(self) -> tuple[object, int]:
-        return self.heap[0]
-
-    def requeue_first(self, key) -> None:
-        """Give the first task a new key (it stays queued)."""
-        heapq.heapreplace(self.heap, (key, self.heap[0][1]))
-
-    def release_children(self, t: int) -> list[int]:
-        """Mark ``t`` placed; return the children that became ready (not yet queued)."""
-        inst = self.inst
-        ready = []
-        for c in inst.child_idx[inst.child_ptr[t]:inst.child_ptr[t + 1]].tolist():
-            self.waiting[c] -= 1
-            if self.waiting[c] == 0:
-                ready.append(c)
-        return ready
-
-
-class _Constructive(Allocator):
-    """A baseline that builds one plan; ``allocate`` scores it with the shared evaluator."""
-
-    def build(self, instance: Instance, seed: int = 0) -> Plan:
-        raise NotImplementedError
-
-    def allocate(self, evaluator: Evaluator, *, seed: int = 0,
-                 progress: Callable[[int, dict], None] | None = None) -> AllocationResult:
-        """Build the plan and score it; ``progress`` is called once, with step 1 and the stats."""
-        began = time.perf_counter()
-        plan = self.build(evaluator.instance, seed)
-        stats = evaluator.stats(plan.assignment, plan.order)
-        seconds = time.perf_counter() - began
-        if progress is not None:
-            progress(1, dict(zip(STATS, stats[0].tolist())))
-        return AllocationResult(algorithm=self.name, plans=[plan], stats=stats, evaluations=1,
-                                seconds=seconds)
-
-
-@register
-class RandomAllocator(_Constructive):
-    """Each task on a node drawn uniformly from its eligible (and reachable) nodes."""
-
-    name = "random"
-
-    def build(self, instance: Instance, seed: int = 0) -> Plan:
-        rng = np.random.default_rng(seed)
-        draws = rng.random(instance.n_tasks)
-        state = _Placement(instance)
-        for t in instance.topo_order.tolist():
-            ready = state.data_ready(t)
-            nodes = np.flatnonzero(state.candidates(t, ready))
-            state.place(t, int(nodes[int(draws[t] * nodes.size)]), ready)
-        return state.plan()
-
-
-@register
-class RoundRobinAllocator(_Constructive):
-    """Tasks in topological order each take the next node in a cycle over all nodes,
-    skipping nodes the task may not use (or cannot receive its inputs on)."""
-
-    name = "round-robin"
-
-    def build(self, instance: Instance, seed: int = 0) -> Plan:
-        m = instance.n_nodes
-        state = _Placement(instance)
-        cursor = 0
-        for t in instance.topo_order.tolist():
-            ready = state.data_ready(t)
-            mask = state.candidates(t, ready)
-            j = int(np.argmax(np.roll(mask, -cursor)) + cursor) % m
-            state.place(t, j, ready)
-            cursor = (j + 1) % m
-        return state.plan()
-
-
-@register
-class GreedyAllocator(_Constructive):
-    """The background article's greedy allocator (appendix B.1), made concrete.
-
-    Repeatedly take the ready task with the highest priority and put it on the node whose
-    remaining capacity minus the task's need is smallest but not negative (best fit); if the
-    task fits nowhere, on the node it overflows least.
-
-    * Need of task t on node j: its runtime there, ``duration[t, j]`` seconds.
-    * Capacity of every node, in seconds of busy time: ``slack`` x the makespan the workload
-      would have if each task's work were split over its eligible nodes in proportion to their
-      speed, i.e. ``slack * sum_t 1 / sum_j (1 / duration[t, j])``. Each node's share of the
-      work is thus proportional to its speed. Remaining capacity = capacity - busy time so far.
-    """
-
-    name = "greedy"
-
-    def __init__(self, slack: float = 1.1):
-        if not np.isfinite(slack) or slack <= 0:
-            raise SpecError("slack", f"must be a finite number > 0, got {slack!r}")
-        self.slack = float(slack)
-
-    def capacity(self, instance: Instance) -> float:
-        with np.errstate(divide="ignore"):
-            rate = (1.0 / instance.duration).sum(axis=1)  # tasks per second over all its nodes
-            return self.slack * float((1.0 / rate).sum())
-
-    def build(self, instance: Instance, seed: int = 0) -> Plan:
-        capacity = self.capacity(instance)
-        state = _Placement(instance)
-        queue = _ReadyQueue(instance, key=lambda t: -instance.priority[t])
-        while queue:
-            t = queue.pop()
-            ready = state.data_ready(t)
-            mask = state.candidates(t, ready)
-            left = capacity - state.busy - instance.duration[t]
-            fits = mask & (left >= 0)
-            j = _first_min(left, fits) if fits.any() else _first_min(-left, mask)
-            state.place(t, j, ready)
-            for c in queue.release_children(t):
-                queue.push(c)
-        return state.plan()
-
-
-@register
-class LeastLoadedAllocator(_Constructive):
-    """Tasks in topological order, each on the node with the least busy time so far."""
-
-    name = "least-loaded"
-
-    def build(self, instance: Instance, seed: int = 0) -> Plan:
-        state = _Placement(instance)
-        for t in instance.topo_order.tolist():
-            ready = state.data_ready(t)
-            state.place(t, _first_min(state.busy, state.candidates(t, ready)), ready)
-        return state.plan()
-
-
-@register
-class ShortestFirstAllocator(_Constructive):
-    """Repeatedly the ready task with the shortest runtime (on its fastest eligible node),
-    on the node where it would finish earliest."""
-
-    name = "shortest-first"
-
-    def build(self, instance: Instance, seed: int = 0) -> Plan:
-        fastest = instance.duration.min(axis=1)
-        state = _Placement(instance)
-        queue = _ReadyQueue(instance, key=lambda t: fastest[t])
-        while queue:
-            t = queue.pop()
-            ready = state.data_ready(t)
-            mask = state.candidates(t, ready)
-            state.place(t, _first_min(state.finish_times(t, ready, mask), mask), ready)
-            for c in queue.release_children(t):
-                queue.push(c)
-        return state.plan()
-
-
-@register
-class WeightedBalanceAllocator(_Constructive):
-    """Tasks in topological order, each on the node minimising
-    ``time_weight * finish / max finish + load_weight * load / max load`` over its candidate
-    nodes, where finish is when the task would end there and load is the node's busy time
-    including the task: a dial between earliest-finish-time and load balancing."""
-
-    name = "weighted-balance"
-
-    def __init__(self, time_weight: float = 0.5, load_weight: float = 0.5):
-        for field, w in (("time_weight", time_weight), ("load_weight", load_weight)):
-            if not np.isfinite(w) or w < 0:
-                raise SpecError(field, f"must be a finite number >= 0, got {w!r}")
-        if time_weight + load_weight == 0:
-            raise SpecError("time_weight", "time_weight and load_weight cannot both be 0")
-        self.time_weight = float(time_weight)
-        self.load_weight = float(load_weight)
-
-    def build(self, instance: Instance, seed: int = 0) -> Plan:
-        state = _Placement(instance)
-        for t in instance.topo_order.tolist():
-            ready = state.data_ready(t)
-            mask = state.candidates(t, ready)
-            finish = state.finish_times(t, ready, mask)
-            load = np.where(mask, state.busy + instance.duration[t], np.inf)
-            score = (self.time_weight * _normalise(finish, mask)
-                     + self.load_weight * _normalise(load, mask))
-            state.place(t, _first_min(score, mask), ready)
-        return state.plan()
-
-
-def _normalise(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``values / max(values[mask])`` with non-finite entries as 1 and an all-zero set as 0."""
-    finite = mask & np.isfinite(values)
-    if not finite.any():
-        return np.where(mask, 1.0, np.inf)
-    top = values[finite].max()
-    scaled = values / top if top > 0 else np.zeros_like(values)
-    return np.where(finite, scaled, 1.0)
 
 
 @jit
@@ -354,6 +73,281 @@ def _heap_sift_down(key, task, size):
             return
         _heap_swap(key, task, i, smallest)
         i = smallest
+
+
+# Placement rules of the list-scheduling kernel (one compiled kernel serves every appending
+# baseline: fewer functions to load from the Numba cache in a fresh process).
+_RANDOM, _ROUND_ROBIN, _BEST_FIT, _LEAST_LOADED, _EARLIEST_FINISH, _WEIGHTED = range(6)
+
+
+@jit
+def _first_min(values, mask):
+    """Lowest index of the smallest value within ``mask`` (the first masked index if all inf)."""
+    best, best_value, first = -1, np.inf, -1
+    for j in range(values.shape[0]):
+        if mask[j]:
+            if first == -1:
+                first = j
+            if values[j] < best_value:
+                best, best_value = j, values[j]
+    return best if best != -1 else first
+
+
+@jit
+def _normalise(values, mask, out):
+    """``out = values / max(values[mask])`` on the finite masked entries, 1 elsewhere; 0 on
+    them when that maximum is not positive."""
+    top = -np.inf
+    for j in range(values.shape[0]):
+        if mask[j] and np.isfinite(values[j]) and values[j] > top:
+            top = values[j]
+    for j in range(values.shape[0]):
+        if mask[j] and np.isfinite(values[j]):
+            out[j] = values[j] / top if top > 0 else 0.0
+        else:
+            out[j] = 1.0
+
+
+@jit
+def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, topo, duration, eligible, viable,
+                   parent_ptr, parent_idx, parent_data, child_ptr, child_idx, latency, inv_bw, release, assign,
+                   order):
+    """Place tasks one at a time, each appended to its node's queue, by ``rule``.
+
+    Tasks come in ``topo`` order, or, when ``queue_key`` is not empty, as the ready task of
+    smallest (key, index). Candidates for task t: ``viable`` nodes every input reaches, else
+    eligible nodes every input reaches, else all eligible nodes. Times follow the decoder's
+    arithmetic, so the placement order decodes to exactly this schedule.
+    """
+    n, m = duration.shape
+    end = np.zeros(n)
+    node_free = np.zeros(m)
+    busy = np.zeros(m)
+    ready = np.empty(m)
+    mask = np.empty(m, dtype=np.bool_)
+    score = np.empty(m)
+    load = np.empty(m)
+    scaled = np.empty(m)
+    fit = np.empty(m, dtype=np.bool_)
+    use_heap = queue_key.shape[0] > 0
+    waiting = parent_ptr[1:] - parent_ptr[:-1]
+    key = np.empty(n)
+    task = np.empty(n, np.int64)
+    size = 0
+    if use_heap:
+        for t in range(n):
+            if waiting[t] == 0:
+                size = _heap_push(key, task, size, queue_key[t], t)
+    cursor = 0
+    for k in range(n):
+        if use_heap:
+            t = task[0]
+            size -= 1
+            _heap_swap(key, task, 0, size)
+            _heap_sift_down(key, task, size)
+        else:
+            t = topo[k]
+        for j in range(m):
+            ready[j] = release[t]
+        for e in range(parent_ptr[t], parent_ptr[t + 1]):
+            p = parent_idx[e]
+            pj = assign[p]
+            for j in range(m):
+                arrival = end[p] + (latency[pj, j] + parent_data[e] * inv_bw[pj, j])
+                if arrival > ready[j]:
+                    ready[j] = arrival
+        found = False
+        for j in range(m):
+            mask[j] = viable[t, j] and np.isfinite(ready[j])
+            found = found or mask[j]
+        if not found:
+            for j in range(m):
+                mask[j] = eligible[t, j] and np.isfinite(ready[j])
+                found = found or mask[j]
+        if not found:
+            for j in range(m):
+                mask[j] = eligible[t, j]
+        if rule == _RANDOM:
+            pick = int(draws[t] * mask.sum())
+            j = 0
+            while not mask[j] or pick > 0:
+                if mask[j]:
+                    pick -= 1
+                j += 1
+        elif rule == _ROUND_ROBIN:
+            j = cursor
+            for step in range(m):
+                j = (cursor + step) % m
+                if mask[j]:
+                    break
+            cursor = (j + 1) % m
+        elif rule == _BEST_FIT:
+            fits = False
+            for i in range(m):
+                score[i] = capacity - busy[i] - duration[t, i]
+                fit[i] = mask[i] and score[i] >= 0
+                fits = fits or fit[i]
+            if fits:
+                j = _first_min(score, fit)
+            else:
+                j = _first_min(-score, mask)
+        elif rule == _LEAST_LOADED:
+            j = _first_min(busy, mask)
+        else:
+            for i in range(m):
+                score[i] = max(node_free[i], ready[i]) + duration[t, i] if mask[i] else np.inf
+            if rule == _WEIGHTED:
+                for i in range(m):
+                    load[i] = busy[i] + duration[t, i] if mask[i] else np.inf
+                _normalise(score, mask, scaled)
+                _normalise(load, mask, load)
+                for i in range(m):
+                    score[i] = time_weight * scaled[i] + load_weight * load[i]
+            j = _first_min(score, mask)
+        s = max(node_free[j], ready[j])
+        d = duration[t, j]
+        assign[t] = j
+        end[t] = s + d
+        node_free[j] = s + d
+        busy[j] += d
+        order[k] = t
+        if use_heap:
+            for e in range(child_ptr[t], child_ptr[t + 1]):
+                c = child_idx[e]
+                waiting[c] -= 1
+                if waiting[c] == 0:
+                    size = _heap_push(key, task, size, queue_key[c], c)
+
+
+def _list_plan(inst: Instance, rule: int, *, queue_key=None, draws=None, capacity: float = 0.0,
+               time_weight: float = 0.0, load_weight: float = 0.0) -> Plan:
+    """The plan ``_list_schedule`` builds with ``rule`` (placement order = dispatch order)."""
+    n = inst.n_tasks
+    latency, inv_bw = _link_arrays(inst)
+    assign = np.full(n, -1, dtype=np.int32)
+    order = np.empty(n, dtype=np.int32)
+    empty = np.empty(0)
+    _list_schedule(rule, empty if queue_key is None else np.ascontiguousarray(queue_key, dtype=np.float64),
+                   empty if draws is None else draws, float(capacity), float(time_weight), float(load_weight),
+                   inst.topo_order, np.ascontiguousarray(inst.duration), inst.eligible, inst.viable,
+                   inst.parent_ptr, inst.parent_idx, inst.parent_data, inst.child_ptr, inst.child_idx, latency,
+                   inv_bw, inst.release, assign, order)
+    return Plan(assign, order)
+
+
+class _Constructive(Allocator):
+    """A baseline that builds one plan; ``allocate`` scores it with the shared evaluator."""
+
+    def build(self, instance: Instance, seed: int = 0) -> Plan:
+        raise NotImplementedError
+
+    def allocate(self, evaluator: Evaluator, *, seed: int = 0,
+                 progress: Callable[[int, dict], None] | None = None) -> AllocationResult:
+        """Build the plan and score it; ``progress`` is called once, with step 1 and the stats."""
+        began = time.perf_counter()
+        plan = self.build(evaluator.instance, seed)
+        stats = evaluator.stats(plan.assignment, plan.order)
+        seconds = time.perf_counter() - began
+        if progress is not None:
+            progress(1, dict(zip(STATS, stats[0].tolist())))
+        return AllocationResult(algorithm=self.name, plans=[plan], stats=stats, evaluations=1,
+                                seconds=seconds)
+
+
+@register
+class RandomAllocator(_Constructive):
+    """Each task on a node drawn uniformly from its eligible (and reachable) nodes."""
+
+    name = "random"
+
+    def build(self, instance: Instance, seed: int = 0) -> Plan:
+        draws = np.random.default_rng(seed).random(instance.n_tasks)
+        return _list_plan(instance, _RANDOM, draws=draws)
+
+
+@register
+class RoundRobinAllocator(_Constructive):
+    """Tasks in topological order each take the next node in a cycle over all nodes,
+    skipping nodes the task may not use (or cannot receive its inputs on)."""
+
+    name = "round-robin"
+
+    def build(self, instance: Instance, seed: int = 0) -> Plan:
+        return _list_plan(instance, _ROUND_ROBIN)
+
+
+@register
+class GreedyAllocator(_Constructive):
+    """The background article's greedy allocator (appendix B.1), made concrete.
+
+    Repeatedly take the ready task with the highest priority and put it on the node whose
+    remaining capacity minus the task's need is smallest but not negative (best fit); if the
+    task fits nowhere, on the node it overflows least.
+
+    * Need of task t on node j: its runtime there, ``duration[t, j]`` seconds.
+    * Capacity of every node, in seconds of busy time: ``slack`` x the makespan the workload
+      would have if each task's work were split over its eligible nodes in proportion to their
+      speed, i.e. ``slack * sum_t 1 / sum_j (1 / duration[t, j])``. Each node's share of the
+      work is thus proportional to its speed. Remaining capacity = capacity - busy time so far.
+    """
+
+    name = "greedy"
+
+    def __init__(self, slack: float = 1.1):
+        if not np.isfinite(slack) or slack <= 0:
+            raise SpecError("slack", f"must be a finite number > 0, got {slack!r}")
+        self.slack = float(slack)
+
+    def capacity(self, instance: Instance) -> float:
+        with np.errstate(divide="ignore"):
+            rate = (1.0 / instance.duration).sum(axis=1)  # tasks per second over all its nodes
+            return self.slack * float((1.0 / rate).sum())
+
+    def build(self, instance: Instance, seed: int = 0) -> Plan:
+        return _list_plan(instance, _BEST_FIT, queue_key=-instance.priority, capacity=self.capacity(instance))
+
+
+@register
+class LeastLoadedAllocator(_Constructive):
+    """Tasks in topological order, each on the node with the least busy time so far."""
+
+    name = "least-loaded"
+
+    def build(self, instance: Instance, seed: int = 0) -> Plan:
+        return _list_plan(instance, _LEAST_LOADED)
+
+
+@register
+class ShortestFirstAllocator(_Constructive):
+    """Repeatedly the ready task with the shortest runtime (on its fastest eligible node),
+    on the node where it would finish earliest."""
+
+    name = "shortest-first"
+
+    def build(self, instance: Instance, seed: int = 0) -> Plan:
+        return _list_plan(instance, _EARLIEST_FINISH, queue_key=instance.duration.min(axis=1))
+
+
+@register
+class WeightedBalanceAllocator(_Constructive):
+    """Tasks in topological order, each on the node minimising
+    ``time_weight * finish / max finish + load_weight * load / max load`` over its candidate
+    nodes, where finish is when the task would end there and load is the node's busy time
+    including the task: a dial between earliest-finish-time and load balancing."""
+
+    name = "weighted-balance"
+
+    def __init__(self, time_weight: float = 0.5, load_weight: float = 0.5):
+        for field, w in (("time_weight", time_weight), ("load_weight", load_weight)):
+            if not np.isfinite(w) or w < 0:
+                raise SpecError(field, f"must be a finite number >= 0, got {w!r}")
+        if time_weight + load_weight == 0:
+            raise SpecError("time_weight", "time_weight and load_weight cannot both be 0")
+        self.time_weight = float(time_weight)
+        self.load_weight = float(load_weight)
+
+    def build(self, instance: Instance, seed: int = 0) -> Plan:
+        return _list_plan(instance, _WEIGHTED, time_weight=self.time_weight, load_weight=self.load_weight)
 
 
 @jit

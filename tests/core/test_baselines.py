@@ -196,6 +196,85 @@ def test_baseline_plans_runs_every_baseline():
         np.testing.assert_array_equal(plan.assignment, reference.assignment)
 
 
+def appending_reference(inst: Instance, name: str, seed: int = 0, **options) -> Plan:
+    """Plain-Python reference of the baselines that append tasks to node queues (the compiled
+    list-scheduling kernel must match it exactly): task order, candidate nodes, placement rule."""
+    n, m = inst.n_tasks, inst.n_nodes
+    allocator = get_allocator(name, **options)
+    assign = np.full(n, -1, dtype=np.int32)
+    end, free, busy, order = [0.0] * n, [0.0] * m, [0.0] * m, []
+    draws = np.random.default_rng(seed).random(n)
+    key = {"greedy": lambda t: -inst.priority[t], "shortest-first": lambda t: inst.duration[t].min()}.get(name)
+    waiting = np.diff(inst.parent_ptr).tolist()
+    queued = {t for t in range(n) if waiting[t] == 0}
+    topo = iter(inst.topo_order.tolist())
+    cursor = 0
+
+    def normalised(values: dict[int, float]) -> dict[int, float]:
+        finite = [v for v in values.values() if math.isfinite(v)]
+        top = max(finite, default=0.0)
+        return {k: (v / top if top > 0 else 0.0) if math.isfinite(v) else 1.0 for k, v in values.items()}
+
+    for _ in range(n):
+        t = min(queued, key=lambda r: (key(r), r)) if key else next(topo)
+        ready = {j: data_ready(inst, t, j, assign, end) for j in range(m)}
+        eligible = [j for j in range(m) if inst.eligible[t, j]]
+        nodes = ([j for j in eligible if inst.viable[t, j] and math.isfinite(ready[j])]
+                 or [j for j in eligible if math.isfinite(ready[j])] or eligible)
+        d = {j: float(inst.duration[t, j]) for j in nodes}
+        finish = {j: max(free[j], ready[j]) + d[j] for j in nodes}
+        if name == "random":
+            j = nodes[int(draws[t] * len(nodes))]
+        elif name == "round-robin":
+            j = min(nodes, key=lambda k: (k - cursor) % m)
+            cursor = (j + 1) % m
+        elif name == "greedy":
+            left = {k: allocator.capacity(inst) - busy[k] - d[k] for k in nodes}
+            fitting = {k: v for k, v in left.items() if v >= 0}
+            j = first_argmin(fitting) if fitting else first_argmin({k: -v for k, v in left.items()})
+        elif name == "least-loaded":
+            j = first_argmin({k: busy[k] for k in nodes})
+        elif name == "shortest-first":
+            j = first_argmin(finish)
+        else:
+            by_time, by_load = normalised(finish), normalised({k: busy[k] + d[k] for k in nodes})
+            j = first_argmin({k: allocator.time_weight * by_time[k] + allocator.load_weight * by_load[k]
+                              for k in nodes})
+        s = max(free[j], ready[j])
+        assign[t], end[t], free[j] = j, s + d[j], s + d[j]
+        busy[j] += d[j]
+        order.append(t)
+        queued.discard(t)
+        for c in inst.child_idx[inst.child_ptr[t]:inst.child_ptr[t + 1]].tolist():
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                queued.add(c)
+    return Plan(assign, np.asarray(order))
+
+
+APPENDING = [("random", {}), ("round-robin", {}), ("greedy", {}), ("greedy", dict(slack=0.3)),
+             ("least-loaded", {}), ("shortest-first", {}), ("weighted-balance", {}),
+             ("weighted-balance", dict(time_weight=0.2, load_weight=0.9))]
+
+
+@pytest.mark.parametrize("name,options", APPENDING)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 40), density=st.floats(0.0, 2.5),
+       m=st.integers(1, 6), shape=st.sampled_from(SHAPES), requests=st.integers(1, 3),
+       zero_work=st.sampled_from([0.0, 0.5]))
+def test_compiled_baselines_match_the_python_reference(name, options, seed, n, density, m, shape, requests,
+                                                       zero_work):
+    try:
+        inst = make_instance(n, int(n * density), m, seed, shape=shape, requests=requests, zero_work=zero_work,
+                             gpu_only=0.15)
+    except SpecError:
+        assume(False)
+    plan = get_allocator(name, **options).build(inst, seed)
+    reference = appending_reference(inst, name, seed, **options)
+    np.testing.assert_array_equal(plan.order, reference.order)
+    np.testing.assert_array_equal(plan.assignment, reference.assignment)
+
+
 # --- random and round-robin ------------------------------------------------------------------------
 
 

@@ -1,0 +1,599 @@
+"""Execution simulator: enacts a plan under uncertainty, Monte Carlo over many samples.
+
+The plan fixes each node's task sequence (its dispatch order), so one sample is the
+evaluator's list-scheduling recurrence with realised durations and transfer times, plus node
+failures: a node alternates up and down periods (exponential times between failures, repair
+times drawn per failure), a task running when its node fails is lost and handled by the
+failure rule. With every source of noise off, a sample is the evaluator's schedule bit for bit.
+The model, the rules and the metrics are written out in ``docs/simulation.md``.
+
+Random numbers come from a counter-based generator (splitmix64 keyed by seed, sample, stream
+and index), so a sample depends only on the seed and its number: the same seed gives the same
+samples whatever the threading, chunking or sample count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numba
+import numpy as np
+
+from core._jit import jit, jit_inline, jit_parallel, prange
+from core.errors import SpecError
+from core.evaluate import Evaluator, Plan
+from core.model import Instance
+
+# Per-sample realised metrics, the columns of ``SimulationResult.values``.
+METRICS = (
+    "makespan",  # s, latest end of a completed task
+    "mean_response",  # s, mean over completed requests of (last task end - release)
+    "p95_response",  # s
+    "p99_response",  # s
+    "throughput",  # completed tasks / makespan, tasks/s
+    "utilization",  # busy time / (used nodes x active period), 0..1
+    "imbalance",  # coefficient of variation of busy time over all nodes
+    "completion_rate",  # completed tasks / tasks
+    "stability",  # 1 - failed tasks / tasks
+    "deadline_misses",  # tasks and requests past their deadline (an incomplete one counts)
+    "failed_tasks",  # tasks with at least one attempt lost to a node failure
+    "retried_tasks",  # tasks re-run on the same node after a loss
+    "moved_tasks",  # tasks run on a node other than the planned one
+)
+METRIC_INDEX = {name: i for i, name in enumerate(METRICS)}
+FAILURE_RULES = ("retry", "backup")
+REPAIR_DISTRIBUTIONS = ("exponential", "fixed")
+
+# Random streams: each draw is keyed by (seed, sample, stream, a, b).
+_DURATION, _TRANSFER, _LINK, _UPTIME, _REPAIR = 1, 2, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """What can go differently from the plan. The default is no noise and no failures.
+
+    * ``duration_sigma``: a task's realised duration is its planned one times
+      ``exp(sigma * Z - sigma**2 / 2)`` (lognormal with mean 1), ``Z`` standard normal, one
+      draw per task and sample; one sigma for all tasks or one per task kind (kinds not named
+      get 0).
+    * ``transfer_sigma``: the same multiplier on every transfer between two nodes, per edge.
+    * ``link_slowdown_probability`` / ``link_slowdown_factor``: per sample, each pair of nodes is
+      congested with that probability; transfers between them take ``factor`` times as long.
+    * ``mtbf``: mean time between failures of a node, s (exponential up-times); one value or one
+      per node kind (kinds not named never fail); ``inf`` = never fails.
+    * ``repair_mean``: mean down time after a failure, s (``repair_distribution`` ``exponential``
+      or ``fixed``); one value or one per node kind; ``inf`` = the node never comes back.
+    * ``failure_rule``: ``retry`` reruns a lost task on its node once repaired; ``backup`` moves it
+      to the eligible node, among those up at that moment, where it would finish earliest (see
+      ``docs/simulation.md`` for the exact rule).
+    * ``max_retries``: re-attempts allowed after lost attempts; one more loss leaves the task
+      incomplete.
+    """
+
+    duration_sigma: float | Mapping[str, float] = 0.0
+    transfer_sigma: float = 0.0
+    link_slowdown_probability: float = 0.0
+    link_slowdown_factor: float = 1.0
+    mtbf: float | Mapping[str, float] = math.inf
+    repair_mean: float | Mapping[str, float] = 60.0
+    repair_distribution: str = "exponential"
+    failure_rule: str = "retry"
+    max_retries: int = 3
+
+    def __post_init__(self):
+        _number(self.transfer_sigma, "uncertainty.transfer_sigma")
+        p = _number(self.link_slowdown_probability, "uncertainty.link_slowdown_probability")
+        if p > 1.0:
+            raise SpecError("uncertainty.link_slowdown_probability", f"must be <= 1, got {p:g}")
+        f = _number(self.link_slowdown_factor, "uncertainty.link_slowdown_factor")
+        if f < 1.0:
+            raise SpecError("uncertainty.link_slowdown_factor", f"must be >= 1 (a slowdown), got {f:g}")
+        for name in ("duration_sigma", "mtbf", "repair_mean"):
+            value = getattr(self, name)
+            items = value.items() if isinstance(value, Mapping) else [(None, value)]
+            for kind, x in items:
+                field = f"uncertainty.{name}" + ("" if kind is None else f"[{kind!r}]")
+                x = _number(x, field, allow_inf=name != "duration_sigma")
+                if name == "mtbf" and x == 0.0:
+                    raise SpecError(field, "must be > 0 (use inf for a node that never fails)")
+        if self.repair_distribution not in REPAIR_DISTRIBUTIONS:
+            raise SpecError("uncertainty.repair_distribution",
+                            f"must be one of {list(REPAIR_DISTRIBUTIONS)}, got {self.repair_distribution!r}")
+        if self.failure_rule not in FAILURE_RULES:
+            raise SpecError("uncertainty.failure_rule",
+                            f"must be one of {list(FAILURE_RULES)}, got {self.failure_rule!r}")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, (int, np.integer)) \
+                or self.max_retries < 0:
+            raise SpecError("uncertainty.max_retries", f"must be an integer >= 0, got {self.max_retries!r}")
+
+
+def _number(value, field: str, *, allow_inf: bool = False) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise SpecError(field, f"must be a number, got {value!r}") from None
+    if math.isnan(x) or (math.isinf(x) and not allow_inf):
+        raise SpecError(field, f"must be a finite number, got {value!r}")
+    if x < 0.0:
+        raise SpecError(field, f"must be >= 0, got {x:g}")
+    return x
+
+
+def _per_kind(value, kinds: tuple[str, ...] | list[str], missing: float) -> np.ndarray:
+    if isinstance(value, Mapping):
+        return np.array([float(value.get(k, missing)) for k in kinds], dtype=float)
+    return np.full(len(kinds), float(value))
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationResult:
+    """Per-sample realised metrics (``values[:, METRIC_INDEX[name]]``) and, when asked for, the
+    realised schedules: ``start``/``end``/``node``/``attempts`` of shape (samples, tasks).
+    An incomplete task has ``end == inf`` (``start`` is its last attempt's start, or inf)."""
+
+    values: np.ndarray  # (samples, len(METRICS))
+    seed: int
+    start: np.ndarray | None = None
+    end: np.ndarray | None = None
+    node: np.ndarray | None = None
+    attempts: np.ndarray | None = None
+
+    @property
+    def samples(self) -> int:
+        return int(self.values.shape[0])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[:, METRIC_INDEX[name]]
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Mean, standard deviation and 5th/50th/95th percentiles of every metric over the
+        samples where it is defined (response times are undefined when no request completed)."""
+        out = {}
+        for name in METRICS:
+            x = self[name]
+            x = x[~np.isnan(x)]
+            if x.size == 0:
+                out[name] = dict.fromkeys(("mean", "std", "p5", "p50", "p95"), math.nan)
+                continue
+            p5, p50, p95 = np.percentile(x, [5, 50, 95])
+            out[name] = {"mean": float(x.mean()), "std": float(x.std()), "p5": float(p5), "p50": float(p50),
+                         "p95": float(p95)}
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Counter-based random numbers.
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S11, _S56 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11), np.uint64(56)
+
+
+@jit_inline
+def _splitmix(x):
+    z = x + _GOLDEN
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@jit_inline
+def _uniform(sample_key, stream, a, b):
+    """A uniform in (0, 1), a function of the sample's key and (stream, a, b) only."""
+    h = _splitmix(_splitmix(sample_key ^ (np.uint64(stream) << _S56) ^ np.uint64(a)) ^ np.uint64(b))
+    return (np.float64(h >> _S11) + 0.5) * 1.1102230246251565e-16  # 2**-53
+
+
+@jit_inline
+def _lognormal_unit_mean(sample_key, stream, a, sigma):
+    """exp(sigma Z - sigma^2 / 2), Z standard normal by Box-Muller; exactly 1.0 for sigma 0."""
+    if sigma == 0.0:
+        return 1.0
+    u1 = _uniform(sample_key, stream, a, 0)
+    u2 = _uniform(sample_key, stream, a, 1)
+    z = np.sqrt(-2.0 * np.log(u1)) * np.cos(6.283185307179586 * u2)
+    return np.exp(sigma * z - 0.5 * sigma * sigma)
+
+
+@jit
+def sample_key(key, sample):
+    """The key every draw of ``sample`` is made from."""
+    return _splitmix(np.uint64(key) ^ np.uint64(sample))
+
+
+@jit
+def duration_multiplier(skey, task, sigma):
+    """The factor on ``task``'s planned duration in the sample keyed ``skey``."""
+    return _lognormal_unit_mean(skey, _DURATION, task, sigma)
+
+
+@jit
+def transfer_multiplier(skey, edge, a, b, m, transfer_sigma, slow_p, slow_f):
+    """The factor on the transfer time of parent edge ``edge`` (CSR index) from node a to b."""
+    lo, hi = (a, b) if a < b else (b, a)
+    factor = slow_f if slow_p > 0.0 and _uniform(skey, _LINK, lo * m + hi, 0) < slow_p else 1.0
+    return factor * _lognormal_unit_mean(skey, _TRANSFER, edge, transfer_sigma)
+
+
+# ---------------------------------------------------------------------------------------------
+# Node failure timelines: down periods [fail[j, i], back[j, i]), generated lazily in order.
+
+@jit
+def _cover(j, x, fail, back, count, skey, mtbf, repair, repair_fixed):
+    """Generate node j's failures until its latest repair ends after time ``x`` (finite);
+    return the arrays (reallocated when full)."""
+    while True:
+        c = count[j]
+        if c > 0 and back[j, c - 1] > x:
+            return fail, back
+        if c == fail.shape[1]:
+            grown_fail = np.empty((fail.shape[0], 2 * c))
+            grown_back = np.empty((fail.shape[0], 2 * c))
+            grown_fail[:, :c] = fail
+            grown_back[:, :c] = back
+            fail, back = grown_fail, grown_back
+        previous = back[j, c - 1] if c > 0 else 0.0
+        if np.isfinite(mtbf[j]):
+            f = previous - np.log(_uniform(skey, _UPTIME, j, c)) * mtbf[j]
+        else:
+            f = np.inf
+        if repair_fixed or not np.isfinite(repair[j]):
+            down = repair[j]
+        else:
+            down = -np.log(_uniform(skey, _REPAIR, j, c)) * repair[j]
+        fail[j, c] = f
+        back[j, c] = f + down
+        count[j] = c + 1
+
+
+@jit
+def _up_from(j, x, fail, back, count, skey, mtbf, repair, repair_fixed):
+    """(s, f, fail, back): the first time s >= x (finite) node j is up (inf if it never is
+    again) and its next failure after s."""
+    while True:
+        fail, back = _cover(j, x, fail, back, count, skey, mtbf, repair, repair_fixed)
+        lo, hi = 0, count[j] - 1  # first interval whose repair ends after x
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if back[j, mid] > x:
+                hi = mid
+            else:
+                lo = mid + 1
+        if fail[j, lo] <= x < back[j, lo]:
+            x = back[j, lo]
+            if not np.isfinite(x):
+                return np.inf, np.inf, fail, back
+            continue
+        return x, fail[j, lo], fail, back
+
+
+# ---------------------------------------------------------------------------------------------
+# One sample.
+
+@jit_inline
+def _ready_on(t, c, not_before, node_free, release, end, node_of, parent_ptr, parent_idx, parent_data, latency,
+              inv_bw, skey, m, transfer_sigma, slow_p, slow_f):
+    """When task t could start on node c: max(node free, release, not_before, inputs arrived).
+    The arrival is end_p + (latency + data * (1 / bandwidth)) * multiplier, as the evaluator
+    computes it (the multiplier is exactly 1.0 without link noise)."""
+    ready = max(node_free[c], release[t])
+    ready = max(ready, not_before)
+    noisy = transfer_sigma > 0.0 or slow_p > 0.0
+    for e in range(parent_ptr[t], parent_ptr[t + 1]):
+        p = parent_idx[e]
+        q = node_of[p]
+        if q == c:
+            arrival = end[p]
+        else:
+            transfer = latency[q, c] + parent_data[e] * inv_bw[q, c]
+            if noisy:
+                transfer = transfer * transfer_multiplier(skey, e, q, c, m, transfer_sigma, slow_p, slow_f)
+            arrival = end[p] + transfer
+        if arrival > ready:
+            ready = arrival
+    return ready
+
+
+@jit
+def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, parent_ptr, parent_idx, parent_data,
+                    latency, inv_bw, release, deadline, request_of, req_release, req_deadline, sigma_kind,
+                    transfer_sigma, slow_p, slow_f, mtbf, repair, repair_fixed, backup, max_retries, record, out,
+                    out_start, out_end, out_node, out_attempts):
+    """Simulate samples ``first..last-1``; write their METRICS rows (and schedules if ``record``)."""
+    n, m, n_req = order.shape[0], rate.shape[0], req_release.shape[0]
+    start = np.empty(n)
+    end = np.empty(n)
+    node_of = np.empty(n, dtype=np.int32)
+    attempts = np.empty(n, dtype=np.int32)
+    lost = np.empty(n, dtype=np.bool_)
+    node_free = np.empty(m)
+    busy = np.empty(m)
+    used = np.empty(m, dtype=np.bool_)
+    fail = np.empty((m, 8))
+    back = np.empty((m, 8))
+    count = np.empty(m, dtype=np.int64)
+    req_end = np.empty(n_req)
+    req_done = np.empty(n_req, dtype=np.bool_)
+    responses = np.empty(n_req)
+    failures = False
+    for j in range(m):
+        if np.isfinite(mtbf[j]):
+            failures = True
+    for sample in range(first, last):
+        skey = sample_key(key, sample)
+        node_of[:] = plan
+        attempts[:] = 0
+        lost[:] = False
+        node_free[:] = 0.0
+        busy[:] = 0.0
+        used[:] = False
+        count[:] = 0
+        active_end = 0.0  # latest end of a completed task or a lost attempt
+        n_failed = n_retried = n_moved = 0
+        for k in range(n):
+            t = order[k]
+            j = plan[t]
+            end[t] = np.inf
+            start[t] = np.inf
+            parent_lost = False
+            for e in range(parent_ptr[t], parent_ptr[t + 1]):
+                if lost[parent_idx[e]]:
+                    parent_lost = True
+            if parent_lost:
+                lost[t] = True
+                continue
+            mult = duration_multiplier(skey, t, sigma_kind[kind[t]])
+            not_before = 0.0
+            losses = 0
+            retried = moved = False
+            while True:
+                ready = _ready_on(t, j, not_before, node_free, release, end, node_of, parent_ptr, parent_idx,
+                                  parent_data, latency, inv_bw, skey, m, transfer_sigma, slow_p, slow_f)
+                if not np.isfinite(ready):
+                    s, next_fail = np.inf, np.inf
+                elif failures:
+                    s, next_fail, fail, back = _up_from(j, ready, fail, back, count, skey, mtbf, repair,
+                                                        repair_fixed)
+                else:
+                    s, next_fail = ready, np.inf
+                if backup and s != ready:
+                    # Its node is down when the task is ready (or its inputs cannot reach it):
+                    # choose again, at that moment.
+                    if np.isfinite(ready):
+                        decide = ready
+                    else:
+                        decide = max(node_free[j], max(release[t], not_before))
+                        for e in range(parent_ptr[t], parent_ptr[t + 1]):
+                            decide = max(decide, end[parent_idx[e]])
+                    c, not_before, fail, back = _backup_node(
+                        t, decide, mult, work, kind, rate, eligible, node_free, release, end, node_of, parent_ptr,
+                        parent_idx, parent_data, latency, inv_bw, skey, transfer_sigma, slow_p, slow_f, fail, back,
+                        count, mtbf, repair, repair_fixed)
+                    if c < 0:
+                        break
+                    if c != j:
+                        moved = True
+                    j = c
+                    node_of[t] = j
+                    continue
+                if not np.isfinite(s):
+                    break  # inputs unreachable or node never back: the task cannot complete here
+                d = work[t] / rate[j, kind[t]] * mult
+                attempts[t] += 1
+                used[j] = True
+                start[t] = s
+                if s + d <= next_fail:
+                    end[t] = s + d
+                    node_free[j] = s + d
+                    busy[j] += d
+                    if s + d > active_end:
+                        active_end = s + d
+                    break
+                # Lost when the node fails.
+                busy[j] += next_fail - s
+                node_free[j] = next_fail
+                if next_fail > active_end:
+                    active_end = next_fail
+                losses += 1
+                if losses > max_retries:
+                    break
+                not_before = next_fail
+                if backup:
+                    c, not_before, fail, back = _backup_node(
+                        t, next_fail, mult, work, kind, rate, eligible, node_free, release, end, node_of, parent_ptr,
+                        parent_idx, parent_data, latency, inv_bw, skey, transfer_sigma, slow_p, slow_f, fail, back,
+                        count, mtbf, repair, repair_fixed)
+                    if c < 0:
+                        break
+                    if c != j:
+                        moved = True
+                        j = c
+                        node_of[t] = j
+                        continue
+                retried = True
+            if not np.isfinite(end[t]):
+                lost[t] = True
+            if losses > 0:
+                n_failed += 1
+            if retried:
+                n_retried += 1
+            if moved:
+                n_moved += 1
+        _metrics(end, busy, used, active_end, deadline, request_of, req_release, req_deadline, req_end, req_done,
+                 responses, n_failed, n_retried, n_moved, out[sample])
+        if record:
+            out_start[sample] = start
+            out_end[sample] = end
+            out_node[sample] = node_of
+            out_attempts[sample] = attempts
+
+
+@jit
+def _backup_node(t, decide, mult, work, kind, rate, eligible, node_free, release, end, node_of, parent_ptr,
+                 parent_idx, parent_data, latency, inv_bw, skey, transfer_sigma, slow_p, slow_f, fail, back, count,
+                 mtbf, repair, repair_fixed):
+    """(node, not_before, fail, back) for a task to be placed again at time ``decide``: among
+    eligible nodes up at ``decide``, the one where it would finish earliest (from that node's
+    queue and its inputs' arrival; lowest index on ties); if none is up, the eligible node its
+    inputs can reach that comes back first. Node -1 when there is none."""
+    m = rate.shape[0]
+    best, best_finish = -1, np.inf
+    first_back, first_node = np.inf, -1
+    for c in range(m):
+        if not eligible[t, c]:
+            continue
+        ready = _ready_on(t, c, decide, node_free, release, end, node_of, parent_ptr, parent_idx, parent_data,
+                          latency, inv_bw, skey, m, transfer_sigma, slow_p, slow_f)
+        if not np.isfinite(ready):
+            continue
+        s, _, fail, back = _up_from(c, decide, fail, back, count, skey, mtbf, repair, repair_fixed)
+        if s == decide:
+            finish = ready + work[t] / rate[c, kind[t]] * mult
+            if finish < best_finish:
+                best, best_finish = c, finish
+        elif s < first_back:
+            first_back, first_node = s, c
+    if best >= 0:
+        return best, decide, fail, back
+    return first_node, first_back, fail, back
+
+
+@jit_inline
+def _lerp_percentile(sorted_values, count, q):
+    """NumPy's default (linear) percentile of the first ``count`` sorted values."""
+    pos = q / 100.0 * (count - 1)
+    lo = int(np.floor(pos))
+    hi = min(lo + 1, count - 1)
+    a, b, frac = sorted_values[lo], sorted_values[hi], pos - lo
+    diff = b - a
+    return b - diff * (1.0 - frac) if frac >= 0.5 else a + diff * frac
+
+
+@jit
+def _metrics(end, busy, used, active_end, deadline, request_of, req_release, req_deadline, req_end, req_done,
+             responses, n_failed, n_retried, n_moved, row):
+    n, m, n_req = end.shape[0], busy.shape[0], req_end.shape[0]
+    req_end[:] = 0.0
+    req_done[:] = True
+    completed = 0
+    makespan = 0.0
+    misses = 0
+    for t in range(n):
+        r = request_of[t]
+        if np.isfinite(end[t]):
+            completed += 1
+            if end[t] > makespan:
+                makespan = end[t]
+            if end[t] > req_end[r]:
+                req_end[r] = end[t]
+        else:
+            req_done[r] = False
+        if end[t] > deadline[t]:
+            misses += 1
+    n_done = 0
+    for r in range(n_req):
+        if req_done[r]:
+            responses[n_done] = req_end[r] - req_release[r]
+            n_done += 1
+            if req_end[r] > req_deadline[r]:
+                misses += 1
+        elif np.isfinite(req_deadline[r]):
+            misses += 1
+    total = 0.0
+    n_used = 0
+    for j in range(m):
+        total += busy[j]
+        n_used += used[j]
+    mean = total / m
+    var = 0.0
+    for j in range(m):
+        var += (busy[j] - mean) ** 2
+    row[0] = makespan
+    if n_done > 0:
+        ordered = np.sort(responses[:n_done])
+        row[1] = ordered.sum() / n_done
+        row[2] = _lerp_percentile(ordered, n_done, 95.0)
+        row[3] = _lerp_percentile(ordered, n_done, 99.0)
+    else:
+        row[1] = row[2] = row[3] = np.nan
+    row[4] = completed / makespan if makespan > 0.0 else (np.inf if completed > 0 else 0.0)
+    row[5] = total / (n_used * active_end) if active_end > 0.0 else 1.0
+    row[6] = np.sqrt(var / m) / mean if mean > 0.0 else 0.0
+    row[7] = completed / n
+    row[8] = 1.0 - n_failed / n
+    row[9] = misses
+    row[10] = n_failed
+    row[11] = n_retried
+    row[12] = n_moved
+
+
+@jit_parallel
+def _simulate_parallel(chunks, samples, *args):
+    for c in prange(chunks):
+        _simulate_chunk(c * samples // chunks, (c + 1) * samples // chunks, *args)
+
+
+def _seed_key(seed) -> np.uint64:
+    """A well-mixed 64-bit key from an integer seed or a ``np.random.Generator``."""
+    if isinstance(seed, np.random.Generator):
+        return np.uint64(seed.integers(0, 2**64, dtype=np.uint64))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SpecError("seed", f"must be an integer >= 0 or a numpy Generator, got {seed!r}")
+    return np.random.SeedSequence(int(seed)).generate_state(1, dtype=np.uint64)[0]
+
+
+def kernel_inputs(instance: Instance, uncertainty: Uncertainty) -> dict:
+    """The per-kind and per-node parameters and link arrays the kernel reads (also used by the
+    tests' plain-Python reference)."""
+    node_kinds = [nd.kind for nd in instance.cluster.nodes]
+    no_link = ~np.isfinite(instance.inv_bandwidth)
+    return {
+        "sigma_kind": _per_kind(uncertainty.duration_sigma, instance.task_kinds, 0.0),
+        "mtbf": _per_kind(uncertainty.mtbf, node_kinds, math.inf),
+        "repair": _per_kind(uncertainty.repair_mean, node_kinds, 0.0),
+        # A missing link is infinite latency, so that 0 MB over it never arrives either.
+        "latency": np.ascontiguousarray(np.where(no_link, np.inf, instance.latency)),
+        "inv_bw": np.ascontiguousarray(np.where(no_link, 0.0, instance.inv_bandwidth)),
+    }
+
+
+def simulate(instance: Instance, plan: Plan, uncertainty: Uncertainty | None = None, samples: int = 1000,
+             seed: int | np.random.Generator = 0, *, return_schedules: bool = False,
+             parallel: bool = False) -> SimulationResult:
+    """Enact ``plan`` ``samples`` times under ``uncertainty``; realised metrics per sample.
+
+    :param plan: a node per task and a dispatch order (checked as the evaluator checks plans).
+    :param seed: the same seed gives the same samples bit for bit (also with ``parallel``).
+    :param return_schedules: keep each sample's start, end, node and attempts per task.
+    :param parallel: spread the samples over Numba threads.
+    """
+    uncertainty = Uncertainty() if uncertainty is None else uncertainty
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise SpecError("samples", f"must be an integer >= 1, got {samples!r}")
+    key = _seed_key(seed)
+    inst = instance
+    Evaluator(inst).check(np.atleast_2d(plan.assignment), np.atleast_2d(plan.order))
+    params = kernel_inputs(inst, uncertainty)
+    n = inst.n_tasks
+    kept = samples if return_schedules else 1
+    out = np.empty((samples, len(METRICS)))
+    start, end = np.empty((kept, n)), np.empty((kept, n))
+    node, attempts = np.empty((kept, n), dtype=np.int32), np.empty((kept, n), dtype=np.int32)
+    args = (key, plan.order, plan.assignment, inst.work, inst.kind_of, np.ascontiguousarray(inst.rate), inst.eligible,
+            inst.parent_ptr, inst.parent_idx, inst.parent_data, params["latency"], params["inv_bw"], inst.release,
+            inst.deadline, inst.request_of, inst.request_release, inst.request_deadline, params["sigma_kind"],
+            float(uncertainty.transfer_sigma), float(uncertainty.link_slowdown_probability),
+            float(uncertainty.link_slowdown_factor), params["mtbf"], params["repair"],
+            uncertainty.repair_distribution == "fixed", uncertainty.failure_rule == "backup",
+            int(uncertainty.max_retries), return_schedules, out, start, end, node, attempts)
+    if parallel and samples > 1:
+        _simulate_parallel(min(samples, 4 * numba.get_num_threads()), samples, *args)
+    else:
+        _simulate_chunk(0, samples, *args)
+    seed_value = int(key)
+    if not return_schedules:
+        return SimulationResult(values=out, seed=seed_value)
+    return SimulationResult(values=out, seed=seed_value, start=start, end=end, node=node, attempts=attempts)

@@ -569,7 +569,7 @@ def _plan_row(client: AirflowClient, dag_id: str, run: Mapping[str, Any]) -> dic
     row = {"dag": dag_id, "state": run["state"], "seconds": run_seconds(run)}
     try:
         allocation = client.xcom(dag_id, run["dag_run_id"], "allocate")
-    except ApiError:
+    except DemoError:  # no allocation (the run failed before it) or no answer: the row shows "-"
         return row
     row.update({key: allocation.get(key) for key in ("makespan", "utilization", "imbalance", "pareto_size",
                                                      "mlflow_run_id", "mlflow_run_url")})

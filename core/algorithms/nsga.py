@@ -26,16 +26,15 @@ import time
 from typing import Callable
 
 import numpy as np
-from pymoo.algorithms.moo.nsga2 import NSGA2
-from pymoo.algorithms.moo.nsga3 import NSGA3
+from pymoo.algorithms.base.genetic import GeneticAlgorithm
 from pymoo.core.callback import Callback
 from pymoo.core.evaluator import Evaluator as PymooEvaluator
+from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.core.selection import Selection
 from pymoo.core.survival import Survival
 from pymoo.optimize import minimize
 from pymoo.util import default_random_state
-from pymoo.util.ref_dirs import get_reference_directions
 
 from core.algorithms.base import AllocationResult, Allocator, register
 from core.algorithms.baselines import baseline_plans, heft_priority
@@ -47,10 +46,11 @@ from core.algorithms.operators import (
     PlanSampling,
     RowHashDuplicateElimination,
     UniformCrossover,
+    new_population,
     population_matrix,
 )
 from core.errors import SpecError
-from core.evaluate import STAT_INDEX, Evaluator, Plan
+from core.evaluate import STAT_INDEX, STATS, Evaluator, Plan
 from core.model import Instance
 from core.pareto import (
     DEFAULT_OBJECTIVES,
@@ -85,6 +85,7 @@ class ParetoArchive:
         self.stats: np.ndarray | None = None
         self.F: np.ndarray | None = None
         self.cv: np.ndarray | None = None
+        self.version = 0  # counts the changes, so a caller can tell when to recompute a summary
 
     def __len__(self) -> int:
         return 0 if self.X is None else self.X.shape[0]
@@ -115,6 +116,7 @@ class ParetoArchive:
         else:
             self.X, self.stats = X[kept_new], stats[kept_new]
         self.F, self.cv = F_all[keep], cv_all[keep]
+        self.version += 1
 
 
 def constraint_columns(instance: Instance) -> list[int]:
@@ -145,8 +147,14 @@ class PlanProblem(Problem):
 
     def _evaluate(self, X, out, *args, **kwargs):
         X = np.asarray(X, dtype=np.int32)
-        assignment, orders = self.codec.split(X)
-        stats = self.evaluator.stats(assignment, orders, check=False)
+        n = self.codec.n_tasks
+        # One evaluator call per dispatch order in the batch, with that order as a shared (n,)
+        # vector: no (P, n) order matrix to build and group row by row.
+        genes = X[:, n]
+        by_order = np.argsort(genes, kind="stable")
+        stats = np.empty((X.shape[0], len(STATS)))
+        for rows in np.split(by_order, np.flatnonzero(np.diff(genes[by_order])) + 1):
+            stats[rows] = self.evaluator.stats(X[rows, :n], self.codec.orders[genes[rows[0]]], check=False)
         self.evaluations += X.shape[0]
         F = stats[:, self.columns] * self.signs
         G = stats[:, self.constraints]
@@ -169,6 +177,7 @@ class ArrayEvaluator(PymooEvaluator):
         self.F = np.empty((0, 0))
         self.CV = np.empty(0)
         self.size = 0
+        self.last_rows = np.empty(0, dtype=np.int64)  # rows of the population last passed to eval
 
     def _record(self, F: np.ndarray, CV: np.ndarray) -> range:
         end = self.size + F.shape[0]
@@ -187,17 +196,24 @@ class ArrayEvaluator(PymooEvaluator):
         rows = np.fromiter((ind.row for ind in pop), dtype=np.int64, count=len(pop))
         return self.F[rows], self.CV[rows]
 
-    def eval(self, problem, pop, skip_already_evaluated=None, evaluate_values_of=None, count_evals=True,
+    def eval(self, problem, pop, skip_already_evaluated=None, evaluate_values_of=None, count_evals=True, X=None,
              **kwargs):
+        """Evaluate the individuals of ``pop`` not evaluated yet; ``X``, if given, is the
+        chromosome matrix of ``pop`` (saves reading the rows back from the individuals)."""
         todo = [ind for ind in pop if not ind.evaluated]
         if todo:
-            out = problem.evaluate(population_matrix(todo), return_values_of=["F", "G"], return_as_dictionary=True)
+            if X is None or len(todo) != len(pop):
+                X = population_matrix(todo)
+            out = problem.evaluate(X, return_values_of=["F", "G"], return_as_dictionary=True)
             F, G = out["F"], out["G"]
             CV = np.maximum(G, 0.0).sum(axis=1, keepdims=True)
             rows = self._record(F, CV[:, 0])
             for ind, f, g, cv, row in zip(todo, F, G, CV, rows):
-                ind.F, ind.G, ind.CV, ind.row = f, g, cv, row
-                ind.evaluated.update(("F", "G", "H"))
+                state = ind.__dict__  # the plain fields behind pymoo's F, G, CV properties
+                state["_F"], state["_G"], state["_CV"], state["row"] = f, g, cv, row
+                state["evaluated"].update(("F", "G", "H"))
+        self.last_rows = (np.arange(self.size - len(pop), self.size) if len(todo) == len(pop)
+                          else np.fromiter((ind.row for ind in pop), dtype=np.int64, count=len(pop)))
         if count_evals:
             self.n_eval += len(todo)
         return pop
@@ -288,10 +304,16 @@ class FeasibilityTournament(Selection):
         return np.where(a_wins, a, b).reshape(n_select, n_parents)
 
 
-class ArrayNSGA2(NSGA2):
-    """pymoo's NSGA-II with the array-based survival and tournament, and without the
-    per-individual bookkeeping nothing here reads (generation stamps on every individual,
-    a repair pass over operators that never break eligibility)."""
+class ArrayNSGA2(GeneticAlgorithm):
+    """NSGA-II on pymoo's genetic-algorithm loop with the array-based survival, tournament
+    and mating, and without the per-individual bookkeeping nothing here reads (generation
+    stamps on every individual, a repair pass over operators that never break eligibility).
+
+    The population's chromosomes (``pop_X``) and evaluation rows (``pop_rows``) are kept as
+    arrays beside the individuals, so a generation never reads them back one individual at
+    a time: mating reads ``pop_X``, the offspring matrix goes straight to the evaluator, and
+    survival gathers objectives by row.
+    """
 
     def __init__(self, *, crossover: UniformCrossover, mutation: PlanMutation,
                  eliminate_duplicates: RowHashDuplicateElimination, **kwargs):
@@ -300,13 +322,47 @@ class ArrayNSGA2(NSGA2):
         selection = RankCrowdingTournament(survival)
         super().__init__(survival=survival, selection=selection, crossover=crossover, mutation=mutation,
                          eliminate_duplicates=eliminate_duplicates, repair=KeepRepair(), evaluator=evaluator,
-                         mating=ArrayMating(selection, crossover, mutation, eliminate_duplicates), **kwargs)
+                         mating=ArrayMating(selection, crossover, mutation, eliminate_duplicates),
+                         advance_after_initial_infill=True, **kwargs)
+        self.pop_X = self.off_X = np.empty((0, 0), dtype=np.int32)
+        self.pop_rows = np.empty(0, dtype=np.int64)
+
+    def next(self):
+        infills = self.infill()
+        if infills is not None:
+            self.evaluator.eval(self.problem, infills, algorithm=self, X=self.off_X)
+            self.advance(infills=infills)
+        else:
+            self.advance()
 
     def infill(self):
         if not self.is_initialized:
             self._initialize()
-            return self._initialize_infill()
+            infills = self._initialize_infill()
+            self.off_X = population_matrix(infills)
+            return infills
         return self._infill()
+
+    def _infill(self):
+        self.off_X = self.mating.children(self.problem, self.pop, self.pop_X, self.n_offsprings,
+                                          random_state=self.random_state)
+        if self.off_X.shape[0] == 0:
+            self.termination.force_termination = True
+            return None
+        return new_population(self.off_X)
+
+    def _survive(self, pop, X: np.ndarray, rows: np.ndarray, n_survive: int) -> None:
+        F, CV = self.evaluator.F[rows], self.evaluator.CV[rows]
+        index, self.survival.rank, self.survival.crowding = self.survival.choose(F, CV, n_survive,
+                                                                                 self.random_state)
+        self.pop, self.pop_X, self.pop_rows = pop[index], X[index], rows[index]
+
+    def _initialize_advance(self, infills=None, **kwargs):
+        self._survive(infills, self.off_X, self.evaluator.last_rows, len(infills))
+
+    def _advance(self, infills=None, **kwargs):
+        self._survive(Population.merge(self.pop, infills), np.concatenate((self.pop_X, self.off_X)),
+                      np.concatenate((self.pop_rows, self.evaluator.last_rows)), self.pop_size)
 
     def _set_optimum(self, **kwargs):
         self.opt = self.pop[self.survival.rank == 0]
@@ -330,6 +386,7 @@ class _History(Callback):
         self.progress = progress
         self.records: list[dict] = []
         self.ideal = self.nadir = None
+        self._hypervolume = (-1, 0.0)  # (archive version, its hypervolume)
 
     def notify(self, algorithm):
         archive = self.problem.archive
@@ -338,10 +395,13 @@ class _History(Callback):
             box = np.array(initial) if initial else archive.F
             self.ideal, self.nadir = box.min(axis=0), box.max(axis=0)
         best = archive.F.min(axis=0) * self.problem.signs
+        if self._hypervolume[0] != archive.version:  # unchanged archive, unchanged hypervolume
+            value = hypervolume(archive.F, self.ideal, self.nadir) if archive.feasible else 0.0
+            self._hypervolume = (archive.version, value)
         record = {
             "generation": len(self.records),
             "evaluations": self.problem.evaluations,
-            "hypervolume": hypervolume(archive.F, self.ideal, self.nadir) if archive.feasible else 0.0,
+            "hypervolume": self._hypervolume[1],
             "front_size": len(archive),
             "feasible": archive.feasible,
         }
@@ -422,6 +482,10 @@ class NSGA3Allocator(NSGA2Allocator):
     name = "nsga3"
 
     def _algorithm(self, codec: PlanCodec, seeds: np.ndarray):
+        # Imported here: pymoo's NSGA-III pulls in SciPy, which nsga2 runs do not need.
+        from pymoo.algorithms.moo.nsga3 import NSGA3
+        from pymoo.util.ref_dirs import get_reference_directions
+
         k = len(self.objectives)
         partitions = 1
         while math.comb(partitions + 1 + k - 1, k - 1) <= self.population:

@@ -347,16 +347,22 @@ class ArrayMating(Mating):
         super().__init__(selection, crossover, mutation, eliminate_duplicates=eliminate_duplicates,
                          n_max_iterations=n_max_iterations)
 
-    def do(self, problem, pop, n_offsprings, random_state=None, n_max_iterations=None, **kwargs):
-        X = population_matrix(pop)
+    def children(self, problem, pop, X: np.ndarray, n_offsprings: int, random_state=None,
+                 n_max_iterations=None) -> np.ndarray:
+        """The chromosome matrix of up to ``n_offsprings`` new children of ``pop`` (whose
+        chromosomes are the rows of ``X``), none equal to a row of X or to each other."""
         children = np.empty((0, X.shape[1]), dtype=GENE_DTYPE)
         for _ in range(n_max_iterations or self.n_max_iterations):
             n_pairs = -(-(n_offsprings - children.shape[0]) // 2)
-            pairs = self.selection._do(problem, pop, n_pairs, n_parents=2, random_state=random_state, **kwargs)
+            pairs = self.selection._do(problem, pop, n_pairs, n_parents=2, random_state=random_state)
             batch = self.crossover.cross(X, pairs[:, 0], pairs[:, 1], random_state)
             batch = self.mutation.mutate(batch, random_state)
             batch = batch[self.eliminate_duplicates.keep_mask(batch, X, children)]
             children = np.concatenate((children, batch[: n_offsprings - children.shape[0]]))
             if children.shape[0] >= n_offsprings:
                 break
-        return new_population(children)
+        return children
+
+    def do(self, problem, pop, n_offsprings, random_state=None, n_max_iterations=None, **kwargs):
+        return new_population(self.children(problem, pop, population_matrix(pop), n_offsprings, random_state,
+                                            n_max_iterations))

@@ -299,7 +299,7 @@ def _ready_on(t, c, not_before, node_free, release, end, node_of, parent_ptr, pa
 
 @jit
 def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, parent_ptr, parent_idx, parent_data,
-                    latency, inv_bw, release, deadline, request_of, req_release, req_deadline, sigma_kind,
+                    latency, inv_bw, release, deadline, request_of, req_size, req_release, req_deadline, sigma_kind,
                     transfer_sigma, slow_p, slow_f, mtbf, repair, repair_fixed, backup, max_retries, record, out,
                     out_start, out_end, out_node, out_attempts):
     """Simulate samples ``first..last-1``; write their METRICS rows (and schedules if ``record``)."""
@@ -422,8 +422,8 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, p
                 n_retried += 1
             if moved:
                 n_moved += 1
-        _metrics(end, busy, used, active_end, deadline, request_of, req_release, req_deadline, req_end, req_done,
-                 responses, n_failed, n_retried, n_moved, out[sample])
+        _metrics(end, busy, used, active_end, deadline, request_of, req_size, req_release, req_deadline, req_end,
+                 req_done, responses, n_failed, n_retried, n_moved, out[sample])
         if record:
             out_start[sample] = start
             out_end[sample] = end
@@ -473,8 +473,8 @@ def _lerp_percentile(sorted_values, count, q):
 
 
 @jit
-def _metrics(end, busy, used, active_end, deadline, request_of, req_release, req_deadline, req_end, req_done,
-             responses, n_failed, n_retried, n_moved, row):
+def _metrics(end, busy, used, active_end, deadline, request_of, req_size, req_release, req_deadline, req_end,
+             req_done, responses, n_failed, n_retried, n_moved, row):
     n, m, n_req = end.shape[0], busy.shape[0], req_end.shape[0]
     req_end[:] = 0.0
     req_done[:] = True
@@ -495,6 +495,8 @@ def _metrics(end, busy, used, active_end, deadline, request_of, req_release, req
             misses += 1
     n_done = 0
     for r in range(n_req):
+        if req_size[r] == 0:
+            continue  # a request without tasks has no response time
         if req_done[r]:
             responses[n_done] = req_end[r] - req_release[r]
             n_done += 1
@@ -584,7 +586,8 @@ def simulate(instance: Instance, plan: Plan, uncertainty: Uncertainty | None = N
     node, attempts = np.empty((kept, n), dtype=np.int32), np.empty((kept, n), dtype=np.int32)
     args = (key, plan.order, plan.assignment, inst.work, inst.kind_of, np.ascontiguousarray(inst.rate), inst.eligible,
             inst.parent_ptr, inst.parent_idx, inst.parent_data, params["latency"], params["inv_bw"], inst.release,
-            inst.deadline, inst.request_of, inst.request_release, inst.request_deadline, params["sigma_kind"],
+            inst.deadline, inst.request_of, np.bincount(inst.request_of, minlength=len(inst.request_ids)),
+            inst.request_release, inst.request_deadline, params["sigma_kind"],
             float(uncertainty.transfer_sigma), float(uncertainty.link_slowdown_probability),
             float(uncertainty.link_slowdown_factor), params["mtbf"], params["repair"],
             uncertainty.repair_distribution == "fixed", uncertainty.failure_rule == "backup",

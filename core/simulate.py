@@ -134,7 +134,7 @@ class SimulationResult:
     An incomplete task has ``end == inf`` (``start`` is its last attempt's start, or inf)."""
 
     values: np.ndarray  # (samples, len(METRICS))
-    seed: int
+    key: int  # the 64-bit key derived from the seed; sample s draws from splitmix64(key ^ s)
     start: np.ndarray | None = None
     end: np.ndarray | None = None
     node: np.ndarray | None = None
@@ -199,19 +199,19 @@ def _lognormal_unit_mean(sample_key, stream, a, sigma):
 
 
 @jit
-def sample_key(key, sample):
+def _sample_key(key, sample):
     """The key every draw of ``sample`` is made from."""
     return _splitmix(np.uint64(key) ^ np.uint64(sample))
 
 
 @jit
-def duration_multiplier(skey, task, sigma):
+def _duration_multiplier(skey, task, sigma):
     """The factor on ``task``'s planned duration in the sample keyed ``skey``."""
     return _lognormal_unit_mean(skey, _DURATION, task, sigma)
 
 
 @jit
-def transfer_multiplier(skey, edge, a, b, m, transfer_sigma, slow_p, slow_f):
+def _transfer_multiplier(skey, edge, a, b, m, transfer_sigma, slow_p, slow_f):
     """The factor on the transfer time of parent edge ``edge`` (CSR index) from node a to b."""
     lo, hi = (a, b) if a < b else (b, a)
     factor = slow_f if slow_p > 0.0 and _uniform(skey, _LINK, lo * m + hi, 0) < slow_p else 1.0
@@ -290,7 +290,7 @@ def _ready_on(t, c, not_before, node_free, release, end, node_of, parent_ptr, pa
         else:
             transfer = latency[q, c] + parent_data[e] * inv_bw[q, c]
             if noisy:
-                transfer = transfer * transfer_multiplier(skey, e, q, c, m, transfer_sigma, slow_p, slow_f)
+                transfer = transfer * _transfer_multiplier(skey, e, q, c, m, transfer_sigma, slow_p, slow_f)
             arrival = end[p] + transfer
         if arrival > ready:
             ready = arrival
@@ -323,7 +323,7 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, p
         if np.isfinite(mtbf[j]):
             failures = True
     for sample in range(first, last):
-        skey = sample_key(key, sample)
+        skey = _sample_key(key, sample)
         node_of[:] = plan
         attempts[:] = 0
         lost[:] = False
@@ -345,7 +345,7 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, p
             if parent_lost:
                 lost[t] = True
                 continue
-            mult = duration_multiplier(skey, t, sigma_kind[kind[t]])
+            mult = _duration_multiplier(skey, t, sigma_kind[kind[t]])
             not_before = 0.0
             losses = 0
             retried = moved = False
@@ -547,9 +547,8 @@ def _seed_key(seed) -> np.uint64:
     return np.random.SeedSequence(int(seed)).generate_state(1, dtype=np.uint64)[0]
 
 
-def kernel_inputs(instance: Instance, uncertainty: Uncertainty) -> dict:
-    """The per-kind and per-node parameters and link arrays the kernel reads (also used by the
-    tests' plain-Python reference)."""
+def _kernel_inputs(instance: Instance, uncertainty: Uncertainty) -> dict:
+    """The per-task-kind and per-node parameters and the link arrays the kernel reads."""
     node_kinds = [nd.kind for nd in instance.cluster.nodes]
     no_link = ~np.isfinite(instance.inv_bandwidth)
     return {
@@ -578,7 +577,7 @@ def simulate(instance: Instance, plan: Plan, uncertainty: Uncertainty | None = N
     key = _seed_key(seed)
     inst = instance
     Evaluator(inst).check(np.atleast_2d(plan.assignment), np.atleast_2d(plan.order))
-    params = kernel_inputs(inst, uncertainty)
+    params = _kernel_inputs(inst, uncertainty)
     n = inst.n_tasks
     kept = samples if return_schedules else 1
     out = np.empty((samples, len(METRICS)))
@@ -596,7 +595,6 @@ def simulate(instance: Instance, plan: Plan, uncertainty: Uncertainty | None = N
         _simulate_parallel(min(samples, 4 * numba.get_num_threads()), samples, *args)
     else:
         _simulate_chunk(0, samples, *args)
-    seed_value = int(key)
     if not return_schedules:
-        return SimulationResult(values=out, seed=seed_value)
-    return SimulationResult(values=out, seed=seed_value, start=start, end=end, node=node, attempts=attempts)
+        return SimulationResult(values=out, key=int(key))
+    return SimulationResult(values=out, key=int(key), start=start, end=end, node=node, attempts=attempts)

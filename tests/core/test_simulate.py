@@ -17,7 +17,7 @@ from core.errors import SpecError
 from core.evaluate import Evaluator, Plan
 from core.metrics import plan_metrics
 from core.model import Cluster, Edge, Instance, Node, Request, Task, Workload
-from core.simulate import METRICS, Uncertainty, _seed_key, simulate
+from core.simulate import METRICS, Uncertainty, simulate
 from core.synthetic import random_cluster, random_workload
 from tests.core.test_evaluate import instances, random_assignment, random_topological_order
 
@@ -288,9 +288,8 @@ def test_kernel_matches_reference(instance, plan_seed, unc, seed):
     plan = random_plan(instance, plan_seed)
     samples = 3
     got = simulate(instance, plan, unc, samples=samples, seed=seed, return_schedules=True)
-    key = int(_seed_key(seed))
     for s in range(samples):
-        start, end, node, attempts, metrics = reference_sample(instance, plan, unc, key, s)
+        start, end, node, attempts, metrics = reference_sample(instance, plan, unc, got.key, s)
         assert np.array_equal(got.end[s], end)
         assert np.array_equal(got.start[s], start)
         assert np.array_equal(got.node[s], node)
@@ -353,14 +352,13 @@ def test_every_task_completes_exactly_once_under_heavy_failures(rule):
     result = simulate(inst, plan, unc, samples=20, seed=3, return_schedules=True)
     assert (result["completion_rate"] == 1.0).all()
     assert result["failed_tasks"].sum() > 50  # the failures really happened
-    key = int(_seed_key(3))
     for s in range(result.samples):
         start, end, node = result.start[s], result.end[s], result.node[s]
         assert np.isfinite(end).all() and (result.attempts[s] >= 1).all()
         assert inst.eligible[np.arange(inst.n_tasks), node].all()
         if rule == "retry":
             assert np.array_equal(node, plan.assignment)
-        skey = splitmix(key ^ s)
+        skey = splitmix(result.key ^ s)
         for j in range(inst.n_nodes):
             mine = np.flatnonzero(node == j)
             # Each completed run lies inside one up period of its node...

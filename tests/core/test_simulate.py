@@ -44,7 +44,8 @@ def uniform(skey: int, stream: int, a: int, b: int) -> float:
 def lognormal_unit_mean(skey: int, stream: int, a: int, sigma: float) -> float:
     if sigma == 0.0:
         return 1.0
-    z = math.sqrt(-2.0 * math.log(uniform(skey, stream, a, 0))) * math.cos(6.283185307179586 * uniform(skey, stream, a, 1))
+    u1, u2 = uniform(skey, stream, a, 0), uniform(skey, stream, a, 1)
+    z = math.sqrt(-2.0 * math.log(u1)) * math.cos(6.283185307179586 * u2)
     return math.exp(sigma * z - 0.5 * sigma * sigma)
 
 
@@ -142,7 +143,8 @@ def reference_sample(inst: Instance, plan: Plan, unc: Uncertainty, key: int, sam
         if any(lost[p] for _, p, _ in parents[t]):
             lost[t] = True
             continue
-        mult = lognormal_unit_mean(skey, DURATION, t, per_kind(unc.duration_sigma, inst.task_kinds[inst.kind_of[t]], 0.0))
+        sigma = per_kind(unc.duration_sigma, inst.task_kinds[inst.kind_of[t]], 0.0)
+        mult = lognormal_unit_mean(skey, DURATION, t, sigma)
         j, not_before, losses, was_retried, was_moved = node[t], 0.0, 0, False, False
         while True:
             ready = ready_on(t, j, not_before)

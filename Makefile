@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_evaluator.py
 	$(BIN)/python benchmarks/bench_optimizer.py
 	$(BIN)/python benchmarks/bench_quality.py
+	$(BIN)/python benchmarks/bench_simulator.py
 
 clean:
 	rm -rf $(VENV) .demo out

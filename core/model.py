@@ -359,6 +359,10 @@ class Instance:
                 why = "; ".join(f"{k}: {r}" for k, r in reasons.items())
                 raise SpecError(p, f"fits no node ({why})")
             duration[i] = np.where(eligible[i], work / rate[:, kind_of[i]], math.inf)
+        members = np.bincount(request_of, minlength=R + 1)
+        for i, rq in enumerate(workload.requests):
+            if members[i] == 0:
+                raise SpecError(f"requests[{rq.id!r}]", "no task belongs to this request")
         request_ids = tuple(r.id for r in workload.requests)
         if needs_default_request:
             request_ids += ("(no request)",)

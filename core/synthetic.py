@@ -43,7 +43,7 @@ def random_workload(n_tasks: int, n_edges: int, *, seed: int, n_requests: int = 
                 s, d = (int(s), int(d)) if s < d else (int(d), int(s))
                 if s != d and (s, d) not in edges and len(edges) < target:
                     edges[(s, d)] = float(size)
-    requests = tuple(Request(id=f"r{r}", release=float(r) * 0.5) for r in range(n_requests))
+    requests = tuple(Request(id=f"r{r}", release=float(r) * 0.5) for r in np.unique(request))
     return Workload(
         tasks=tasks,
         edges=tuple(Edge(f"t{s}", f"t{d}", size) for (s, d), size in sorted(edges.items())),

@@ -116,3 +116,8 @@ def test_viable_nodes_keep_every_child_reachable():
     assert inst.eligible[0].tolist() == [True, True, True]
     assert inst.viable[0].tolist() == [False, True, True]
     assert inst.viable[1].tolist() == inst.eligible[1].tolist()
+
+
+def test_a_request_without_tasks_is_refused():
+    with pytest.raises(SpecError, match=r"requests\['empty'\]: no task belongs to this request"):
+        build([Task("a", 1.0, request="r1")], requests=[Request("r1"), Request("empty")])

@@ -138,6 +138,7 @@ def workloads(draw, names=names):
     ) for i in ids)
     pairs = draw(st.sets(st.tuples(st.integers(0, len(ids) - 1), st.integers(0, len(ids) - 1)), max_size=12))
     edges = tuple(Edge(ids[a], ids[b], draw(amounts)) for a, b in sorted(pairs) if a < b)  # a DAG
+    requests = tuple(r for r in requests if any(t.request == r.id for t in tasks))  # a request has tasks
     return Workload(tasks=tasks, edges=edges, requests=requests, name=draw(names))
 
 

@@ -42,10 +42,10 @@ def test_example_directory_reads_cell_by_cell():
 
 def test_frames_give_the_same_workload_as_the_spec():
     tasks = pd.DataFrame({"id": ["a", "b"], "work": [3, 4.5], "kind": ["cnn", None],
-                          "allowed_kinds": ["gpu;cpu", None], "deadline": [None, 7.0]})
+                          "allowed_kinds": ["gpu;cpu", None], "deadline": [None, 7.0], "request": ["r", None]})
     edges = pd.DataFrame({"source": ["a"], "target": ["b"], "data": [12.0]})
     requests = pd.DataFrame({"id": ["r"], "release": [1.0]})
-    spec = {"name": "w", "tasks": [{"id": "a", "work": 3, "kind": "cnn", "allowed_kinds": ["gpu", "cpu"]},
+    spec = {"name": "w", "tasks": [{"id": "a", "work": 3, "kind": "cnn", "allowed_kinds": ["gpu", "cpu"], "request": "r"},
                                    {"id": "b", "work": 4.5, "deadline": 7}],
             "edges": [{"source": "a", "target": "b", "data": 12}], "requests": [{"id": "r", "release": 1}]}
     assert workload_from_frames(tasks, edges, requests, name="w") == workload_from_dict(spec)

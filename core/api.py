@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,9 +31,16 @@ class Settings:
     seed: int = 0
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     select: str = "knee"
+    # Robust mode (docs/robust.md): score plans over this many sampled scenarios (0: nominal),
+    # aggregated by ``robust_statistic``, with lognormal noise of sigma ``noise_sigma`` on task
+    # durations and on transfer data.
+    robust_scenarios: int = 0
+    robust_statistic: str = "p95"
+    noise_sigma: float = 0.3
 
     def __post_init__(self):
         from core.pareto import OBJECTIVES, parse_policy
+        from core.robust import STATISTICS
 
         object.__setattr__(self, "objectives", tuple(self.objectives))
         for name in ("population", "generations", "seed"):
@@ -53,6 +61,28 @@ class Settings:
         if len(set(self.objectives)) != len(self.objectives):
             raise SpecError("objectives", f"repeated objective in {list(self.objectives)}")
         parse_policy(self.select)
+        if isinstance(self.robust_scenarios, bool) or not isinstance(self.robust_scenarios, int):
+            raise SpecError("robust_scenarios", f"must be an integer, got {self.robust_scenarios!r}")
+        if self.robust_scenarios < 0:
+            raise SpecError("robust_scenarios", f"must be >= 0 (0 = nominal), got {self.robust_scenarios}")
+        if self.robust_statistic not in STATISTICS:
+            raise SpecError("robust_statistic",
+                            f"must be one of {list(STATISTICS)}, got {self.robust_statistic!r}")
+        if isinstance(self.noise_sigma, bool) or not isinstance(self.noise_sigma, (int, float)) \
+                or not math.isfinite(self.noise_sigma) or self.noise_sigma < 0:
+            raise SpecError("noise_sigma", f"must be a finite number >= 0, got {self.noise_sigma!r}")
+
+    def search_evaluator(self, instance: Instance):
+        """The evaluator plans are searched and compared with: the plain one, or in robust mode
+        a ``ScenarioEvaluator`` over ``robust_scenarios`` scenarios drawn from ``seed``."""
+        if not self.robust_scenarios:
+            return Evaluator(instance)
+        from core.robust import ScenarioEvaluator
+        from core.simulate import Uncertainty
+
+        noise = Uncertainty(duration_sigma=float(self.noise_sigma), transfer_sigma=float(self.noise_sigma))
+        return ScenarioEvaluator(instance, noise, scenarios=self.robust_scenarios, seed=self.seed,
+                                 statistic=self.robust_statistic)
 
     def allocator_options(self) -> dict:
         if self.algorithm in ITERATIVE:
@@ -75,6 +105,9 @@ class RunResult:
     evaluations: int
     seconds: float
     history: list[dict] = field(default_factory=list)
+    # Robust mode: the chosen plan's aggregated statistics over the scenarios (``metrics`` stay
+    # the nominal ones); None otherwise.
+    robust_metrics: dict[str, float] | None = None
 
     @property
     def pareto_size(self) -> int:
@@ -82,7 +115,7 @@ class RunResult:
 
     def summary(self) -> dict:
         """The small JSON-able record: what `--json` prints and the operator returns."""
-        return {
+        summary = {
             "algorithm": self.settings.algorithm,
             "seed": self.settings.seed,
             "objectives": list(self.settings.objectives),
@@ -99,6 +132,11 @@ class RunResult:
             "evaluations": self.evaluations,
             "seconds": self.seconds,
         }
+        if self.robust_metrics is not None:
+            summary.update(robust_scenarios=self.settings.robust_scenarios,
+                           robust_statistic=self.settings.robust_statistic, noise_sigma=self.settings.noise_sigma,
+                           **{f"robust_{name}": value for name, value in self.robust_metrics.items()})
+        return summary
 
 
 def optimize(instance: Instance, settings: Settings = Settings(), *,
@@ -107,9 +145,10 @@ def optimize(instance: Instance, settings: Settings = Settings(), *,
     from core.algorithms import get_allocator
     from core.algorithms.baselines import baseline_plans
     from core.pareto import hypervolume, non_dominated, objective_matrix, select
+    from core.robust import robust_metrics
 
     allocator = get_allocator(settings.algorithm, **settings.allocator_options())
-    evaluator = Evaluator(instance)
+    evaluator = settings.search_evaluator(instance)
     started = time.perf_counter()
     result = allocator.allocate(evaluator, seed=settings.seed, progress=progress)
     seconds = time.perf_counter() - started
@@ -123,7 +162,7 @@ def optimize(instance: Instance, settings: Settings = Settings(), *,
 
     # Normalise hypervolume by the baselines' spread so every algorithm on one instance is
     # measured against the same box.
-    reference = Evaluator(instance)
+    reference = settings.search_evaluator(instance)
     base = baseline_plans(reference, seed=settings.seed)
     ref_stats = np.vstack([reference.stats(p.assignment, p.order) for p in base.values()] + [front_stats])
     ref_F = objective_matrix(ref_stats, settings.objectives)
@@ -132,13 +171,14 @@ def optimize(instance: Instance, settings: Settings = Settings(), *,
         instance=instance, settings=settings, front=front, front_stats=front_stats, chosen_index=chosen_index,
         chosen=chosen, metrics=plan_metrics(instance, chosen), hypervolume=hv, evaluations=result.evaluations,
         seconds=seconds, history=result.history,
+        robust_metrics=robust_metrics(front_stats[chosen_index]) if settings.robust_scenarios else None,
     )
 
 
 def plan_record(result: RunResult) -> dict:
     """plan.json: the chosen plan task by task, with its metrics and how it was chosen."""
     inst, sched = result.instance, result.chosen
-    return {
+    record = {
         "settings": asdict(result.settings),
         "workload": inst.workload.name,
         "cluster": inst.cluster.name,
@@ -150,6 +190,9 @@ def plan_record(result: RunResult) -> dict:
             for t in range(inst.n_tasks)
         ],
     }
+    if result.robust_metrics is not None:
+        record["robust_metrics"] = result.robust_metrics
+    return record
 
 
 def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:

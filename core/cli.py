@@ -27,7 +27,9 @@ def _optimize(args: argparse.Namespace) -> int:
 
     instance = load_instance(args.workload, args.cluster)
     settings = Settings(algorithm=args.algorithm, population=args.population, generations=args.generations,
-                        seed=args.seed, objectives=_objectives(args.objectives), select=args.select)
+                        seed=args.seed, objectives=_objectives(args.objectives), select=args.select,
+                        robust_scenarios=args.robust, robust_statistic=args.robust_statistic,
+                        noise_sigma=args.noise_sigma)
     bar = None
     if sys.stderr.isatty() and not args.json and settings.algorithm in ("nsga2", "nsga3"):
         from tqdm import tqdm
@@ -55,6 +57,11 @@ def _optimize(args: argparse.Namespace) -> int:
     print(f"chosen ({settings.select}): makespan {m['makespan']:.2f} s, utilization {m['utilization']:.3f}, "
           f"imbalance {m['imbalance']:.3f}, p95 response {m['p95_response']:.2f} s, "
           f"deadline misses {m['deadline_misses']}, hypervolume {summary['hypervolume']:.4f}")
+    if result.robust_metrics is not None:
+        r = result.robust_metrics
+        print(f"robust ({settings.robust_statistic} over {settings.robust_scenarios} scenarios, noise sigma "
+              f"{settings.noise_sigma:g}): makespan {r['makespan']:.2f} s, utilization {r['utilization']:.3f}, "
+              f"imbalance {r['imbalance']:.3f}")
     if summary["unroutable_edges"]:
         print(f"warning: this plan cannot run: {summary['unroutable_edges']} edges join nodes with no link "
               "between them", file=sys.stderr)
@@ -121,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--objectives", nargs="+", default=["makespan", "utilization", "imbalance"],
                      help="makespan utilization imbalance mean_response energy cost (space or comma separated)")
     opt.add_argument("--select", default="knee", help="knee | weights:a,b,c | sla:SECONDS")
+    opt.add_argument("--robust", type=int, default=0, metavar="K",
+                     help="score plans over K sampled noise scenarios (0: nominal; docs/robust.md)")
+    opt.add_argument("--robust-statistic", default="p95", choices=("mean", "p95"),
+                     help="aggregate over the scenarios: p95 of the time-like objectives, or the mean")
+    opt.add_argument("--noise-sigma", type=float, default=0.3, metavar="S",
+                     help="lognormal sigma of task durations and transfers in the scenarios")
     opt.add_argument("--out", default="out", help="folder for plan.json, pareto.csv, schedule.csv")
     opt.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     opt.set_defaults(run=_optimize)

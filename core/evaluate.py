@@ -31,6 +31,7 @@ STATS = (
     "cost",  # used nodes x makespan x price
     "lateness",  # total time past deadlines (tasks and requests), s
     "unroutable",  # edges whose ends sit on nodes with no link between them
+    "moved",  # tasks placed on another node than the plan being revised put them (re-planning)
 )
 STAT_INDEX = {name: i for i, name in enumerate(STATS)}
 
@@ -94,12 +95,14 @@ def _place(lane, k, j, ready, work, rate, kind, start, end, node_free, busy):
 
 @jit
 def _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, link_class, link, release,
-                  node_of, start, end, node_free, busy):
+                  available_from, pinned_start, pinned_end, node_of, start, end, node_free, busy):
     """List-schedule ``LANES`` plans (rows of ``plans``) together.
 
     Arrays are laid out by dispatch position (``task_at[k]`` is the k-th task), so parent lists
-    are read front to back. Each task starts at max(node free, release, inputs arrived).
-    Nothing else happens in this loop: every extra store would cost a reload of the rest.
+    are read front to back. The first ``len(pinned_start)`` positions hold pinned tasks (re-
+    planning: they keep their node and times); every other task starts at max(node free,
+    release, inputs arrived), a node being free from its ``available_from`` on.
+    Nothing else happens in the main loop: every extra store would cost a reload of the rest.
     """
     n = task_at.shape[0]
     n_classes = int(np.sqrt(link.shape[0]))
@@ -107,9 +110,18 @@ def _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, pare
         t = task_at[k]
         for lane in range(LANES):
             node_of[k, lane] = plans[lane, t]
-    node_free[:] = 0.0
     busy[:] = 0.0
-    for k in range(n):
+    for lane in range(LANES):
+        node_free[:, lane] = available_from
+    n_pinned = pinned_start.shape[0]
+    for k in range(n_pinned):
+        for lane in range(LANES):
+            j = node_of[k, lane]
+            start[k, lane] = pinned_start[k]
+            end[k, lane] = pinned_end[k]
+            node_free[j, lane] = max(node_free[j, lane], pinned_end[k])
+            busy[j, lane] += pinned_end[k] - pinned_start[k]
+    for k in range(n_pinned, n):
         j0, j1, j2, j3 = node_of[k, 0], node_of[k, 1], node_of[k, 2], node_of[k, 3]
         c0, c1, c2, c3 = link_class[j0], link_class[j1], link_class[j2], link_class[j3]
         r = release[k]
@@ -199,7 +211,7 @@ def _summarise(lane, node_of, end, busy, used, req_end, last_pos, last_request, 
 
 @jit
 def _evaluate_groups(first, last, rows, assign, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data,
-                     link_class, link, release, last_pos, last_request, due_pos, due, req_release, req_deadline,
+                     link_class, link, release, available_from, pinned_start, pinned_end, last_pos, last_request, due_pos, due, req_release, req_deadline,
                      req_priority, busy_power, idle_power, cost_rate, out):
     """Evaluate groups ``first..last-1`` of ``LANES`` rows each; a short last group repeats
     its final row (computed twice, written identically)."""
@@ -216,7 +228,7 @@ def _evaluate_groups(first, last, rows, assign, task_at, work, kind, rate, paren
         for lane in range(LANES):
             plans[lane] = assign[rows[min(g * LANES + lane, rows.shape[0] - 1)]]
         _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, link_class, link,
-                      release, node_of, start, end, node_free, busy)
+                      release, available_from, pinned_start, pinned_end, node_of, start, end, node_free, busy)
         for lane in range(LANES):
             i = rows[min(g * LANES + lane, rows.shape[0] - 1)]
             _summarise(lane, node_of, end, busy, used, req_end, last_pos, last_request, due_pos, due, parent_ptr,
@@ -267,6 +279,8 @@ class _Layout:
     parent_pos: np.ndarray
     parent_data: np.ndarray
     release: np.ndarray
+    pinned_start: np.ndarray  # the first len(pinned_start) positions hold the pinned tasks
+    pinned_end: np.ndarray
     last_pos: np.ndarray  # positions of tasks with no child in their own request
     last_request: np.ndarray  # their requests
     due_pos: np.ndarray  # positions of tasks with a deadline
@@ -300,6 +314,12 @@ class Evaluator:
         layout = self._layouts.get(key)
         if layout is None:
             inst = self.instance
+            # Pinned tasks go first, by start (their parents are pinned too, so the order stays
+            # topological), whatever order the plan gives.
+            pinned = inst.pinned_node[order] >= 0
+            if pinned.any():
+                head = order[pinned][np.argsort(inst.pinned_start[order[pinned]], kind="stable")]
+                order = np.concatenate([head, order[~pinned]])
             position = np.empty_like(order)
             position[order] = np.arange(order.shape[0], dtype=order.dtype)
             counts = np.diff(inst.parent_ptr)[order]
@@ -319,6 +339,8 @@ class Evaluator:
                 parent_pos=np.ascontiguousarray(position[inst.parent_idx[edges]], dtype=np.int32),
                 parent_data=np.ascontiguousarray(inst.parent_data[edges]),
                 release=np.ascontiguousarray(inst.release[order]),
+                pinned_start=np.ascontiguousarray(inst.pinned_start[order[:int(pinned.sum())]]),
+                pinned_end=np.ascontiguousarray(inst.pinned_end[order[:int(pinned.sum())]]),
                 last_pos=np.ascontiguousarray(position[last], dtype=np.int32),
                 last_request=np.ascontiguousarray(inst.request_of[last]),
                 due_pos=np.ascontiguousarray(np.sort(position[due])),
@@ -332,7 +354,8 @@ class Evaluator:
     def _arrays(self, layout: _Layout):
         inst = self.instance
         return (layout.task_at, layout.work, layout.kind, self._rate, layout.parent_ptr, layout.parent_pos,
-                layout.parent_data, self._link_class, self._link, layout.release, layout.last_pos,
+                layout.parent_data, self._link_class, self._link, layout.release, inst.available_from,
+                layout.pinned_start, layout.pinned_end, layout.last_pos,
                 layout.last_request, layout.due_pos, layout.due, inst.request_release, inst.request_deadline, inst.request_priority, inst.busy_power,
                 inst.idle_power, inst.cost_rate)
 
@@ -368,8 +391,14 @@ class Evaluator:
                 _evaluate_kernel_parallel(chunks, rows, assign, *self._arrays(layout), out)
             else:
                 _evaluate_kernel(rows, assign, *self._arrays(layout), out)
+        self._count_moves(assign, out)
         self.evaluations += assign.shape[0]
         return out
+
+    def _count_moves(self, assign: np.ndarray, out: np.ndarray) -> None:
+        previous = self.instance.previous_node
+        known = previous >= 0
+        out[:, STAT_INDEX["moved"]] = (assign[:, known] != previous[known]).sum(axis=1) if known.any() else 0.0
 
     def check(self, assign: np.ndarray, order: np.ndarray) -> None:
         """Raise ValueError unless every plan uses eligible nodes and a topological order."""
@@ -405,17 +434,19 @@ class Evaluator:
         self.check(np.atleast_2d(plan.assignment), np.atleast_2d(plan.order))
         layout = self._layout(plan.order)
         n, m = inst.n_tasks, inst.n_nodes
-        (task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, link_class, link, release,
-         *rest) = self._arrays(layout)
+        (task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, link_class, link, release, available_from,
+         pinned_start, pinned_end, *rest) = self._arrays(layout)
         node_of = np.empty((n, LANES), dtype=np.int32)
         start, end, busy = np.empty((n, LANES)), np.empty((n, LANES)), np.empty((m, LANES))
         plans = np.ascontiguousarray(np.broadcast_to(plan.assignment, (LANES, n)))
         _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, link_class, link,
-                      release, node_of, start, end, np.empty((m, LANES)), busy)
+                      release, available_from, pinned_start, pinned_end, node_of, start, end, np.empty((m, LANES)),
+                      busy)
         stats = np.empty(len(STATS))
         last_pos, last_request, due_pos, due, *per_request_and_node = rest
         _summarise(0, node_of, end, busy, np.empty(m, dtype=np.bool_), np.empty(len(inst.request_ids)), last_pos,
                    last_request, due_pos, due, parent_ptr, parent_pos, link_class, link, *per_request_and_node, stats)
+        self._count_moves(plans[:1], stats[None, :])
         self.evaluations += 1
         start_t, end_t = np.empty(n), np.empty(n)
         start_t[layout.task_at] = start[:, 0]

@@ -29,6 +29,12 @@ class Task:
     request: str | None = None
     allowed_kinds: tuple[str, ...] | None = None
     allowed_zones: tuple[str, ...] | None = None
+    # Re-planning: a task that ran or is running stays where and when it is (all three set);
+    # previous_node is where the plan being revised put it (counted by the migration objective).
+    pinned_node: str | None = None
+    pinned_start: float | None = None
+    pinned_end: float | None = None
+    previous_node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,10 @@ class Node:
     busy_power: float = 0.0
     idle_power: float = 0.0
     cost_per_hour: float = 0.0
+    # Re-planning: new work starts here no earlier than available_from (s); a failed node takes
+    # no new work (the outputs of tasks pinned to it are assumed to be kept).
+    available_from: float = 0.0
+    failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,6 +193,11 @@ class Instance:
     busy_power: np.ndarray  # (m,) W
     idle_power: np.ndarray  # (m,) W
     cost_rate: np.ndarray  # (m,) per second
+    available_from: np.ndarray  # (m,) s
+    pinned_node: np.ndarray  # (n,) int32, -1 when the task is free
+    pinned_start: np.ndarray  # (n,) s, nan when free
+    pinned_end: np.ndarray  # (n,) s, nan when free
+    previous_node: np.ndarray  # (n,) int32, -1 when unknown
     topo_order: np.ndarray  # (n,) int32, a topological order (smallest index first)
 
     @property
@@ -246,11 +261,15 @@ class Instance:
         busy_power = np.empty(m)
         idle_power = np.empty(m)
         cost_rate = np.empty(m)
+        available_from = np.empty(m)
         zones = []
         for j, nd in enumerate(nodes):
             p = f"nodes[{nd.id!r}]"
             speed[j] = _finite(nd.speed, f"{p}.speed", strict=True)
             node_mem[j] = _finite(nd.memory, f"{p}.memory")
+            available_from[j] = _finite(nd.available_from, f"{p}.available_from")
+            if not isinstance(nd.failed, bool):
+                raise SpecError(f"{p}.failed", f"must be true or false, got {nd.failed!r}")
             busy_power[j] = _finite(nd.busy_power, f"{p}.busy_power")
             idle_power[j] = _finite(nd.idle_power, f"{p}.idle_power")
             cost_rate[j] = _finite(nd.cost_per_hour, f"{p}.cost_per_hour") / 3600.0
@@ -324,6 +343,10 @@ class Instance:
         kind_of = np.empty(n, dtype=np.int32)
         duration = np.empty((n, m))
         eligible = np.zeros((n, m), dtype=bool)
+        pinned_node = np.full(n, -1, dtype=np.int32)
+        pinned_start = np.full(n, math.nan)
+        pinned_end = np.full(n, math.nan)
+        previous_node = np.full(n, -1, dtype=np.int32)
         deadline = np.full(n, math.inf)
         priority = np.empty(n)
         request_of = np.empty(n, dtype=np.int32)
@@ -345,8 +368,26 @@ class Instance:
             else:
                 raise SpecError(f"{p}.request", f"unknown request {t.request!r}")
             reasons: dict[str, str] = {}
+            if t.pinned_node is not None or t.pinned_start is not None or t.pinned_end is not None:
+                if t.pinned_node not in n_index:
+                    raise SpecError(f"{p}.pinned_node", f"unknown node {t.pinned_node!r}")
+                if t.pinned_start is None or t.pinned_end is None:
+                    raise SpecError(p, "a pinned task needs pinned_node, pinned_start and pinned_end")
+                pinned_start[i] = _finite(t.pinned_start, f"{p}.pinned_start")
+                pinned_end[i] = _finite(t.pinned_end, f"{p}.pinned_end", minimum=pinned_start[i])
+                pinned_node[i] = n_index[t.pinned_node]
+                # It ran (or runs) there: the placement rules were checked when it was planned.
+                eligible[i, pinned_node[i]] = True
+            if t.previous_node is not None:
+                if t.previous_node not in n_index:
+                    raise SpecError(f"{p}.previous_node", f"unknown node {t.previous_node!r}")
+                previous_node[i] = n_index[t.previous_node]
             for j, nd in enumerate(nodes):
-                if t.allowed_kinds is not None and nd.kind not in t.allowed_kinds:
+                if pinned_node[i] >= 0:
+                    break
+                if nd.failed:
+                    reasons.setdefault(nd.kind, "node failed")
+                elif t.allowed_kinds is not None and nd.kind not in t.allowed_kinds:
                     reasons.setdefault(nd.kind, f"kind not in allowed_kinds {list(t.allowed_kinds)}")
                 elif t.allowed_zones is not None and nd.zone not in t.allowed_zones:
                     reasons.setdefault(nd.kind, f"zone {nd.zone!r} not in allowed_zones {list(t.allowed_zones)}")
@@ -359,6 +400,8 @@ class Instance:
                 why = "; ".join(f"{k}: {r}" for k, r in reasons.items())
                 raise SpecError(p, f"fits no node ({why})")
             duration[i] = np.where(eligible[i], work / rate[:, kind_of[i]], math.inf)
+            if pinned_node[i] >= 0:
+                duration[i, pinned_node[i]] = pinned_end[i] - pinned_start[i]
         members = np.bincount(request_of, minlength=R + 1)
         for i, rq in enumerate(workload.requests):
             if members[i] == 0:
@@ -399,6 +442,9 @@ class Instance:
         children: list[list[int]] = [[] for _ in range(n)]
         for s, d in zip(src.tolist(), dst.tolist()):
             children[s].append(d)
+            if pinned_node[d] >= 0 and pinned_node[s] < 0:
+                raise SpecError(f"tasks[{tasks[d].id!r}]", f"pinned, but its parent {tasks[s].id!r} is not: "
+                                "a task cannot have run before its inputs")
         cycle = _find_cycle(n, children)
         if cycle:
             names = " -> ".join(repr(tasks[i].id) for i in cycle + cycle[:1])
@@ -476,6 +522,11 @@ class Instance:
             busy_power=busy_power,
             idle_power=idle_power,
             cost_rate=cost_rate,
+            available_from=available_from,
+            pinned_node=pinned_node,
+            pinned_start=pinned_start,
+            pinned_end=pinned_end,
+            previous_node=previous_node,
             topo_order=np.asarray(topo, dtype=np.int32),
         )
 

@@ -148,7 +148,7 @@ def _entry(cls, item: Mapping, list_fields: tuple[str, ...] = ()):
     for key, value in item.items():
         if key in list_fields:
             value = ids_to_tuple(value)
-        elif isinstance(value, (int, float)):
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
             value = float(value)
         kwargs[key] = value
     return cls(**kwargs)
@@ -210,12 +210,16 @@ def check_cluster(cluster: Cluster) -> None:
 
 # --- dataclasses -> dict -----------------------------------------------------------------------
 
+# Left out of written specs while at their defaults: only re-planning sets them.
+_RE_PLANNING_FIELDS = frozenset({"available_from", "failed"})
+
+
 def _plain(entry) -> dict:
     """An entry as a spec dict: tuples become lists, unset (None) fields are left out."""
     out = {}
     for f in fields(entry):
         value = getattr(entry, f.name)
-        if value is not None:
+        if value is not None and not (f.name in _RE_PLANNING_FIELDS and value == f.default):
             out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
 

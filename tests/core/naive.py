@@ -4,11 +4,22 @@ import math
 
 
 def naive_schedule(instance, assignment, order):
-    """Start and end per task and busy time per node, by the README's cost model."""
+    """Start and end per task and busy time per node, by the README's cost model.
+
+    Re-planning: pinned tasks keep their times and are taken first (by start); other tasks
+    start on a node no earlier than its ``available_from``.
+    """
     n, m = instance.n_tasks, instance.n_nodes
     assignment = [int(a) for a in assignment]
     start, end = [0.0] * n, [0.0] * n
-    node_free, busy = [0.0] * m, [0.0] * m
+    node_free, busy = [float(a) for a in instance.available_from], [0.0] * m
+    pinned = sorted((t for t in order if instance.pinned_node[t] >= 0), key=lambda t: instance.pinned_start[t])
+    for t in pinned:
+        j = assignment[t]
+        start[t], end[t] = float(instance.pinned_start[t]), float(instance.pinned_end[t])
+        node_free[j] = max(node_free[j], end[t])
+        busy[j] += end[t] - start[t]
+    order = [t for t in order if instance.pinned_node[t] < 0]
     parents = [[] for _ in range(n)]
     for t in range(n):
         for e in range(instance.parent_ptr[t], instance.parent_ptr[t + 1]):
@@ -53,6 +64,7 @@ def naive_stats(instance, assignment, order):
                     for r in range(len(weights)) if request_end.get(r, 0.0) > instance.request_deadline[r])
     energy = sum(instance.busy_power[j] * busy[j] + instance.idle_power[j] * (makespan - busy[j]) for j in used)
     cost = sum(instance.cost_rate[j] * makespan for j in used)
+    moved = sum(int(assignment[t]) != instance.previous_node[t] for t in range(n) if instance.previous_node[t] >= 0)
     unroutable = 0
     if math.isinf(makespan):
         for t in range(n):
@@ -68,4 +80,5 @@ def naive_stats(instance, assignment, order):
         cost,
         lateness,
         float(unroutable),
+        float(moved),
     ]

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from core.errors import SpecError
 from core.evaluate import STATS, Evaluator, Plan
 from core.model import Cluster, Instance, Link, Node
 from core.synthetic import random_cluster, random_workload
@@ -49,10 +50,41 @@ instances = st.builds(
 )
 
 
+def replanning_state(instance, rng):
+    """The same workload part-way through a random plan: what started before a random time is
+    pinned, every task remembers its node, nodes take new work from that time on, and
+    sometimes a node has failed. ``None`` when the random plan cannot run."""
+    from dataclasses import replace
+
+    plan = Plan(random_assignment(instance, rng), random_topological_order(instance, rng))
+    sched = Evaluator(instance).schedule(plan)
+    if not np.isfinite(sched.end).all():
+        return None
+    now = float(rng.uniform(0, sched.stat("makespan")))
+    nodes = instance.cluster.nodes
+    tasks = []
+    for t, task in enumerate(instance.workload.tasks):
+        node = nodes[plan.assignment[t]].id
+        started = sched.start[t] < now
+        tasks.append(replace(task, previous_node=node, pinned_node=node if started else None,
+                             pinned_start=float(sched.start[t]) if started else None,
+                             pinned_end=float(sched.end[t]) if started else None))
+    failed = int(rng.integers(len(nodes))) if len(nodes) > 1 and rng.random() < 0.5 else -1
+    cluster = replace(instance.cluster, nodes=tuple(replace(nd, available_from=now, failed=j == failed)
+                                                    for j, nd in enumerate(nodes)))
+    try:
+        return Instance.build(replace(instance.workload, tasks=tuple(tasks)), cluster)
+    except SpecError:  # the failed node was the only one some task fits
+        return None
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(instance=instances, plan_seed=st.integers(0, 2**32 - 1))
-def test_batch_matches_reference(instance, plan_seed):
+@given(instance=instances, plan_seed=st.integers(0, 2**32 - 1), replanning=st.booleans())
+def test_batch_matches_reference(instance, plan_seed, replanning):
     rng = np.random.default_rng(plan_seed)
+    if replanning:
+        instance = replanning_state(instance, rng)
+        assume(instance is not None)
     assign = np.stack([random_assignment(instance, rng) for _ in range(4)])
     orders = np.stack([random_topological_order(instance, rng) for _ in range(4)])
     got = Evaluator(instance).stats(assign, orders)
@@ -65,9 +97,12 @@ def test_batch_matches_reference(instance, plan_seed):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(instance=instances, plan_seed=st.integers(0, 2**32 - 1))
-def test_schedule_is_valid_and_exact(instance, plan_seed):
+@given(instance=instances, plan_seed=st.integers(0, 2**32 - 1), replanning=st.booleans())
+def test_schedule_is_valid_and_exact(instance, plan_seed, replanning):
     rng = np.random.default_rng(plan_seed)
+    if replanning:
+        instance = replanning_state(instance, rng)
+        assume(instance is not None)
     plan = Plan(random_assignment(instance, rng), random_topological_order(instance, rng))
     sched = Evaluator(instance).schedule(plan)
     start, end, busy = naive_schedule(instance, plan.assignment, plan.order)
@@ -86,6 +121,15 @@ def test_schedule_is_valid_and_exact(instance, plan_seed):
             p = instance.parent_idx[e]
             arrival = sched.end[p] + instance.transfer_time(instance.parent_data[e], assign[p], assign[t])
             assert sched.start[t] >= arrival - 1e-9
+    # Re-planning: what started keeps its node and times; the rest waits for its node to take
+    # new work and avoids failed nodes.
+    pinned = instance.pinned_node >= 0
+    assert np.array_equal(assign[pinned], instance.pinned_node[pinned])
+    assert np.array_equal(sched.start[pinned], instance.pinned_start[pinned])
+    assert np.array_equal(sched.end[pinned], instance.pinned_end[pinned])
+    assert (sched.start[~pinned] >= instance.available_from[assign[~pinned]]).all()
+    failed = np.array([nd.failed for nd in instance.cluster.nodes])
+    assert not failed[assign[~pinned]].any()
     # One task at a time on each node.
     for j in range(instance.n_nodes):
         on = np.flatnonzero(assign == j)

@@ -50,7 +50,7 @@ from core.algorithms.operators import (
     population_matrix,
 )
 from core.errors import SpecError
-from core.evaluate import STAT_INDEX, STATS, Evaluator, Plan
+from core.evaluate import STAT_INDEX, Evaluator, Plan
 from core.model import Instance
 from core.pareto import (
     DEFAULT_OBJECTIVES,
@@ -147,14 +147,8 @@ class PlanProblem(Problem):
 
     def _evaluate(self, X, out, *args, **kwargs):
         X = np.asarray(X, dtype=np.int32)
-        n = self.codec.n_tasks
-        # One evaluator call per dispatch order in the batch, with that order as a shared (n,)
-        # vector: no (P, n) order matrix to build and group row by row.
-        genes = X[:, n]
-        by_order = np.argsort(genes, kind="stable")
-        stats = np.empty((X.shape[0], len(STATS)))
-        for rows in np.split(by_order, np.flatnonzero(np.diff(genes[by_order])) + 1):
-            stats[rows] = self.evaluator.stats(X[rows, :n], self.codec.orders[genes[rows[0]]], check=False)
+        assignment, orders = self.codec.split(X)
+        stats = self.evaluator.stats(assignment, orders, check=False)
         self.evaluations += X.shape[0]
         F = stats[:, self.columns] * self.signs
         G = stats[:, self.constraints]

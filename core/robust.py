@@ -14,7 +14,7 @@ perturbation of the instance. ``docs/robust.md`` has the details and the benchma
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

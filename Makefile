@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_optimizer.py
 	$(BIN)/python benchmarks/bench_quality.py
 	$(BIN)/python benchmarks/bench_simulator.py
+	$(BIN)/python benchmarks/bench_robust.py
 
 clean:
 	rm -rf $(VENV) .demo out

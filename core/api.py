@@ -8,7 +8,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -140,14 +140,20 @@ class RunResult:
 
 
 def optimize(instance: Instance, settings: Settings = Settings(), *,
-             progress: Callable[[int, dict], None] | None = None) -> RunResult:
-    """Run ``settings.algorithm`` on ``instance`` and pick a plan from its front."""
+             progress: Callable[[int, dict], None] | None = None, initial_plans: Sequence[Plan] = ()) -> RunResult:
+    """Run ``settings.algorithm`` on ``instance`` and pick a plan from its front.
+
+    ``initial_plans`` warm-start the iterative algorithms (e.g. the previous run's front).
+    """
     from core.algorithms import get_allocator
     from core.algorithms.baselines import baseline_plans
     from core.pareto import hypervolume, non_dominated, objective_matrix, select
     from core.robust import robust_metrics
 
-    allocator = get_allocator(settings.algorithm, **settings.allocator_options())
+    options = settings.allocator_options()
+    if initial_plans and settings.algorithm in ITERATIVE:
+        options["initial_plans"] = tuple(initial_plans)
+    allocator = get_allocator(settings.algorithm, **options)
     evaluator = settings.search_evaluator(instance)
     started = time.perf_counter()
     result = allocator.allocate(evaluator, seed=settings.seed, progress=progress)

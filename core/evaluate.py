@@ -329,8 +329,8 @@ class Evaluator:
             same_request = inst.request_of[parent_of_edge] == inst.request_of[inst.child_idx]
             last = np.flatnonzero(np.bincount(parent_of_edge[same_request], minlength=inst.n_tasks) == 0)
             due = np.flatnonzero(np.isfinite(inst.deadline))
-            edges = np.concatenate([np.arange(inst.parent_ptr[t], inst.parent_ptr[t + 1]) for t in order]) \
-                if inst.n_edges else np.zeros(0, dtype=np.int64)
+            # Each task's in-edges (CSR rows of parent_ptr) in dispatch order.
+            edges = np.repeat(inst.parent_ptr[order] - (ptr[1:] - counts), counts) + np.arange(ptr[-1])
             layout = _Layout(
                 task_at=np.ascontiguousarray(order),
                 work=np.ascontiguousarray(inst.work[order]),

@@ -23,6 +23,7 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "mean_response": ("mean_response", "min"),  # priority-weighted over requests
     "energy": ("energy", "min"),
     "cost": ("cost", "min"),
+    "migrations": ("moved", "min"),  # re-planning: tasks moved off the node the old plan gave them
 }
 DEFAULT_OBJECTIVES = ("makespan", "utilization", "imbalance")
 # Hypervolume reference point on objectives normalised to [0, 1] by ideal and nadir.

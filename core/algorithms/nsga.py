@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from pymoo.algorithms.base.genetic import GeneticAlgorithm
@@ -422,17 +422,19 @@ class NSGA2Allocator(Allocator):
     :param objectives: names from ``core.pareto.OBJECTIVES``.
     :param seed_with_baselines: put every baseline's plan into the initial population.
     :param parallel: evaluate each batch on Numba threads.
+    :param initial_plans: plans to start from as well (a warm start: the previous run's front).
     """
 
     name = "nsga2"
 
     def __init__(self, *, population: int = 100, generations: int = 200, objectives=DEFAULT_OBJECTIVES,
-                 seed_with_baselines: bool = True, parallel: bool = False):
+                 seed_with_baselines: bool = True, parallel: bool = False, initial_plans: Sequence[Plan] = ()):
         self.population = _check_int("population", population, 4)
         self.generations = _check_int("generations", generations, 1)
         self.objectives = check_objectives(objectives)
         self.seed_with_baselines = bool(seed_with_baselines)
         self.parallel = bool(parallel)
+        self.initial_plans = tuple(initial_plans)
 
     def _algorithm(self, codec: PlanCodec, seeds: np.ndarray):
         return ArrayNSGA2(
@@ -445,12 +447,15 @@ class NSGA2Allocator(Allocator):
         started = time.perf_counter()
         instance = evaluator.instance
         evaluations_before = evaluator.evaluations
-        seed_plans: list[Plan] = []
+        seed_plans = list(self.initial_plans)
         if self.seed_with_baselines:
-            seed_plans = list(baseline_plans(evaluator, seed=seed).values())
+            seed_plans += baseline_plans(evaluator, seed=seed).values()
         codec = PlanCodec(instance, order_pool(instance, [p.order for p in seed_plans]))
         seeds = np.array([codec.encode(p) for p in seed_plans]).reshape(len(seed_plans), codec.n_genes)
-        hot = evaluator if evaluator.parallel == self.parallel else Evaluator(instance, parallel=self.parallel)
+        # A plain evaluator is rebuilt for the requested threading; any other kind (robust
+        # scenarios) is used as given.
+        rebuild = type(evaluator) is Evaluator and evaluator.parallel != self.parallel
+        hot = Evaluator(instance, parallel=self.parallel) if rebuild else evaluator
         problem = PlanProblem(hot, codec, self.objectives, ParetoArchive())
         history = _History(problem, self.objectives, progress)
         minimize(problem, self._algorithm(codec, seeds), ("n_gen", self.generations + 1), seed=seed,

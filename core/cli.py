@@ -1,4 +1,5 @@
-"""The ``apportion`` command line: optimise a plan, validate a spec, write a scenario, compare runs.
+"""The ``apportion`` command line: optimise a plan, simulate it, re-plan it after a change,
+validate a spec, write a scenario, compare runs.
 
 Bad input ends the command with one readable line on stderr and exit status 2.
 """
@@ -6,9 +7,14 @@ Bad input ends the command with one readable line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
 
 from core.errors import SpecError
 
@@ -114,6 +120,361 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(state_dir=Path(args.state_dir), exit_when_done=args.exit_when_done)
 
 
+def load_plan(path: str | Path, instance) -> tuple:
+    """The plan in a ``plan.json`` written by ``apportion optimize`` (or ``replan``), for ``instance``:
+    ``(Plan, start, end)``, the start and end per task as recorded there (index = task index).
+
+    Every task of the workload must appear once with a known node and finite times, ``order``
+    must list every task once, parents first, and every node must be eligible for its task;
+    otherwise ``SpecError`` names the entry (``plan.tasks['x'].node``) and the reason.
+    """
+    from core.evaluate import Evaluator, Plan
+    from core.io import read_document
+
+    doc = read_document(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("tasks"), list) or not isinstance(doc.get("order"), list):
+        raise SpecError(str(path), "not a plan: expected the keys 'tasks' and 'order' of a plan.json "
+                                   "written by 'apportion optimize'")
+    task_index = {t: i for i, t in enumerate(instance.task_ids)}
+    node_index = {nd: j for j, nd in enumerate(instance.node_ids)}
+    n = instance.n_tasks
+    assignment = np.full(n, -1, dtype=np.int32)
+    start, end = np.full(n, math.nan), np.full(n, math.nan)
+    for k, entry in enumerate(doc["tasks"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("task"), str):
+            raise SpecError(f"plan.tasks[{k}]", "must be a mapping with 'task', 'node', 'start' and 'end'")
+        name = entry["task"]
+        where = f"plan.tasks[{name!r}]"
+        t = task_index.get(name)
+        if t is None:
+            raise SpecError(where, f"unknown task: the workload {instance.workload.name!r} has no task {name!r}")
+        if assignment[t] >= 0:
+            raise SpecError(where, "listed twice")
+        node = entry.get("node")
+        if node not in node_index:
+            raise SpecError(f"{where}.node", f"unknown node {node!r}; the cluster has {list(instance.node_ids)}")
+        assignment[t] = node_index[node]
+        for key, times in (("start", start), ("end", end)):
+            value = entry.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0:
+                raise SpecError(f"{where}.{key}", f"must be a finite time >= 0, got {value!r}")
+            times[t] = float(value)
+        if end[t] < start[t]:
+            raise SpecError(f"{where}.end", f"before its start ({end[t]:g} < {start[t]:g})")
+    missing = [instance.task_ids[t] for t in np.flatnonzero(assignment < 0)]
+    if missing:
+        raise SpecError("plan.tasks", f"no entry for {len(missing)} task(s) of the workload: {missing[:5]}")
+    order = []
+    for name in doc["order"]:
+        if name not in task_index:
+            raise SpecError("plan.order", f"unknown task {name!r}")
+        order.append(task_index[name])
+    plan = Plan(assignment, np.asarray(order, dtype=np.int32))
+    try:
+        Evaluator(instance).check(plan.assignment[None, :], plan.order[None, :])
+    except ValueError as error:
+        raise SpecError("plan", str(error).removeprefix("plan 0: ")) from None
+    return plan, start, end
+
+
+def _finite_json(value):
+    """``value`` with every NaN or infinite float replaced by None (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _predicted(instance, plan) -> dict[str, float]:
+    """The evaluator's value of each simulator metric for ``plan`` (everything goes to plan)."""
+    from core.evaluate import Evaluator
+    from core.metrics import plan_metrics
+    from core.simulate import METRICS
+
+    schedule = Evaluator(instance).schedule(plan)
+    metrics = plan_metrics(instance, schedule)
+    request_end = np.zeros(len(instance.request_ids))
+    np.maximum.at(request_end, instance.request_of, schedule.end)
+    response = request_end - instance.request_release
+    predicted = {name: metrics[name] for name in METRICS if name in metrics}
+    predicted.update(p99_response=float(np.percentile(response, 99)), completion_rate=1.0, stability=1.0,
+                     failed_tasks=0.0, retried_tasks=0.0, moved_tasks=0.0)
+    return {name: float(predicted[name]) for name in METRICS}
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from core.io import load_instance
+    from core.simulate import METRICS, Uncertainty, simulate
+
+    instance = load_instance(args.workload, args.cluster)
+    plan, _, _ = load_plan(args.plan, instance)
+    uncertainty = Uncertainty(duration_sigma=args.noise_sigma, transfer_sigma=args.noise_sigma, mtbf=args.mtbf,
+                              repair_mean=args.repair, failure_rule=args.failure_rule)
+    predicted = _predicted(instance, plan)
+    started = time.perf_counter()
+    result = simulate(instance, plan, uncertainty, samples=args.samples, seed=args.seed)
+    seconds = time.perf_counter() - started
+    summary = result.summary()
+    outputs = {}
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        outputs["simulation"] = out / "simulation.csv"
+        with outputs["simulation"].open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["sample", *METRICS])
+            for s, row in enumerate(result.values):
+                writer.writerow([s, *(repr(float(x)) for x in row)])
+    if args.json:
+        print(json.dumps(_finite_json({
+            "tasks": instance.n_tasks, "nodes": instance.n_nodes, "samples": result.samples, "seed": args.seed,
+            "noise_sigma": args.noise_sigma, "mtbf": args.mtbf, "repair": args.repair,
+            "failure_rule": args.failure_rule, "predicted": predicted, "realised": summary, "seconds": seconds,
+            "outputs": {k: str(v) for k, v in outputs.items()},
+        })))
+        return 0
+    print(f"{result.samples:,} samples of {args.plan} ({instance.n_tasks} tasks / {instance.n_nodes} nodes), "
+          f"seed {args.seed}: noise sigma {args.noise_sigma:g}, mtbf {args.mtbf:g} s, repair {args.repair:g} s, "
+          f"rule {args.failure_rule}; {seconds:.2f} s")
+    print(f"{'metric':<16} {'predicted':>11} {'mean':>11} {'p5':>11} {'p50':>11} {'p95':>11}")
+    for name in METRICS:
+        row = summary[name]
+        print(f"{name:<16} {predicted[name]:>11.4g} " + " ".join(f"{row[k]:>11.4g}" for k in ("mean", "p5", "p50", "p95")))
+    for name, path in outputs.items():
+        print(f"  {name:<10} {path}")
+    return 0
+
+
+class _FailAction(argparse.Action):
+    """``--fail NODE`` and ``--repair SECONDS`` in command-line order: a repair belongs to the
+    ``--fail`` before it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        events = list(getattr(namespace, self.dest) or [])
+        events.append((option_string.lstrip("-"), values))
+        setattr(namespace, self.dest, events)
+
+
+def _failures(events, instance) -> list:
+    from core.replan import NodeFailure
+
+    failures: list[NodeFailure] = []
+    for option, value in events or ():
+        if option == "fail":
+            if value not in instance.node_ids:
+                raise SpecError("fail", f"unknown node {value!r}; the cluster has {list(instance.node_ids)}")
+            if any(f.node == value for f in failures):
+                raise SpecError("fail", f"node {value!r} named twice")
+            failures.append(NodeFailure(value))
+        else:
+            if not failures or failures[-1].repair is not None:
+                raise SpecError("repair", "give it after the --fail NODE it repairs (one per --fail)")
+            if not math.isfinite(value) or value < 0:
+                raise SpecError("repair", f"must be a finite number of seconds >= 0, got {value!r}")
+            failures[-1] = NodeFailure(failures[-1].node, repair=value)
+    return failures
+
+
+def _document(text: str, option: str):
+    """A JSON/YAML document given as a file path or inline."""
+    from core.io import read_document
+
+    if Path(text).is_file():
+        return read_document(text)
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SpecError(option, f"neither a file nor inline JSON/YAML: {problem}") from None
+    if not isinstance(doc, dict):
+        raise SpecError(option, f"neither a file nor an inline mapping: {text!r}")
+    return doc
+
+
+def _joins(values, cluster) -> list:
+    """``--join`` values as ``NodeJoin`` changes. Each is a node mapping (``{id: gpu9, kind: gpu,
+    ...}``), or ``{nodes: [...], links: [...]}``, as a file or inline; checked together with the
+    cluster so that links may name its zones and nodes."""
+    from core.replan import NodeJoin
+    from core.spec import cluster_from_dict, cluster_to_dict
+
+    joins = []
+    for value in values or ():
+        doc = _document(value, "join")
+        doc = doc.get("cluster", doc)
+        if not isinstance(doc, dict):
+            raise SpecError("join", "must be a node mapping or a mapping with 'nodes' (and 'links')")
+        nodes = doc["nodes"] if "nodes" in doc else [doc]
+        links = doc.get("links", [])
+        if not isinstance(nodes, list) or not isinstance(links, list):
+            raise SpecError("join", "'nodes' and 'links' must be lists")
+        merged = cluster_to_dict(cluster)
+        merged["nodes"] = merged["nodes"] + nodes
+        merged["links"] = merged.get("links", []) + links
+        joined = cluster_from_dict(merged)
+        new_nodes = joined.nodes[len(cluster.nodes):]
+        new_links = joined.links[len(cluster.links):]
+        # residual_instance adds every link of every join; they travel with the first node.
+        joins.extend(NodeJoin(node, new_links if i == 0 else ()) for i, node in enumerate(new_nodes))
+        cluster = joined
+    return joins
+
+
+def _urgent(values, workload) -> list:
+    """``--urgent`` workload files as ``UrgentRequests``. A JSON/YAML spec is checked together with
+    the workload, so its edges may start at existing tasks; other formats are loaded alone."""
+    from core.io import load_workload, read_document
+    from core.model import Workload
+    from core.replan import UrgentRequests
+    from core.spec import workload_from_dict, workload_to_dict
+
+    changes = []
+    for value in values or ():
+        doc = None if Path(value).is_dir() else read_document(value)
+        if isinstance(doc, dict) and isinstance(doc.get("workload", doc), dict) and "tasks" in doc.get("workload", doc):
+            doc = doc.get("workload", doc)
+            merged = {**doc, "name": workload.name}
+            base = workload_to_dict(workload)
+            for key in ("tasks", "edges", "requests"):
+                extra = doc.get(key, [])
+                if not isinstance(extra, list):
+                    raise SpecError(f"urgent.{key}", "must be a list")
+                merged[key] = base.get(key, []) + extra
+            combined = workload_from_dict(merged)
+            urgent = Workload(tasks=combined.tasks[len(workload.tasks):], edges=combined.edges[len(workload.edges):],
+                              requests=combined.requests[len(workload.requests):],
+                              name=str(doc.get("name", "urgent")))
+        else:
+            urgent = load_workload(value)
+        changes.append(UrgentRequests(urgent))
+        workload = Workload(tasks=workload.tasks + urgent.tasks, edges=workload.edges + urgent.edges,
+                            requests=workload.requests + urgent.requests, name=workload.name)
+    return changes
+
+
+def _describe_changes(changes) -> list[str]:
+    from core.replan import NodeFailure, NodeJoin
+
+    words = []
+    for change in changes:
+        if isinstance(change, NodeFailure):
+            words.append(f"{change.node} fails" + ("" if change.repair is None else f" (back after {change.repair:g} s)"))
+        elif isinstance(change, NodeJoin):
+            words.append(f"{change.node.id} joins")
+        else:
+            words.append(f"{len(change.workload.tasks)} urgent tasks arrive")
+    return words
+
+
+def _replan(args: argparse.Namespace) -> int:
+    from core.algorithms.baselines import HeftAllocator
+    from core.api import Settings, plan_record, write_outputs
+    from core.evaluate import STAT_INDEX, Evaluator
+    from core.io import load_instance
+    from core.replan import UrgentRequests, carry_over, replan
+
+    instance = load_instance(args.workload, args.cluster)
+    plan, start, end = load_plan(args.plan, instance)
+    at = args.at
+    if not math.isfinite(at) or at < 0:
+        raise SpecError("at", f"must be a finite time >= 0 (seconds since the plan started), got {at!r}")
+    failures = _failures(args.fail, instance)
+    changes = [*failures, *_joins(args.join, instance.cluster), *_urgent(args.urgent, instance.workload)]
+    failed_nodes = np.isin(np.array(instance.node_ids)[plan.assignment], [f.node for f in failures])
+    left = ((start >= at) | (failed_nodes & (at < end))).sum() + sum(
+        len(c.workload.tasks) for c in changes if isinstance(c, UrgentRequests))
+    if not left:
+        raise SpecError("at", f"every task of the plan has started by {at:g} s and none is lost: nothing to re-plan")
+    settings = Settings(population=args.population, generations=args.generations, seed=args.seed,
+                        objectives=_objectives(args.objectives), select=args.select)
+    started = time.perf_counter()
+    residual, result = replan(instance, plan, at, changes, settings=settings, start=start, end=end)
+    seconds = time.perf_counter() - started
+
+    # What happened to each task of the old plan, and the old plan carried over unchanged.
+    failed = {f.node for f in failures}
+    n_old = instance.n_tasks
+    old_node = np.array(instance.node_ids)[plan.assignment]
+    new = result.chosen
+    new_node = np.array(residual.node_ids)[new.plan.assignment]
+    pinned = residual.pinned_node >= 0
+    finished = pinned & (residual.pinned_end <= at)
+    lost = np.zeros(residual.n_tasks, dtype=bool)
+    lost[:n_old] = np.isin(old_node, list(failed)) & (start < at) & (at < end)
+    moved = np.zeros(residual.n_tasks, dtype=bool)
+    moved[:n_old] = ~pinned[:n_old] & (new_node[:n_old] != old_node)
+    status = np.full(residual.n_tasks, "new", dtype=object)
+    status[:n_old] = "kept"
+    status[moved] = "moved"
+    status[lost] = "lost"
+    status[pinned] = "running"
+    status[finished] = "finished"
+    carried = carry_over(plan, instance, residual, HeftAllocator().build(residual))
+    carried_makespan = Evaluator(residual).schedule(carried).stat("makespan")
+    previous_makespan = float(end.max())
+
+    paths = write_outputs(result, args.out)
+    record = plan_record(result)
+    record["replan"] = {"at": at, "changes": _describe_changes(changes), "previous_plan": str(args.plan),
+                        "previous_makespan": previous_makespan, "carried_over_makespan": carried_makespan}
+    paths["plan"].write_text(json.dumps(record, indent=2) + "\n")
+    paths["changes"] = Path(args.out) / "changes.csv"
+    with paths["changes"].open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["task", "status", "previous_node", "node", "previous_start", "start", "end"])
+        for t in range(residual.n_tasks):
+            old = t < n_old
+            writer.writerow([residual.task_ids[t], status[t], old_node[t] if old else "", new_node[t],
+                             repr(float(start[t])) if old else "", repr(float(new.start[t])),
+                             repr(float(new.end[t]))])
+
+    counts = {name: int(np.count_nonzero(status == name)) for name in ("finished", "running", "lost", "moved", "new")}
+    report = {
+        **result.summary(),
+        "at": at,
+        "changes": _describe_changes(changes),
+        "previous_makespan": previous_makespan,
+        "carried_over_makespan": carried_makespan,
+        "pinned_tasks": int(pinned.sum()),
+        "finished_tasks": counts["finished"],
+        "running_tasks": counts["running"],
+        "lost_tasks": counts["lost"],
+        "new_tasks": counts["new"],
+        "remaining_tasks": int((~pinned).sum()),
+        "moved_tasks": counts["moved"],
+        "migrations": int(new.stats[STAT_INDEX["moved"]]),
+        "seconds": seconds,
+        "search_seconds": result.seconds,
+    }
+    if args.json:
+        print(json.dumps(_finite_json({**report, "outputs": {k: str(v) for k, v in paths.items()}})))
+        return 0
+    print(f"re-planned at {at:g} s: " + ("; ".join(report["changes"]) or "no change"))
+    print(f"  tasks: {counts['finished']} finished and {counts['running']} running stay where they are; "
+          f"{counts['lost']} lost on a failed node; {report['remaining_tasks']} placed again "
+          f"({counts['new']} new); {counts['moved']} moved off their planned node "
+          f"({report['migrations']} of them from a node that did not fail)")
+    print(f"  makespan {report['makespan']:.2f} s (the old plan: {previous_makespan:.2f} s; carried over "
+          f"unchanged: {carried_makespan:.2f} s), utilization {report['utilization']:.3f}, "
+          f"imbalance {report['imbalance']:.3f}")
+    print(f"  {settings.algorithm} {settings.population} x {settings.generations}: {report['pareto_size']} plans on "
+          f"the front, {report['evaluations']:,} evaluations; re-planning took {seconds:.2f} s")
+    if report["unroutable_edges"]:
+        print(f"warning: this plan cannot run: {report['unroutable_edges']} edges join nodes with no link "
+              "between them", file=sys.stderr)
+    for name, path in paths.items():
+        print(f"  {name:<9} {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apportion", description="Decide where the steps of AI workflows run.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +498,50 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--out", default="out", help="folder for plan.json, pareto.csv, schedule.csv")
     opt.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     opt.set_defaults(run=_optimize)
+
+    sim = sub.add_parser("simulate", help="enact a plan many times under noise and failures (docs/simulation.md)")
+    sim.add_argument("workload", help="the workload the plan was made for")
+    sim.add_argument("cluster", help="the cluster the plan was made for")
+    sim.add_argument("plan", help="plan.json written by 'apportion optimize' or 'apportion replan'")
+    sim.add_argument("--samples", type=int, default=1000)
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--noise-sigma", type=float, default=0.3, metavar="S",
+                     help="lognormal sigma (mean 1) on task durations and on transfers; 0: exact")
+    sim.add_argument("--mtbf", type=float, default=math.inf, metavar="SECONDS",
+                     help="mean time between failures of every node (default: never fails)")
+    sim.add_argument("--repair", type=float, default=60.0, metavar="SECONDS", help="mean repair time")
+    sim.add_argument("--failure-rule", default="retry", choices=("retry", "backup"),
+                     help="retry a lost task on its node once repaired, or move it to a backup node")
+    sim.add_argument("--out", help="write simulation.csv (one row per sample) into this folder")
+    sim.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    sim.set_defaults(run=_simulate)
+
+    rep = sub.add_parser("replan", help="re-plan a plan in progress after a node fails or joins or urgent work "
+                                        "arrives (docs/replanning.md)")
+    rep.add_argument("workload", help="the workload the plan was made for")
+    rep.add_argument("cluster", help="the cluster the plan was made for")
+    rep.add_argument("plan", help="plan.json written by 'apportion optimize' (its start/end are the progress)")
+    rep.add_argument("--at", type=float, required=True, metavar="SECONDS",
+                     help="now, in seconds since the plan started: tasks started before it stay where they are")
+    rep.add_argument("--fail", action=_FailAction, dest="fail", metavar="NODE",
+                     help="this node fails at --at (repeatable); its running task is lost")
+    rep.add_argument("--repair", action=_FailAction, dest="fail", type=float, metavar="SECONDS",
+                     help="the node of the --fail before it is back after this many seconds (default: never)")
+    rep.add_argument("--join", action="append", metavar="NODE_SPEC",
+                     help="a node joins at --at: a JSON/YAML file or inline mapping, e.g. "
+                          "'{id: gpu9, kind: gpu, speed: 40, memory: 40, zone: cloud}', or "
+                          "'{nodes: [...], links: [...]}' (repeatable)")
+    rep.add_argument("--urgent", action="append", metavar="WORKLOAD_FILE",
+                     help="urgent requests: a workload spec whose edges may start at existing tasks (repeatable)")
+    rep.add_argument("--objectives", nargs="+", default=["makespan", "utilization", "imbalance", "migrations"],
+                     help="as for optimize; 'migrations' counts tasks moved off a node that still works")
+    rep.add_argument("--population", type=int, default=50)
+    rep.add_argument("--generations", type=int, default=40)
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--select", default="knee", help="knee | weights:a,b,c | sla:SECONDS")
+    rep.add_argument("--out", default="replanned", help="folder for plan.json, pareto.csv, schedule.csv, changes.csv")
+    rep.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
+    rep.set_defaults(run=_replan)
 
     val = sub.add_parser("validate", help="check a spec file and explain what is wrong")
     val.add_argument("file")

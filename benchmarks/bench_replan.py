@@ -31,12 +31,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.algorithms.baselines import HeftAllocator  # noqa: E402
-from core.api import Settings, optimize  # noqa: E402
-from core.evaluate import STAT_INDEX, Evaluator  # noqa: E402
-from core.model import Edge, Instance, Request, Workload  # noqa: E402
-from core.replan import NodeFailure, NodeJoin, UrgentRequests, carry_over, replan, residual_instance  # noqa: E402
-from core.synthetic import random_cluster, random_workload  # noqa: E402
+from core.algorithms.baselines import HeftAllocator
+from core.api import Settings, optimize
+from core.evaluate import STAT_INDEX, Evaluator
+from core.model import Edge, Instance, Request, Workload
+from core.replan import (
+    NodeFailure,
+    NodeJoin,
+    UrgentRequests,
+    carry_over,
+    replan,
+    residual_instance,
+)
+from core.synthetic import random_cluster, random_workload
 
 TARGET_SECONDS = 1.0
 REMAINING = 1000

@@ -312,7 +312,7 @@ def _joins(values, cluster) -> list:
         doc = doc.get("cluster", doc)
         if not isinstance(doc, dict):
             raise SpecError("join", "must be a node mapping or a mapping with 'nodes' (and 'links')")
-        nodes = doc["nodes"] if "nodes" in doc else [doc]
+        nodes = doc.get("nodes", [doc])
         links = doc.get("links", [])
         if not isinstance(nodes, list) or not isinstance(links, list):
             raise SpecError("join", "'nodes' and 'links' must be lists")

@@ -30,6 +30,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_quality.py
 	$(BIN)/python benchmarks/bench_simulator.py
 	$(BIN)/python benchmarks/bench_robust.py
+	$(BIN)/python benchmarks/bench_replan.py
 
 clean:
 	rm -rf $(VENV) .demo out

@@ -40,6 +40,7 @@ from core.replan import (
     NodeJoin,
     UrgentRequests,
     carry_over,
+    carry_over_all,
     replan,
     residual_instance,
 )
@@ -104,7 +105,7 @@ def case(name, instance, first, now, changes, budget: Settings, repeats: int) ->
     fallback = HeftAllocator().build(residual)
     t_fallback = time.perf_counter() - started
     started = time.perf_counter()
-    seeds = [carry_over(p, instance, residual, fallback) for p in (plan, *first.front)]
+    seeds = carry_over_all([plan, *first.front], instance, residual, fallback)
     t_carry = time.perf_counter() - started
     started = time.perf_counter()
     optimize(residual, settings, initial_plans=seeds)

@@ -115,24 +115,35 @@ def residual_instance(instance: Instance, plan: Plan, now: float, changes: Seque
 
 
 def carry_over(plan: Plan, old: Instance, new: Instance, fallback: Plan) -> Plan:
-    """``plan`` (made for ``old``) as a plan for ``new``: same node for every task that kept an
-    eligible one, ``fallback``'s node otherwise (new tasks, failed nodes); old tasks in their
-    old order, then new tasks in ``fallback``'s order."""
+    """``plan`` (made for ``old``) as a plan for ``new`` (see ``carry_over_all``)."""
+    return carry_over_all([plan], old, new, fallback)[0]
+
+
+def carry_over_all(plans: Sequence[Plan], old: Instance, new: Instance, fallback: Plan) -> list[Plan]:
+    """``plans`` (made for ``old``) as plans for ``new``: the same node for every task that kept
+    an eligible one, ``fallback``'s node otherwise (new tasks, failed nodes); old tasks in their
+    old order, then new tasks in ``fallback``'s order, made topological once per distinct order."""
     new_index = {t: i for i, t in enumerate(new.task_ids)}
+    task_map = np.array([new_index[t] for t in old.task_ids], dtype=np.int64)
     node_index = {nd: j for j, nd in enumerate(new.node_ids)}
-    assignment = fallback.assignment.copy()
-    for t, task_id in enumerate(old.task_ids):
-        i = new_index[task_id]
-        j = node_index[old.node_ids[plan.assignment[t]]]
-        if new.eligible[i, j]:
-            assignment[i] = j
-    old_order = [new_index[old.task_ids[t]] for t in plan.order]
-    kept = set(old_order)
-    wanted = old_order + [t for t in fallback.order.tolist() if t not in kept]
-    return Plan(assignment, _topological(new, wanted))
+    node_map = np.array([node_index[nd] for nd in old.node_ids], dtype=np.int32)
+    orders: dict[bytes, np.ndarray] = {}
+    carried = []
+    for plan in plans:
+        nodes = node_map[plan.assignment]
+        keep = new.eligible[task_map, nodes]
+        assignment = fallback.assignment.copy()
+        assignment[task_map[keep]] = nodes[keep]
+        key = plan.order.tobytes()
+        if key not in orders:
+            old_order = task_map[plan.order]
+            rest = fallback.order[~np.isin(fallback.order, old_order)]
+            orders[key] = _topological(new, np.concatenate([old_order, rest]))
+        carried.append(Plan(assignment, orders[key]))
+    return carried
 
 
-def _topological(instance: Instance, wanted: list[int]) -> np.ndarray:
+def _topological(instance: Instance, wanted: np.ndarray) -> np.ndarray:
     """A topological order as close to ``wanted`` as the edges allow (Kahn's algorithm taking
     the ready task that comes first in ``wanted``)."""
     import heapq
@@ -167,6 +178,6 @@ def replan(instance: Instance, plan: Plan, now: float, changes: Sequence[Change]
 
     residual = residual_instance(instance, plan, now, changes, start=start, end=end)
     fallback = HeftAllocator().build(residual)
-    seeds = [carry_over(p, instance, residual, fallback) for p in (plan, *previous_plans)]
+    seeds = carry_over_all([plan, *previous_plans], instance, residual, fallback)
     result = optimize(residual, settings or Settings(), progress=progress, initial_plans=seeds)
     return residual, result

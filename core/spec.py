@@ -12,7 +12,7 @@ import json
 import math
 import reprlib
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from core.errors import SpecError
@@ -200,7 +200,11 @@ def check_workload(workload: Workload) -> None:
                     for j, (kind, zone) in enumerate(places)),
         default_bandwidth=1.0,
     )
-    Instance.build(workload, probe)
+    # Pins and previous nodes name nodes of a cluster the workload does not know yet: they are
+    # checked when the workload meets its cluster.
+    unplaced = tuple(replace(t, pinned_node=None, pinned_start=None, pinned_end=None, previous_node=None)
+                     for t in workload.tasks)
+    Instance.build(replace(workload, tasks=unplaced), probe)
 
 
 def check_cluster(cluster: Cluster) -> None:

@@ -355,6 +355,8 @@ class ArrayNSGA2(GeneticAlgorithm):
         self._survive(infills, self.off_X, self.evaluator.last_rows, len(infills))
 
     def _advance(self, infills=None, **kwargs):
+        if infills is None:  # no new plan could be made (a tiny search space): nothing changes
+            return
         self._survive(Population.merge(self.pop, infills), np.concatenate((self.pop_X, self.off_X)),
                       np.concatenate((self.pop_rows, self.evaluator.last_rows)), self.pop_size)
 

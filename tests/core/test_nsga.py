@@ -369,3 +369,13 @@ def test_archive_keeps_the_non_dominated_least_violating_plans(F, cv):
     front = pool[non_dominated(F[pool])]
     distinct = {F[i].tobytes(): i for i in front[::-1]}  # earliest of equal objective vectors
     assert sorted(archive.X[:, 0].tolist()) == sorted(distinct.values())
+
+
+def test_a_search_space_smaller_than_the_population_ends_cleanly():
+    """Two tasks on two nodes have four plans: generations with no new plan change nothing."""
+    from core.model import Cluster, Instance, Node, Task, Workload
+
+    inst = Instance.build(Workload(tasks=(Task("a", 1.0), Task("b", 2.0))),
+                          Cluster(nodes=(Node("n0", "cpu", 1.0, 1.0), Node("n1", "cpu", 2.0, 1.0))))
+    result = NSGA2Allocator(population=50, generations=40).allocate(Evaluator(inst), seed=1)
+    assert 1 <= len(result.plans) <= 4

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from core.errors import SpecError
 from core.io import describe, dump, load_cluster, load_instance, load_workload
-from core.model import Cluster, Edge, Link, Node, Request, Task, Workload
+from core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload
 from core.spec import cluster_from_dict, cluster_to_dict, schema, workload_from_dict, workload_to_dict
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
@@ -171,3 +171,22 @@ def test_specs_round_trip_through_files(tmp_path, workload, cluster, suffix):
     dump({"workload": workload_to_dict(workload), "cluster": cluster_to_dict(cluster)}, path)
     assert load_workload(path) == workload
     assert load_cluster(path) == cluster
+
+
+def test_a_replanning_state_loads_and_meets_its_cluster():
+    """Pins and previous nodes name a cluster's nodes: checked when workload meets cluster."""
+    from core.errors import SpecError
+    from core.spec import cluster_from_dict, workload_from_dict
+
+    workload = workload_from_dict({"tasks": [
+        {"id": "a", "work": 1, "pinned_node": "n0", "pinned_start": 0, "pinned_end": 1},
+        {"id": "b", "work": 1, "previous_node": "n0"}], "edges": [{"source": "a", "target": "b"}]})
+    cluster = cluster_from_dict({"nodes": [{"id": "n0", "kind": "cpu", "speed": 1, "memory": 1, "failed": True},
+                                           {"id": "n1", "kind": "cpu", "speed": 1, "memory": 1,
+                                            "available_from": 5}],
+                                 "default_bandwidth": 1})
+    inst = Instance.build(workload, cluster)
+    assert inst.pinned_node.tolist() == [0, -1] and inst.previous_node.tolist() == [-1, 0]
+    assert inst.eligible.tolist() == [[True, False], [False, True]]  # n0 failed: b must move
+    with pytest.raises(SpecError, match=r"tasks\['a'\].pinned_node: unknown node 'n0'"):
+        Instance.build(workload, cluster_from_dict({"nodes": [{"id": "x", "kind": "cpu", "speed": 1, "memory": 1}]}))

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow lint bench clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,9 @@ test: install
 
 test-slow: install
 	$(BIN)/pytest -m "slow or integration"
+
+lint: install
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python benchmarks/bench_evaluator.py

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.cli import main
-from core.pareto import non_dominated, objective_matrix
+from core.pareto import non_dominated
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
 WORKLOAD, CLUSTER = str(EXAMPLES / "workload.yaml"), str(EXAMPLES / "cluster.yaml")

@@ -60,12 +60,18 @@ class AllocationOperator(BaseOperator):
     :param output_root: root of the run folders; default ``$APPORTION_OUTPUT_ROOT`` or
         ``$AIRFLOW_HOME/apportion``. (templated)
     :param tracking_attempts: tries to reach an http(s) tracking server before failing.
+    :param warm_start: start from the front this DAG last published (``front.json`` beside the
+        published plan.json), mapped by task and node id onto this run's workload and cluster;
+        logs ``warm_start``/``warm_start_source``, ``moved_tasks``, ``moved_share``,
+        ``warm_start_plans`` and ``delta/<metric>`` versus the previous plan. (templated)
+    :param migration_objective: with a previous plan, also minimise the tasks moved off the
+        node it gave them (objective ``migrations``). (templated)
     """
 
     template_fields: Sequence[str] = (
         "workload", "cluster", "scenario", "scenario_params", "algorithm", "population", "generations",
         "seed", "objectives", "select", "experiment_name", "run_name", "child_run_name", "tracking_uri",
-        "output_root",
+        "output_root", "warm_start", "migration_objective",
     )
     template_fields_renderers = {"workload": "json", "cluster": "json", "scenario_params": "json"}
     ui_color = "#d8e7f5"
@@ -92,6 +98,8 @@ class AllocationOperator(BaseOperator):
         mlflow_conn_id: str | None = DEFAULT_CONN_ID,
         output_root: str | None = None,
         tracking_attempts: int = 3,
+        warm_start: bool | str = False,
+        migration_objective: bool | str = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -113,6 +121,8 @@ class AllocationOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.output_root = output_root
         self.tracking_attempts = tracking_attempts
+        self.warm_start = warm_start
+        self.migration_objective = migration_objective
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
@@ -128,7 +138,8 @@ class AllocationOperator(BaseOperator):
                 experiment_name=self.experiment_name, run_name=self.run_name, nested=self.nested,
                 child_run_name=self.child_run_name, tracking_uri=self.tracking_uri,
                 mlflow_conn_id=self.mlflow_conn_id, output_root=self.output_root,
-                tracking_attempts=self.tracking_attempts, context=context,
+                tracking_attempts=self.tracking_attempts, warm_start=self.warm_start,
+                migration_objective=self.migration_objective, context=context,
             )
         except SpecError as error:
             # Bad input stays bad on a retry: fail at once with the field and the reason.
@@ -139,6 +150,9 @@ class AllocationOperator(BaseOperator):
             summary["pareto_size"], " (reused the folder's result)" if summary["reused"] else "",
             summary["mlflow_run_url"] or summary["mlflow_run_id"], summary["artifact_dir"],
         )
+        if summary["warm_start"]:
+            self.log.info("warm start from MLflow run %s: %d tasks moved", summary["warm_start_source"],
+                          summary["moved_tasks"])
         return summary
 
 
@@ -154,24 +168,27 @@ class EvaluatePlanOperator(BaseOperator):
     :param tolerance: largest accepted relative difference.
     :param tracking_uri: MLflow tracking URI; default the one the allocation used. (templated)
     :param mlflow_conn_id: Airflow connection for the tracking URI.
+    :param metric_prefix: prefix of the logged metrics (a failure drill checks its re-plan
+        under ``replan_evaluation/``).
     """
 
     template_fields: Sequence[str] = ("allocation", "tracking_uri")
     ui_color = "#e4f0d8"
 
     def __init__(self, *, allocation: Any, tolerance: float = 1e-9, tracking_uri: str | None = None,
-                 mlflow_conn_id: str | None = DEFAULT_CONN_ID, **kwargs) -> None:
+                 mlflow_conn_id: str | None = DEFAULT_CONN_ID, metric_prefix: str = "evaluation/", **kwargs) -> None:
         super().__init__(**kwargs)
         self.allocation = allocation
         self.tolerance = tolerance
         self.tracking_uri = tracking_uri
         self.mlflow_conn_id = mlflow_conn_id
+        self.metric_prefix = metric_prefix
 
     def execute(self, context: Context) -> dict[str, Any]:
         from operators.steps import evaluate_plan
 
         outcome = evaluate_plan(self.allocation, tolerance=self.tolerance, tracking_uri=self.tracking_uri,
-                                mlflow_conn_id=self.mlflow_conn_id)
+                                mlflow_conn_id=self.mlflow_conn_id, metric_prefix=self.metric_prefix)
         self.log.info("plan %s verified: %d values agree within %.3g", outcome["plan_id"], outcome["checked"],
                       outcome["max_relative_error"])
         return outcome

@@ -1,5 +1,6 @@
 """Charts logged with each allocation: the Pareto front (plotly HTML + matplotlib PNG), a
-Gantt chart of the chosen plan, and the evolution of a workflow's runs over time.
+Gantt chart of the chosen plan (with a failure drill's failure marked), the realised metrics of
+simulated runs against the predicted ones, and the evolution of a workflow's runs over time.
 
 Inputs are the CSV files the run folder already holds, so a chart can be redrawn from the
 folder alone. matplotlib runs headless (Agg).
@@ -31,19 +32,23 @@ def _read_csv(path: str | Path) -> list[dict]:
 def pareto_charts(pareto_csv: str | Path, objectives: Sequence[str], html_path: str | Path,
                   png_path: str | Path, *, title: str = "Pareto front") -> tuple[Path, Path]:
     """The front over the first two objectives (colour: the third if any), chosen plan marked.
+    An objective is read from its statistic's column (``migrations`` from ``moved``).
 
     The HTML is interactive (hover shows every objective) and loads plotly.js from its CDN to
     stay small; the PNG is for quick looks in the MLflow artifact view.
     """
     import plotly.graph_objects as go
 
+    from core.pareto import OBJECTIVES
+
     rows = _read_csv(pareto_csv)
+    column = {n: OBJECTIVES[n][0] if n in OBJECTIVES else n for n in objectives}  # migrations -> moved
     names = list(objectives)[:3]
     x_name, y_name = names[0], names[1] if len(names) > 1 else names[0]
     colour = names[2] if len(names) > 2 else None
-    values = {n: [float(r[n]) for r in rows] for n in names}
+    values = {n: [float(r[column[n]]) for r in rows] for n in names}
     chosen = [int(r["chosen"]) == 1 for r in rows]
-    hover = [", ".join(f"{n}={float(r[n]):.4g}" for n in objectives) + f" (plan {r['plan']})" for r in rows]
+    hover = [", ".join(f"{n}={float(r[column[n]]):.4g}" for n in objectives) + f" (plan {r['plan']})" for r in rows]
 
     fig = go.Figure()
     fig.add_trace(go.Scatter(
@@ -78,30 +83,49 @@ def pareto_charts(pareto_csv: str | Path, objectives: Sequence[str], html_path: 
 
 
 def gantt_chart(schedule_csv: str | Path, png_path: str | Path, *, colour_by: str = "kind",
-                title: str = "Chosen plan") -> Path:
+                title: str = "Chosen plan", failed_node: str | None = None, failure_time: float | None = None,
+                back_at: float | None = None) -> Path:
     """One row per node, one bar per task from start to end, coloured by task ``kind``
-    (or ``request``); with more than a dozen colours the legend is left out."""
+    (or ``request``); with more than a dozen colours the legend is left out.
+
+    A failure drill marks ``failure_time`` with a vertical line and shades ``failed_node``'s
+    row from then until ``back_at`` (to the end of the chart when it never comes back)."""
     rows = _read_csv(schedule_csv)
-    nodes = sorted({r["node"] for r in rows}, key=lambda n: (next(r["node_kind"] for r in rows if r["node"] == n), n))
+    kinds = {r["node"]: r["node_kind"] for r in rows}
+    if failed_node is not None:
+        kinds.setdefault(failed_node, "")  # keep the failed node's row even when it runs nothing
+    nodes = sorted(kinds, key=lambda n: (kinds[n], n))
     row_of = {n: i for i, n in enumerate(nodes)}
     groups = sorted({r[colour_by] for r in rows})
     plt = _pyplot()
+    from matplotlib.patches import Patch
+
     cmap = plt.get_cmap("tab20" if len(groups) > 10 else "tab10")
     colour = {g: cmap(i % cmap.N) for i, g in enumerate(groups)}
 
     height = min(0.3 * len(nodes) + 1.5, 40)
     fig, ax = plt.subplots(figsize=(10, height))
+    legend = []
     for group in groups:
         bars = [(float(r["start"]), float(r["duration"]), row_of[r["node"]]) for r in rows if r[colour_by] == group]
         for start, duration, y in bars:
             ax.barh(y, duration, left=start, height=0.8, color=colour[group], edgecolor="white", linewidth=0.3)
-        ax.barh([], [], color=colour[group], label=group)
+        legend.append(Patch(color=colour[group], label=group))
+    legend = legend if len(groups) <= MAX_LEGEND else []
+    if failure_time is not None:
+        end = max([float(r["end"]) for r in rows] + [failure_time, back_at or 0.0])
+        legend.append(ax.axvline(failure_time, color="red", linestyle="--", linewidth=1.2, label="failure"))
+        if failed_node is not None:
+            down_for = (back_at if back_at is not None else end) - failure_time
+            ax.barh(row_of[failed_node], down_for, left=failure_time, height=1.0, color="red", alpha=0.18,
+                    hatch="//", edgecolor="red", linewidth=0)
+            legend.append(Patch(facecolor="red", alpha=0.18, hatch="//", edgecolor="red", label=f"{failed_node} down"))
     ax.set_yticks(range(len(nodes)))
     ax.set_yticklabels(nodes, fontsize=7 if len(nodes) > 30 else 9)
     ax.invert_yaxis()
     ax.set(xlabel="time (s)", ylabel="node", title=f"{title}: {len(rows)} tasks on {len(nodes)} nodes")
-    if len(groups) <= MAX_LEGEND:
-        ax.legend(title=colour_by, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    if legend:
+        ax.legend(handles=legend, title=colour_by, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
     png_path = Path(png_path)
     fig.savefig(png_path, dpi=110)
@@ -128,6 +152,33 @@ def evolution_chart(table, columns: Sequence[str], png_path: str | Path, *, titl
     fig.tight_layout()
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return png_path
+
+
+def simulation_chart(realised, predicted, png_path: str | Path, *, title: str) -> Path:
+    """One histogram per metric of ``realised`` (name -> per-sample values; NaN samples left
+    out) with the plan's ``predicted`` value as a vertical line and the realised p95 dotted."""
+    import numpy as np
+
+    plt = _pyplot()
+    names = list(realised)
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        values = np.asarray(realised[name], dtype=float)
+        values = values[np.isfinite(values)]
+        if values.size:
+            ax.hist(values, bins=min(40, max(5, values.size // 10)), color="tab:blue", alpha=0.75,
+                    label=f"realised ({values.size} samples)")
+            ax.axvline(np.percentile(values, 95), color="tab:blue", linestyle=":", linewidth=1.5, label="realised p95")
+        if predicted.get(name) is not None:
+            ax.axvline(float(predicted[name]), color="red", linewidth=2, label="predicted")
+        ax.set(xlabel=f"{name.replace('_', ' ')} (s)", ylabel="samples")
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    png_path = Path(png_path)
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
     return png_path

@@ -1,10 +1,14 @@
 """The steps of an allocation workflow as plain functions, so DAG files stay thin.
 
-build workload -> snapshot cluster -> allocate -> evaluate chosen plan -> publish -> record.
-Each step writes into its task's run folder (``<output root>/<dag_id>/<run_id>/<task_id>``)
+build workload -> snapshot cluster -> allocate -> evaluate chosen plan -> simulate -> publish
+-> record, and the failure drill's re-plan. Each step writes into its task's run folder (``<output root>/<dag_id>/<run_id>/<task_id>``)
 and returns a small JSON-able dict for XCom. ``allocate`` writes every result to the folder
 before it talks to MLflow, so an unreachable server loses nothing: the retry finds the
 complete result (same inputs and settings) and only uploads it.
+
+A scheduled workflow starts from its previous run: ``publish_plan`` publishes the chosen plan
+(plan.json) and the whole front (front.json), and the next ``allocate`` maps that front onto
+its fresh workload and cluster, seeds the search with it and counts the tasks it moved.
 
 Heavy modules (numpy, core, mlflow, matplotlib) are imported inside the functions.
 """
@@ -16,6 +20,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -33,7 +38,16 @@ from operators.tracking import (
 
 OUTPUT_ROOT_ENV = "APPORTION_OUTPUT_ROOT"
 RESULT_FILE = "result.json"  # written last: its presence marks a complete allocation
-RESULT_VERSION = 1
+RESULT_VERSION = 2
+FRONT_FILE = "front.json"  # the front's plans, published beside plan.json for the next run
+FRONT_VERSION = 1
+# Chosen-plan metrics compared with the previous run's (``delta/<name>``, new minus old).
+DELTA_METRICS = ("makespan", "utilization", "imbalance", "mean_response", "p95_response", "deadline_misses",
+                 "energy", "cost")
+# Realised metrics the simulate step logs (``realised/<name>_<statistic>``).
+REALISED_METRICS = ("makespan", "mean_response", "p95_response", "utilization", "imbalance", "completion_rate",
+                    "deadline_misses", "failed_tasks", "moved_tasks")
+REALISED_STATISTICS = ("mean", "std", "p5", "p50", "p95")
 
 
 class PlanMismatch(RuntimeError):
@@ -146,6 +160,53 @@ def _as_int(value, field: str) -> int:
         raise SpecError(field, f"must be an integer, got {value!r}") from None
 
 
+def _as_bool(value, field: str) -> bool:
+    """Templated flags render to ``"True"``/``"False"``; accept those, bools and 0/1."""
+    from core.errors import SpecError
+
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", "", "none"):
+        return False
+    raise SpecError(field, f"must be true or false, got {value!r}")
+
+
+def _as_number(value, field: str, *, minimum: float = 0.0, allow_none: bool = False) -> float | None:
+    """A finite number >= ``minimum`` (rendered strings accepted); ``None``/``"None"`` when allowed."""
+    import math
+
+    from core.errors import SpecError
+
+    if allow_none and (value is None or str(value).strip().lower() in ("", "none", "null")):
+        return None
+    if isinstance(value, bool):
+        raise SpecError(field, f"must be a number, got {value!r}")
+    try:
+        x = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise SpecError(field, f"must be a number, got {value!r}") from None
+    if not math.isfinite(x) or x < minimum:
+        raise SpecError(field, f"must be a finite number >= {minimum:g}, got {value!r}")
+    return x
+
+
+def _as_names(value, field: str) -> tuple[str, ...]:
+    """A list of names, or a comma-separated (templated) string of them."""
+    from core.errors import SpecError
+
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        text = value.strip().strip("[]")
+        return tuple(n.strip().strip("'\"") for n in text.split(",") if n.strip().strip("'\""))
+    if isinstance(value, (list, tuple)) and all(isinstance(n, str) for n in value):
+        return tuple(value)
+    raise SpecError(field, f"give a list of names, got {value!r}")
+
+
 def resolve_inputs(workload=None, cluster=None, *, scenario: str | None = None,
                    scenario_params: Mapping[str, Any] | None = None, folder: Path):
     """(Workload, Cluster) from specs, upstream results or a scenario; explicit specs win."""
@@ -179,10 +240,14 @@ def make_settings(*, algorithm="nsga2", population=100, generations=200, seed=0,
 
 
 def cluster_summary(cluster) -> dict[str, int]:
-    """Node counts by kind, e.g. ``{"nodes": 12, "nodes_gpu": 4, "nodes_cpu": 8}``."""
+    """Node counts by kind, e.g. ``{"nodes": 12, "nodes_gpu": 4, "nodes_cpu": 8}``, and
+    ``nodes_failed`` when nodes are down."""
     counts: dict[str, int] = {"nodes": len(cluster.nodes)}
     for node in cluster.nodes:
         counts[f"nodes_{node.kind}"] = counts.get(f"nodes_{node.kind}", 0) + 1
+    failed = sum(node.failed for node in cluster.nodes)
+    if failed:
+        counts["nodes_failed"] = failed
     return counts
 
 
@@ -209,10 +274,14 @@ def build_workload(scenario: str, *, size: int | None = None, nodes: int | None 
 
 
 def snapshot_cluster(cluster=None, *, scenario: str | None = None, nodes: int | None = None, seed: int = 0,
-                     size: int | None = None, logical_date: str | None = None,
+                     size: int | None = None, logical_date: str | None = None, nodes_down: Sequence[str] = (),
                      out_dir: str | Path | None = None, context: Mapping[str, Any] | None = None) -> dict:
     """Freeze the cluster this run allocates on as ``cluster.json``: a spec path or dict if
-    given, else the scenario's cluster. Returns ``{"cluster": path, "nodes", "nodes_<kind>"...}``."""
+    given, else the scenario's cluster; the nodes named in ``nodes_down`` are marked failed
+    (they take no work). Returns ``{"cluster": path, "nodes", "nodes_<kind>"..., "nodes_down"}``."""
+    from dataclasses import replace
+
+    from core.errors import SpecError
     from core.io import cluster_to_dict
 
     folder = Path(out_dir) if out_dir else task_folder(context)
@@ -224,11 +293,16 @@ def snapshot_cluster(cluster=None, *, scenario: str | None = None, nodes: int | 
         params = {"size": size, "nodes": nodes, "seed": seed, "logical_date": logical_date}
         snapshot = scenario_instance(scenario, params)[1]
     else:
-        from core.errors import SpecError
-
         raise SpecError("cluster", "give a cluster spec or a scenario name")
+    down = _as_names(nodes_down, "nodes_down")
+    known = {node.id for node in snapshot.nodes}
+    unknown = [name for name in down if name not in known]
+    if unknown:
+        raise SpecError("nodes_down", f"unknown nodes {unknown}; the cluster has {sorted(known)}")
+    if down:
+        snapshot = replace(snapshot, nodes=tuple(replace(n, failed=True) if n.id in down else n for n in snapshot.nodes))
     path = _write_json(folder / "cluster.json", cluster_to_dict(snapshot))
-    return {"cluster": str(path), **cluster_summary(snapshot)}
+    return {"cluster": str(path), **cluster_summary(snapshot), "nodes_down": sorted(set(down))}
 
 
 def plan_id(plan: Mapping[str, Any]) -> str:
@@ -237,19 +311,145 @@ def plan_id(plan: Mapping[str, Any]) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def _fingerprint(settings, workload_spec: dict, cluster_spec: dict) -> str:
+def _fingerprint(settings, workload_spec: dict, cluster_spec: dict, warm_start_from: str | None = None) -> str:
     from dataclasses import asdict
 
     blob = json.dumps({"settings": asdict(settings), "workload": workload_spec, "cluster": cluster_spec,
-                       "version": RESULT_VERSION}, sort_keys=True, default=list)
+                       "warm_start_from": warm_start_from, "version": RESULT_VERSION}, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+# --- Warm start from the previous run ----------------------------------------------------------
+
+
+def front_record(result, chosen_plan_id: str) -> dict:
+    """front.json: every plan of the front by task and node ids (``tasks``/``nodes`` list the
+    ids once; a plan's ``assignment`` gives a node index per task, its ``order`` task indices),
+    its objective values, which one was chosen and the chosen plan's metrics."""
+    from core.evaluate import STAT_INDEX
+    from core.pareto import OBJECTIVES
+
+    inst = result.instance
+    return {
+        "version": FRONT_VERSION,
+        "plan_id": chosen_plan_id,
+        "objectives": list(result.settings.objectives),
+        "chosen": result.chosen_index,
+        "metrics": result.metrics,
+        "tasks": list(inst.task_ids),
+        "nodes": list(inst.node_ids),
+        "plans": [
+            {"assignment": plan.assignment.tolist(), "order": plan.order.tolist(),
+             "objectives": {name: float(stats[STAT_INDEX[OBJECTIVES[name][0]]]) for name in result.settings.objectives}}
+            for plan, stats in zip(result.front, result.front_stats)
+        ],
+    }
+
+
+def published_front_path(dag_id: str, output_root: str | Path | None = None) -> Path:
+    """Where ``publish_plan`` puts the front of the plan it publishes: beside plan.json."""
+    return published_plan_path(dag_id, output_root).with_name(FRONT_FILE)
+
+
+def previous_front(dag_id: str, output_root: str | Path | None = None) -> dict | None:
+    """The front the last run of ``dag_id`` published (front.json with its ``source``), or
+    ``None`` when there is none or it cannot be read (the run then starts cold)."""
+    import logging
+
+    path = published_front_path(dag_id, output_root)
+    if not path.exists():
+        return None
+    try:
+        front = json.loads(path.read_text())
+    except ValueError as exc:
+        logging.getLogger(__name__).warning("ignoring unreadable %s: %s", path, exc)
+        return None
+    if front.get("version") != FRONT_VERSION or not front.get("plans"):
+        logging.getLogger(__name__).warning("ignoring %s: version %r or no plans", path, front.get("version"))
+        return None
+    return front
+
+
+@dataclass(frozen=True)
+class _PlanIds:
+    """The task and node ids a carried plan refers to: what ``core.replan.carry_over`` reads
+    from the instance the plan was made for."""
+
+    task_ids: tuple[str, ...]
+    node_ids: tuple[str, ...]
+
+
+def carry_front(front: Mapping[str, Any], instance, fallback) -> list:
+    """The plans of ``front`` (front.json) as plans for ``instance``, by task and node id:
+    a task keeps its node when the node still exists and is eligible (not failed); new tasks
+    and the rest take ``fallback``'s node (``core.replan.carry_over``)."""
+    import numpy as np
+
+    from core.evaluate import Plan
+    from core.replan import carry_over
+
+    node_index = {n: j for j, n in enumerate(instance.node_ids)}
+    present = set(instance.task_ids)
+    tasks, nodes = front["tasks"], front["nodes"]
+    plans = []
+    for entry in front["plans"]:
+        kept = [t for t, j in enumerate(entry["assignment"]) if tasks[t] in present and nodes[j] in node_index]
+        position = {t: k for k, t in enumerate(kept)}
+        old = _PlanIds(tuple(tasks[t] for t in kept), instance.node_ids)
+        plan = Plan(np.array([node_index[nodes[entry["assignment"][t]]] for t in kept], dtype=np.int32),
+                    np.array([position[t] for t in entry["order"] if t in position], dtype=np.int32))
+        plans.append(carry_over(plan, old, instance, fallback))
+    return plans
+
+
+def with_previous_nodes(workload, cluster, front: Mapping[str, Any]):
+    """``workload`` with each task's ``previous_node`` set to the node the previous chosen
+    plan gave it, when that node is still in ``cluster`` and up (the ``moved`` statistic and
+    the ``migrations`` objective count moves from it; a task off a failed node must move)."""
+    from dataclasses import replace
+
+    up = {node.id for node in cluster.nodes if not node.failed}
+    chosen = front["plans"][front["chosen"]]
+    previous = {front["tasks"][t]: front["nodes"][j] for t, j in enumerate(chosen["assignment"])}
+    tasks = tuple(replace(task, previous_node=previous[task.id] if previous.get(task.id) in up else None)
+                  for task in workload.tasks)
+    return replace(workload, tasks=tasks)
+
+
+def _warm_start_record(front: Mapping[str, Any] | None, instance, result, carried: list) -> tuple[dict, dict]:
+    """(params, metrics) saying where the search started and what changed since the last run."""
+    import numpy as np
+
+    from core.evaluate import STAT_INDEX, Evaluator
+    from core.pareto import OBJECTIVES
+
+    if front is None:
+        return {"warm_start": "false"}, {}
+    source = front.get("source", {})
+    params = {"warm_start": "true", "warm_start_source": source.get("mlflow_run_id") or "",
+              "warm_start_source_plan": front.get("plan_id", "")}
+    moved = result.chosen.stat("moved")
+    movable = int(np.count_nonzero(instance.previous_node >= 0))
+    metrics = {"warm_start_plans": float(len(carried)), "moved_tasks": moved,
+               "moved_share": moved / movable if movable else 0.0}
+    old = front.get("metrics", {})
+    for name in DELTA_METRICS:
+        if name in old and name in result.metrics:
+            metrics[f"delta/{name}"] = float(result.metrics[name]) - float(old[name])
+    # What the previous chosen plan, carried over, is worth on this run's workload and cluster.
+    stats = Evaluator(instance).schedule(carried[front["chosen"]]).stats
+    for name in result.settings.objectives:
+        metrics[f"warm_start/previous_plan_{name}"] = float(stats[STAT_INDEX[OBJECTIVES[name][0]]])
+    return params, metrics
+
+
 def compute_allocation(workload, cluster, settings, folder: str | Path, *, scenario_info: Mapping | None = None,
-                       started: float | None = None) -> dict:
-    """Optimise and write plan.json, pareto.csv, schedule.csv, charts, the specs and, last,
-    result.json into ``folder``; if result.json there already matches these inputs and
-    settings, reuse it. Returns the result record (with ``"reused"``)."""
+                       started: float | None = None, previous: Mapping[str, Any] | None = None) -> dict:
+    """Optimise and write plan.json, front.json, pareto.csv, schedule.csv, charts, the specs
+    and, last, result.json into ``folder``; if result.json there already matches these inputs
+    and settings, reuse it. ``previous`` (a published front.json) warm-starts the search and
+    sets each task's previous node. Returns the result record (with ``"reused"``)."""
+    from core.algorithms.baselines import HeftAllocator
     from core.api import optimize, write_outputs
     from core.io import cluster_to_dict, workload_to_dict
     from core.model import Instance
@@ -258,15 +458,19 @@ def compute_allocation(workload, cluster, settings, folder: str | Path, *, scena
     started = time.perf_counter() if started is None else started
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    workload_spec, cluster_spec = workload_to_dict(workload), cluster_to_dict(cluster)
-    fingerprint = _fingerprint(settings, workload_spec, cluster_spec)
-    previous = _complete_result(folder, fingerprint)
     if previous is not None:
-        return {**previous, "reused": True}
+        workload = with_previous_nodes(workload, cluster, previous)
+    workload_spec, cluster_spec = workload_to_dict(workload), cluster_to_dict(cluster)
+    source = None if previous is None else json.dumps([previous.get("plan_id"), previous.get("source")], sort_keys=True)
+    fingerprint = _fingerprint(settings, workload_spec, cluster_spec, source)
+    done = _complete_result(folder, fingerprint)
+    if done is not None:
+        return {**done, "reused": True}
 
     (folder / RESULT_FILE).unlink(missing_ok=True)
     instance = Instance.build(workload, cluster)
-    result = optimize(instance, settings)
+    carried = carry_front(previous, instance, HeftAllocator().build(instance)) if previous is not None else []
+    result = optimize(instance, settings, initial_plans=carried)
     paths = write_outputs(result, folder)
     _write_json(folder / "workload.json", workload_spec)
     _write_json(folder / "cluster.json", cluster_spec)
@@ -277,16 +481,20 @@ def compute_allocation(workload, cluster, settings, folder: str | Path, *, scena
     gantt_chart(paths["schedule"], folder / "gantt.png", title=f"{settings.algorithm}: chosen plan")
 
     plan = json.loads(paths["plan"].read_text())
+    chosen_id = plan_id(plan)
+    (folder / FRONT_FILE).write_text(json.dumps(front_record(result, chosen_id)) + "\n")
+    warm_params, warm_metrics = _warm_start_record(previous, instance, result, carried)
     summary = result.summary()
     task_seconds = time.perf_counter() - started
     record = {
         "version": RESULT_VERSION,
         "fingerprint": fingerprint,
-        "plan_id": plan_id(plan),
+        "plan_id": chosen_id,
         "summary": summary,
         "objectives": {name: result.chosen.stat(OBJECTIVES[name][0]) for name in settings.objectives},
         "metrics": {
             **result.metrics,
+            **warm_metrics,
             "hypervolume": result.hypervolume,
             "pareto_size": result.pareto_size,
             "evaluations": result.evaluations,
@@ -302,6 +510,7 @@ def compute_allocation(workload, cluster, settings, folder: str | Path, *, scena
             "workload": workload.name, "cluster": cluster.name, "tasks": instance.n_tasks,
             "edges": instance.n_edges, "requests": len(instance.request_ids),
             **cluster_summary(cluster),
+            **warm_params,
             **{f"scenario_{k}" if k != "scenario" else k: v for k, v in (scenario_info or {}).items() if v is not None},
         },
         "history": result.history,
@@ -312,7 +521,7 @@ def compute_allocation(workload, cluster, settings, folder: str | Path, *, scena
 
 def _complete_result(folder: Path, fingerprint: str) -> dict | None:
     path = folder / RESULT_FILE
-    needed = ("plan.json", "pareto.csv", "schedule.csv", "workload.json", "cluster.json")
+    needed = ("plan.json", FRONT_FILE, "pareto.csv", "schedule.csv", "workload.json", "cluster.json")
     if not path.exists() or not all((folder / n).exists() for n in needed):
         return None
     try:
@@ -329,12 +538,16 @@ def allocate(workload=None, cluster=None, *, scenario: str | None = None,
              experiment_name: str | None = None, run_name: str | None = None, nested: bool = False,
              child_run_name: str | None = None, tracking_uri: str | None = None,
              mlflow_conn_id: str | None = DEFAULT_CONN_ID, output_root: str | Path | None = None,
-             tracking_attempts: int = 3, context: Mapping[str, Any] | None = None,
+             tracking_attempts: int = 3, warm_start: bool | str = False,
+             migration_objective: bool | str = False, context: Mapping[str, Any] | None = None,
              ref: AirflowRef | None = None) -> dict:
     """Allocate, write the run folder, log it all to MLflow and return the XCom summary.
 
-    ``ref`` names the task instance when there is no Airflow context (tests, scripts);
-    otherwise it comes from ``context`` or the current task. See ``AllocationOperator``.
+    With ``warm_start`` the front the DAG last published (``previous_front``) seeds the
+    search and sets each task's previous node; ``migration_objective`` then also minimises
+    the tasks moved off it (the ``migrations`` objective). ``ref`` names the task instance
+    when there is no Airflow context (tests, scripts); otherwise it comes from ``context`` or
+    the current task. See ``AllocationOperator``.
     """
     started = time.perf_counter()
     ref = ref or AirflowRef.from_context(_context(context))
@@ -344,7 +557,13 @@ def allocate(workload=None, cluster=None, *, scenario: str | None = None,
                              objectives=objectives, select=select)
     w, c = resolve_inputs(workload, cluster, scenario=scenario, scenario_params=scenario_params, folder=folder)
     info = {"scenario": scenario, **_scenario_kwargs(scenario_params)} if scenario else {}
-    record = compute_allocation(w, c, settings, folder, scenario_info=info, started=started)
+    previous = previous_front(ref.dag_id, output_root) if _as_bool(warm_start, "warm_start") else None
+    if previous is not None and _as_bool(migration_objective, "migration_objective") \
+            and "migrations" not in settings.objectives:
+        from dataclasses import replace
+
+        settings = replace(settings, objectives=(*settings.objectives, "migrations"))
+    record = compute_allocation(w, c, settings, folder, scenario_info=info, started=started, previous=previous)
 
     uri = resolve_tracking_uri(tracking_uri, mlflow_conn_id)
     try:
@@ -369,6 +588,9 @@ def allocate(workload=None, cluster=None, *, scenario: str | None = None,
         "makespan": s["makespan"], "utilization": s["utilization"], "imbalance": s["imbalance"],
         "hypervolume": s["hypervolume"], "pareto_size": s["pareto_size"],
         "optimiser_seconds": s["seconds"],
+        "warm_start": record["params"].get("warm_start") == "true",
+        "warm_start_source": record["params"].get("warm_start_source"),
+        "moved_tasks": record["metrics"].get("moved_tasks"),
         "reused": record["reused"],
         "artifact_dir": str(folder),
         "plan_path": str(folder / "plan.json"),
@@ -397,13 +619,15 @@ def _track_allocation(record: dict, folder: Path, ref: AirflowRef, uri: str, *, 
     experiment_id = tracker.experiment_id(experiment_name)
     parent_id, _ = tracker.dag_run(experiment_id, ref, run_name)
     if nested:
-        run_id, resumed = tracker.task_run(experiment_id, parent_id, ref, child_run_name)
+        run_id, _ = tracker.task_run(experiment_id, parent_id, ref, child_run_name)
     else:
-        run_id, resumed = parent_id, False
+        run_id = parent_id
         tracker.set_tags(parent_id, ref.task_tags())
     try:
         tracker.set_tags(run_id, {"apportion.plan_id": record["plan_id"], "apportion.artifact_dir": str(folder),
-                                  "apportion.reused_result": str(record.get("reused", False)).lower()})
+                                  "apportion.reused_result": str(record.get("reused", False)).lower(),
+                                  "apportion.warm_start": record["params"].get("warm_start", "false"),
+                                  "apportion.warm_start_source": record["params"].get("warm_start_source")})
         tracker.log_params(run_id, record["params"])
         tracker.log_metrics(run_id, record["metrics"], history_steps(record.get("history", [])))
         tracker.log_artifacts(run_id, folder)
@@ -421,25 +645,39 @@ def _track_allocation(record: dict, folder: Path, ref: AirflowRef, uri: str, *, 
     }
 
 
-def evaluate_plan(allocation: Mapping[str, Any], *, tolerance: float = 1e-9, tracking_uri: str | None = None,
-                  mlflow_conn_id: str | None = DEFAULT_CONN_ID) -> dict:
-    """Re-evaluate the chosen plan from plan.json and the saved specs, independently of the
-    optimiser, and check its claimed metrics and task times (relative ``tolerance``).
+# Task fields naming nodes: set by warm starts and re-planning.
+NODE_REFERENCES = ("pinned_node", "pinned_start", "pinned_end", "previous_node")
 
-    Raises ``PlanMismatch`` naming the differing fields. Logs ``evaluation/*`` to the
-    allocation's MLflow run when it has one. Returns ``{"plan_id", "verified", "max_relative_error",
-    "metrics", ...}``.
-    """
+
+def _load_replanning_workload(path: Path):
+    """A workload spec this project wrote, whose tasks may name nodes (``NODE_REFERENCES``).
+
+    ``core.io.load_workload`` checks a workload on a probe cluster, which has none of those
+    nodes; so the spec is checked without them and they are put back, to be checked by
+    ``Instance.build`` against the real cluster."""
+    from dataclasses import replace
+
+    from core.io import load_workload
+
+    spec = json.loads(path.read_text())
+    references = {t["id"]: {k: t[k] for k in NODE_REFERENCES if k in t} for t in spec["tasks"]}
+    plain = {**spec, "tasks": [{k: v for k, v in t.items() if k not in NODE_REFERENCES} for t in spec["tasks"]]}
+    workload = load_workload(plain)
+    return replace(workload, tasks=tuple(replace(t, **references[t.id]) for t in workload.tasks))
+
+
+def load_chosen_plan(allocation: Mapping[str, Any]):
+    """(instance, plan, plan.json) of an allocation result, from its folder's plan.json and the
+    workload and cluster specs it was made for."""
     import numpy as np
 
-    from core.evaluate import Evaluator, Plan
-    from core.io import load_cluster, load_workload
-    from core.metrics import plan_metrics
+    from core.evaluate import Plan
+    from core.io import load_cluster
     from core.model import Instance
 
     folder = Path(allocation["artifact_dir"])
     plan = json.loads((folder / "plan.json").read_text())
-    instance = Instance.build(load_workload(Path(allocation.get("workload") or folder / "workload.json")),
+    instance = Instance.build(_load_replanning_workload(Path(allocation.get("workload") or folder / "workload.json")),
                               load_cluster(Path(allocation.get("cluster") or folder / "cluster.json")))
     task_index = {t: i for i, t in enumerate(instance.task_ids)}
     node_index = {n: j for j, n in enumerate(instance.node_ids)}
@@ -447,8 +685,26 @@ def evaluate_plan(allocation: Mapping[str, Any], *, tolerance: float = 1e-9, tra
     for entry in plan["tasks"]:
         assignment[task_index[entry["task"]]] = node_index[entry["node"]]
     order = np.array([task_index[t] for t in plan["order"]], dtype=np.int32)
-    evaluator = Evaluator(instance)
-    schedule = evaluator.schedule(Plan(assignment, order))  # checks eligibility and order
+    return instance, Plan(assignment, order), plan
+
+
+def evaluate_plan(allocation: Mapping[str, Any], *, tolerance: float = 1e-9, tracking_uri: str | None = None,
+                  mlflow_conn_id: str | None = DEFAULT_CONN_ID, metric_prefix: str = "evaluation/") -> dict:
+    """Re-evaluate the chosen plan from plan.json and the saved specs, independently of the
+    optimiser, and check its claimed metrics and task times (relative ``tolerance``).
+
+    Raises ``PlanMismatch`` naming the differing fields. Logs ``<metric_prefix>verified`` and
+    ``<metric_prefix>max_relative_error`` (and the tag ``apportion.<prefix>``) to the
+    allocation's MLflow run when it has one. Returns ``{"plan_id", "verified",
+    "max_relative_error", "metrics", ...}``.
+    """
+    from core.evaluate import Evaluator
+    from core.metrics import plan_metrics
+
+    folder = Path(allocation["artifact_dir"])
+    instance, chosen, plan = load_chosen_plan(allocation)
+    task_index = {t: i for i, t in enumerate(instance.task_ids)}
+    schedule = Evaluator(instance).schedule(chosen)  # checks eligibility and order
     metrics = plan_metrics(instance, schedule)
 
     errors: dict[str, float] = {}
@@ -469,9 +725,10 @@ def evaluate_plan(allocation: Mapping[str, Any], *, tolerance: float = 1e-9, tra
     if allocation.get("mlflow_run_id"):
         tracker = Tracker(resolve_tracking_uri(tracking_uri or allocation.get("tracking_uri"), mlflow_conn_id))
         run_id = allocation["mlflow_run_id"]
-        tracker.log_metrics(run_id, {"evaluation/max_relative_error": worst, "evaluation/verified": float(verified)})
-        tracker.set_tags(run_id, {"apportion.evaluation": "verified" if verified else "mismatch"})
-        tracker.client.log_artifact(run_id, str(folder / "evaluation.json"))
+        tracker.log_metrics(run_id, {f"{metric_prefix}max_relative_error": worst,
+                                     f"{metric_prefix}verified": float(verified)})
+        tracker.set_tags(run_id, {f"apportion.{metric_prefix.strip('/')}": "verified" if verified else "mismatch"})
+        tracker.client.log_artifact(run_id, str(folder / "evaluation.json"), allocation.get("artifact_path"))
     if not verified:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise PlanMismatch(f"plan {outcome['plan_id']} re-evaluates differently from the optimiser's claim: "
@@ -492,7 +749,9 @@ def publish_plan(allocation: Mapping[str, Any], evaluation: Mapping[str, Any] | 
                  dag_id: str | None = None, target: str | Path | None = None,
                  output_root: str | Path | None = None, context: Mapping[str, Any] | None = None) -> dict:
     """Copy the chosen plan to its stable path (``published_plan_path(dag_id)`` unless
-    ``target``), atomically, so an ``Asset`` on that path always names a whole, verified plan.
+    ``target``), atomically, so an ``Asset`` on that path always names a whole, verified plan;
+    then its front as front.json beside it, with its ``source`` (MLflow run, plan, DAG run),
+    which the next run's warm start reads.
 
     Refuses a plan whose evaluation failed. Returns ``{"uri", "path", "plan_id"}``.
     """
@@ -506,6 +765,16 @@ def publish_plan(allocation: Mapping[str, Any], evaluation: Mapping[str, Any] | 
     tmp = target.with_name(target.name + ".tmp")
     shutil.copyfile(allocation["plan_path"], tmp)
     os.replace(tmp, target)
+    front_path = Path(allocation["plan_path"]).with_name(FRONT_FILE)
+    if front_path.exists():
+        # Written after plan.json: a front.json always names a plan already published.
+        front = json.loads(front_path.read_text())
+        front["source"] = {"mlflow_run_id": allocation.get("mlflow_run_id"), "plan_id": allocation["plan_id"],
+                           "dag_run_id": AirflowRef.from_context(context).run_id if context is not None else None,
+                           "artifact_dir": allocation.get("artifact_dir")}
+        tmp = target.with_name(FRONT_FILE + ".tmp")
+        tmp.write_text(json.dumps(front) + "\n")
+        os.replace(tmp, target.with_name(FRONT_FILE))
     return {"uri": target.resolve().as_uri(), "path": str(target), "plan_id": allocation["plan_id"]}
 
 
@@ -535,3 +804,200 @@ def record_run(allocation: Mapping[str, Any] | Sequence[Mapping[str, Any]], *,
     tracker.set_tags(run_id, tags)
     tracker.finish(run_id, status)
     return {"mlflow_run_id": run_id, "status": status}
+
+
+# --- Simulation: predicted versus realised ----------------------------------------------------
+
+
+def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | str = 0.2, mtbf: float | str | None = None,
+                  repair_mean: float | str = 60.0, samples: int | str = 500, seed: int | str = 0,
+                  tracking_uri: str | None = None, mlflow_conn_id: str | None = DEFAULT_CONN_ID,
+                  output_root: str | Path | None = None, context: Mapping[str, Any] | None = None,
+                  ref: AirflowRef | None = None) -> dict:
+    """Enact the chosen plan ``samples`` times (``core.simulate``): task durations and transfers
+    vary lognormally with sigma ``noise_sigma`` (mean 1), nodes fail every ``mtbf`` seconds on
+    average (``None``: never) and are repaired in ``repair_mean`` s. Same seed, same samples.
+
+    Writes simulation.json and simulation.png (histograms of the realised makespan and p95
+    response, the predicted values marked) and logs ``realised/<metric>_<mean|std|p5|p50|p95>``
+    beside the predicted metrics of the allocation's MLflow run. Returns a small summary.
+    """
+    import math
+    from dataclasses import asdict
+
+    from core.simulate import Uncertainty, simulate
+
+    ref = ref or AirflowRef.from_context(_context(context))
+    folder = ref.folder(output_root or default_output_root())
+    folder.mkdir(parents=True, exist_ok=True)
+    sigma = _as_number(noise_sigma, "noise_sigma")
+    mean_up = _as_number(mtbf, "mtbf", allow_none=True)
+    uncertainty = Uncertainty(duration_sigma=sigma, transfer_sigma=sigma,
+                              mtbf=math.inf if mean_up is None else mean_up,
+                              repair_mean=_as_number(repair_mean, "repair_mean"))
+    count, key = _as_int(samples, "samples"), _as_int(seed, "seed")
+    instance, plan, record = load_chosen_plan(allocation)
+    started = time.perf_counter()
+    result = simulate(instance, plan, uncertainty, samples=count, seed=key)
+    seconds = time.perf_counter() - started
+
+    realised = result.summary()
+    predicted = record["metrics"]
+    metrics = {f"realised/{name}_{stat}": realised[name][stat]
+               for name in REALISED_METRICS for stat in REALISED_STATISTICS}
+    if predicted.get("makespan"):
+        metrics["realised/makespan_mean_over_predicted"] = realised["makespan"]["mean"] / predicted["makespan"]
+    metrics["simulation_seconds"] = seconds
+    from operators.charts import simulation_chart
+
+    chart = simulation_chart({name: result[name] for name in ("makespan", "p95_response")},
+                             {name: predicted.get(name) for name in ("makespan", "p95_response")},
+                             folder / "simulation.png",
+                             title=f"plan {allocation.get('plan_id')}: {count} samples, noise sigma {sigma:g}"
+                                   + ("" if mean_up is None else f", MTBF {mean_up:g} s"))
+    report = {"plan_id": allocation.get("plan_id"), "samples": count, "seed": key, "seconds": seconds,
+              "uncertainty": asdict(uncertainty), "predicted": {n: predicted.get(n) for n in REALISED_METRICS},
+              "realised": {n: realised[n] for n in REALISED_METRICS}}
+    _write_json(folder / "simulation.json", report)
+
+    if allocation.get("mlflow_run_id"):
+        tracker = Tracker(resolve_tracking_uri(tracking_uri or allocation.get("tracking_uri"), mlflow_conn_id))
+        run_id = allocation["mlflow_run_id"]
+        tracker.log_params(run_id, {"simulation_noise_sigma": sigma, "simulation_mtbf": mean_up,
+                                    "simulation_repair_mean": uncertainty.repair_mean, "simulation_samples": count,
+                                    "simulation_seed": key})
+        tracker.log_metrics(run_id, metrics)
+        tracker.client.log_artifact(run_id, str(folder / "simulation.json"))
+        tracker.client.log_artifact(run_id, str(chart))
+    return {"plan_id": allocation.get("plan_id"), "samples": count, "seconds": seconds,
+            "predicted_makespan": predicted.get("makespan"), "realised_makespan_mean": realised["makespan"]["mean"],
+            "realised_makespan_p95": realised["makespan"]["p95"], "chart": str(chart), "artifact_dir": str(folder)}
+
+
+# --- Failure drill: a node fails, the plan is revised ------------------------------------------
+
+
+def _failure_node(instance, plan, schedule, fail_node: str, now: float, repair: float | None) -> str:
+    """``fail_node``; with ``"busiest"`` the node with the most busy time in the plan whose
+    failure at ``now`` leaves every unfinished task a node it may run on."""
+    import numpy as np
+
+    from core.errors import SpecError
+    from core.replan import NodeFailure, residual_instance
+
+    if fail_node != "busiest" and fail_node not in instance.node_ids:
+        raise SpecError("fail_node", f"unknown node {fail_node!r}; give 'busiest' or one of {list(instance.node_ids)}")
+    candidates = ([instance.node_ids[j] for j in np.argsort(-schedule.busy, kind="stable")]
+                  if fail_node == "busiest" else [fail_node])
+    reasons = []
+    for node in candidates:
+        try:
+            residual_instance(instance, plan, now, [NodeFailure(node, repair)], start=schedule.start, end=schedule.end)
+        except SpecError as error:
+            reasons.append(f"{node}: {error}")
+            continue
+        return node
+    raise SpecError("fail_node", f"no node can fail at {now:g} s without stranding work ({'; '.join(reasons[:3])})"
+                    if fail_node == "busiest" else f"{fail_node} cannot fail at {now:g} s: {reasons[0]}")
+
+
+def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "busiest", fail_at: float | str = 0.5,
+                         repair: float | str | None = None, migration_objective: bool | str = False,
+                         tracking_uri: str | None = None, mlflow_conn_id: str | None = DEFAULT_CONN_ID,
+                         output_root: str | Path | None = None, context: Mapping[str, Any] | None = None,
+                         ref: AirflowRef | None = None) -> dict:
+    """Fail ``fail_node`` at ``fail_at`` x the chosen plan's makespan (back after ``repair`` s,
+    or never; ``"busiest"``: the busiest node the remaining work can do without) and re-plan what is left with ``core.replan.replan``, seeded with the old front:
+    tasks that finished or run elsewhere keep their node and times, the task running on the
+    failed node is lost and planned again.
+
+    Writes the revised plan (plan.json, schedule.csv, pareto.csv, the residual workload.json
+    and cluster.json), drill.json and Gantt charts before and after (the failed node and the
+    failure time marked), logs them under ``replan/`` and the metrics ``before/*``, ``after/*``,
+    ``moved_tasks``, ``lost_tasks``, ``displaced_tasks``, ``finished_tasks``, ``failure_time``
+    and ``replan_seconds`` to the allocation's MLflow run. Returns an allocation-like result
+    (``artifact_dir``, ``plan_path``, ``workload``, ``cluster``, ...) that ``evaluate_plan`` checks.
+    """
+    from dataclasses import replace
+
+    import numpy as np
+
+    from core.api import Settings, write_outputs
+    from core.errors import SpecError
+    from core.evaluate import Evaluator
+    from core.io import cluster_to_dict, workload_to_dict
+    from core.metrics import plan_metrics
+    from core.replan import NodeFailure, replan
+    from operators.charts import gantt_chart
+
+    ref = ref or AirflowRef.from_context(_context(context))
+    folder = ref.folder(output_root or default_output_root())
+    folder.mkdir(parents=True, exist_ok=True)
+    fraction = _as_number(fail_at, "fail_at")
+    if fraction > 1.0:
+        raise SpecError("fail_at", f"must be a fraction of the planned makespan in [0, 1], got {fail_at!r}")
+    repair_seconds = _as_number(repair, "repair", allow_none=True)
+    instance, plan, record = load_chosen_plan(allocation)
+    before = Evaluator(instance).schedule(plan)
+    now = fraction * before.stat("makespan")
+    node = _failure_node(instance, plan, before, str(fail_node), now, repair_seconds)
+
+    stored = dict(record["settings"])
+    settings = Settings(**{**stored, "objectives": tuple(stored["objectives"])})
+    if _as_bool(migration_objective, "migration_objective") and "migrations" not in settings.objectives:
+        settings = replace(settings, objectives=(*settings.objectives, "migrations"))
+    source = Path(allocation["artifact_dir"]) / FRONT_FILE
+    old_front = carry_front(json.loads(source.read_text()), instance, plan) if source.exists() else []
+
+    started = time.perf_counter()
+    residual, result = replan(instance, plan, now, [NodeFailure(node, repair_seconds)], settings=settings,
+                              previous_plans=old_front)
+    replan_seconds = time.perf_counter() - started
+    paths = write_outputs(result, folder)
+    _write_json(folder / "workload.json", workload_to_dict(residual.workload))
+    _write_json(folder / "cluster.json", cluster_to_dict(residual.cluster))
+
+    failed = instance.node_ids.index(node)
+    on_failed = plan.assignment == failed
+    counts = {
+        "finished_tasks": int(np.count_nonzero(before.end <= now)),
+        "lost_tasks": int(np.count_nonzero(on_failed & (before.start < now) & (now < before.end))),
+        "displaced_tasks": int(np.count_nonzero(on_failed & (before.end > now))),
+        "moved_tasks": int(result.chosen.stat("moved")),
+    }
+    back_at = None if repair_seconds is None else now + repair_seconds
+    marks = dict(failed_node=node, failure_time=now, back_at=back_at)
+    gantt_chart(Path(allocation["artifact_dir"]) / "schedule.csv", folder / "gantt_before.png",
+                title=f"before: {node} fails at {now:.4g} s", **marks)
+    gantt_chart(paths["schedule"], folder / "gantt_after.png", title=f"after re-planning ({counts['moved_tasks']} moved)",
+                **marks)
+    after_metrics = result.metrics
+    before_metrics = plan_metrics(instance, before)
+    metrics = {
+        **{f"before/{k}": before_metrics[k] for k in DELTA_METRICS},
+        **{f"after/{k}": after_metrics[k] for k in DELTA_METRICS},
+        **counts, "failure_time": now, "replan_seconds": replan_seconds,
+        "replan_optimiser_seconds": result.seconds, "replan_pareto_size": result.pareto_size,
+        "replan_seed_plans": float(1 + len(old_front)),
+    }
+    drill = {"fail_node": node, "fail_at": fraction, "failure_time": now, "repair": repair_seconds,
+             "back_at": back_at, "objectives": list(settings.objectives), "metrics": metrics,
+             "before_plan_id": allocation.get("plan_id")}
+    _write_json(folder / "drill.json", drill)
+    revised = json.loads(paths["plan"].read_text())
+    out = {
+        "plan_id": plan_id(revised), "fail_node": node, "failure_time": now, "makespan": after_metrics["makespan"],
+        "before_makespan": before_metrics["makespan"], **counts, "replan_seconds": replan_seconds,
+        "artifact_dir": str(folder), "plan_path": str(paths["plan"]), "workload": str(folder / "workload.json"),
+        "cluster": str(folder / "cluster.json"), "artifact_path": "replan",
+        "mlflow_run_id": allocation.get("mlflow_run_id"), "tracking_uri": allocation.get("tracking_uri"),
+    }
+    if allocation.get("mlflow_run_id"):
+        tracker = Tracker(resolve_tracking_uri(tracking_uri or allocation.get("tracking_uri"), mlflow_conn_id))
+        run_id = allocation["mlflow_run_id"]
+        tracker.log_params(run_id, {"fail_node": node, "fail_at": fraction, "repair": repair_seconds,
+                                    "replan_objectives": ",".join(settings.objectives)})
+        tracker.log_metrics(run_id, metrics)
+        tracker.set_tags(run_id, {"apportion.replan_plan_id": out["plan_id"]})
+        tracker.log_artifacts(run_id, folder, "replan")
+    return out

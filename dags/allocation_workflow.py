@@ -5,8 +5,9 @@ milliseconds; each task imports ``operators.steps`` (and through it numpy, numba
 MLflow and the core) when it runs. Airflow puts the dags folder on ``sys.path`` (the bundle
 path) for the DAG processor and the task runner, which is how the DAG files import this.
 
-The enums below are copies of ``core.algorithms.ALGORITHMS`` and ``core.pareto.OBJECTIVES``,
-kept here so the trigger form can offer them without importing the core at parse time;
+The enums below are copies of ``core.algorithms.ALGORITHMS`` and ``core.pareto.OBJECTIVES``
+(less ``migrations``, which only means something against a previous plan: the
+``migration_objective`` Param adds it then), kept here so the trigger form can offer them without importing the core at parse time;
 tests/dags/test_params.py fails when they drift apart.
 """
 
@@ -96,6 +97,51 @@ def optimiser_params(*, with_algorithm: bool = True) -> dict[str, Param]:
     return params
 
 
+def replanning_params() -> dict[str, Param]:
+    """Warm start from the previous run, the migrations objective, and nodes down in the snapshot."""
+    return {
+        "warm_start": Param(
+            True, type="boolean", title="Warm start",
+            description="Start from the front the previous run of this DAG published (mapped onto this run's "
+                        "workload and cluster) and count the tasks that move; off: search from scratch.",
+        ),
+        "migration_objective": Param(
+            False, type="boolean", title="Minimise migrations",
+            description="With a previous plan, also minimise the tasks moved off the node it gave them "
+                        "(adds the 'migrations' objective).",
+        ),
+        "nodes_down": Param(
+            [], type="array", uniqueItems=True, items={"type": "string", "minLength": 1}, title="Nodes down",
+            description="Node ids marked failed in this run's cluster snapshot (they take no work), "
+                        "e.g. hospital/a6000-0.",
+        ),
+    }
+
+
+def simulation_params() -> dict[str, Param]:
+    """How the simulate step perturbs the chosen plan."""
+    return {
+        "noise_sigma": Param(
+            0.2, type="number", minimum=0, maximum=3, title="Noise sigma",
+            description="Lognormal sigma (mean 1) of task durations and transfers in the simulation (0-3).",
+        ),
+        "mtbf": Param(
+            None, type=["null", "number"], exclusiveMinimum=0, title="Node MTBF (s)",
+            description="Mean time between failures of each node in the simulation, s; empty: nodes never fail. "
+                        "A failed node is repaired in 60 s on average and the lost task rerun.",
+        ),
+        "samples": Param(
+            500, type="integer", minimum=1, maximum=100000, title="Simulated samples",
+            description="How many times the chosen plan is enacted (Monte Carlo samples).",
+        ),
+    }
+
+
+def replanning_arguments() -> dict[str, str]:
+    """``AllocationOperator`` arguments for the warm start, rendered from the run's Params."""
+    return {"warm_start": "{{ params.warm_start }}", "migration_objective": "{{ params.migration_objective }}"}
+
+
 def optimiser_arguments(*, algorithm: str | None = "{{ params.algorithm }}") -> dict[str, str]:
     """``AllocationOperator`` arguments rendered from the run's Params."""
     arguments = {
@@ -147,12 +193,27 @@ def build_workload(scenario: str | None = None, size_param: str = "size") -> dic
 
 @task(task_id="snapshot_cluster")
 def snapshot_cluster(scenario: str | None = None, size_param: str = "size") -> dict:
-    """Freeze the cluster this run allocates on as cluster.json."""
+    """Freeze the cluster this run allocates on as cluster.json, the ``nodes_down`` Param's
+    nodes marked failed."""
     from operators.steps import snapshot_cluster as snapshot
 
     context = get_current_context()
     request = _scenario_request(context, scenario, size_param)
-    return snapshot(scenario=request.pop("scenario"), **request, context=context)
+    return snapshot(scenario=request.pop("scenario"), **request, nodes_down=context["params"].get("nodes_down", ()),
+                    context=context)
+
+
+@task(task_id="simulate_plan")
+def simulate_plan(allocation: dict, evaluation: dict) -> dict:
+    """Enact the plan many times under noise (and node failures if ``mtbf``) and log the
+    realised metrics and their histograms beside the predicted ones; takes ``evaluation`` so it
+    runs only on a verified plan."""
+    from operators.steps import simulate_plan as simulate
+
+    context = get_current_context()
+    params = context["params"]
+    return simulate(allocation, noise_sigma=params["noise_sigma"], mtbf=params["mtbf"], samples=params["samples"],
+                    seed=params["seed"], context=context)
 
 
 @task(task_id="publish_plan")

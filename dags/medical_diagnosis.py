@@ -8,8 +8,10 @@ cases carry deadlines.
 
 **Steps** (Graph view): `build_workload` and `snapshot_cluster` write workload.json and
 cluster.json; `allocate` searches plans with the chosen algorithm and picks one with the
-selection policy; `evaluate_plan` re-computes the chosen plan independently and fails on any
-mismatch; `publish_plan` copies the verified plan to
+selection policy, starting from the front the previous run published (`warm_start`);
+`evaluate_plan` re-computes the chosen plan independently and fails on any mismatch;
+`simulate_plan` enacts it `samples` times under noise (`noise_sigma`, node failures with
+`mtbf`); `publish_plan` copies the verified plan (and its front, for the next run) to
 `$AIRFLOW_HOME/apportion/published/medical_diagnosis/plan.json` and updates the Asset
 `apportion://plans/medical_diagnosis` (schedule other DAGs on it); `record` closes the MLflow run.
 
@@ -22,6 +24,12 @@ is better), `mean_response`/`p95_response` (case turnaround, s), `deadline_misse
 instance), `pareto_size`, `optimiser_seconds`; `convergence/*` per generation. Artifacts:
 plan.json (node and start/end per task), schedule.csv, pareto.csv (the front; `chosen` = 1
 marks the picked plan), pareto.html/png and gantt.png, evaluation.json.
+
+**From run to run**: the param `warm_start` (and `warm_start_source`, the MLflow run started
+from), `moved_tasks`/`moved_share` (tasks placed on another node than last time) and
+`delta/makespan`, `delta/utilization`... (this plan minus the previous one). **Predicted versus
+realised**: the metrics above are the plan's predictions; `realised/<metric>_mean`, `_p50`,
+`_p95`... come from the simulation, with simulation.png (histograms, predicted value marked).
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ from airflow.sdk import DAG
 
 from allocation_workflow import (
     DEFAULT_ARGS, START_DATE, build_workload, optimiser_arguments, optimiser_params, plan_asset, publish_plan,
-    record, scenario_arguments, scenario_params, snapshot_cluster,
+    record, replanning_arguments, replanning_params, scenario_arguments, scenario_params, simulate_plan,
+    simulation_params, snapshot_cluster,
 )
 from operators.allocation import AllocationOperator, EvaluatePlanOperator
 
@@ -49,14 +58,18 @@ with DAG(
     params={
         **scenario_params(unit="cases", what="patient cases", default_size=100, max_size=2000, default_nodes=16),
         **optimiser_params(),
+        **replanning_params(),
+        **simulation_params(),
     },
 ) as dag:
     workload = build_workload(scenario=SCENARIO, size_param="cases")
     cluster = snapshot_cluster(scenario=SCENARIO, size_param="cases")
     allocation = AllocationOperator(
         task_id="allocate", workload=workload, cluster=cluster,
-        **scenario_arguments(SCENARIO), **optimiser_arguments(),
+        **scenario_arguments(SCENARIO), **optimiser_arguments(), **replanning_arguments(),
     )
     evaluation = EvaluatePlanOperator(task_id="evaluate_plan", allocation=allocation.output)
+    simulation = simulate_plan(allocation.output, evaluation.output)
     publication = publish_plan.override(outlets=[plan_asset(SCENARIO)])(allocation.output, evaluation.output)
+    simulation >> publication
     record(allocation.output, evaluation.output, publication)

@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 import pytest
 
 STEPS_LOGGED = ("makespan", "utilization", "imbalance", "hypervolume", "pareto_size", "optimiser_seconds")
-CHARTS_AND_TABLES = {"plan.json", "pareto.csv", "schedule.csv", "pareto.png", "pareto.html", "gantt.png",
-                     "evaluation.json"}
+CHARTS_AND_TABLES = {"plan.json", "front.json", "pareto.csv", "schedule.csv", "pareto.png", "pareto.html",
+                     "gantt.png", "evaluation.json", "simulation.png", "simulation.json"}
 SMALL = {"nodes": 6, "population": 16, "generations": 8, "seed": 3}
 
 
@@ -82,6 +82,8 @@ def check_workflow_run(client, dag_id, dag_run, size, tmp_path):
     assert metrics["imbalance"] >= 0 and metrics["hypervolume"] >= 0 and metrics["pareto_size"] >= 1
     assert metrics["evaluation/verified"] == 1.0
     assert any(key.startswith("convergence/") for key in metrics)
+    assert metrics["realised/makespan_p5"] <= metrics["realised/makespan_mean"] <= metrics["realised/makespan_p95"]
+    assert params["simulation_samples"] == "500" and params["simulation_seed"] == str(SMALL["seed"])
     assert tags["apportion.status"] == "finished" and tags["apportion.verified"] == "true"
     assert (params["algorithm"], params["population"], params["generations"], params["seed"], params["nodes"]) == (
         "nsga2", str(SMALL["population"]), str(SMALL["generations"]), str(SMALL["seed"]), str(SMALL["nodes"]))

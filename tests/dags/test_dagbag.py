@@ -12,14 +12,17 @@ from pathlib import Path
 import pytest
 
 WORKFLOWS = ("medical_diagnosis", "traffic_prediction", "multimodal_speech")
-DAG_IDS = (*WORKFLOWS, "allocation_benchmark")
+DAG_IDS = (*WORKFLOWS, "allocation_benchmark", "failure_drill")
 SCHEDULES = {
     "medical_diagnosis": "@hourly",
     "traffic_prediction": "*/15 * * * *",
     "multimodal_speech": "@daily",
     "allocation_benchmark": None,
+    "failure_drill": None,
 }
-STEPS = ("build_workload", "snapshot_cluster", "allocate", "evaluate_plan", "publish_plan", "record")
+STEPS = ("build_workload", "snapshot_cluster", "allocate", "evaluate_plan", "simulate_plan", "publish_plan", "record")
+DRILL_STEPS = ("build_workload", "snapshot_cluster", "allocate", "evaluate_plan", "inject_failure", "evaluate_replan",
+               "record")
 # Imported by the tasks when they run, never while a DAG file is parsed.
 HEAVY_MODULES = ("numpy", "numba", "pymoo", "mlflow", "pandas", "matplotlib", "plotly", "scipy", "core")
 # The DAG processor's default timeout is 30 s per file; we aim for 0.2 s and fail above this
@@ -55,7 +58,8 @@ def test_workflow_graph_shows_the_steps(apportion_dagbag, dag_id):
     upstream = {task.task_id: task.upstream_task_ids for task in dag.tasks}
     assert upstream["allocate"] == {"build_workload", "snapshot_cluster"}
     assert upstream["evaluate_plan"] == {"allocate"}
-    assert {"allocate", "evaluate_plan"} <= upstream["publish_plan"]
+    assert upstream["simulate_plan"] == {"allocate", "evaluate_plan"}
+    assert {"allocate", "evaluate_plan", "simulate_plan"} <= upstream["publish_plan"]
     assert "publish_plan" in upstream["record"]
     outlets = {task.task_id: [asset.uri for asset in task.outlets] for task in dag.tasks if task.outlets}
     assert outlets == {"publish_plan": [f"apportion://plans/{dag_id}"]}
@@ -69,6 +73,16 @@ def test_benchmark_maps_allocate_over_the_algorithms(apportion_dagbag):
     assert tasks["evaluate_plan"].upstream_task_ids == {"allocate"}
     assert [a.uri for a in tasks["compare_algorithms"].outlets] == ["apportion://benchmarks/allocation_benchmark"]
     assert "compare_algorithms" in tasks["record"].upstream_task_ids
+
+
+def test_failure_drill_replans_after_the_first_plan_is_verified(apportion_dagbag):
+    dag = apportion_dagbag.dags["failure_drill"]
+    assert sorted(dag.task_ids) == sorted(DRILL_STEPS)
+    upstream = {task.task_id: task.upstream_task_ids for task in dag.tasks}
+    assert upstream["inject_failure"] == {"allocate", "evaluate_plan"}
+    assert upstream["evaluate_replan"] == {"inject_failure"}
+    assert "evaluate_replan" in upstream["record"]
+    assert not any(task.outlets for task in dag.tasks)  # a drill publishes nothing
 
 
 def test_workflow_dags_are_scheduled_on_by_plan_assets(apportion_dagbag):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 WORKFLOWS = {"medical_diagnosis": "cases", "traffic_prediction": "regions", "multimodal_speech": "streams"}
-ALL_DAGS = (*WORKFLOWS, "allocation_benchmark")
+ALL_DAGS = (*WORKFLOWS, "allocation_benchmark", "failure_drill")
 
 
 def trigger_params(dag, conf):
@@ -55,6 +55,15 @@ BAD_WORKFLOW_CONF = [
     ({"objectives": ["makespan", "latency"]}, "is not one of"),
     ({"objectives": []}, "should be non-empty"),
     ({"objectives": ["makespan", "makespan"]}, "non-unique"),
+    ({"warm_start": "yes"}, "is not of type 'boolean'"),
+    ({"migration_objective": 1}, "is not of type 'boolean'"),
+    ({"nodes_down": "gpu-0"}, "is not of type 'array'"),
+    ({"nodes_down": [""]}, "should be non-empty"),
+    ({"noise_sigma": -0.1}, "less than the minimum"),
+    ({"noise_sigma": 5}, "greater than the maximum"),
+    ({"mtbf": 0}, "less than or equal to the minimum"),
+    ({"mtbf": "often"}, "is not of type 'null', 'number'"),
+    ({"samples": 0}, "less than the minimum"),
 ]
 
 
@@ -129,6 +138,30 @@ def test_benchmark_refuses_bad_values(apportion_dagbag, conf, message):
         trigger_params(apportion_dagbag.dags["allocation_benchmark"], conf)
 
 
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ({"fail_at": 1.5}, "greater than the maximum"),
+        ({"fail_at": -0.1}, "less than the minimum"),
+        ({"repair": -1}, "less than the minimum"),
+        ({"fail_node": ""}, "should be non-empty"),
+        ({"scenario": "weather"}, "is not one of"),
+    ],
+    ids=repr,
+)
+def test_failure_drill_refuses_bad_values(apportion_dagbag, conf, message):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=re.escape(message)):
+        trigger_params(apportion_dagbag.dags["failure_drill"], conf)
+
+
+def test_optional_numbers_accept_none_and_numbers(apportion_dagbag):
+    assert trigger_params(apportion_dagbag.dags["failure_drill"], {"repair": 120.5})["repair"] == 120.5
+    assert trigger_params(apportion_dagbag.dags["failure_drill"], {"repair": None})["repair"] is None
+    assert trigger_params(apportion_dagbag.dags["medical_diagnosis"], {"mtbf": 3600})["mtbf"] == 3600
+
+
 def test_dag_test_refuses_bad_conf_before_any_task_runs(apportion_dagbag, airflow_metadata_db):
     """The full trigger path, with the metadata database: no run, no task."""
     from airflow.sdk.exceptions import ParamValidationError
@@ -146,7 +179,8 @@ def test_form_enums_match_the_core(workflow_module):
     for name in workflow_module.ALGORITHMS:
         get_allocator(name)  # every offered algorithm exists (and all modules are registered)
     assert sorted(workflow_module.ALGORITHMS) == sorted(ALGORITHMS)
-    assert sorted(workflow_module.OBJECTIVES) == sorted(OBJECTIVES)
+    # migrations needs a previous plan: the migration_objective Param adds it, not the list.
+    assert sorted(workflow_module.OBJECTIVES) == sorted(set(OBJECTIVES) - {"migrations"})
     assert set(workflow_module.DEFAULT_OBJECTIVES) <= set(OBJECTIVES)
     assert sorted(SCENARIOS) == sorted(WORKFLOWS)
 

@@ -1,0 +1,110 @@
+"""
+### Failure drill: a node fails mid-plan, the plan is revised
+
+Triggered by hand. Plans one scenario instance (the `scenario`, `size`, `nodes` and `seed`
+Params: `size` counts cases, regions or streams), then makes a node fail part-way through the
+plan and re-plans what is left: tasks that finished, and tasks running on the other nodes, keep
+their node and times; the task running on the failed node is lost and planned again with
+everything not yet started, starting from the old Pareto front.
+
+* `fail_node`: the node id, or `busiest` (the node with the most work in the plan whose loss
+  leaves every remaining task somewhere to run).
+* `fail_at`: when, as a fraction of the planned makespan (0-1).
+* `repair`: seconds until the node is back; empty: it never comes back.
+* `migration_objective`: also minimise how many tasks move off the node the plan gave them.
+
+**Steps** (Graph view): `build_workload` and `snapshot_cluster` write the instance;
+`allocate` plans it; `evaluate_plan` re-computes the plan independently; `inject_failure`
+fails the node and re-plans (`core.replan.replan`); `evaluate_replan` re-computes the revised
+plan independently; `record` closes the MLflow run.
+
+**Results**: MLflow experiment `failure_drill`, one run per DAG run. The plan's own metrics
+(`makespan`, `utilization`, `imbalance`, ...) as in the workflow DAGs, and for the drill:
+`before/makespan` and `after/makespan` (s, lower is better), `before/deadline_misses` and
+`after/deadline_misses`, `lost_tasks` (running on the node when it failed), `displaced_tasks`
+(planned on it and not finished), `moved_tasks` (moved although their node still works),
+`finished_tasks`, `failure_time` (s) and `replan_seconds`. Artifacts under `replan/`:
+gantt_before.png and gantt_after.png (the failed node shaded from the failure on, the failure
+time a dashed line), the revised plan.json, schedule.csv and pareto.csv, drill.json.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Param, get_current_context, task
+
+from allocation_workflow import (
+    DEFAULT_ARGS, START_DATE, build_workload, optimiser_arguments, optimiser_params, record, scenario_arguments,
+    snapshot_cluster,
+)
+from operators.allocation import AllocationOperator, EvaluatePlanOperator
+
+DAG_ID = "failure_drill"
+
+
+@task(task_id="inject_failure")
+def inject_failure(allocation: dict, evaluation: dict) -> dict:
+    """Fail the node at the chosen time and re-plan the rest; log both Gantt charts and the
+    metrics before and after to the run's MLflow run. Takes ``evaluation`` so it drills only a
+    verified plan."""
+    from operators.steps import replan_after_failure
+
+    context = get_current_context()
+    params = context["params"]
+    return replan_after_failure(allocation, fail_node=params["fail_node"], fail_at=params["fail_at"],
+                                repair=params["repair"], migration_objective=params["migration_objective"],
+                                context=context)
+
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Fail a node part-way through a plan and show the re-plan: Gantt charts and metrics before/after.",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["apportion", "allocation", "replanning"],
+    doc_md=__doc__,
+    params={
+        "scenario": Param(
+            "medical_diagnosis", type="string", enum=["medical_diagnosis", "traffic_prediction", "multimodal_speech"],
+            title="Scenario", description="Which workflow's workload and cluster the drill runs on.",
+        ),
+        "size": Param(
+            30, type="integer", minimum=1, maximum=2000, title="Size",
+            description="Workload size in the scenario's unit: patient cases, city regions or streams (1-2000).",
+        ),
+        "nodes": Param(
+            16, type="integer", minimum=1, maximum=512, title="Nodes",
+            description="Cluster size: nodes of the scenario's cluster (1-512).",
+        ),
+        **optimiser_params(),
+        "fail_node": Param(
+            "busiest", type="string", minLength=1, title="Node that fails",
+            description="A node id (e.g. hospital/a6000-0), or 'busiest': the node with the most work in the plan "
+                        "that the remaining work can do without.",
+        ),
+        "fail_at": Param(
+            0.5, type="number", minimum=0, maximum=1, title="Failure time (share of the makespan)",
+            description="When the node fails, as a fraction of the planned makespan (0-1).",
+        ),
+        "repair": Param(
+            None, type=["null", "number"], minimum=0, title="Repair time (s)",
+            description="Seconds until the node is back; empty: it never comes back.",
+        ),
+        "migration_objective": Param(
+            False, type="boolean", title="Minimise migrations",
+            description="Also minimise the tasks moved off the node the plan gave them (the 'migrations' objective).",
+        ),
+    },
+) as dag:
+    workload = build_workload()
+    cluster = snapshot_cluster()
+    allocation = AllocationOperator(
+        task_id="allocate", workload=workload, cluster=cluster, **scenario_arguments(), **optimiser_arguments(),
+    )
+    evaluation = EvaluatePlanOperator(task_id="evaluate_plan", allocation=allocation.output)
+    revision = inject_failure(allocation.output, evaluation.output)
+    revision_check = EvaluatePlanOperator(task_id="evaluate_replan", allocation=revision,
+                                          metric_prefix="replan_evaluation/")
+    record(allocation.output, revision_check.output)

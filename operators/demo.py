@@ -216,11 +216,14 @@ def warm_numba_cache() -> None:
     from core.api import Settings, optimize
     from core.model import Instance
     from core.scenarios import build
+    from core.simulate import Uncertainty, simulate
 
     for scenario in WORKFLOW_DAGS:
         workload, cluster = build(scenario, size=3, nodes=6, seed=0)
+        instance = Instance.build(workload, cluster)
         # Four generations: the mating operators only compile from the second one on.
-        optimize(Instance.build(workload, cluster), Settings(population=8, generations=4))
+        result = optimize(instance, Settings(population=8, generations=4))
+        simulate(instance, result.chosen.plan, Uncertainty(duration_sigma=0.2), samples=4, seed=0)
 
 
 def start_numba_warmup(state_dir: Path) -> ProcessTree:

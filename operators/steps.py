@@ -646,38 +646,18 @@ def _track_allocation(record: dict, folder: Path, ref: AirflowRef, uri: str, *, 
 
 
 # Task fields naming nodes: set by warm starts and re-planning.
-NODE_REFERENCES = ("pinned_node", "pinned_start", "pinned_end", "previous_node")
-
-
-def _load_replanning_workload(path: Path):
-    """A workload spec this project wrote, whose tasks may name nodes (``NODE_REFERENCES``).
-
-    ``core.io.load_workload`` checks a workload on a probe cluster, which has none of those
-    nodes; so the spec is checked without them and they are put back, to be checked by
-    ``Instance.build`` against the real cluster."""
-    from dataclasses import replace
-
-    from core.io import load_workload
-
-    spec = json.loads(path.read_text())
-    references = {t["id"]: {k: t[k] for k in NODE_REFERENCES if k in t} for t in spec["tasks"]}
-    plain = {**spec, "tasks": [{k: v for k, v in t.items() if k not in NODE_REFERENCES} for t in spec["tasks"]]}
-    workload = load_workload(plain)
-    return replace(workload, tasks=tuple(replace(t, **references[t.id]) for t in workload.tasks))
-
-
 def load_chosen_plan(allocation: Mapping[str, Any]):
     """(instance, plan, plan.json) of an allocation result, from its folder's plan.json and the
     workload and cluster specs it was made for."""
     import numpy as np
 
     from core.evaluate import Plan
-    from core.io import load_cluster
+    from core.io import load_cluster, load_workload
     from core.model import Instance
 
     folder = Path(allocation["artifact_dir"])
     plan = json.loads((folder / "plan.json").read_text())
-    instance = Instance.build(_load_replanning_workload(Path(allocation.get("workload") or folder / "workload.json")),
+    instance = Instance.build(load_workload(Path(allocation.get("workload") or folder / "workload.json")),
                               load_cluster(Path(allocation.get("cluster") or folder / "cluster.json")))
     task_index = {t: i for i, t in enumerate(instance.task_ids)}
     node_index = {n: j for j, n in enumerate(instance.node_ids)}

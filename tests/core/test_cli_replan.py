@@ -73,9 +73,10 @@ def test_replan_keeps_finished_and_running_tasks(planned, tmp_path, capsys):
     again, on that node only once it is back."""
     old = {t["task"]: t for t in json.loads(planned.read_text())["tasks"]}
     starts = sorted({t["start"] for t in old.values()})
-    at = (starts[2] + starts[3]) / 2  # three tasks have started
-    # A node running a task fails (not the only GPU, so the lost task has somewhere else to go).
-    victim = next(t["node"] for t in old.values() if t["start"] < at < t["end"] and t["node"] != "gpu1")
+    # The first moment between two task starts when a node runs a task that is not the only
+    # GPU (so the lost task has somewhere else to go): that node fails.
+    at, victim = next(((a + b) / 2, t["node"]) for a, b in zip(starts, starts[1:]) for t in old.values()
+                      if t["start"] < (a + b) / 2 < t["end"] and t["node"] != "gpu1")
     report = run_json(capsys, ["replan", WORKLOAD, CLUSTER, str(planned), "--at", repr(at), "--fail", victim,
                                "--repair", "100", *BUDGET, "--out", str(tmp_path), "--json"])
     for key in ("makespan", "previous_makespan", "moved_tasks", "pinned_tasks", "lost_tasks", "seconds"):

@@ -225,8 +225,8 @@ def test_crossover_and_mutation_keep_plans_eligible(codec, seed):
     mutated = PlanMutation(codec).mutate(children.copy(), rng)
     assert eligible[np.arange(n), mutated[:, :n]].all()
     assert ((mutated[:, n] >= 0) & (mutated[:, n] < codec.n_orders)).all()
-    # Reassignment alone (a later load shift may move a task back) always moves a task.
-    reassigned = PlanMutation(codec, shift_rate=0.0, order_rate=0.0).mutate(children.copy(), rng)
+    # Reassignment alone (a later load shift or node release may move a task back) always moves a task.
+    reassigned = PlanMutation(codec, shift_rate=0.0, release_rate=0.0, order_rate=0.0).mutate(children.copy(), rng)
     assert eligible[np.arange(n), reassigned[:, :n]].all()
     assert (reassigned != children).any(axis=1).all()
 
@@ -300,6 +300,52 @@ def test_mutation_kernels_match_python_reference(codec, seed):
             lb = np.bincount(before[:n], weights=duration[np.arange(n), before[:n]], minlength=instance.n_nodes)
             la = np.bincount(after[:n], weights=duration[np.arange(n), after[:n]], minlength=instance.n_nodes)
             assert la[lb.argmax()] < lb.max()
+
+
+def reference_release(X, rows, instance):
+    X = X.copy()
+    n = instance.n_tasks
+    for r in rows:
+        load = {}
+        for t in range(n):
+            load[X[r, t]] = load.get(X[r, t], 0.0) + instance.duration[t, X[r, t]]
+        if len(load) <= 1:
+            continue
+        victim = min(load, key=lambda j: (load[j], j))
+        for t in range(n):
+            if X[r, t] != victim:
+                continue
+            finish = {j: load[j] + instance.duration[t, j]
+                      for j in instance.eligible_nodes(t) if j != victim and j in load}
+            if finish:
+                best = min(finish, key=lambda j: (finish[j], j))
+                X[r, t] = best
+                load[best] = finish[best]
+    return X
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_release_node_kernel_matches_python_reference(codec, seed):
+    from core.algorithms.operators import _release_node
+
+    rng = np.random.default_rng(seed)
+    instance, n = codec.instance, codec.n_tasks
+    X = codec.random(10, rng)
+    # Some rows on few nodes, so single-node plans and stuck tasks are covered too.
+    X[:3, :n] = np.where(instance.eligible[np.arange(n), 0], 0, X[:3, :n])
+    rows = rng.permutation(10)[:7]
+    got = X.copy()
+    _release_node(got, rows, PlanMutation(codec)._duration, codec.eligible_ptr, codec.eligible_nodes,
+                  np.empty(instance.n_nodes), np.empty(instance.n_nodes, dtype=np.bool_))
+    np.testing.assert_array_equal(got, reference_release(X, rows, instance))
+    assert instance.eligible[np.arange(n), got[:, :n]].all()
+    for before, after in zip(X[rows], got[rows]):
+        used_before, used_after = set(before[:n].tolist()), set(after[:n].tolist())
+        assert used_after <= used_before  # tasks only move onto nodes already in use
+        if (before != after).any():  # it took work off one node only, moving tasks off it
+            moved_from = set(before[:n][before[:n] != after[:n]].tolist())
+            assert len(moved_from) == 1
 
 
 def test_eligibility_repair_fixes_out_of_range_and_ineligible_genes(codec):

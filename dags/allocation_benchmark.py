@@ -30,10 +30,9 @@ from __future__ import annotations
 from airflow.sdk import DAG, Asset, Param, get_current_context, task
 
 from allocation_workflow import (
-    ALGORITHMS, DEFAULT_ARGS, START_DATE, build_workload, optimiser_arguments, optimiser_params, record,
-    scenario_arguments, snapshot_cluster,
+    ALGORITHMS, DEFAULT_ARGS, START_DATE, build_workload, operator_classes, optimiser_arguments, optimiser_params,
+    record, scenario_arguments, snapshot_cluster,
 )
-from operators.allocation import AllocationOperator, EvaluatePlanOperator
 
 DAG_ID = "allocation_benchmark"
 COMPARISON_ASSET = Asset(uri=f"apportion://benchmarks/{DAG_ID}", name=f"{DAG_ID}_comparison",
@@ -118,6 +117,7 @@ with DAG(
         **optimiser_params(with_algorithm=False),
     },
 ) as dag:
+    AllocationOperator, EvaluatePlanOperator = operator_classes()
     workload = build_workload()
     cluster = snapshot_cluster()
     allocations = AllocationOperator.partial(

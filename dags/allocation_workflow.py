@@ -42,6 +42,16 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+def operator_classes():
+    """``(AllocationOperator, EvaluatePlanOperator)``, imported when a DAG is built so that DAG
+    files import nothing but ``airflow.sdk`` and the standard library at module level (the
+    operators module itself loads only ``airflow.sdk``; numpy, numba, pymoo, mlflow and the
+    core load in ``execute()``)."""
+    from operators.allocation import AllocationOperator, EvaluatePlanOperator
+
+    return AllocationOperator, EvaluatePlanOperator
+
+
 def plan_asset(dag_id: str) -> Asset:
     """The Asset a workflow DAG updates each time it publishes a verified plan."""
     return Asset(uri=f"apportion://plans/{dag_id}", name=f"{dag_id}_plan", group="apportion-plans")

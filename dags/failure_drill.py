@@ -33,10 +33,9 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param, get_current_context, task
 
 from allocation_workflow import (
-    DEFAULT_ARGS, START_DATE, build_workload, optimiser_arguments, optimiser_params, record, scenario_arguments,
-    snapshot_cluster,
+    DEFAULT_ARGS, START_DATE, build_workload, operator_classes, optimiser_arguments, optimiser_params, record,
+    scenario_arguments, snapshot_cluster,
 )
-from operators.allocation import AllocationOperator, EvaluatePlanOperator
 
 DAG_ID = "failure_drill"
 
@@ -98,6 +97,7 @@ with DAG(
         ),
     },
 ) as dag:
+    AllocationOperator, EvaluatePlanOperator = operator_classes()
     workload = build_workload()
     cluster = snapshot_cluster()
     allocation = AllocationOperator(

@@ -37,11 +37,10 @@ from __future__ import annotations
 from airflow.sdk import DAG
 
 from allocation_workflow import (
-    DEFAULT_ARGS, START_DATE, build_workload, optimiser_arguments, optimiser_params, plan_asset, publish_plan,
-    record, replanning_arguments, replanning_params, scenario_arguments, scenario_params, simulate_plan,
-    simulation_params, snapshot_cluster,
+    DEFAULT_ARGS, START_DATE, build_workload, operator_classes, optimiser_arguments, optimiser_params, plan_asset,
+    publish_plan, record, replanning_arguments, replanning_params, scenario_arguments, scenario_params,
+    simulate_plan, simulation_params, snapshot_cluster,
 )
-from operators.allocation import AllocationOperator, EvaluatePlanOperator
 
 SCENARIO = "multimodal_speech"
 
@@ -63,6 +62,7 @@ with DAG(
         **simulation_params(),
     },
 ) as dag:
+    AllocationOperator, EvaluatePlanOperator = operator_classes()
     workload = build_workload(scenario=SCENARIO, size_param="streams")
     cluster = snapshot_cluster(scenario=SCENARIO, size_param="streams")
     allocation = AllocationOperator(

@@ -775,7 +775,7 @@ def record_run(allocation: Mapping[str, Any] | Sequence[Mapping[str, Any]], *,
     if len(allocations) == 1:
         tags["apportion.plan_id"] = first["plan_id"]
     else:
-        best = min(allocations, key=lambda a: a["makespan"])
+        best = min(allocations, key=lambda a: (a["makespan"], a["algorithm"]))  # as comparison.csv ranks them
         tags.update({"apportion.best_algorithm": best["algorithm"], "apportion.best_plan_id": best["plan_id"]})
     if evaluation is not None:
         tags["apportion.verified"] = str(bool(evaluation.get("verified"))).lower()

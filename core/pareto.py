@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from core._jit import jit
+from core._jit import jit, jit_inline
 from core.errors import SpecError
 from core.evaluate import STAT_INDEX
 
@@ -57,27 +57,29 @@ def objective_matrix(stats: np.ndarray, objectives=DEFAULT_OBJECTIVES) -> np.nda
     return np.atleast_2d(stats)[:, columns] * signs
 
 
+@jit_inline
+def _dominates(F, b, a):
+    """Row b is no worse than row a in every objective and better in one (minimisation)."""
+    better = False
+    for c in range(F.shape[1]):
+        if F[b, c] > F[a, c]:
+            return False
+        if F[b, c] < F[a, c]:
+            better = True
+    return better
+
+
 @jit
 def _non_dominated_sorted(F, order, keep):
     # Rows visited in lexicographic order: a row can only be dominated by an earlier one,
     # and (by transitivity) then by one already on the front.
-    k = F.shape[1]
     front = np.empty(order.shape[0], dtype=np.int64)
     size = 0
     for i in range(order.shape[0]):
         a = order[i]
         dominated = False
         for f in range(size):
-            b = front[f]
-            no_worse = True
-            better = False
-            for c in range(k):
-                if F[b, c] > F[a, c]:
-                    no_worse = False
-                    break
-                if F[b, c] < F[a, c]:
-                    better = True
-            if no_worse and better:
+            if _dominates(F, front[f], a):
                 dominated = True
                 break
         if not dominated:
@@ -106,7 +108,7 @@ def _front_ranks(F, order, rank):
     # Efficient non-dominated sort (ENS-SS, Zhang et al. 2015): rows visited in lexicographic
     # order, so every row that dominates the current one has already been placed; the current
     # row joins the first front none of whose members dominates it.
-    P, k = F.shape
+    P = F.shape[0]
     head = np.full(P, -1, dtype=np.int64)  # first member of each front
     nxt = np.full(P, -1, dtype=np.int64)  # next member in the same front
     tail = np.full(P, -1, dtype=np.int64)
@@ -118,15 +120,7 @@ def _front_ranks(F, order, rank):
             dominated = False
             b = head[f]
             while b >= 0:
-                no_worse = True
-                better = False
-                for c in range(k):
-                    if F[b, c] > F[a, c]:
-                        no_worse = False
-                        break
-                    if F[b, c] < F[a, c]:
-                        better = True
-                if no_worse and better:
+                if _dominates(F, b, a):
                     dominated = True
                     break
                 b = nxt[b]

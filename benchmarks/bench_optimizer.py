@@ -82,7 +82,7 @@ CATEGORIES = (
     ("operators", "ours: sampling, tournament, crossover, mutation, duplicate removal"),
     ("survival", "ours: non-dominated sort + crowding (survival choice)"),
     ("archive", "ours: Pareto archive + hypervolume history"),
-    ("interface", "ours: making Individuals, writing results to them"),
+    ("interface", "ours: evaluation glue, Individuals (initial and final populations)"),
     ("setup", "ours: allocate() set-up and result decoding"),
     ("pymoo", "pymoo itself"),
 )
@@ -96,15 +96,15 @@ def _patches(nsga, evaluator) -> list[tuple[object, str, str]]:
         (evaluator, "stats", "evaluator"),
         (nsga, "baseline_plans", "baselines"),
         (nsga, "minimize", "pymoo"),
-        (nsga.Problem, "evaluate", "pymoo"),  # called by ArrayEvaluator.eval
-        (nsga.Population, "merge", "pymoo"),
+        (nsga.Problem, "evaluate", "pymoo"),  # called by ArrayEvaluator.evaluate
         (operators.PlanSampling, "_do", "operators"),
         (operators.ArrayMating, "children", "operators"),
         (nsga.RankAndCrowdingSurvival, "choose", "survival"),
         (nsga.ParetoArchive, "add", "archive"),
         (nsga._History, "notify", "archive"),
-        (nsga, "new_population", "interface"),
+        (nsga.ArrayEvaluator, "evaluate", "interface"),
         (nsga.ArrayEvaluator, "eval", "interface"),
+        (nsga.ArrayEvaluator, "individuals", "interface"),
         (nsga.PlanProblem, "_evaluate", "interface"),
     ]
 

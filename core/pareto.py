@@ -69,10 +69,19 @@ def _dominates(F, b, a):
     return better
 
 
+@jit_inline
+def _equal(F, b, a):
+    for c in range(F.shape[1]):
+        if F[b, c] != F[a, c]:
+            return False
+    return True
+
+
 @jit
-def _non_dominated_sorted(F, order, keep):
+def _non_dominated_sorted(F, order, keep, distinct):
     # Rows visited in lexicographic order: a row can only be dominated by an earlier one,
-    # and (by transitivity) then by one already on the front.
+    # and (by transitivity) then by one already on the front. Equal rows are adjacent in that
+    # order (the lowest index first: lexsort is stable), so a copy equals the last member.
     front = np.empty(order.shape[0], dtype=np.int64)
     size = 0
     for i in range(order.shape[0]):
@@ -82,24 +91,26 @@ def _non_dominated_sorted(F, order, keep):
             if _dominates(F, front[f], a):
                 dominated = True
                 break
-        if not dominated:
-            front[size] = a
-            size += 1
-            keep[a] = True
+        if dominated or (distinct and size > 0 and _equal(F, front[size - 1], a)):
+            continue
+        front[size] = a
+        size += 1
+        keep[a] = True
 
 
-def non_dominated(F: np.ndarray) -> np.ndarray:
+def non_dominated(F: np.ndarray, distinct: bool = False) -> np.ndarray:
     """Indices (ascending) of the rows of F that no other row dominates.
 
-    Exact: equal rows do not dominate each other, so all copies of a non-dominated row stay.
-    Cost O(P log P) for the sort plus O(P x front size) comparisons. F must not hold NaN.
+    Equal rows do not dominate each other: all copies of a non-dominated row stay, or with
+    ``distinct`` only the first (lowest index). Cost O(P log P) for the sort plus
+    O(P x front size) comparisons. F must not hold NaN.
     """
     F = np.ascontiguousarray(np.atleast_2d(F), dtype=np.float64)
     if F.shape[0] == 0:
         return np.empty(0, dtype=np.intp)
     order = np.lexsort(F.T[::-1])
     keep = np.zeros(F.shape[0], dtype=np.bool_)
-    _non_dominated_sorted(F, order, keep)
+    _non_dominated_sorted(F, order, keep, distinct)
     return np.flatnonzero(keep)
 
 

@@ -102,13 +102,9 @@ class ParetoArchive:
             F_all, cv_all = F, cv
         best_cv = 0.0 if np.any(cv_all <= 0.0) else cv_all.min()
         candidates = np.flatnonzero(cv_all <= best_cv)
-        front = candidates[non_dominated(F_all[candidates])]
-        if front[-1] < old:
+        keep = candidates[non_dominated(F_all[candidates], distinct=True)]
+        if keep[-1] < old:
             return  # nothing new on the front (the common case late in a run)
-        first: dict[bytes, int] = {}
-        for i in front.tolist():
-            first.setdefault(F_all[i].tobytes(), i)
-        keep = np.fromiter(first.values(), dtype=np.intp, count=len(first))
         kept_old, kept_new = keep[keep < old], keep[keep >= old] - old
         if old:
             self.X = np.concatenate((self.X[kept_old], X[kept_new]))
@@ -159,31 +155,51 @@ class PlanProblem(Problem):
 
 
 class ArrayEvaluator(PymooEvaluator):
-    """pymoo's evaluator, writing F, G and CV back to the individuals in one pass.
-
-    It also keeps every evaluated F and CV in arrays, each individual carrying its row
-    (``ind.row``), so survival reads a population's objectives with one gather instead of a
-    per-individual attribute read and array conversion each.
+    """pymoo's evaluator on chromosome matrices: every evaluated F, G and CV is kept in arrays,
+    a batch is evaluated in one call and known by its rows in them, so survival gathers
+    objectives by row. ``eval`` (for pymoo's own loop, as in NSGA-III) also writes the rows
+    to the individuals in one pass, each carrying its row (``ind.row``).
     """
 
     def __init__(self):
         super().__init__()
         self.F = np.empty((0, 0))
+        self.G = np.empty((0, 0))
         self.CV = np.empty(0)
         self.size = 0
         self.last_rows = np.empty(0, dtype=np.int64)  # rows of the population last passed to eval
 
-    def _record(self, F: np.ndarray, CV: np.ndarray) -> range:
+    def evaluate(self, problem, X: np.ndarray, count: bool = True) -> np.ndarray:
+        """Evaluate the chromosomes X (one row each); returns their rows."""
+        out = problem.evaluate(X, return_values_of=["F", "G"], return_as_dictionary=True)
+        F, G = out["F"], out["G"]
+        CV = np.maximum(G, 0.0).sum(axis=1)
         end = self.size + F.shape[0]
         if end > self.CV.shape[0]:  # grow by doubling
             capacity = max(2 * self.CV.shape[0], end)
-            grown_F, grown_CV = np.empty((capacity, F.shape[1])), np.empty(capacity)
+            grown = np.empty((capacity, F.shape[1])), np.empty((capacity, G.shape[1])), np.empty(capacity)
             if self.size:
-                grown_F[: self.size], grown_CV[: self.size] = self.F[: self.size], self.CV[: self.size]
-            self.F, self.CV = grown_F, grown_CV
-        self.F[self.size:end], self.CV[self.size:end] = F, CV
-        rows, self.size = range(self.size, end), end
+                for old, new in zip((self.F, self.G, self.CV), grown):
+                    new[: self.size] = old[: self.size]
+            self.F, self.G, self.CV = grown
+        self.F[self.size:end], self.G[self.size:end], self.CV[self.size:end] = F, G, CV
+        rows, self.size = np.arange(self.size, end), end
+        if count:
+            self.n_eval += F.shape[0]
         return rows
+
+    def individuals(self, X: np.ndarray, rows: np.ndarray) -> Population:
+        """Evaluated individuals for the chromosomes X, whose results are at ``rows``."""
+        pop = new_population(X)
+        for ind, row in zip(pop, rows.tolist()):
+            self._set(ind, row)
+        return pop
+
+    def _set(self, ind, row: int) -> None:
+        state = ind.__dict__  # the plain fields behind pymoo's F, G, CV properties
+        state["_F"], state["_G"], state["_CV"] = self.F[row].copy(), self.G[row].copy(), self.CV[row: row + 1].copy()
+        state["row"] = row
+        state["evaluated"].update(("F", "G", "H"))
 
     def objectives(self, pop) -> tuple[np.ndarray, np.ndarray]:
         """(F, CV) of the evaluated individuals of ``pop``, in population order."""
@@ -198,18 +214,10 @@ class ArrayEvaluator(PymooEvaluator):
         if todo:
             if X is None or len(todo) != len(pop):
                 X = population_matrix(todo)
-            out = problem.evaluate(X, return_values_of=["F", "G"], return_as_dictionary=True)
-            F, G = out["F"], out["G"]
-            CV = np.maximum(G, 0.0).sum(axis=1, keepdims=True)
-            rows = self._record(F, CV[:, 0])
-            for ind, f, g, cv, row in zip(todo, F, G, CV, rows):
-                state = ind.__dict__  # the plain fields behind pymoo's F, G, CV properties
-                state["_F"], state["_G"], state["_CV"], state["row"] = f, g, cv, row
-                state["evaluated"].update(("F", "G", "H"))
+            for ind, row in zip(todo, self.evaluate(problem, X, count_evals).tolist()):
+                self._set(ind, row)
         self.last_rows = (np.arange(self.size - len(pop), self.size) if len(todo) == len(pop)
                           else np.fromiter((ind.row for ind in pop), dtype=np.int64, count=len(pop)))
-        if count_evals:
-            self.n_eval += len(todo)
         return pop
 
 
@@ -300,17 +308,18 @@ class FeasibilityTournament(Selection):
 
 class ArrayNSGA2(GeneticAlgorithm):
     """NSGA-II on pymoo's genetic-algorithm loop with the array-based survival, tournament
-    and mating, and without the per-individual bookkeeping nothing here reads (generation
-    stamps on every individual, a repair pass over operators that never break eligibility).
+    and mating, and without per-individual bookkeeping.
 
-    The population's chromosomes (``pop_X``) and evaluation rows (``pop_rows``) are kept as
-    arrays beside the individuals, so a generation never reads them back one individual at
-    a time: mating reads ``pop_X``, the offspring matrix goes straight to the evaluator, and
-    survival gathers objectives by row.
+    After the initial population a generation makes no pymoo Individual: the population is
+    its chromosomes (``pop_X``) and evaluation rows (``pop_rows``); mating reads ``pop_X``,
+    the children's matrix goes straight to the evaluator and survival gathers objectives by
+    row. ``pop`` makes the Individuals only when read (the first callback, the result), and
+    the optimum is set once, when the run ends (pymoo reads it only then).
     """
 
     def __init__(self, *, crossover: UniformCrossover, mutation: PlanMutation,
                  eliminate_duplicates: RowHashDuplicateElimination, **kwargs):
+        self._pop = None
         evaluator = ArrayEvaluator()
         survival = RankAndCrowdingSurvival(evaluator)
         selection = RankCrowdingTournament(survival)
@@ -319,48 +328,54 @@ class ArrayNSGA2(GeneticAlgorithm):
                          mating=ArrayMating(selection, crossover, mutation, eliminate_duplicates),
                          advance_after_initial_infill=True, **kwargs)
         self.pop_X = self.off_X = np.empty((0, 0), dtype=np.int32)
-        self.pop_rows = np.empty(0, dtype=np.int64)
+        self.pop_rows = self.off_rows = np.empty(0, dtype=np.int64)
+
+    @property
+    def pop(self):
+        if self._pop is None and self.pop_rows.size:
+            self._pop = self.evaluator.individuals(self.pop_X, self.pop_rows)
+        return self._pop
+
+    @pop.setter
+    def pop(self, pop):
+        self._pop = pop
 
     def next(self):
-        infills = self.infill()
-        if infills is not None:
-            self.evaluator.eval(self.problem, infills, algorithm=self, X=self.off_X)
-            self.advance(infills=infills)
-        else:
-            self.advance()
-
-    def infill(self):
         if not self.is_initialized:
             self._initialize()
             infills = self._initialize_infill()
             self.off_X = population_matrix(infills)
-            return infills
-        return self._infill()
-
-    def _infill(self):
-        self.off_X = self.mating.children(self.problem, self.pop, self.pop_X, self.n_offsprings,
+            self.evaluator.eval(self.problem, infills, algorithm=self, X=self.off_X)
+            self.advance(infills=infills)
+            return
+        # The tournament reads only the population's size.
+        self.off_X = self.mating.children(self.problem, self.pop_X, self.pop_X, self.n_offsprings,
                                           random_state=self.random_state)
         if self.off_X.shape[0] == 0:
             self.termination.force_termination = True
-            return None
-        return new_population(self.off_X)
+        else:
+            self.off_rows = self.evaluator.evaluate(self.problem, self.off_X)
+        self.advance()
 
-    def _survive(self, pop, X: np.ndarray, rows: np.ndarray, n_survive: int) -> None:
+    def _survive(self, X: np.ndarray, rows: np.ndarray, n_survive: int) -> None:
         F, CV = self.evaluator.F[rows], self.evaluator.CV[rows]
         index, self.survival.rank, self.survival.crowding = self.survival.choose(F, CV, n_survive,
                                                                                  self.random_state)
-        self.pop, self.pop_X, self.pop_rows = pop[index], X[index], rows[index]
+        self.pop_X, self.pop_rows, self._pop = X[index], rows[index], None
 
     def _initialize_advance(self, infills=None, **kwargs):
-        self._survive(infills, self.off_X, self.evaluator.last_rows, len(infills))
+        self._survive(self.off_X, self.evaluator.last_rows, len(infills))
 
     def _advance(self, infills=None, **kwargs):
-        if infills is None:  # no new plan could be made (a tiny search space): nothing changes
+        if self.off_X.shape[0] == 0:  # no new plan could be made (a tiny search space): nothing changes
             return
-        self._survive(Population.merge(self.pop, infills), np.concatenate((self.pop_X, self.off_X)),
-                      np.concatenate((self.pop_rows, self.evaluator.last_rows)), self.pop_size)
+        self._survive(np.concatenate((self.pop_X, self.off_X)), np.concatenate((self.pop_rows, self.off_rows)),
+                      self.pop_size)
 
     def _set_optimum(self, **kwargs):
+        pass  # set in _finalize
+
+    def _finalize(self):
         self.opt = self.pop[self.survival.rank == 0]
 
 

@@ -132,10 +132,12 @@ class UniformCrossover(Crossover):
         n_pairs, n_genes = first.shape[0], X.shape[1]
         # One random bit per gene, drawn as bytes: far cheaper than a float per gene.
         bits = np.frombuffer(rng.bytes(n_pairs * ((n_genes + 7) // 8)), dtype=np.uint8)
-        take_first = np.unpackbits(bits).reshape(n_pairs, -1)[:, :n_genes]
+        take_first = np.unpackbits(bits).reshape(n_pairs, -1)  # the kernel reads the first n_genes columns
         take_first[rng.random(n_pairs) >= self.prob.value] = 1  # no crossover: the children copy the parents
         out = np.empty((2 * n_pairs, n_genes), dtype=GENE_DTYPE)
-        _uniform_cross(np.ascontiguousarray(X, dtype=GENE_DTYPE), first, second, take_first, out)
+        # Contiguous arguments whatever the batch: one compiled signature to load from the cache.
+        _uniform_cross(np.ascontiguousarray(X, dtype=GENE_DTYPE), np.ascontiguousarray(first, dtype=np.int64),
+                       np.ascontiguousarray(second, dtype=np.int64), take_first, out)
         return out
 
     @default_random_state

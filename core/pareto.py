@@ -184,30 +184,55 @@ def crowding_distance(F: np.ndarray) -> np.ndarray:
 
 @jit
 def _crowding_by_front(F, rank, out):
-    P = F.shape[0]
-    members_by_front = np.argsort(rank, kind="mergesort")
-    start = 0
-    while start < P:
-        end = start
-        while end < P and rank[members_by_front[end]] == rank[members_by_front[start]]:
-            end += 1
-        members = members_by_front[start:end]
-        if end - start <= 2:
-            out[members] = np.inf
-        else:
-            within = np.empty(end - start)
-            _crowding(F[members], within)
-            out[members] = within
-        start = end
+    # _crowding within each front, without copying the fronts: per objective, one stable sort
+    # of all rows by value, then a stable grouping by front, which leaves each front's rows
+    # in the order _crowding sorts them (ties by row index).
+    P, k = F.shape
+    n_fronts = rank.max() + 1
+    start = np.zeros(n_fronts + 1, dtype=np.int64)
+    for i in range(P):
+        start[rank[i] + 1] += 1
+    for f in range(n_fronts):
+        start[f + 1] += start[f]
+    order = np.empty(P, dtype=np.int64)
+    fill = np.empty(n_fronts, dtype=np.int64)
+    out[:] = 0.0
+    for c in range(k):
+        fill[:] = start[:n_fronts]
+        for i in np.argsort(F[:, c], kind="mergesort"):
+            order[fill[rank[i]]] = i
+            fill[rank[i]] += 1
+        for f in range(n_fronts):
+            lo, hi = start[f], start[f + 1]
+            if hi - lo <= 2:
+                continue
+            low = F[order[lo], c]
+            span = F[order[hi - 1], c] - low
+            out[order[lo]] = np.inf
+            out[order[hi - 1]] = np.inf
+            if span > 0.0 and np.isfinite(span):
+                for j in range(lo + 1, hi - 1):
+                    out[order[j]] += (F[order[j + 1], c] - F[order[j - 1], c]) / span
+    for i in range(P):
+        if start[rank[i] + 1] - start[rank[i]] <= 2:
+            out[i] = np.inf
 
 
-def crowding_by_front(F: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """Crowding distance of every row within its own front (rows of equal ``rank``)."""
+@jit
+def _ranks_and_crowding(F, order, rank, crowd):
+    _front_ranks(F, order, rank)
+    _crowding_by_front(F, rank, crowd)
+
+
+def ranks_and_crowding(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(``front_ranks``, crowding distance of every row within its own front) in one kernel
+    call: NSGA-II's survival needs both every generation."""
     F = np.ascontiguousarray(np.atleast_2d(F), dtype=np.float64)
-    out = np.empty(F.shape[0])
+    rank = np.zeros(F.shape[0], dtype=np.int64)
+    crowd = np.empty(F.shape[0])
     if F.shape[0]:
-        _crowding_by_front(F, np.ascontiguousarray(rank, dtype=np.int64), out)
-    return out
+        _ranks_and_crowding(F, np.lexsort(F.T[::-1]), rank, crowd)
+    return rank, crowd
 
 
 def hypervolume(F: np.ndarray, ideal: np.ndarray, nadir: np.ndarray) -> float:

@@ -55,11 +55,10 @@ from core.model import Instance
 from core.pareto import (
     DEFAULT_OBJECTIVES,
     check_objectives,
-    crowding_by_front,
-    front_ranks,
     hypervolume,
     non_dominated,
     objective_columns,
+    ranks_and_crowding,
 )
 
 
@@ -242,9 +241,10 @@ class RankAndCrowdingSurvival(Survival):
         Sorting feasible plans by (rank, -crowding, random) and cutting at ``n_survive`` keeps
         whole fronts and splits only the last one by crowding, as NSGA-II does."""
         feasible = np.flatnonzero(CV <= 0.0)
-        rank = front_ranks(F[feasible])
-        crowd = crowding_by_front(F[feasible], rank)
+        rank, crowd = ranks_and_crowding(F[feasible])
         best = np.lexsort((rng.random(feasible.size), -crowd, rank))[:n_survive]
+        if feasible.size == CV.size:  # the common case: no infeasible plan to rank after them
+            return best, rank[best], crowd[best]
         infeasible = np.flatnonzero(CV > 0.0)
         extra = infeasible[np.argsort(CV[infeasible], kind="stable")][: n_survive - best.size]
         first_extra_rank = rank[best].max() + 1 if best.size else 0

@@ -18,6 +18,7 @@ from core.pareto import (
     non_dominated,
     objective_matrix,
     parse_policy,
+    ranks_and_crowding,
     select,
 )
 
@@ -95,6 +96,26 @@ def test_front_ranks_match_repeated_peeling(F):
     lambda k: arrays(np.float64, st.tuples(st.integers(3, 25), st.just(k)), elements=st.integers(0, 9).map(float))))
 def test_crowding_distance_matches_reference(F):
     np.testing.assert_allclose(crowding_distance(F), brute_crowding(F.tolist()), rtol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(objective_arrays)
+def test_non_dominated_distinct_keeps_the_first_of_equal_rows(F):
+    first = {}
+    for i in brute_non_dominated(F):
+        first.setdefault(tuple(F[i]), i)
+    assert non_dominated(F, distinct=True).tolist() == sorted(first.values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(objective_arrays)
+def test_ranks_and_crowding_is_crowding_within_each_front(F):
+    rank, crowd = ranks_and_crowding(F)
+    assert rank.tolist() == brute_ranks(F)
+    for level in set(rank.tolist()):
+        members = np.flatnonzero(rank == level)
+        expected = brute_crowding(F[members].tolist()) if members.size > 2 else [np.inf] * members.size
+        np.testing.assert_array_equal(crowd[members], expected)
 
 
 def test_crowding_distance_of_two_points_is_infinite():

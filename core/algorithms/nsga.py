@@ -126,18 +126,25 @@ def constraint_columns(instance: Instance) -> list[int]:
 
 class PlanProblem(Problem):
     """The allocation problem for pymoo: minimise the objectives subject to the constraints,
-    one vectorised evaluation per batch; every batch also feeds ``archive``."""
+    one vectorised evaluation per batch; every batch also feeds ``archive``.
 
-    def __init__(self, evaluator: Evaluator, codec: PlanCodec, objectives, archive: ParetoArchive):
+    ``bound`` (objective values, minimisation form) adds one constraint per objective: a
+    feasible plan is no worse than ``bound`` in any objective.
+    """
+
+    def __init__(self, evaluator: Evaluator, codec: PlanCodec, objectives, archive: ParetoArchive,
+                 bound: np.ndarray | None = None):
         self.evaluator = evaluator
         self.codec = codec
         self.columns, self.signs = objective_columns(objectives)
         self.constraints = constraint_columns(evaluator.instance)
+        self.bound = None if bound is None else np.asarray(bound, dtype=np.float64)
         self.archive = archive
         self.evaluations = 0
         xu = np.full(codec.n_genes, evaluator.instance.n_nodes - 1)
         xu[-1] = codec.n_orders - 1
-        super().__init__(n_var=codec.n_genes, n_obj=len(self.columns), n_ieq_constr=len(self.constraints),
+        n_bounds = 0 if self.bound is None else len(self.columns)
+        super().__init__(n_var=codec.n_genes, n_obj=len(self.columns), n_ieq_constr=len(self.constraints) + n_bounds,
                          xl=0, xu=xu, vtype=int)
 
     def _evaluate(self, X, out, *args, **kwargs):
@@ -147,8 +154,10 @@ class PlanProblem(Problem):
         self.evaluations += X.shape[0]
         F = stats[:, self.columns] * self.signs
         G = stats[:, self.constraints]
+        if self.bound is not None:
+            G = np.hstack((G, F - self.bound))
         out["F"] = F
-        if self.constraints:
+        if G.shape[1]:
             out["G"] = G
         self.archive.add(X, stats, F, np.maximum(G, 0.0).sum(axis=1))
 
@@ -447,18 +456,25 @@ class NSGA2Allocator(Allocator):
     :param seed_with_baselines: put every baseline's plan into the initial population.
     :param parallel: evaluate each batch on Numba threads.
     :param initial_plans: plans to start from as well (a warm start: the previous run's front).
+    :param objective_bounds: objective values (minimisation form, ``objectives`` order) every
+        returned plan must weakly beat, as constraints; None for none.
     """
 
     name = "nsga2"
 
     def __init__(self, *, population: int = 100, generations: int = 200, objectives=DEFAULT_OBJECTIVES,
-                 seed_with_baselines: bool = True, parallel: bool = False, initial_plans: Sequence[Plan] = ()):
+                 seed_with_baselines: bool = True, parallel: bool = False, initial_plans: Sequence[Plan] = (),
+                 objective_bounds: Sequence[float] | None = None):
         self.population = _check_int("population", population, 4)
         self.generations = _check_int("generations", generations, 1)
         self.objectives = check_objectives(objectives)
         self.seed_with_baselines = bool(seed_with_baselines)
         self.parallel = bool(parallel)
         self.initial_plans = tuple(initial_plans)
+        self.objective_bounds = None if objective_bounds is None else np.asarray(objective_bounds, dtype=np.float64)
+        if self.objective_bounds is not None and self.objective_bounds.shape != (len(self.objectives),):
+            raise SpecError("objective_bounds", f"needs one value per objective {list(self.objectives)}, "
+                            f"got {objective_bounds!r}")
 
     def _algorithm(self, codec: PlanCodec, seeds: np.ndarray):
         return ArrayNSGA2(
@@ -481,7 +497,7 @@ class NSGA2Allocator(Allocator):
         # scenarios) is used as given.
         rebuild = type(evaluator) is Evaluator and evaluator.parallel != self.parallel
         hot = Evaluator(instance, parallel=self.parallel) if rebuild else evaluator
-        problem = PlanProblem(hot, codec, self.objectives, ParetoArchive())
+        problem = PlanProblem(hot, codec, self.objectives, ParetoArchive(), self.objective_bounds)
         history = _History(problem, self.objectives, progress)
         minimize(problem, self._algorithm(codec, seeds), ("n_gen", self.generations + 1), seed=seed,
                  callback=history, copy_algorithm=False)

@@ -65,100 +65,125 @@ class Schedule:
 # Plans decoded in lockstep: list scheduling is a chain of dependent loads and maxima, so
 # interleaving independent plans lets the processor overlap their latencies (about 2.4x here).
 LANES = 4
+# The decode keeps per-(task, plan) data in flat arrays and indexes them with unsigned
+# integers: Numba then emits neither negative-index wraparound nor stride multiplications,
+# which were most of the edge loop's instructions (1.7x).
+_LANES = np.uint64(LANES)
+_ONE = np.uint64(1)
+# A tag is a node index in the low 32 bits and the row of the node's link class in ``link``
+# (2 * C * class) in the high 32 bits.
+_TAG_SHIFT = np.uint64(32)
+_TAG_NODE = np.uint64(0xFFFFFFFF)
 
 
 @jit_inline
-def _arrival(ready, end_q, p, j, cj, data, link_class, link, n_classes):
-    """``ready`` raised to when the edge's data from node ``p`` reaches node ``j``.
+def _arrival(ready, b, end, tag, jt, cj, data, link):
+    """``ready`` raised to when the edge's data from the parent (record ``b``) reaches the node
+    tagged ``jt`` (link-class column ``cj``).
 
     Transfers between distinct nodes depend only on the nodes' link classes (their zones,
-    unless node-pair links set them apart): ``link[ci * C + cj]`` holds (latency, 1/bandwidth),
-    a table that stays in L1 however many nodes there are. The transfer is computed either way
-    and dropped on the same node, which is exact (x + 0.0 == x) and avoids a branch.
+    unless node-pair links set them apart): ``link`` holds (latency, 1/bandwidth) per class
+    pair, a table that stays in L1 however many nodes there are. The transfer is computed
+    either way and dropped on the same node, which is exact (x + 0.0 == x) and avoids a branch.
     """
-    c = link_class[p] * n_classes + cj
-    transfer = link[c, 0] + data * link[c, 1]
-    arrival = end_q + (transfer if p != j else 0.0)
+    pt = tag[b]
+    c = (pt >> _TAG_SHIFT) + cj
+    transfer = link[c] + data * link[c + _ONE]
+    arrival = end[b] + (transfer if pt != jt else 0.0)
     return arrival if arrival > ready else ready
 
 
 @jit_inline
-def _place(lane, k, j, ready, work, rate, kind, start, end, node_free, busy):
+def _place(b, jt, ready, work, rate, kind, end, node_free, busy):
     # The division Instance.build makes for its duration table, so bit for bit the same; a
-    # (tasks x nodes) table would miss the cache on large clusters.
+    # (tasks x nodes) table measured no faster even at 8 nodes and misses the cache on large
+    # clusters.
+    j = jt & _TAG_NODE
     d = work / rate[j, kind]
-    start[k, lane] = ready
-    end[k, lane] = ready + d
-    node_free[j, lane] = ready + d
-    busy[j, lane] += d
+    end[b] = ready + d
+    f = j * _LANES + (b % _LANES)
+    node_free[f] = ready + d
+    busy[f] += d
 
 
 @jit
-def _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, link_class, link, release,
-                  available_from, pinned_start, pinned_end, node_of, start, end, node_free, busy):
+def _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, node_tag, node_col, link,
+                  release, available_from, pinned_start, pinned_end, tag, start, end, node_free, busy):
     """List-schedule ``LANES`` plans (rows of ``plans``) together.
 
-    Arrays are laid out by dispatch position (``task_at[k]`` is the k-th task), so parent lists
-    are read front to back. The first ``len(pinned_start)`` positions hold pinned tasks (re-
-    planning: they keep their node and times); every other task starts at max(node free,
-    release, inputs arrived), a node being free from its ``available_from`` on.
+    Per-(task, plan) arrays are flat: record ``k * LANES + lane`` is the k-th dispatched task
+    (``task_at[k]``) in that plan, so parent lists are read front to back; ``parent_pos``
+    holds the parents' records of lane 0. ``tag`` receives each record's node tag, ``end``
+    its end; ``start`` is None when only statistics are wanted (Numba compiles the stores
+    away, and the decode's working set shrinks by a third). Per-(node, plan) arrays are flat
+    the same way. The first ``len(pinned_start)`` positions hold pinned tasks (re-planning:
+    they keep their node and times); every other task starts at max(node free, release,
+    inputs arrived), a node being free from its ``available_from`` on.
     Nothing else happens in the main loop: every extra store would cost a reload of the rest.
     """
     n = task_at.shape[0]
-    n_classes = int(np.sqrt(link.shape[0]))
     for k in range(n):
         t = task_at[k]
         for lane in range(LANES):
-            node_of[k, lane] = plans[lane, t]
+            tag[k * LANES + lane] = node_tag[plans[lane, t]]
     busy[:] = 0.0
-    for lane in range(LANES):
-        node_free[:, lane] = available_from
+    for j in range(available_from.shape[0]):
+        for lane in range(LANES):
+            node_free[j * LANES + lane] = available_from[j]
     n_pinned = pinned_start.shape[0]
     for k in range(n_pinned):
         for lane in range(LANES):
-            j = node_of[k, lane]
-            start[k, lane] = pinned_start[k]
-            end[k, lane] = pinned_end[k]
-            node_free[j, lane] = max(node_free[j, lane], pinned_end[k])
-            busy[j, lane] += pinned_end[k] - pinned_start[k]
+            b = k * LANES + lane
+            f = (tag[b] & _TAG_NODE) * _LANES + np.uint64(lane)
+            if start is not None:
+                start[b] = pinned_start[k]
+            end[b] = pinned_end[k]
+            node_free[f] = max(node_free[f], pinned_end[k])
+            busy[f] += pinned_end[k] - pinned_start[k]
     for k in range(n_pinned, n):
-        j0, j1, j2, j3 = node_of[k, 0], node_of[k, 1], node_of[k, 2], node_of[k, 3]
-        c0, c1, c2, c3 = link_class[j0], link_class[j1], link_class[j2], link_class[j3]
+        kb = np.uint64(k) * _LANES
+        b0, b1, b2, b3 = kb, kb + _ONE, kb + np.uint64(2), kb + np.uint64(3)
+        t0, t1, t2, t3 = tag[b0], tag[b1], tag[b2], tag[b3]
+        c0, c1 = node_col[t0 & _TAG_NODE], node_col[t1 & _TAG_NODE]
+        c2, c3 = node_col[t2 & _TAG_NODE], node_col[t3 & _TAG_NODE]
         r = release[k]
-        r0, r1 = max(node_free[j0, 0], r), max(node_free[j1, 1], r)
-        r2, r3 = max(node_free[j2, 2], r), max(node_free[j3, 3], r)
+        r0 = max(node_free[(t0 & _TAG_NODE) * _LANES], r)
+        r1 = max(node_free[(t1 & _TAG_NODE) * _LANES + _ONE], r)
+        r2 = max(node_free[(t2 & _TAG_NODE) * _LANES + np.uint64(2)], r)
+        r3 = max(node_free[(t3 & _TAG_NODE) * _LANES + np.uint64(3)], r)
         for e in range(parent_ptr[k], parent_ptr[k + 1]):
-            q = parent_pos[e]
+            q = np.uint64(parent_pos[e])
             data = parent_data[e]
-            r0 = _arrival(r0, end[q, 0], node_of[q, 0], j0, c0, data, link_class, link, n_classes)
-            r1 = _arrival(r1, end[q, 1], node_of[q, 1], j1, c1, data, link_class, link, n_classes)
-            r2 = _arrival(r2, end[q, 2], node_of[q, 2], j2, c2, data, link_class, link, n_classes)
-            r3 = _arrival(r3, end[q, 3], node_of[q, 3], j3, c3, data, link_class, link, n_classes)
+            r0 = _arrival(r0, q, end, tag, t0, c0, data, link)
+            r1 = _arrival(r1, q + _ONE, end, tag, t1, c1, data, link)
+            r2 = _arrival(r2, q + np.uint64(2), end, tag, t2, c2, data, link)
+            r3 = _arrival(r3, q + np.uint64(3), end, tag, t3, c3, data, link)
         w, kd = work[k], kind[k]
-        _place(0, k, j0, r0, w, rate, kd, start, end, node_free, busy)
-        _place(1, k, j1, r1, w, rate, kd, start, end, node_free, busy)
-        _place(2, k, j2, r2, w, rate, kd, start, end, node_free, busy)
-        _place(3, k, j3, r3, w, rate, kd, start, end, node_free, busy)
+        _place(b0, t0, r0, w, rate, kd, end, node_free, busy)
+        _place(b1, t1, r1, w, rate, kd, end, node_free, busy)
+        _place(b2, t2, r2, w, rate, kd, end, node_free, busy)
+        _place(b3, t3, r3, w, rate, kd, end, node_free, busy)
+        if start is not None:
+            start[b0], start[b1], start[b2], start[b3] = r0, r1, r2, r3
 
 
 @jit
-def _summarise(lane, node_of, end, busy, used, req_end, last_pos, last_request, due_pos, due, parent_ptr, parent_pos,
-               link_class, link, req_release, req_deadline, req_priority, busy_power, idle_power, cost_rate, out):
+def _summarise(lane, tag, end, busy, used, req_end, last_pos, last_request, due_pos, due, parent_ptr, parent_pos,
+               node_col, link, req_release, req_deadline, req_priority, busy_power, idle_power, cost_rate, out):
     """Write one lane's STATS row to ``out``.
 
     A child ends no earlier than its parents, so a request ends at one of its tasks that has no
     child in the same request (``last_pos``): only those are read, and only tasks with a
     deadline (``due_pos``) for lateness.
     """
-    n, m = node_of.shape[0], busy.shape[0]
-    n_classes = int(np.sqrt(link.shape[0]))
+    n, m = end.shape[0] // LANES, used.shape[0]
     used[:] = False
     for k in range(n):
-        used[node_of[k, lane]] = True
+        used[tag[k * LANES + lane] & _TAG_NODE] = True
     req_end[:] = 0.0
     makespan = 0.0
     for i in range(last_pos.shape[0]):
-        finish = end[last_pos[i], lane]
+        finish = end[last_pos[i] * LANES + lane]
         r = last_request[i]
         if finish > req_end[r]:
             req_end[r] = finish
@@ -166,7 +191,7 @@ def _summarise(lane, node_of, end, busy, used, req_end, last_pos, last_request, 
             makespan = finish
     lateness = 0.0
     for i in range(due_pos.shape[0]):
-        finish = end[due_pos[i], lane]
+        finish = end[due_pos[i] * LANES + lane]
         if finish > due[i]:
             lateness += finish - due[i]
     total = 0.0
@@ -174,7 +199,7 @@ def _summarise(lane, node_of, end, busy, used, req_end, last_pos, last_request, 
     energy = 0.0
     cost = 0.0
     for j in range(m):
-        b = busy[j, lane]
+        b = busy[j * LANES + lane]
         total += b
         if used[j]:
             n_used += 1
@@ -183,7 +208,7 @@ def _summarise(lane, node_of, end, busy, used, req_end, last_pos, last_request, 
     mean = total / m
     var = 0.0
     for j in range(m):
-        var += (busy[j, lane] - mean) ** 2
+        var += (busy[j * LANES + lane] - mean) ** 2
     wsum = 0.0
     wresp = 0.0
     for r in range(req_end.shape[0]):
@@ -194,10 +219,11 @@ def _summarise(lane, node_of, end, busy, used, req_end, last_pos, last_request, 
     unroutable = 0.0
     if not np.isfinite(makespan):
         for k in range(n):
-            j = node_of[k, lane]
+            jt = tag[k * LANES + lane]
+            cj = node_col[jt & _TAG_NODE]
             for e in range(parent_ptr[k], parent_ptr[k + 1]):
-                p = node_of[parent_pos[e], lane]
-                if p != j and not np.isfinite(link[link_class[p] * n_classes + link_class[j], 0]):
+                pt = tag[parent_pos[e] + lane]
+                if pt != jt and not np.isfinite(link[(pt >> _TAG_SHIFT) + cj]):
                     unroutable += 1.0
     out[0] = makespan
     out[1] = total / (n_used * makespan) if makespan > 0.0 else 1.0
@@ -211,28 +237,28 @@ def _summarise(lane, node_of, end, busy, used, req_end, last_pos, last_request, 
 
 @jit
 def _evaluate_groups(first, last, rows, assign, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data,
-                     link_class, link, release, available_from, pinned_start, pinned_end, last_pos, last_request, due_pos, due, req_release, req_deadline,
-                     req_priority, busy_power, idle_power, cost_rate, out):
+                     node_tag, node_col, link, release, available_from, pinned_start, pinned_end, last_pos,
+                     last_request, due_pos, due, req_release, req_deadline, req_priority, busy_power, idle_power,
+                     cost_rate, out):
     """Evaluate groups ``first..last-1`` of ``LANES`` rows each; a short last group repeats
     its final row (computed twice, written identically)."""
     n, m = task_at.shape[0], rate.shape[0]
     plans = np.empty((LANES, assign.shape[1]), dtype=np.int32)
-    node_of = np.empty((n, LANES), dtype=np.int32)
-    start = np.empty((n, LANES))
-    end = np.empty((n, LANES))
-    node_free = np.empty((m, LANES))
-    busy = np.empty((m, LANES))
+    tag = np.empty(n * LANES, dtype=np.uint64)
+    end = np.empty(n * LANES)
+    node_free = np.empty(m * LANES)
+    busy = np.empty(m * LANES)
     used = np.empty(m, dtype=np.bool_)
     req_end = np.empty(req_release.shape[0])
     for g in range(first, last):
         for lane in range(LANES):
             plans[lane] = assign[rows[min(g * LANES + lane, rows.shape[0] - 1)]]
-        _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, link_class, link,
-                      release, available_from, pinned_start, pinned_end, node_of, start, end, node_free, busy)
+        _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, node_tag, node_col,
+                      link, release, available_from, pinned_start, pinned_end, tag, None, end, node_free, busy)
         for lane in range(LANES):
             i = rows[min(g * LANES + lane, rows.shape[0] - 1)]
-            _summarise(lane, node_of, end, busy, used, req_end, last_pos, last_request, due_pos, due, parent_ptr,
-                       parent_pos, link_class, link, req_release, req_deadline, req_priority, busy_power,
+            _summarise(lane, tag, end, busy, used, req_end, last_pos, last_request, due_pos, due, parent_ptr,
+                       parent_pos, node_col, link, req_release, req_deadline, req_priority, busy_power,
                        idle_power, cost_rate, out[i])
 
 
@@ -276,7 +302,7 @@ class _Layout:
     work: np.ndarray
     kind: np.ndarray
     parent_ptr: np.ndarray
-    parent_pos: np.ndarray
+    parent_pos: np.ndarray  # uint32 record of each parent in lane 0 (position * LANES)
     parent_data: np.ndarray
     release: np.ndarray
     pinned_start: np.ndarray  # the first len(pinned_start) positions hold the pinned tasks
@@ -304,7 +330,14 @@ class Evaluator:
         latency = np.where(no_link, np.inf, instance.latency)
         inv_bw = np.where(no_link, 0.0, instance.inv_bandwidth)
         zones = [node.zone for node in instance.cluster.nodes]
-        self._link_class, self._link = _link_classes(latency, inv_bw, zones)
+        link_class, link = _link_classes(latency, inv_bw, zones)
+        # Each node's tag (its index and its class's row in the flat link table; both fit 32
+        # bits below 46,000 nodes) and its class's column, so entry (row + column) is the link.
+        cls = link_class.astype(np.uint64)
+        row = 2 * np.uint64(np.sqrt(link.shape[0])) * cls
+        self._node_tag = (row << _TAG_SHIFT) | np.arange(cls.shape[0], dtype=np.uint64)
+        self._node_col = 2 * cls
+        self._link = np.ascontiguousarray(link.ravel())
         self._rate = np.ascontiguousarray(instance.rate)
         self._layouts: dict[bytes, _Layout] = {}
         self.evaluations = 0
@@ -336,7 +369,7 @@ class Evaluator:
                 work=np.ascontiguousarray(inst.work[order]),
                 kind=np.ascontiguousarray(inst.kind_of[order]),
                 parent_ptr=ptr,
-                parent_pos=np.ascontiguousarray(position[inst.parent_idx[edges]], dtype=np.int32),
+                parent_pos=np.ascontiguousarray(position[inst.parent_idx[edges]] * LANES, dtype=np.uint32),
                 parent_data=np.ascontiguousarray(inst.parent_data[edges]),
                 release=np.ascontiguousarray(inst.release[order]),
                 pinned_start=np.ascontiguousarray(inst.pinned_start[order[:int(pinned.sum())]]),
@@ -354,9 +387,9 @@ class Evaluator:
     def _arrays(self, layout: _Layout):
         inst = self.instance
         return (layout.task_at, layout.work, layout.kind, self._rate, layout.parent_ptr, layout.parent_pos,
-                layout.parent_data, self._link_class, self._link, layout.release, inst.available_from,
-                layout.pinned_start, layout.pinned_end, layout.last_pos,
-                layout.last_request, layout.due_pos, layout.due, inst.request_release, inst.request_deadline, inst.request_priority, inst.busy_power,
+                layout.parent_data, self._node_tag, self._node_col, self._link, layout.release, inst.available_from,
+                layout.pinned_start, layout.pinned_end, layout.last_pos, layout.last_request, layout.due_pos,
+                layout.due, inst.request_release, inst.request_deadline, inst.request_priority, inst.busy_power,
                 inst.idle_power, inst.cost_rate)
 
     def stats(self, assignment: np.ndarray, order: np.ndarray, *, check: bool = True) -> np.ndarray:
@@ -434,21 +467,20 @@ class Evaluator:
         self.check(np.atleast_2d(plan.assignment), np.atleast_2d(plan.order))
         layout = self._layout(plan.order)
         n, m = inst.n_tasks, inst.n_nodes
-        (task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, link_class, link, release, available_from,
-         pinned_start, pinned_end, *rest) = self._arrays(layout)
-        node_of = np.empty((n, LANES), dtype=np.int32)
-        start, end, busy = np.empty((n, LANES)), np.empty((n, LANES)), np.empty((m, LANES))
+        (task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, node_tag, node_col, link, release,
+         available_from, pinned_start, pinned_end, *rest) = self._arrays(layout)
+        tag = np.empty(n * LANES, dtype=np.uint64)
+        start, end, busy = np.empty(n * LANES), np.empty(n * LANES), np.empty(m * LANES)
         plans = np.ascontiguousarray(np.broadcast_to(plan.assignment, (LANES, n)))
-        _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, link_class, link,
-                      release, available_from, pinned_start, pinned_end, node_of, start, end, np.empty((m, LANES)),
-                      busy)
+        _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, node_tag, node_col, link,
+                      release, available_from, pinned_start, pinned_end, tag, start, end, np.empty(m * LANES), busy)
         stats = np.empty(len(STATS))
         last_pos, last_request, due_pos, due, *per_request_and_node = rest
-        _summarise(0, node_of, end, busy, np.empty(m, dtype=np.bool_), np.empty(len(inst.request_ids)), last_pos,
-                   last_request, due_pos, due, parent_ptr, parent_pos, link_class, link, *per_request_and_node, stats)
+        _summarise(0, tag, end, busy, np.empty(m, dtype=np.bool_), np.empty(len(inst.request_ids)), last_pos,
+                   last_request, due_pos, due, parent_ptr, parent_pos, node_col, link, *per_request_and_node, stats)
         self._count_moves(plans[:1], stats[None, :])
         self.evaluations += 1
         start_t, end_t = np.empty(n), np.empty(n)
-        start_t[layout.task_at] = start[:, 0]
-        end_t[layout.task_at] = end[:, 0]
-        return Schedule(plan=plan, start=start_t, end=end_t, busy=busy[:, 0].copy(), stats=stats)
+        start_t[layout.task_at] = start[::LANES]
+        end_t[layout.task_at] = end[::LANES]
+        return Schedule(plan=plan, start=start_t, end=end_t, busy=busy[::LANES].copy(), stats=stats)

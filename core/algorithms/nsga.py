@@ -80,14 +80,18 @@ class ParetoArchive:
     """
 
     def __init__(self):
-        self.X: np.ndarray | None = None
+        self._rows: list[np.ndarray] = []  # the chromosomes; a list, so a change copies only new rows
         self.stats: np.ndarray | None = None
         self.F: np.ndarray | None = None
         self.cv: np.ndarray | None = None
         self.version = 0  # counts the changes, so a caller can tell when to recompute a summary
 
     def __len__(self) -> int:
-        return 0 if self.X is None else self.X.shape[0]
+        return len(self._rows)
+
+    @property
+    def X(self) -> np.ndarray | None:
+        return np.array(self._rows) if self._rows else None
 
     @property
     def feasible(self) -> bool:
@@ -103,13 +107,10 @@ class ParetoArchive:
         candidates = np.flatnonzero(cv_all <= best_cv)
         keep = candidates[non_dominated(F_all[candidates], distinct=True)]
         if keep[-1] < old:
-            return  # nothing new on the front (the common case late in a run)
+            return  # nothing new on the front
         kept_old, kept_new = keep[keep < old], keep[keep >= old] - old
-        if old:
-            self.X = np.concatenate((self.X[kept_old], X[kept_new]))
-            self.stats = np.concatenate((self.stats[kept_old], stats[kept_new]))
-        else:
-            self.X, self.stats = X[kept_new], stats[kept_new]
+        self._rows = [self._rows[i] for i in kept_old.tolist()] + [X[i].copy() for i in kept_new.tolist()]
+        self.stats = np.concatenate((self.stats[kept_old], stats[kept_new])) if old else stats[kept_new]
         self.F, self.cv = F_all[keep], cv_all[keep]
         self.version += 1
 
@@ -505,8 +506,9 @@ class NSGA2Allocator(Allocator):
         archive = problem.archive
         # Fastest first (then the other objectives), a stable order for reports.
         order = np.lexsort(archive.F.T[::-1])
-        plans = [codec.decode(row) for row in archive.X[order]]
-        assignment, orders = codec.split(archive.X[order])
+        X = archive.X[order]
+        plans = [codec.decode(row) for row in X]
+        assignment, orders = codec.split(X)
         stats = evaluator.stats(assignment, orders, check=True)
         evaluations = evaluator.evaluations - evaluations_before + (hot.evaluations if hot is not evaluator else 0)
         return AllocationResult(algorithm=self.name, plans=plans, stats=stats, evaluations=evaluations,

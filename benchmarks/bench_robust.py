@@ -1,8 +1,9 @@
 """Robust against nominal plans under noise: does searching over sampled scenarios pay off?
 
-On each instance NSGA-II runs twice with the same seed, population and generations: once on
-the nominal objectives, once on robust ones (``Settings.robust_scenarios``: p95 makespan, mean
-utilisation and imbalance over K scenarios). The knee plan of each run is then enacted by the
+On each instance ``optimize`` runs twice with the same seed, population and generations: once
+on the nominal objectives, once in robust mode (``Settings.robust_scenarios``: p95 makespan,
+mean utilisation and imbalance over K scenarios, searched from the nominal choice and picked
+after re-scoring on fresh validation scenarios; docs/robust.md). The knee plan of each run is then enacted by the
 simulator on fresh samples (another seed than the K scenarios): noise only, then noise plus node
 failures; each front's fastest plan is compared under noise as well. Printed: for the first
 search seed, the p50/p95 realised makespan of both plans and the ratio robust / nominal of the
@@ -113,7 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     args.population = args.population or (24 if args.quick else 60)
     args.generations = args.generations or (15 if args.quick else 100)
-    args.seeds = args.seeds or (2 if args.quick else 5)
+    args.seeds = args.seeds or (2 if args.quick else 10)
     if args.quick:
         args.samples = min(args.samples, 200)
 

@@ -177,6 +177,23 @@ class ScenarioEvaluator:
         return self.nominal.schedule(plan)
 
 
+def validation_stats(instance: Instance, uncertainty: Uncertainty, assignment: np.ndarray, order: np.ndarray, *,
+                     scenarios: int, seed: np.random.Generator, statistic: str = "p95",
+                     chunk: int = 64) -> np.ndarray:
+    """Robust statistics of a batch of plans over ``scenarios`` scenarios drawn from ``seed``,
+    as ``ScenarioEvaluator.stats`` gives over the same scenarios, built ``chunk`` at a time so
+    that a thousand scenarios of a large instance never sit in memory together.
+
+    Plans are searched on a few scenarios and re-scored here on many fresh ones before one is
+    picked: a front found on K scenarios is partly fitted to their luck.
+    """
+    per_scenario = []
+    for first in range(0, scenarios, chunk):
+        for scenario in scenario_instances(instance, uncertainty, min(chunk, scenarios - first), seed):
+            per_scenario.append(Evaluator(scenario).stats(assignment, order, check=False))
+    return aggregate(np.stack(per_scenario), statistic)
+
+
 # The columns reported as a plan's robust metrics (the objectives and lateness).
 REPORTED = ("makespan", "utilization", "imbalance", "mean_response", "energy", "cost", "lateness")
 

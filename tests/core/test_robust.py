@@ -185,17 +185,23 @@ def test_aggregate_against_a_plain_python_reference(per_scenario):
 
 
 def test_optimize_robust_end_to_end(instance):
-    chosen_settings = Settings(population=16, generations=6, seed=2, robust_scenarios=8, noise_sigma=0.4)
+    chosen_settings = Settings(population=16, generations=6, seed=2, robust_scenarios=8, noise_sigma=0.4,
+                               robust_validation=100)
     result = optimize(instance, chosen_settings)
     plain = Evaluator(instance)
     assign = np.array([p.assignment for p in result.front])
     orders = np.array([p.order for p in result.front])
     plain.check(assign, orders)  # eligible nodes, topological orders
-    # The front holds the robust statistics, recomputed independently, and none dominates another.
-    again = chosen_settings.search_evaluator(instance)
-    np.testing.assert_array_equal(result.front_stats, again.stats(assign, orders))
+    # The front holds the statistics over the 100 validation scenarios (drawn in chunks),
+    # recomputed here from all 100 at once; none dominates another.
+    validation = ScenarioEvaluator(instance, chosen_settings.noise(), scenarios=100,
+                                   seed=chosen_settings.validation_seed())
+    np.testing.assert_array_equal(result.front_stats, validation.stats(assign, orders))
     F = objective_matrix(result.front_stats, chosen_settings.objectives)
     assert len(non_dominated(F)) == len(result.front)
+    # The validation scenarios are not the search's K.
+    search = chosen_settings.search_evaluator(instance)
+    assert not np.array_equal(result.front_stats, search.stats(assign, orders))
     # Nominal metrics from the plain evaluator, robust ones from the scenarios, side by side.
     chosen = result.front[result.chosen_index]
     nominal = plain.stats(chosen.assignment, chosen.order)[0]
@@ -204,8 +210,50 @@ def test_optimize_robust_end_to_end(instance):
     assert summary["robust_makespan"] == result.front_stats[result.chosen_index, STAT_INDEX["makespan"]]
     assert summary["robust_makespan"] > summary["makespan"]  # p95 under sigma 0.4 noise
     assert summary["robust_scenarios"] == 8 and summary["robust_statistic"] == "p95"
+    assert summary["robust_validation"] == 100
     nominal_keys = set(optimize(instance, Settings(population=16, generations=2, seed=2)).summary())
     assert nominal_keys < set(summary)
+
+
+def test_robust_choice_is_no_worse_than_the_nominal_choice_under_noise(instance):
+    """The robust plan weakly beats, over the validation scenarios, the plan a nominal run with
+    the same seed picks, in every objective."""
+    for seed in range(3):
+        robust_settings = Settings(population=16, generations=8, seed=seed, robust_scenarios=6, noise_sigma=0.4,
+                                   robust_validation=80)
+        result = optimize(instance, robust_settings)
+        nominal = optimize(instance, Settings(population=16, generations=8, seed=seed))
+        anchor = nominal.front[nominal.chosen_index]
+        validation = ScenarioEvaluator(instance, robust_settings.noise(), scenarios=80,
+                                       seed=robust_settings.validation_seed())
+        anchor_stats = validation.stats(anchor.assignment, anchor.order)
+        assert result.nominal_choice_robust_metrics["makespan"] == anchor_stats[0, STAT_INDEX["makespan"]]
+        ours = objective_matrix(result.front_stats[result.chosen_index], robust_settings.objectives)
+        theirs = objective_matrix(anchor_stats, robust_settings.objectives)
+        assert np.all(ours <= theirs)
+        assert result.summary()["nominal_choice_robust_makespan"] >= result.summary()["robust_makespan"]
+
+
+@pytest.mark.parametrize("algorithm", ["nsga2", "nsga3"])
+def test_objective_bounds_keep_only_plans_that_beat_them(instance, algorithm):
+    """NSGA-II/III with objective bounds returns only plans no worse than the bound in every
+    objective, once a plan meeting it is known (here HEFT's plan, whose objectives are the bound)."""
+    from core.algorithms import get_allocator
+
+    evaluator = Evaluator(instance)
+    heft = baseline_plans(evaluator, seed=0)["heft"]
+    objectives = ("makespan", "utilization", "imbalance", "energy") if algorithm == "nsga3" else \
+        ("makespan", "utilization", "imbalance")
+    bound = objective_matrix(evaluator.stats(heft.assignment, heft.order), objectives)[0]
+    allocator = get_allocator(algorithm, population=16, generations=10, objectives=objectives,
+                              objective_bounds=bound, initial_plans=(heft,))
+    result = allocator.allocate(evaluator, seed=1)
+    F = objective_matrix(result.stats, objectives)
+    assert len(result.plans) >= 1 and np.all(F <= bound)
+    unbounded = get_allocator(algorithm, population=16, generations=10, objectives=objectives).allocate(evaluator, seed=1)
+    assert not np.all(objective_matrix(unbounded.stats, objectives) <= bound)  # the bound did cut the front
+    with pytest.raises(SpecError, match="objective_bounds"):
+        get_allocator(algorithm, objectives=objectives, objective_bounds=bound[:2])
 
 
 def test_robust_without_noise_is_the_nominal_run(instance):
@@ -226,6 +274,8 @@ def test_robust_without_noise_is_the_nominal_run(instance):
     ({"noise_sigma": -0.1}, "noise_sigma"),
     ({"noise_sigma": float("nan")}, "noise_sigma"),
     ({"noise_sigma": "0.3"}, "noise_sigma"),
+    ({"robust_validation": 0}, "robust_validation"),
+    ({"robust_validation": 1.5}, "robust_validation"),
 ])
 def test_bad_robust_settings_name_the_field(options, field):
     with pytest.raises(SpecError) as error:
@@ -246,11 +296,16 @@ def test_cli_robust_flags(tmp_path, capsys):
     examples = Path(__file__).resolve().parents[2] / "core" / "examples"
     argv = ["optimize", str(examples / "workload.yaml"), str(examples / "cluster.yaml"), "--population", "12",
             "--generations", "4", "--out", str(tmp_path)]
-    assert main(argv + ["--json", "--robust", "6", "--robust-statistic", "mean", "--noise-sigma", "0.2"]) == 0
+    assert main(argv + ["--json", "--robust", "6", "--robust-statistic", "mean", "--noise-sigma", "0.2",
+                        "--robust-validation", "50"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["robust_scenarios"] == 6 and summary["robust_statistic"] == "mean"
+    assert summary["robust_validation"] == 50
+    assert summary["nominal_choice_robust_makespan"] >= summary["robust_makespan"]
     assert summary["noise_sigma"] == 0.2 and math.isfinite(summary["robust_makespan"])
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert plan["robust_metrics"]["makespan"] == summary["robust_makespan"]
     assert main(argv + ["--robust", "-2"]) == 2
     assert "robust_scenarios" in capsys.readouterr().err
+    assert main(argv + ["--robust", "4", "--robust-validation", "0"]) == 2
+    assert "robust_validation" in capsys.readouterr().err

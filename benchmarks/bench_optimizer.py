@@ -5,7 +5,7 @@ Prints a table and one JSON line: seconds per run (median wall and median CPU se
 this process, as the machine may be shared), evaluations/s, where the median run's time goes
 (``CATEGORIES``: plan evaluation, baseline seeding, each part of our own NSGA-II code, and
 pymoo itself; exclusive wall and CPU seconds, measured by wrapping the calls between them,
-about 1% overhead), the cold start, and the ratio to a lean stock pymoo NSGA-II (IntegerRandomSampling +
+which adds about 2.5% to a run), the cold start, and the ratio to a lean stock pymoo NSGA-II (IntegerRandomSampling +
 SBX + PM with RoundingRepair, plus an eligibility repair, pymoo's RankAndCrowding and
 tournament, no duplicate elimination: pymoo's default pairwise one would add its O(P^2 n)
 distance matrices) on the same problem in the same process.

@@ -108,24 +108,29 @@ def _place(b, jt, ready, work, rate, kind, end, node_free, busy):
 
 @jit
 def _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, node_tag, node_col, link,
-                  release, available_from, pinned_start, pinned_end, tag, start, end, node_free, busy):
+                  release, available_from, pinned_start, pinned_end, tag, start, end, node_free, busy, used):
     """List-schedule ``LANES`` plans (rows of ``plans``) together.
 
     Per-(task, plan) arrays are flat: record ``k * LANES + lane`` is the k-th dispatched task
     (``task_at[k]``) in that plan, so parent lists are read front to back; ``parent_pos``
-    holds the parents' records of lane 0. ``tag`` receives each record's node tag, ``end``
-    its end; ``start`` is None when only statistics are wanted (Numba compiles the stores
-    away, and the decode's working set shrinks by a third). Per-(node, plan) arrays are flat
-    the same way. The first ``len(pinned_start)`` positions hold pinned tasks (re-planning:
-    they keep their node and times); every other task starts at max(node free, release,
-    inputs arrived), a node being free from its ``available_from`` on.
+    holds the parents' records of lane 0. Per-(node, plan) arrays are flat the same way.
+    ``tag`` receives each record's node tag and ``end`` its end; ``used`` whether the plan
+    puts a task on the node, marked while the tags are written (cheaper than a pass of its
+    own); ``start`` is None when only statistics are wanted (Numba compiles the stores away,
+    and the decode's working set shrinks by a third). The first ``len(pinned_start)``
+    positions hold pinned tasks (re-planning: they keep their node and times); every other
+    task starts at max(node free, release, inputs arrived), a node being free from its
+    ``available_from`` on.
     Nothing else happens in the main loop: every extra store would cost a reload of the rest.
     """
     n = task_at.shape[0]
+    used[:] = False
     for k in range(n):
         t = task_at[k]
         for lane in range(LANES):
-            tag[k * LANES + lane] = node_tag[plans[lane, t]]
+            j = plans[lane, t]
+            tag[k * LANES + lane] = node_tag[j]
+            used[j * LANES + lane] = True
     busy[:] = 0.0
     for j in range(available_from.shape[0]):
         for lane in range(LANES):
@@ -176,10 +181,7 @@ def _summarise(lane, tag, end, busy, used, req_end, last_pos, last_request, due_
     child in the same request (``last_pos``): only those are read, and only tasks with a
     deadline (``due_pos``) for lateness.
     """
-    n, m = end.shape[0] // LANES, used.shape[0]
-    used[:] = False
-    for k in range(n):
-        used[tag[k * LANES + lane] & _TAG_NODE] = True
+    n, m = end.shape[0] // LANES, busy.shape[0] // LANES
     req_end[:] = 0.0
     makespan = 0.0
     for i in range(last_pos.shape[0]):
@@ -201,7 +203,7 @@ def _summarise(lane, tag, end, busy, used, req_end, last_pos, last_request, due_
     for j in range(m):
         b = busy[j * LANES + lane]
         total += b
-        if used[j]:
+        if used[j * LANES + lane]:
             n_used += 1
             energy += busy_power[j] * b + idle_power[j] * (makespan - b)
             cost += cost_rate[j] * makespan
@@ -248,13 +250,13 @@ def _evaluate_groups(first, last, rows, assign, task_at, work, kind, rate, paren
     end = np.empty(n * LANES)
     node_free = np.empty(m * LANES)
     busy = np.empty(m * LANES)
-    used = np.empty(m, dtype=np.bool_)
+    used = np.empty(m * LANES, dtype=np.bool_)
     req_end = np.empty(req_release.shape[0])
     for g in range(first, last):
         for lane in range(LANES):
             plans[lane] = assign[rows[min(g * LANES + lane, rows.shape[0] - 1)]]
         _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, node_tag, node_col,
-                      link, release, available_from, pinned_start, pinned_end, tag, None, end, node_free, busy)
+                      link, release, available_from, pinned_start, pinned_end, tag, None, end, node_free, busy, used)
         for lane in range(LANES):
             i = rows[min(g * LANES + lane, rows.shape[0] - 1)]
             _summarise(lane, tag, end, busy, used, req_end, last_pos, last_request, due_pos, due, parent_ptr,
@@ -512,14 +514,15 @@ class Evaluator:
         n, m = inst.n_tasks, inst.n_nodes
         (task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, node_tag, node_col, link, release,
          available_from, pinned_start, pinned_end, *rest) = self._arrays(layout)
-        tag = np.empty(n * LANES, dtype=np.uint64)
+        tag, used = np.empty(n * LANES, dtype=np.uint64), np.empty(m * LANES, dtype=np.bool_)
         start, end, busy = np.empty(n * LANES), np.empty(n * LANES), np.empty(m * LANES)
         plans = np.ascontiguousarray(np.broadcast_to(plan.assignment, (LANES, n)))
         _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, node_tag, node_col, link,
-                      release, available_from, pinned_start, pinned_end, tag, start, end, np.empty(m * LANES), busy)
+                      release, available_from, pinned_start, pinned_end, tag, start, end, np.empty(m * LANES), busy,
+                      used)
         stats = np.empty(len(STATS))
         last_pos, last_request, due_pos, due, *per_request_and_node = rest
-        _summarise(0, tag, end, busy, np.empty(m, dtype=np.bool_), np.empty(len(inst.request_ids)), last_pos,
+        _summarise(0, tag, end, busy, used, np.empty(len(inst.request_ids)), last_pos,
                    last_request, due_pos, due, parent_ptr, parent_pos, node_col, link, *per_request_and_node, stats)
         self._count_moves(plans[:1], stats[None, :])
         self.evaluations += 1

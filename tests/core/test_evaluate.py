@@ -78,16 +78,27 @@ def replanning_state(instance, rng):
         return None
 
 
+class ZoneClassEvaluator(Evaluator):
+    """Large clusters' link tables (zone classes, the same-node select) on small instances."""
+
+    _MAX_PAIR_TABLE_BYTES = 0
+
+
+# Small clusters get a link table per node pair; ZoneClassEvaluator checks larger clusters' path.
+evaluator_classes = pytest.mark.parametrize("evaluator_class", [Evaluator, ZoneClassEvaluator])
+
+
+@evaluator_classes
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(instance=instances, plan_seed=st.integers(0, 2**32 - 1), replanning=st.booleans())
-def test_batch_matches_reference(instance, plan_seed, replanning):
+def test_batch_matches_reference(evaluator_class, instance, plan_seed, replanning):
     rng = np.random.default_rng(plan_seed)
     if replanning:
         instance = replanning_state(instance, rng)
         assume(instance is not None)
     assign = np.stack([random_assignment(instance, rng) for _ in range(4)])
     orders = np.stack([random_topological_order(instance, rng) for _ in range(4)])
-    got = Evaluator(instance).stats(assign, orders)
+    got = evaluator_class(instance).stats(assign, orders)
     for i in range(4):
         want = naive_stats(instance, assign[i], orders[i])
         # Schedule-derived values are computed in the same order, so they match exactly;
@@ -96,15 +107,16 @@ def test_batch_matches_reference(instance, plan_seed, replanning):
         np.testing.assert_allclose(got[i], want, rtol=1e-9, atol=1e-9, err_msg=str(STATS))
 
 
+@evaluator_classes
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(instance=instances, plan_seed=st.integers(0, 2**32 - 1), replanning=st.booleans())
-def test_schedule_is_valid_and_exact(instance, plan_seed, replanning):
+def test_schedule_is_valid_and_exact(evaluator_class, instance, plan_seed, replanning):
     rng = np.random.default_rng(plan_seed)
     if replanning:
         instance = replanning_state(instance, rng)
         assume(instance is not None)
     plan = Plan(random_assignment(instance, rng), random_topological_order(instance, rng))
-    sched = Evaluator(instance).schedule(plan)
+    sched = evaluator_class(instance).schedule(plan)
     start, end, busy = naive_schedule(instance, plan.assignment, plan.order)
     assert np.array_equal(sched.start, start) and np.array_equal(sched.end, end)
     assert np.array_equal(sched.busy, busy)

@@ -88,6 +88,10 @@ def main() -> None:
     base = scaling[0]["ns_per_task_edge"]
     for row in scaling:
         row["ratio_to_1000"] = row["ns_per_task_edge"] / base
+    # Exponent of a power-law fit of the time per evaluation against tasks + edges (1.0 = linear).
+    items = np.array([row["tasks"] + row["edges"] for row in scaling], dtype=float)
+    seconds = items * np.array([row["ns_per_task_edge"] for row in scaling])
+    exponent = float(np.polyfit(np.log(items), np.log(seconds), 1)[0])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print("Evaluator, 1,000 tasks / 3,000 edges / 8 nodes")
@@ -101,8 +105,10 @@ def main() -> None:
     for row in scaling:
         print(f"  {row['tasks']:>6} {row['edges']:>6} {row['nodes']:>5} {row['ns_per_task_edge']:>15.2f} "
               f"{row['ratio_to_1000']:>6.2f}")
+    print(f"  time per evaluation grows as (tasks + edges) ^ {exponent:.2f} over these sizes (1.00 = linear)")
     print(f"Peak memory of this process: {peak_mb:,.0f} MB")
-    print(json.dumps({"benchmark": "evaluator", "reference": ref, "scaling": scaling, "peak_rss_mb": peak_mb}))
+    print(json.dumps({"benchmark": "evaluator", "reference": ref, "scaling": scaling, "scaling_exponent": exponent,
+                      "peak_rss_mb": peak_mb}))
 
 
 if __name__ == "__main__":

@@ -234,6 +234,15 @@ def test_robust_choice_is_no_worse_than_the_nominal_choice_under_noise(instance)
         assert result.summary()["nominal_choice_robust_makespan"] >= result.summary()["robust_makespan"]
 
 
+def test_robust_run_is_reproducible_bit_for_bit(instance):
+    robust_settings = Settings(population=12, generations=5, seed=7, robust_scenarios=4, robust_validation=70)
+    first, second = optimize(instance, robust_settings), optimize(instance, robust_settings)
+    assert np.array_equal(first.front_stats, second.front_stats)
+    assert first.chosen_index == second.chosen_index
+    assert np.array_equal(first.chosen.plan.assignment, second.chosen.plan.assignment)
+    assert np.array_equal(first.chosen.plan.order, second.chosen.plan.order)
+
+
 @pytest.mark.parametrize("algorithm", ["nsga2", "nsga3"])
 def test_objective_bounds_keep_only_plans_that_beat_them(instance, algorithm):
     """NSGA-II/III with objective bounds returns only plans no worse than the bound in every

@@ -133,7 +133,14 @@ def simulation_params() -> dict[str, Param]:
     return {
         "noise_sigma": Param(
             0.2, type="number", minimum=0, maximum=3, title="Noise sigma",
-            description="Lognormal sigma (mean 1) of task durations and transfers in the simulation (0-3).",
+            description="Lognormal sigma (mean 1) of task durations and transfers in the simulation (0-3), "
+                        "and in the scenarios of a robust search.",
+        ),
+        "robust_scenarios": Param(
+            0, type="integer", minimum=0, maximum=256, title="Robust scenarios (K)",
+            description="0: plan for the nominal durations. K > 0: plan against the noise above: plans are "
+                        "scored over K sampled scenarios (p95 makespan), and the pick is no worse under noise, "
+                        "in any objective, than a nominal run's; about K times the search time.",
         ),
         "mtbf": Param(
             None, type=["null", "number"], exclusiveMinimum=0, title="Node MTBF (s)",
@@ -145,6 +152,11 @@ def simulation_params() -> dict[str, Param]:
             description="How many times the chosen plan is enacted (Monte Carlo samples).",
         ),
     }
+
+
+def robust_arguments() -> dict[str, str]:
+    """``AllocationOperator`` arguments for robust planning, rendered from the run's Params."""
+    return {"robust_scenarios": "{{ params.robust_scenarios }}", "noise_sigma": "{{ params.noise_sigma }}"}
 
 
 def replanning_arguments() -> dict[str, str]:

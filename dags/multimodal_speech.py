@@ -30,6 +30,10 @@ from), `moved_tasks`/`moved_share` (tasks placed on another node than last time)
 `delta/makespan`, `delta/utilization`... (this plan minus the previous one). **Predicted versus
 realised**: the metrics above are the plan's predictions; `realised/<metric>_mean`, `_p50`,
 `_p95`... come from the simulation, with simulation.png (histograms, predicted value marked).
+**Robust planning**: `robust_scenarios` K > 0 plans against the `noise_sigma` noise (plans
+scored over K sampled scenarios, the pick no worse under noise than a nominal run's);
+`robust/makespan` (p95 under noise) sits beside `robust/nominal_choice_makespan`, what the
+nominal pick would give.
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ from airflow.sdk import DAG
 
 from allocation_workflow import (
     DEFAULT_ARGS, START_DATE, build_workload, operator_classes, optimiser_arguments, optimiser_params, plan_asset,
-    publish_plan, record, replanning_arguments, replanning_params, scenario_arguments, scenario_params,
-    simulate_plan, simulation_params, snapshot_cluster,
+    publish_plan, record, replanning_arguments, replanning_params, robust_arguments, scenario_arguments,
+    scenario_params, simulate_plan, simulation_params, snapshot_cluster,
 )
 
 SCENARIO = "multimodal_speech"
@@ -68,6 +72,7 @@ with DAG(
     allocation = AllocationOperator(
         task_id="allocate", workload=workload, cluster=cluster,
         **scenario_arguments(SCENARIO), **optimiser_arguments(), **replanning_arguments(),
+        **robust_arguments(),
     )
     evaluation = EvaluatePlanOperator(task_id="evaluate_plan", allocation=allocation.output)
     simulation = simulate_plan(allocation.output, evaluation.output)

@@ -66,12 +66,16 @@ class AllocationOperator(BaseOperator):
         ``warm_start_plans`` and ``delta/<metric>`` versus the previous plan. (templated)
     :param migration_objective: with a previous plan, also minimise the tasks moved off the
         node it gave them (objective ``migrations``). (templated)
+    :param robust_scenarios: K > 0 plans against noise (docs/robust.md): scores plans over K
+        sampled scenarios, searching from the plan a nominal run picks; logs ``robust/<metric>``
+        and ``robust/nominal_choice_makespan``. 0: nominal plans. (templated)
+    :param noise_sigma: lognormal sigma of task durations and transfers in those scenarios. (templated)
     """
 
     template_fields: Sequence[str] = (
         "workload", "cluster", "scenario", "scenario_params", "algorithm", "population", "generations",
         "seed", "objectives", "select", "experiment_name", "run_name", "child_run_name", "tracking_uri",
-        "output_root", "warm_start", "migration_objective",
+        "output_root", "warm_start", "migration_objective", "robust_scenarios", "noise_sigma",
     )
     template_fields_renderers = {"workload": "json", "cluster": "json", "scenario_params": "json"}
     ui_color = "#d8e7f5"
@@ -100,6 +104,8 @@ class AllocationOperator(BaseOperator):
         tracking_attempts: int = 3,
         warm_start: bool | str = False,
         migration_objective: bool | str = False,
+        robust_scenarios: int | str = 0,
+        noise_sigma: float | str = 0.3,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -123,6 +129,8 @@ class AllocationOperator(BaseOperator):
         self.tracking_attempts = tracking_attempts
         self.warm_start = warm_start
         self.migration_objective = migration_objective
+        self.robust_scenarios = robust_scenarios
+        self.noise_sigma = noise_sigma
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
@@ -139,7 +147,8 @@ class AllocationOperator(BaseOperator):
                 child_run_name=self.child_run_name, tracking_uri=self.tracking_uri,
                 mlflow_conn_id=self.mlflow_conn_id, output_root=self.output_root,
                 tracking_attempts=self.tracking_attempts, warm_start=self.warm_start,
-                migration_objective=self.migration_objective, context=context,
+                migration_objective=self.migration_objective, robust_scenarios=self.robust_scenarios,
+                noise_sigma=self.noise_sigma, context=context,
             )
         except SpecError as error:
             # Bad input stays bad on a retry: fail at once with the field and the reason.
@@ -150,6 +159,8 @@ class AllocationOperator(BaseOperator):
             summary["pareto_size"], " (reused the folder's result)" if summary["reused"] else "",
             summary["mlflow_run_url"] or summary["mlflow_run_id"], summary["artifact_dir"],
         )
+        if summary["robust_makespan"] is not None:
+            self.log.info("robust plan: p95 makespan %.4g s under noise", summary["robust_makespan"])
         if summary["warm_start"]:
             self.log.info("warm start from MLflow run %s: %d tasks moved", summary["warm_start_source"],
                           summary["moved_tasks"])

@@ -226,7 +226,7 @@ def resolve_inputs(workload=None, cluster=None, *, scenario: str | None = None,
 
 
 def make_settings(*, algorithm="nsga2", population=100, generations=200, seed=0,
-                  objectives=None, select="knee"):
+                  objectives=None, select="knee", robust_scenarios=0, noise_sigma=0.3):
     """``core.api.Settings`` from operator arguments, which may arrive as rendered strings."""
     from core.api import DEFAULT_OBJECTIVES, Settings
 
@@ -236,6 +236,8 @@ def make_settings(*, algorithm="nsga2", population=100, generations=200, seed=0,
         algorithm=str(algorithm), population=_as_int(population, "population"),
         generations=_as_int(generations, "generations"), seed=_as_int(seed, "seed"),
         objectives=tuple(objectives) if objectives else DEFAULT_OBJECTIVES, select=str(select),
+        robust_scenarios=_as_int(robust_scenarios, "robust_scenarios"),
+        noise_sigma=_as_number(noise_sigma, "noise_sigma"),
     )
 
 
@@ -484,6 +486,7 @@ def compute_allocation(workload, cluster, settings, folder: str | Path, *, scena
     chosen_id = plan_id(plan)
     (folder / FRONT_FILE).write_text(json.dumps(front_record(result, chosen_id)) + "\n")
     warm_params, warm_metrics = _warm_start_record(previous, instance, result, carried)
+    robust_params, robust_metrics = _robust_record(result)
     summary = result.summary()
     task_seconds = time.perf_counter() - started
     record = {
@@ -495,6 +498,7 @@ def compute_allocation(workload, cluster, settings, folder: str | Path, *, scena
         "metrics": {
             **result.metrics,
             **warm_metrics,
+            **robust_metrics,
             "hypervolume": result.hypervolume,
             "pareto_size": result.pareto_size,
             "evaluations": result.evaluations,
@@ -511,12 +515,29 @@ def compute_allocation(workload, cluster, settings, folder: str | Path, *, scena
             "edges": instance.n_edges, "requests": len(instance.request_ids),
             **cluster_summary(cluster),
             **warm_params,
+            **robust_params,
             **{f"scenario_{k}" if k != "scenario" else k: v for k, v in (scenario_info or {}).items() if v is not None},
         },
         "history": result.history,
     }
     _write_json(folder / RESULT_FILE, record)
     return {**record, "reused": False}
+
+
+def _robust_record(result) -> tuple[dict, dict]:
+    """MLflow params and metrics of a robust run (none for a nominal one): its settings, and
+    ``robust/<metric>`` of the chosen plan over the scenarios beside
+    ``robust/nominal_choice_makespan``, what the plan a nominal run picks gives there."""
+    if result.robust_metrics is None:
+        return {}, {}
+    s = result.settings
+    params = {"robust_scenarios": s.robust_scenarios, "robust_statistic": s.robust_statistic,
+              "robust_noise_sigma": s.noise_sigma}
+    metrics = {f"robust/{name}": value for name, value in result.robust_metrics.items()}
+    if result.nominal_choice_robust_metrics is not None:
+        params["robust_validation"] = s.robust_validation
+        metrics["robust/nominal_choice_makespan"] = result.nominal_choice_robust_metrics["makespan"]
+    return params, metrics
 
 
 def _complete_result(folder: Path, fingerprint: str) -> dict | None:
@@ -539,7 +560,8 @@ def allocate(workload=None, cluster=None, *, scenario: str | None = None,
              child_run_name: str | None = None, tracking_uri: str | None = None,
              mlflow_conn_id: str | None = DEFAULT_CONN_ID, output_root: str | Path | None = None,
              tracking_attempts: int = 3, warm_start: bool | str = False,
-             migration_objective: bool | str = False, context: Mapping[str, Any] | None = None,
+             migration_objective: bool | str = False, robust_scenarios: int | str = 0,
+             noise_sigma: float | str = 0.3, context: Mapping[str, Any] | None = None,
              ref: AirflowRef | None = None) -> dict:
     """Allocate, write the run folder, log it all to MLflow and return the XCom summary.
 
@@ -554,7 +576,8 @@ def allocate(workload=None, cluster=None, *, scenario: str | None = None,
     folder = ref.folder(output_root or default_output_root())
     folder.mkdir(parents=True, exist_ok=True)
     settings = make_settings(algorithm=algorithm, population=population, generations=generations, seed=seed,
-                             objectives=objectives, select=select)
+                             objectives=objectives, select=select, robust_scenarios=robust_scenarios,
+                             noise_sigma=noise_sigma)
     w, c = resolve_inputs(workload, cluster, scenario=scenario, scenario_params=scenario_params, folder=folder)
     info = {"scenario": scenario, **_scenario_kwargs(scenario_params)} if scenario else {}
     previous = previous_front(ref.dag_id, output_root) if _as_bool(warm_start, "warm_start") else None
@@ -591,6 +614,7 @@ def allocate(workload=None, cluster=None, *, scenario: str | None = None,
         "warm_start": record["params"].get("warm_start") == "true",
         "warm_start_source": record["params"].get("warm_start_source"),
         "moved_tasks": record["metrics"].get("moved_tasks"),
+        "robust_makespan": record["metrics"].get("robust/makespan"),
         "reused": record["reused"],
         "artifact_dir": str(folder),
         "plan_path": str(folder / "plan.json"),

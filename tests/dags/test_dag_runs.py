@@ -140,6 +140,22 @@ def test_traffic_reads_the_logical_date_in_the_city_time_zone(apportion_dagbag, 
     assert logged != json.loads(json.dumps(workload_to_dict(night)))
 
 
+def test_robust_planning_from_the_trigger_form(apportion_dagbag, airflow_metadata_db, mlflow_client, tmp_path):
+    """``robust_scenarios`` in the conf plans against ``noise_sigma``: the run logs the chosen
+    plan's p95 makespan under noise beside the nominal pick's, and the rest of the run is as
+    usual (verified, simulated, published)."""
+    size = 4
+    dag_run = run_dag(apportion_dagbag, "multimodal_speech",
+                      {**SMALL, "streams": size, "robust_scenarios": 4, "noise_sigma": 0.3})
+    run = check_workflow_run(mlflow_client, "multimodal_speech", dag_run, size, tmp_path)
+    params, metrics = run.data.params, run.data.metrics
+    assert (params["robust_scenarios"], params["robust_noise_sigma"]) == ("4", "0.3")
+    assert metrics["robust/makespan"] <= metrics["robust/nominal_choice_makespan"]
+    plan = json.loads(open(read_artifact(mlflow_client, run.info.run_id, "plan.json", tmp_path)).read())
+    assert plan["settings"]["robust_scenarios"] == 4
+    assert plan["robust_metrics"]["makespan"] == metrics["robust/makespan"]
+
+
 def check_benchmark_run(client, dag_run, algorithms, tmp_path):
     (parent,) = runs_of(client, "allocation_benchmark", dag_run.run_id, "dag_run")
     children = runs_of(client, "allocation_benchmark", dag_run.run_id, "task")

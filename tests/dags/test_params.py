@@ -64,6 +64,9 @@ BAD_WORKFLOW_CONF = [
     ({"mtbf": 0}, "less than or equal to the minimum"),
     ({"mtbf": "often"}, "is not of type 'null', 'number'"),
     ({"samples": 0}, "less than the minimum"),
+    ({"robust_scenarios": -1}, "less than the minimum"),
+    ({"robust_scenarios": 1000}, "greater than the maximum"),
+    ({"robust_scenarios": 2.5}, "is not of type 'integer'"),
 ]
 
 
@@ -105,6 +108,7 @@ def test_medical_defaults_are_100_cases_on_16_nodes(apportion_dagbag):
         {"objectives": ["energy", "cost"]},
         {"algorithm": "heft", "population": 4, "generations": 1, "seed": 0},
         {"city_timezone": "America/Argentina/Buenos_Aires"},
+        {"robust_scenarios": 24, "noise_sigma": 0.3},
     ],
     ids=repr,
 )

@@ -105,6 +105,29 @@ def test_other_settings_are_recomputed_not_reused(tracking_uri, dag_id, output_r
     assert not other["reused"] and other["seed"] == 5 and first["seed"] == 0
 
 
+def test_robust_allocation_logs_its_plan_beside_the_nominal_choice(tracking_uri, dag_id, output_root):
+    """A robust allocation (rendered strings, as from the DAG's Params) logs its settings and
+    the chosen plan's p95 makespan under noise beside the nominal pick's, which it never exceeds;
+    a nominal allocation logs none of that."""
+    summary = allocate(**SMALL, robust_scenarios="6", noise_sigma="0.4", output_root=output_root,
+                       ref=ref(dag_id, run_id="robust"))
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(summary["mlflow_run_id"])
+    params, metrics = run.data.params, run.data.metrics
+    assert (params["robust_scenarios"], params["robust_noise_sigma"], params["robust_statistic"]) == ("6", "0.4", "p95")
+    assert params["robust_validation"] == "1000"
+    assert metrics["robust/makespan"] == summary["robust_makespan"]
+    assert metrics["robust/makespan"] <= metrics["robust/nominal_choice_makespan"]
+    assert metrics["robust/makespan"] > metrics["makespan"]  # p95 under sigma 0.4 noise, against the plan
+    plan = json.loads((output_root / dag_id / "robust" / "allocate" / "plan.json").read_text())
+    assert plan["robust_metrics"]["makespan"] == metrics["robust/makespan"]
+
+    nominal = allocate(**SMALL, output_root=output_root, ref=ref(dag_id, run_id="nominal"))
+    nominal_run = client.get_run(nominal["mlflow_run_id"])
+    assert nominal["robust_makespan"] is None and "robust_scenarios" not in nominal_run.data.params
+    assert not any(key.startswith("robust/") for key in nominal_run.data.metrics)
+
+
 def test_unreachable_server_fails_clearly_and_keeps_the_results(tracking_uri, dag_id, output_root, closed_port_uri):
     with pytest.raises(TrackingUnavailable) as caught:
         allocate(**SMALL, output_root=output_root, ref=ref(dag_id), tracking_uri=closed_port_uri, tracking_attempts=2)
@@ -188,6 +211,12 @@ def test_rendered_string_settings_are_accepted_and_bad_ones_named(dag_id, output
     with pytest.raises(SpecError) as caught:
         make_settings(population="2.5")
     assert caught.value.field == "population"
+    robust = make_settings(robust_scenarios="12", noise_sigma="0.25")
+    assert (robust.robust_scenarios, robust.noise_sigma) == (12, 0.25)
+    for field, value in (("robust_scenarios", "-1"), ("robust_scenarios", "K"), ("noise_sigma", "-0.2")):
+        with pytest.raises(SpecError) as caught:
+            make_settings(**{field: value})
+        assert caught.value.field == field
     with pytest.raises(SpecError) as caught:
         allocate(scenario="medical_diagnosis", scenario_params={"sise": 3}, output_root=output_root,
                  ref=ref(dag_id))

@@ -215,7 +215,9 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
        the plans fitted to them); the front is the union's non-dominated set there.
     4. The policy picks among the front's plans that weakly dominate the anchor there (the
        anchor itself, or a plan that dominates it, is always among them); ``sla:`` applies to
-       the whole front, on the robust makespan.
+       the whole front, on the robust makespan. Deadlines stay constraints: the front holds
+       the plans of least (p95) lateness, and when the anchor is later than they are, all of
+       them beat it.
 
     Picking on the robust front alone lands the knee at another trade-off than the nominal
     knee from run to run, which moves its tail by more than robustness does (docs/robust.md).
@@ -224,6 +226,7 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
 
     from core.algorithms import get_allocator
     from core.algorithms.baselines import baseline_plans
+    from core.algorithms.nsga import constraint_columns
     from core.pareto import hypervolume, non_dominated, objective_matrix, parse_policy, select
     from core.robust import robust_metrics, validation_stats
 
@@ -243,14 +246,20 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
                              np.array([p.order for p in candidates]), scenarios=settings.robust_validation,
                              seed=settings.validation_seed(), statistic=settings.robust_statistic)
     plan_stats, base_stats = stats[:len(plans)], stats[len(plans):]
-    anchor_stats = plan_stats[len(searched.plans) + nominal.chosen_index]
+    anchor = len(searched.plans) + nominal.chosen_index
     F = objective_matrix(plan_stats, settings.objectives)
-    keep = np.sort(non_dominated(F))
+    # Deadlines (and links) stay constraints, as in the search: the front holds the plans of
+    # least violation on the validation scenarios (none, when some plan meets every deadline).
+    violation = np.maximum(plan_stats[:, constraint_columns(instance)], 0.0).sum(axis=1)
+    pool = np.flatnonzero(violation <= violation.min())
+    keep = pool[np.sort(non_dominated(F[pool]))]
     front, front_stats = [plans[i] for i in keep], plan_stats[keep]
     if parse_policy(settings.select)[0] == "sla":
         chosen_index = int(select(front_stats, settings.objectives, settings.select))
     else:
-        beats_anchor = np.flatnonzero(np.all(F[keep] <= objective_matrix(anchor_stats, settings.objectives), axis=1))
+        # Plans that beat the anchor as NSGA-II's constrained domination has it: all of the
+        # front when the anchor violates more, else those no worse in any objective.
+        beats_anchor = np.flatnonzero(np.all(F[keep] <= F[anchor], axis=1) | (violation[anchor] > violation.min()))
         chosen_index = int(beats_anchor[select(front_stats[beats_anchor], settings.objectives, settings.select)])
     chosen = Evaluator(instance).schedule(front[chosen_index])
     ref_F = objective_matrix(np.vstack([base_stats, front_stats]), settings.objectives)
@@ -261,7 +270,7 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
         evaluations=nominal.evaluations + searched.evaluations + len(candidates),
         seconds=time.perf_counter() - started, history=searched.history,
         robust_metrics=robust_metrics(front_stats[chosen_index]),
-        nominal_choice_robust_metrics=robust_metrics(anchor_stats),
+        nominal_choice_robust_metrics=robust_metrics(plan_stats[anchor]),
     )
 
 

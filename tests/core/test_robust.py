@@ -234,6 +234,21 @@ def test_robust_choice_is_no_worse_than_the_nominal_choice_under_noise(instance)
         assert result.summary()["nominal_choice_robust_makespan"] >= result.summary()["robust_makespan"]
 
 
+def test_robust_deadlines_stay_constraints():
+    """With deadlines, the robust front holds only the plans of least p95 lateness over the
+    validation scenarios, and the nominal choice is no less late than they are."""
+    late = small_instance(seed=5, deadline_share=0.3)
+    robust_settings = Settings(population=16, generations=8, seed=1, robust_scenarios=6, noise_sigma=0.4,
+                               robust_validation=60)
+    result = optimize(late, robust_settings)
+    lateness = result.front_stats[:, STAT_INDEX["lateness"]]
+    assert np.all(lateness == lateness.min())
+    assert result.nominal_choice_robust_metrics["lateness"] >= lateness.min()
+    validation = ScenarioEvaluator(late, robust_settings.noise(), scenarios=60, seed=robust_settings.validation_seed())
+    heft = baseline_plans(Evaluator(late), seed=0)["heft"]
+    assert validation.stats(heft.assignment, heft.order)[0, STAT_INDEX["lateness"]] > 0  # the deadlines bind
+
+
 def test_robust_run_is_reproducible_bit_for_bit(instance):
     robust_settings = Settings(population=12, generations=5, seed=7, robust_scenarios=4, robust_validation=70)
     first, second = optimize(instance, robust_settings), optimize(instance, robust_settings)

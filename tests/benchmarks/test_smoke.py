@@ -1,0 +1,50 @@
+"""Every benchmark script runs in its quick mode and ends with its JSON line.
+
+Smoke runs only: the figures are not asserted (timings depend on the machine; the quality
+claims need the full budgets). What breaks here is a script that no longer runs against the
+current core, or whose JSON lost the fields its README section promises.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Fields each script's JSON must carry (benchmarks/README.md).
+FIELDS = {
+    "evaluator": ("reference", "scaling", "scaling_exponent", "peak_rss_mb"),
+    "optimizer": ("seconds", "cpu_seconds", "evaluations_per_s", "evaluator_share", "pymoo_share", "ours_share",
+                  "cold_start_seconds", "cold_numba_setup_seconds", "speedup_vs_stock", "hypervolume"),
+    "quality": ("instances", "summary"),
+    "simulator": ("static_makespan", "no_noise_seconds", "cases"),
+    "robust": ("summary", "runs", "knee_shift_correlation"),
+    "replan": ("first_makespan", "first_front", "cases", "target_seconds"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(FIELDS))
+def test_benchmark_quick_run_ends_with_its_json(name):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"bench_{name}.py"), "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) > 2, done.stdout  # the table comes first
+    record = json.loads(lines[-1])
+    assert record["benchmark"] == name
+    missing = [field for field in FIELDS[name] if field not in record]
+    assert not missing, missing
+    if name == "evaluator":
+        reference = record["reference"]
+        assert reference["evals_per_s"] > 0 and reference["ratio_vs_python"] > 0
+        assert math.isfinite(record["scaling_exponent"])
+    if name == "optimizer":
+        shares = [record[f"{category}_share"] for category in ("evaluator", "pymoo")]
+        assert all(0.0 <= share <= 1.0 for share in shares)

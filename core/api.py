@@ -212,7 +212,8 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
        dominate the anchor's robust objectives (as constraints), so its whole budget goes to
        the region where a plan beats the anchor in every objective under noise.
     3. Both fronts are re-scored on ``robust_validation`` fresh scenarios (K scenarios flatter
-       the plans fitted to them); the front is the union's non-dominated set there.
+       the plans fitted to them); the front is the union's non-dominated set there, equal
+       objective rows kept once.
     4. The policy picks among the front's plans that weakly dominate the anchor there (the
        anchor itself, or a plan that dominates it, is always among them); ``sla:`` applies to
        the whole front, on the robust makespan. Deadlines stay constraints: the front holds
@@ -232,9 +233,9 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
 
     started = time.perf_counter()
     nominal = optimize(instance, replace(settings, robust_scenarios=0), initial_plans=initial_plans)
-    anchor = nominal.front[nominal.chosen_index]
+    anchor_plan = nominal.front[nominal.chosen_index]
     search = settings.search_evaluator(instance)
-    bound = objective_matrix(search.stats(anchor.assignment, anchor.order), settings.objectives)[0]
+    bound = objective_matrix(search.stats(anchor_plan.assignment, anchor_plan.order), settings.objectives)[0]
     allocator = get_allocator(settings.algorithm, **settings.allocator_options(),
                               initial_plans=tuple(nominal.front), objective_bounds=bound)
     searched = allocator.allocate(search, seed=settings.seed, progress=progress)
@@ -246,13 +247,14 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
                              np.array([p.order for p in candidates]), scenarios=settings.robust_validation,
                              seed=settings.validation_seed(), statistic=settings.robust_statistic)
     plan_stats, base_stats = stats[:len(plans)], stats[len(plans):]
-    anchor = len(searched.plans) + nominal.chosen_index
+    anchor = len(searched.plans) + nominal.chosen_index  # its row in plans
     F = objective_matrix(plan_stats, settings.objectives)
     # Deadlines (and links) stay constraints, as in the search: the front holds the plans of
-    # least violation on the validation scenarios (none, when some plan meets every deadline).
+    # least violation on the validation scenarios (none, when some plan meets every deadline),
+    # a plan found by both searches once.
     violation = np.maximum(plan_stats[:, constraint_columns(instance)], 0.0).sum(axis=1)
     pool = np.flatnonzero(violation <= violation.min())
-    keep = pool[np.sort(non_dominated(F[pool]))]
+    keep = pool[non_dominated(F[pool], distinct=True)]
     front, front_stats = [plans[i] for i in keep], plan_stats[keep]
     if parse_policy(settings.select)[0] == "sla":
         chosen_index = int(select(front_stats, settings.objectives, settings.select))

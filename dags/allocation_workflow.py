@@ -154,16 +154,6 @@ def simulation_params() -> dict[str, Param]:
     }
 
 
-def robust_arguments() -> dict[str, str]:
-    """``AllocationOperator`` arguments for robust planning, rendered from the run's Params."""
-    return {"robust_scenarios": "{{ params.robust_scenarios }}", "noise_sigma": "{{ params.noise_sigma }}"}
-
-
-def replanning_arguments() -> dict[str, str]:
-    """``AllocationOperator`` arguments for the warm start, rendered from the run's Params."""
-    return {"warm_start": "{{ params.warm_start }}", "migration_objective": "{{ params.migration_objective }}"}
-
-
 def optimiser_arguments(*, algorithm: str | None = "{{ params.algorithm }}") -> dict[str, str]:
     """``AllocationOperator`` arguments rendered from the run's Params."""
     arguments = {
@@ -259,3 +249,22 @@ def record(allocation, evaluation: dict | None = None, publication: dict | None 
     from operators.steps import record_run
 
     return record_run(allocation, evaluation=evaluation, publication=publication)
+
+
+def workflow_steps(scenario: str, size_param: str) -> None:
+    """Wire a workflow DAG's steps (inside its ``with DAG``): build the workload and snapshot
+    the cluster, allocate (warm start and robust planning from the Params), re-check the plan,
+    then simulate it, publish it to the ``plan_asset`` and record the MLflow run."""
+    AllocationOperator, EvaluatePlanOperator = operator_classes()
+    allocation = AllocationOperator(
+        task_id="allocate", workload=build_workload(scenario=scenario, size_param=size_param),
+        cluster=snapshot_cluster(scenario=scenario, size_param=size_param),
+        **scenario_arguments(scenario), **optimiser_arguments(),
+        warm_start="{{ params.warm_start }}", migration_objective="{{ params.migration_objective }}",
+        robust_scenarios="{{ params.robust_scenarios }}", noise_sigma="{{ params.noise_sigma }}",
+    )
+    evaluation = EvaluatePlanOperator(task_id="evaluate_plan", allocation=allocation.output)
+    simulation = simulate_plan(allocation.output, evaluation.output)
+    publication = publish_plan.override(outlets=[plan_asset(scenario)])(allocation.output, evaluation.output)
+    simulation >> publication
+    record(allocation.output, evaluation.output, publication)

@@ -41,9 +41,7 @@ from __future__ import annotations
 from airflow.sdk import DAG
 
 from allocation_workflow import (
-    DEFAULT_ARGS, START_DATE, build_workload, operator_classes, optimiser_arguments, optimiser_params, plan_asset,
-    publish_plan, record, replanning_arguments, replanning_params, robust_arguments, scenario_arguments,
-    scenario_params, simulate_plan, simulation_params, snapshot_cluster,
+    DEFAULT_ARGS, START_DATE, optimiser_params, replanning_params, scenario_params, simulation_params, workflow_steps,
 )
 
 SCENARIO = "medical_diagnosis"
@@ -65,16 +63,4 @@ with DAG(
         **simulation_params(),
     },
 ) as dag:
-    AllocationOperator, EvaluatePlanOperator = operator_classes()
-    workload = build_workload(scenario=SCENARIO, size_param="cases")
-    cluster = snapshot_cluster(scenario=SCENARIO, size_param="cases")
-    allocation = AllocationOperator(
-        task_id="allocate", workload=workload, cluster=cluster,
-        **scenario_arguments(SCENARIO), **optimiser_arguments(), **replanning_arguments(),
-        **robust_arguments(),
-    )
-    evaluation = EvaluatePlanOperator(task_id="evaluate_plan", allocation=allocation.output)
-    simulation = simulate_plan(allocation.output, evaluation.output)
-    publication = publish_plan.override(outlets=[plan_asset(SCENARIO)])(allocation.output, evaluation.output)
-    simulation >> publication
-    record(allocation.output, evaluation.output, publication)
+    workflow_steps(SCENARIO, size_param="cases")

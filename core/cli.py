@@ -73,12 +73,17 @@ def _optimize(args: argparse.Namespace) -> int:
         if validated:
             print(f"  the plan a nominal run picks: makespan {result.nominal_choice_robust_metrics['makespan']:.2f} s "
                   f"under the same noise")
-    if summary["unroutable_edges"]:
-        print(f"warning: this plan cannot run: {summary['unroutable_edges']} edges join nodes with no link "
-              "between them", file=sys.stderr)
+    _print_outputs(summary["unroutable_edges"], paths)
+    return 0
+
+
+def _print_outputs(unroutable_edges: int, paths) -> None:
+    """The warning for a plan that cannot run, then the files written."""
+    if unroutable_edges:
+        print(f"warning: this plan cannot run: {unroutable_edges} edges join nodes with no link between them",
+              file=sys.stderr)
     for name, path in paths.items():
         print(f"  {name:<9} {path}")
-    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -472,11 +477,7 @@ def _replan(args: argparse.Namespace) -> int:
           f"imbalance {report['imbalance']:.3f}")
     print(f"  {settings.algorithm} {settings.population} x {settings.generations}: {report['pareto_size']} plans on "
           f"the front, {report['evaluations']:,} evaluations; re-planning took {seconds:.2f} s")
-    if report["unroutable_edges"]:
-        print(f"warning: this plan cannot run: {report['unroutable_edges']} edges join nodes with no link "
-              "between them", file=sys.stderr)
-    for name, path in paths.items():
-        print(f"  {name:<9} {path}")
+    _print_outputs(report["unroutable_edges"], paths)
     return 0
 
 

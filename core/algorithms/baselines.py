@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from core._jit import jit
+from core._jit import jit, jit_inline
 from core.algorithms.base import AllocationResult, Allocator, register
 from core.errors import SpecError
 from core.evaluate import STATS, Evaluator, Plan
@@ -36,6 +36,20 @@ def _link_arrays(inst: Instance) -> tuple[np.ndarray, np.ndarray]:
     latency = np.ascontiguousarray(np.where(no_link, np.inf, inst.latency))
     inv_bw = np.ascontiguousarray(np.where(no_link, 0.0, inst.inv_bandwidth))
     return latency, inv_bw
+
+
+@jit_inline
+def _data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw):
+    """When task ``t`` could start on node ``j``: its release, or its last input's arrival
+    there (the cost model's transfer: latency + data / bandwidth, zero on the same node)."""
+    ready = release[t]
+    for e in range(parent_ptr[t], parent_ptr[t + 1]):
+        p = parent_idx[e]
+        pj = assign[p]
+        arrival = end[p] + (latency[pj, j] + parent_data[e] * inv_bw[pj, j])
+        if arrival > ready:
+            ready = arrival
+    return ready
 
 
 @jit
@@ -148,14 +162,7 @@ def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, t
         else:
             t = topo[k]
         for j in range(m):
-            ready[j] = release[t]
-        for e in range(parent_ptr[t], parent_ptr[t + 1]):
-            p = parent_idx[e]
-            pj = assign[p]
-            for j in range(m):
-                arrival = end[p] + (latency[pj, j] + parent_data[e] * inv_bw[pj, j])
-                if arrival > ready[j]:
-                    ready[j] = arrival
+            ready[j] = _data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
         found = False
         for j in range(m):
             mask[j] = viable[t, j] and np.isfinite(ready[j])
@@ -365,13 +372,7 @@ def _earliest_completion(t, node_free, duration, eligible, parent_ptr, parent_id
             continue
         if first_eligible == -1:
             first_eligible = j
-        r = release[t]
-        for e in range(parent_ptr[t], parent_ptr[t + 1]):
-            p = parent_idx[e]
-            pj = assign[p]
-            arrival = end[p] + (latency[pj, j] + parent_data[e] * inv_bw[pj, j])
-            if arrival > r:
-                r = arrival
+        r = _data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
         ready[j] = r
         if first_reachable == -1 and np.isfinite(r):
             first_reachable = j
@@ -507,13 +508,7 @@ def _heft_kernel(priority, duration, eligible, parent_ptr, parent_idx, parent_da
         for j in range(m):
             if not eligible[t, j]:
                 continue
-            ready = release[t]
-            for e in range(parent_ptr[t], parent_ptr[t + 1]):
-                p = parent_idx[e]
-                pj = assign[p]
-                arrival = end[p] + (latency[pj, j] + parent_data[e] * inv_bw[pj, j])
-                if arrival > ready:
-                    ready = arrival
+            ready = _data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
             d = duration[t, j]
             # Gaps before tasks that start at or after ``ready`` are the only ones that can fit.
             after = tail[j]

@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.evaluate import Evaluator  # noqa: E402
-from core.model import Instance  # noqa: E402
-from core.synthetic import random_cluster, random_workload  # noqa: E402
+from apportion.core.evaluate import Evaluator  # noqa: E402
+from apportion.core.model import Instance  # noqa: E402
+from apportion.core.synthetic import random_cluster, random_workload  # noqa: E402
 from tests.core.naive import naive_stats  # noqa: E402
 
 

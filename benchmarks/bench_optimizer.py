@@ -36,9 +36,9 @@ import time
 
 import numpy as np
 
-from core.evaluate import Evaluator
-from core.model import Instance
-from core.synthetic import random_cluster, random_workload
+from apportion.core.evaluate import Evaluator
+from apportion.core.model import Instance
+from apportion.core.synthetic import random_cluster, random_workload
 
 
 class Ledger:
@@ -92,7 +92,7 @@ CATEGORIES = (
 
 def _patches(nsga, evaluator) -> list[tuple[object, str, str]]:
     """(owner, attribute, category) of every call the ledger wraps."""
-    from core.algorithms import operators
+    from apportion.core.algorithms import operators
 
     return [
         (evaluator, "stats", "evaluator"),
@@ -120,7 +120,7 @@ def timed_run(instance: Instance, args) -> dict:
     """One NSGA-II run on a fresh evaluator, with its time split by category (``CATEGORIES``)."""
     import inspect
 
-    import core.algorithms.nsga as nsga
+    import apportion.core.algorithms.nsga as nsga
 
     evaluator = Evaluator(instance)
     allocator = nsga.NSGA2Allocator(population=args.population, generations=args.generations)
@@ -158,9 +158,9 @@ def stock_run(instance: Instance, args) -> tuple[float, np.ndarray]:
     from pymoo.operators.sampling.rnd import IntegerRandomSampling
     from pymoo.optimize import minimize
 
-    from core.algorithms.nsga import ParetoArchive, PlanProblem, order_pool
-    from core.algorithms.operators import EligibilityRepair, PlanCodec
-    from core.pareto import DEFAULT_OBJECTIVES
+    from apportion.core.algorithms.nsga import ParetoArchive, PlanProblem, order_pool
+    from apportion.core.algorithms.operators import EligibilityRepair, PlanCodec
+    from apportion.core.pareto import DEFAULT_OBJECTIVES
 
     evaluator = Evaluator(instance)
     codec = PlanCodec(instance, order_pool(instance))
@@ -180,10 +180,10 @@ COLD_CHILD = """
 import json, time
 process_started = time.time()
 started = time.perf_counter()
-from core.algorithms.nsga import NSGA2Allocator
-from core.evaluate import Evaluator
-from core.model import Instance
-from core.synthetic import random_cluster, random_workload
+from apportion.core.algorithms.nsga import NSGA2Allocator
+from apportion.core.evaluate import Evaluator
+from apportion.core.model import Instance
+from apportion.core.synthetic import random_cluster, random_workload
 imported = time.perf_counter()
 instance = Instance.build(random_workload({tasks}, {edges}, seed={seed}), random_cluster({nodes}, seed={seed}))
 built = time.perf_counter()
@@ -270,9 +270,9 @@ def main() -> None:
         record.update({key: statistics.median(c[key] for c in colds) for key in colds[0]})
         record["cold_start_runs"] = [round(c["cold_start_seconds"], 3) for c in colds]
     if not args.no_stock:
-        from core.pareto import DEFAULT_OBJECTIVES, hypervolume, objective_matrix
+        from apportion.core.pareto import DEFAULT_OBJECTIVES, hypervolume, objective_matrix
 
-        from core.algorithms.baselines import baseline_plans
+        from apportion.core.algorithms.baselines import baseline_plans
 
         stock_seconds, stock_F = stock_run(instance, args)
         ours_F = objective_matrix(pick["result"].stats, DEFAULT_OBJECTIVES)

@@ -46,13 +46,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.algorithms.baselines import baseline_plans
-from core.algorithms.nsga import NSGA2Allocator, constraint_columns
-from core.evaluate import STAT_INDEX, Evaluator, Plan
-from core.model import Instance
-from core.pareto import DEFAULT_OBJECTIVES, hypervolume, non_dominated, objective_matrix
-from core.synthetic import random_cluster
-from core.wfformat import generate_wfcommons
+from apportion.core.algorithms.baselines import baseline_plans
+from apportion.core.algorithms.nsga import NSGA2Allocator, constraint_columns
+from apportion.core.evaluate import STAT_INDEX, Evaluator, Plan
+from apportion.core.model import Instance
+from apportion.core.pareto import DEFAULT_OBJECTIVES, hypervolume, non_dominated, objective_matrix
+from apportion.core.synthetic import random_cluster
+from apportion.core.wfformat import generate_wfcommons
 
 OBJECTIVES = DEFAULT_OBJECTIVES
 ALGORITHMS = ("nsga2", "pymoo-stock", "deap")

@@ -31,11 +31,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.algorithms.baselines import HeftAllocator
-from core.api import Settings, optimize
-from core.evaluate import STAT_INDEX, Evaluator
-from core.model import Edge, Instance, Request, Workload
-from core.replan import (
+from apportion.core.algorithms.baselines import HeftAllocator
+from apportion.core.api import Settings, optimize
+from apportion.core.evaluate import STAT_INDEX, Evaluator
+from apportion.core.model import Edge, Instance, Request, Workload
+from apportion.core.replan import (
     NodeFailure,
     NodeJoin,
     UrgentRequests,
@@ -44,7 +44,7 @@ from core.replan import (
     replan,
     residual_instance,
 )
-from core.synthetic import random_cluster, random_workload
+from apportion.core.synthetic import random_cluster, random_workload
 
 TARGET_SECONDS = 1.0
 REMAINING = 1000

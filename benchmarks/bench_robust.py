@@ -28,13 +28,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.api import Settings, optimize  # noqa: E402
-from core.evaluate import STAT_INDEX  # noqa: E402
-from core.model import Instance  # noqa: E402
-from core.robust import STATISTICS  # noqa: E402
-from core.scenarios import build  # noqa: E402
-from core.simulate import Uncertainty, simulate  # noqa: E402
-from core.synthetic import random_cluster, random_workload  # noqa: E402
+from apportion.core.api import Settings, optimize  # noqa: E402
+from apportion.core.evaluate import STAT_INDEX  # noqa: E402
+from apportion.core.model import Instance  # noqa: E402
+from apportion.core.robust import STATISTICS  # noqa: E402
+from apportion.core.scenarios import build  # noqa: E402
+from apportion.core.simulate import Uncertainty, simulate  # noqa: E402
+from apportion.core.synthetic import random_cluster, random_workload  # noqa: E402
 
 SIMULATION_SEED = 20_250_101  # fresh samples: not the seed the K scenarios are drawn from
 

@@ -1,5 +1,11 @@
-"""Apportion's allocation core: workflow and cluster model, compiled evaluator, optimisers."""
+"""Apportion's allocation core: workflow and cluster model, compiled evaluator, optimisers.
 
+Importing the package loads nothing heavy (DAG files read ``apportion.core.defaults`` and
+``apportion.core.algorithms.registry`` while they are parsed); the model classes below load
+on first use.
+"""
+
+import importlib
 import os
 
 # One OpenBLAS thread unless told otherwise (before NumPy loads it): nothing here makes large
@@ -7,17 +13,18 @@ import os
 # ~0.1 s of a cold start on a busy 2-core machine.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from core.errors import SpecError
-from core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload
+_EXPORTS = {
+    "SpecError": "apportion.core.errors",
+    **{name: "apportion.core.model" for name in ("Cluster", "Edge", "Instance", "Link", "Node", "Request", "Task",
+                                                 "Workload")},
+}
 
-__all__ = [
-    "Cluster",
-    "Edge",
-    "Instance",
-    "Link",
-    "Node",
-    "Request",
-    "SpecError",
-    "Task",
-    "Workload",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return getattr(importlib.import_module(module), name)

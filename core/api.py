@@ -12,13 +12,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from core.errors import SpecError
-from core.evaluate import STAT_INDEX, Evaluator, Plan, Schedule
-from core.metrics import plan_metrics
-from core.model import Instance
+from apportion.core.algorithms.registry import ITERATIVE
+from apportion.core.defaults import DEFAULT_OBJECTIVES
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import STAT_INDEX, Evaluator, Plan, Schedule
+from apportion.core.metrics import plan_metrics
+from apportion.core.model import Instance
 
-DEFAULT_OBJECTIVES = ("makespan", "utilization", "imbalance")
-ITERATIVE = ("nsga2", "nsga3")
 _VALIDATION_STREAM = 0x5A11D  # second entropy word of the validation scenarios' generator
 
 
@@ -42,8 +42,8 @@ class Settings:
     robust_validation: int = 1000
 
     def __post_init__(self):
-        from core.pareto import OBJECTIVES, parse_policy
-        from core.robust import STATISTICS
+        from apportion.core.pareto import OBJECTIVES, parse_policy
+        from apportion.core.robust import STATISTICS
 
         object.__setattr__(self, "objectives", tuple(self.objectives))
         for name in ("population", "generations", "seed"):
@@ -80,7 +80,7 @@ class Settings:
 
     def noise(self):
         """The ``Uncertainty`` robust mode samples its scenarios from."""
-        from core.simulate import Uncertainty
+        from apportion.core.simulate import Uncertainty
 
         return Uncertainty(duration_sigma=float(self.noise_sigma), transfer_sigma=float(self.noise_sigma))
 
@@ -89,7 +89,7 @@ class Settings:
         a ``ScenarioEvaluator`` over ``robust_scenarios`` scenarios drawn from ``seed``."""
         if not self.robust_scenarios:
             return Evaluator(instance)
-        from core.robust import ScenarioEvaluator
+        from apportion.core.robust import ScenarioEvaluator
 
         return ScenarioEvaluator(instance, self.noise(), scenarios=self.robust_scenarios, seed=self.seed,
                                  statistic=self.robust_statistic)
@@ -168,10 +168,10 @@ def optimize(instance: Instance, settings: Settings = Settings(), *,
     """
     if settings.robust_scenarios and settings.noise_sigma > 0 and settings.algorithm in ITERATIVE:
         return _optimize_robust(instance, settings, progress=progress, initial_plans=initial_plans)
-    from core.algorithms import get_allocator
-    from core.algorithms.baselines import baseline_plans
-    from core.pareto import hypervolume, non_dominated, objective_matrix, select
-    from core.robust import robust_metrics
+    from apportion.core.algorithms import get_allocator
+    from apportion.core.algorithms.baselines import baseline_plans
+    from apportion.core.pareto import hypervolume, non_dominated, objective_matrix, select
+    from apportion.core.robust import robust_metrics
 
     options = settings.allocator_options()
     if initial_plans and settings.algorithm in ITERATIVE:
@@ -225,11 +225,11 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
     """
     from dataclasses import replace
 
-    from core.algorithms import get_allocator
-    from core.algorithms.baselines import baseline_plans
-    from core.algorithms.nsga import constraint_columns
-    from core.pareto import hypervolume, non_dominated, objective_matrix, parse_policy, select
-    from core.robust import robust_metrics, validation_stats
+    from apportion.core.algorithms import get_allocator
+    from apportion.core.algorithms.baselines import baseline_plans
+    from apportion.core.algorithms.nsga import constraint_columns
+    from apportion.core.pareto import hypervolume, non_dominated, objective_matrix, parse_policy, select
+    from apportion.core.robust import robust_metrics, validation_stats
 
     started = time.perf_counter()
     nominal = optimize(instance, replace(settings, robust_scenarios=0), initial_plans=initial_plans)

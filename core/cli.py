@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import SpecError
+from apportion.core.errors import SpecError
 
 ALGORITHMS = ("nsga2", "nsga3", "heft", "greedy", "round-robin", "least-loaded", "shortest-first",
               "weighted-balance", "min-min", "random")
@@ -28,8 +28,8 @@ def _objectives(values: list[str]) -> tuple[str, ...]:
 
 
 def _optimize(args: argparse.Namespace) -> int:
-    from core.api import Settings, optimize, write_outputs
-    from core.io import load_instance
+    from apportion.core.api import Settings, optimize, write_outputs
+    from apportion.core.io import load_instance
 
     instance = load_instance(args.workload, args.cluster)
     settings = Settings(algorithm=args.algorithm, population=args.population, generations=args.generations,
@@ -87,7 +87,7 @@ def _print_outputs(unroutable_edges: int, paths) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from core.io import describe
+    from apportion.core.io import describe
 
     print(describe(args.file))
     return 0
@@ -96,9 +96,9 @@ def _validate(args: argparse.Namespace) -> int:
 def _scenario(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from core.io import dump
-    from core.scenarios import build
-    from core.spec import cluster_to_dict, workload_to_dict
+    from apportion.core.io import dump
+    from apportion.core.scenarios import build
+    from apportion.core.spec import cluster_to_dict, workload_to_dict
 
     logical_date = None
     if args.logical_date:
@@ -118,14 +118,14 @@ def _scenario(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from operators.tracking import compare_runs
+    from apportion.operators.tracking import compare_runs
 
     compare_runs(args.experiment, tracking_uri=args.tracking_uri, out=args.out)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from operators.demo import run_demo
+    from apportion.operators.demo import run_demo
 
     return run_demo(state_dir=Path(args.state_dir), exit_when_done=args.exit_when_done)
 
@@ -138,8 +138,8 @@ def load_plan(path: str | Path, instance) -> tuple:
     must list every task once, parents first, and every node must be eligible for its task;
     otherwise ``SpecError`` names the entry (``plan.tasks['x'].node``) and the reason.
     """
-    from core.evaluate import Evaluator, Plan
-    from core.io import read_document
+    from apportion.core.evaluate import Evaluator, Plan
+    from apportion.core.io import read_document
 
     doc = read_document(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("tasks"), list) or not isinstance(doc.get("order"), list):
@@ -203,9 +203,9 @@ def _finite_json(value):
 
 def _predicted(instance, plan) -> dict[str, float]:
     """The evaluator's value of each simulator metric for ``plan`` (everything goes to plan)."""
-    from core.evaluate import Evaluator
-    from core.metrics import plan_metrics
-    from core.simulate import METRICS
+    from apportion.core.evaluate import Evaluator
+    from apportion.core.metrics import plan_metrics
+    from apportion.core.simulate import METRICS
 
     schedule = Evaluator(instance).schedule(plan)
     metrics = plan_metrics(instance, schedule)
@@ -219,8 +219,8 @@ def _predicted(instance, plan) -> dict[str, float]:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from core.io import load_instance
-    from core.simulate import METRICS, Uncertainty, simulate
+    from apportion.core.io import load_instance
+    from apportion.core.simulate import METRICS, Uncertainty, simulate
 
     instance = load_instance(args.workload, args.cluster)
     plan, _, _ = load_plan(args.plan, instance)
@@ -272,7 +272,7 @@ class _FailAction(argparse.Action):
 
 
 def _failures(events, instance) -> list:
-    from core.replan import NodeFailure
+    from apportion.core.replan import NodeFailure
 
     failures: list[NodeFailure] = []
     for option, value in events or ():
@@ -293,7 +293,7 @@ def _failures(events, instance) -> list:
 
 def _document(text: str, option: str):
     """A JSON/YAML document given as a file path or inline."""
-    from core.io import read_document
+    from apportion.core.io import read_document
 
     if Path(text).is_file():
         return read_document(text)
@@ -313,8 +313,8 @@ def _joins(values, cluster) -> list:
     """``--join`` values as ``NodeJoin`` changes. Each is a node mapping (``{id: gpu9, kind: gpu,
     ...}``), or ``{nodes: [...], links: [...]}``, as a file or inline; checked together with the
     cluster so that links may name its zones and nodes."""
-    from core.replan import NodeJoin
-    from core.spec import cluster_from_dict, cluster_to_dict
+    from apportion.core.replan import NodeJoin
+    from apportion.core.spec import cluster_from_dict, cluster_to_dict
 
     joins = []
     for value in values or ():
@@ -341,10 +341,10 @@ def _joins(values, cluster) -> list:
 def _urgent(values, workload) -> list:
     """``--urgent`` workload files as ``UrgentRequests``. A JSON/YAML spec is checked together with
     the workload, so its edges may start at existing tasks; other formats are loaded alone."""
-    from core.io import load_workload, read_document
-    from core.model import Workload
-    from core.replan import UrgentRequests
-    from core.spec import workload_from_dict, workload_to_dict
+    from apportion.core.io import load_workload, read_document
+    from apportion.core.model import Workload
+    from apportion.core.replan import UrgentRequests
+    from apportion.core.spec import workload_from_dict, workload_to_dict
 
     changes = []
     for value in values or ():
@@ -371,7 +371,7 @@ def _urgent(values, workload) -> list:
 
 
 def _describe_changes(changes) -> list[str]:
-    from core.replan import NodeFailure, NodeJoin
+    from apportion.core.replan import NodeFailure, NodeJoin
 
     words = []
     for change in changes:
@@ -385,11 +385,11 @@ def _describe_changes(changes) -> list[str]:
 
 
 def _replan(args: argparse.Namespace) -> int:
-    from core.algorithms.baselines import HeftAllocator
-    from core.api import Settings, plan_record, write_outputs
-    from core.evaluate import STAT_INDEX, Evaluator
-    from core.io import load_instance
-    from core.replan import UrgentRequests, carry_over, replan
+    from apportion.core.algorithms.baselines import HeftAllocator
+    from apportion.core.api import Settings, plan_record, write_outputs
+    from apportion.core.evaluate import STAT_INDEX, Evaluator
+    from apportion.core.io import load_instance
+    from apportion.core.replan import UrgentRequests, carry_over, replan
 
     instance = load_instance(args.workload, args.cluster)
     plan, start, end = load_plan(args.plan, instance)

@@ -18,8 +18,8 @@ import numpy as np
 
 import numba
 
-from core._jit import jit, jit_inline, jit_parallel, prange
-from core.model import Instance
+from apportion.core._jit import jit, jit_inline, jit_parallel, prange
+from apportion.core.model import Instance
 
 # Columns of the statistics matrix every evaluation returns, in natural units.
 STATS = (

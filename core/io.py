@@ -14,10 +14,10 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from core.errors import SpecError
-from core.model import Cluster, Instance, Workload
-from core.spec import cluster_from_dict, cluster_to_dict, key_text, workload_from_dict, workload_to_dict
-from core.wfformat import DEFAULT_REFERENCE_SPEED, is_wfformat, workload_from_wfformat
+from apportion.core.errors import SpecError
+from apportion.core.model import Cluster, Instance, Workload
+from apportion.core.spec import cluster_from_dict, cluster_to_dict, key_text, workload_from_dict, workload_to_dict
+from apportion.core.wfformat import DEFAULT_REFERENCE_SPEED, is_wfformat, workload_from_wfformat
 
 __all__ = [
     "cluster_to_dict", "describe", "dump", "load_cluster", "load_instance", "load_workload",
@@ -73,7 +73,7 @@ def _sections(source: Source, reference_speed: float) -> tuple[str, str, dict[st
         where, doc = "(top level)", source
     elif isinstance(source, (str, os.PathLike)):
         if Path(source).is_dir():
-            from core.tables import directory_sections
+            from apportion.core.tables import directory_sections
 
             return str(source), "CSV tables", directory_sections(Path(source))
         where, doc = str(source), read_document(source)

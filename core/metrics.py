@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.evaluate import Schedule
-from core.model import Instance
+from apportion.core.evaluate import Schedule
+from apportion.core.model import Instance
 
 
 def plan_metrics(instance: Instance, schedule: Schedule) -> dict[str, float]:

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from core.errors import SpecError
+from apportion.core.errors import SpecError
 
 
 @dataclass(frozen=True)

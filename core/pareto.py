@@ -11,9 +11,10 @@ import math
 
 import numpy as np
 
-from core._jit import jit, jit_inline
-from core.errors import SpecError
-from core.evaluate import STAT_INDEX
+from apportion.core._jit import jit, jit_inline
+from apportion.core.defaults import DEFAULT_OBJECTIVES
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import STAT_INDEX
 
 # Objective name -> (STATS column, sense).
 OBJECTIVES: dict[str, tuple[str, str]] = {
@@ -25,7 +26,6 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "cost": ("cost", "min"),
     "migrations": ("moved", "min"),  # re-planning: tasks moved off the node the old plan gave them
 }
-DEFAULT_OBJECTIVES = ("makespan", "utilization", "imbalance")
 # Hypervolume reference point on objectives normalised to [0, 1] by ideal and nadir.
 HV_REFERENCE = 1.1
 

@@ -17,9 +17,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from core.errors import SpecError
-from core.evaluate import Evaluator, Plan
-from core.model import Cluster, Instance, Link, Node, Workload
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import Evaluator, Plan
+from apportion.core.model import Cluster, Instance, Link, Node, Workload
 
 
 @dataclass(frozen=True)
@@ -173,8 +173,8 @@ def replan(instance: Instance, plan: Plan, now: float, changes: Sequence[Change]
     over to the new instance. ``settings`` is a ``core.api.Settings``; its objectives may
     include ``migrations`` to weigh moving tasks against the other objectives.
     """
-    from core.algorithms.baselines import HeftAllocator
-    from core.api import Settings, optimize
+    from apportion.core.algorithms.baselines import HeftAllocator
+    from apportion.core.api import Settings, optimize
 
     residual = residual_instance(instance, plan, now, changes, start=start, end=end)
     fallback = HeftAllocator().build(residual)

@@ -18,10 +18,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from core.errors import SpecError
-from core.evaluate import STAT_INDEX, Evaluator, Plan, Schedule
-from core.model import Instance
-from core.simulate import Uncertainty
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import STAT_INDEX, Evaluator, Plan, Schedule
+from apportion.core.model import Instance
+from apportion.core.simulate import Uncertainty
 
 STATISTICS = ("mean", "p95")
 # Columns taken at the 95th percentile over the scenarios when statistic="p95"; every other

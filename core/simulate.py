@@ -21,10 +21,10 @@ from typing import Mapping
 import numba
 import numpy as np
 
-from core._jit import jit, jit_inline, jit_parallel, prange
-from core.errors import SpecError
-from core.evaluate import Evaluator, Plan
-from core.model import Instance
+from apportion.core._jit import jit, jit_inline, jit_parallel, prange
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import Evaluator, Plan
+from apportion.core.model import Instance
 
 # Per-sample realised metrics, the columns of ``SimulationResult.values``.
 METRICS = (

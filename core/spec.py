@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import fields, replace
 from pathlib import Path
 
-from core.errors import SpecError
-from core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload, ids_to_tuple
+from apportion.core.errors import SpecError
+from apportion.core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload, ids_to_tuple
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.model import Cluster, Edge, Link, Node, Request, Task, Workload
+from apportion.core.model import Cluster, Edge, Link, Node, Request, Task, Workload
 
 NODE_KINDS = ("gpu", "cpu", "edge")
 

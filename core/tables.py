@@ -15,9 +15,9 @@ import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from core.errors import SpecError
-from core.model import Cluster, Workload
-from core.spec import cluster_from_dict, schema, workload_from_dict
+from apportion.core.errors import SpecError
+from apportion.core.model import Cluster, Workload
+from apportion.core.spec import cluster_from_dict, schema, workload_from_dict
 
 # table -> (schema, definition of one row)
 _ROW_SCHEMA = {

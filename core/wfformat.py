@@ -21,9 +21,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from core.errors import SpecError
-from core.model import Edge, Request, Task, Workload
-from core.spec import check_workload
+from apportion.core.errors import SpecError
+from apportion.core.model import Edge, Request, Task, Workload
+from apportion.core.spec import check_workload
 
 DEFAULT_REFERENCE_SPEED = 10.0  # GFLOP/s
 

@@ -55,8 +55,8 @@ def compare_algorithms(allocations, evaluations) -> dict:
     import os
     import shutil
 
-    from operators.steps import published_plan_path, task_folder
-    from operators.tracking import Tracker
+    from apportion.operators.steps import published_plan_path, task_folder
+    from apportion.operators.tracking import Tracker
 
     context = get_current_context()
     allocations, evaluations = list(allocations), list(evaluations)

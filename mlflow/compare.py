@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI or the mlflow_default connection")
     parser.add_argument("--out", help="PNG to write (default <experiment>-runs.png)")
     args = parser.parse_args(argv)
-    from operators.tracking import compare_runs
+    from apportion.operators.tracking import compare_runs
 
     compare_runs(args.experiment, tracking_uri=args.tracking_uri, out=args.out)
 

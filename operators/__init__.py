@@ -9,24 +9,24 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "AllocationOperator": "operators.allocation",
-    "EvaluatePlanOperator": "operators.allocation",
-    "MlflowRunLink": "operators.links",
-    "MlflowPlanLink": "operators.links",
-    "build_workload": "operators.steps",
-    "snapshot_cluster": "operators.steps",
-    "allocate": "operators.steps",
-    "evaluate_plan": "operators.steps",
-    "simulate_plan": "operators.steps",
-    "publish_plan": "operators.steps",
-    "replan_after_failure": "operators.steps",
-    "previous_front": "operators.steps",
-    "record_run": "operators.steps",
-    "task_folder": "operators.steps",
-    "published_plan_path": "operators.steps",
-    "plan_asset_uri": "operators.steps",
-    "compare_runs": "operators.tracking",
-    "resolve_tracking_uri": "operators.tracking",
+    "AllocationOperator": "apportion.operators.allocation",
+    "EvaluatePlanOperator": "apportion.operators.allocation",
+    "MlflowRunLink": "apportion.operators.links",
+    "MlflowPlanLink": "apportion.operators.links",
+    "build_workload": "apportion.operators.steps",
+    "snapshot_cluster": "apportion.operators.steps",
+    "allocate": "apportion.operators.steps",
+    "evaluate_plan": "apportion.operators.steps",
+    "simulate_plan": "apportion.operators.steps",
+    "publish_plan": "apportion.operators.steps",
+    "replan_after_failure": "apportion.operators.steps",
+    "previous_front": "apportion.operators.steps",
+    "record_run": "apportion.operators.steps",
+    "task_folder": "apportion.operators.steps",
+    "published_plan_path": "apportion.operators.steps",
+    "plan_asset_uri": "apportion.operators.steps",
+    "compare_runs": "apportion.operators.tracking",
+    "resolve_tracking_uri": "apportion.operators.tracking",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -36,5 +36,5 @@ def __getattr__(name: str):
     try:
         module = _EXPORTS[name]
     except KeyError:
-        raise AttributeError(f"module 'operators' has no attribute {name!r}") from None
+        raise AttributeError(f"module 'apportion.operators' has no attribute {name!r}") from None
     return getattr(importlib.import_module(module), name)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from airflow.sdk import BaseOperator
 
-from operators.links import MlflowPlanLink, MlflowRunLink
-from operators.tracking import DEFAULT_CONN_ID
+from apportion.operators.links import MlflowPlanLink, MlflowRunLink
+from apportion.operators.tracking import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -135,8 +135,8 @@ class AllocationOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from core.errors import SpecError
-        from operators.steps import allocate
+        from apportion.core.errors import SpecError
+        from apportion.operators.steps import allocate
 
         try:
             summary = allocate(
@@ -196,7 +196,7 @@ class EvaluatePlanOperator(BaseOperator):
         self.metric_prefix = metric_prefix
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from operators.steps import evaluate_plan
+        from apportion.operators.steps import evaluate_plan
 
         outcome = evaluate_plan(self.allocation, tolerance=self.tolerance, tracking_uri=self.tracking_uri,
                                 mlflow_conn_id=self.mlflow_conn_id, metric_prefix=self.metric_prefix)

@@ -39,7 +39,7 @@ def pareto_charts(pareto_csv: str | Path, objectives: Sequence[str], html_path: 
     """
     import plotly.graph_objects as go
 
-    from core.pareto import OBJECTIVES
+    from apportion.core.pareto import OBJECTIVES
 
     rows = _read_csv(pareto_csv)
     column = {n: OBJECTIVES[n][0] if n in OBJECTIVES else n for n in objectives}  # migrations -> moved

@@ -213,10 +213,10 @@ def warm_numba_cache() -> None:
     """Compile the core's kernels into ``NUMBA_CACHE_DIR`` by optimising a tiny instance of
     each scenario. Cold, that takes about a minute here; every task that optimises or
     evaluates would pay it again, three allocations at once even three times."""
-    from core.api import Settings, optimize
-    from core.model import Instance
-    from core.scenarios import build
-    from core.simulate import Uncertainty, simulate
+    from apportion.core.api import Settings, optimize
+    from apportion.core.model import Instance
+    from apportion.core.scenarios import build
+    from apportion.core.simulate import Uncertainty, simulate
 
     for scenario in WORKFLOW_DAGS:
         workload, cluster = build(scenario, size=3, nodes=6, seed=0)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from operators.tracking import (
+from apportion.operators.tracking import (
     DEFAULT_CONN_ID,
     AirflowRef,
     Tracker,
@@ -110,27 +110,27 @@ def _unwrap(value, key: str):
 
 def _load(kind: str, value):
     """A workload or cluster from a spec path or a spec dict."""
-    from core import io
+    from apportion.core import io
 
     loader = io.load_workload if kind == "workload" else io.load_cluster
     if isinstance(value, (str, os.PathLike)):
         return loader(Path(value))
     if isinstance(value, Mapping):
         return loader(value)
-    from core.errors import SpecError
+    from apportion.core.errors import SpecError
 
     raise SpecError(kind, f"give a spec path, a spec dict or an upstream result, got {type(value).__name__}")
 
 
 def scenario_instance(scenario: str, params: Mapping[str, Any] | None = None):
     """(Workload, Cluster) of a built-in scenario; ``params``: size, nodes, seed, logical_date."""
-    from core import scenarios
+    from apportion.core import scenarios
 
     return scenarios.build(scenario, **_scenario_kwargs(params))
 
 
 def _scenario_kwargs(params: Mapping[str, Any] | None) -> dict:
-    from core.errors import SpecError
+    from apportion.core.errors import SpecError
 
     kwargs = dict(params or {})
     unknown = set(kwargs) - {"size", "nodes", "seed", "logical_date"}
@@ -148,7 +148,7 @@ def _scenario_kwargs(params: Mapping[str, Any] | None) -> dict:
 
 def _as_int(value, field: str) -> int:
     """Templated fields render to strings; accept ``"20"`` but not ``"2.5"`` or ``True``."""
-    from core.errors import SpecError
+    from apportion.core.errors import SpecError
 
     if isinstance(value, bool):
         raise SpecError(field, f"must be an integer, got {value!r}")
@@ -162,7 +162,7 @@ def _as_int(value, field: str) -> int:
 
 def _as_bool(value, field: str) -> bool:
     """Templated flags render to ``"True"``/``"False"``; accept those, bools and 0/1."""
-    from core.errors import SpecError
+    from apportion.core.errors import SpecError
 
     if isinstance(value, bool):
         return value
@@ -178,7 +178,7 @@ def _as_number(value, field: str, *, minimum: float = 0.0, allow_none: bool = Fa
     """A finite number >= ``minimum`` (rendered strings accepted); ``None``/``"None"`` when allowed."""
     import math
 
-    from core.errors import SpecError
+    from apportion.core.errors import SpecError
 
     if allow_none and (value is None or str(value).strip().lower() in ("", "none", "null")):
         return None
@@ -195,7 +195,7 @@ def _as_number(value, field: str, *, minimum: float = 0.0, allow_none: bool = Fa
 
 def _as_names(value, field: str) -> tuple[str, ...]:
     """A list of names, or a comma-separated (templated) string of them."""
-    from core.errors import SpecError
+    from apportion.core.errors import SpecError
 
     if value is None:
         return ()
@@ -210,7 +210,7 @@ def _as_names(value, field: str) -> tuple[str, ...]:
 def resolve_inputs(workload=None, cluster=None, *, scenario: str | None = None,
                    scenario_params: Mapping[str, Any] | None = None, folder: Path):
     """(Workload, Cluster) from specs, upstream results or a scenario; explicit specs win."""
-    from core.errors import SpecError
+    from apportion.core.errors import SpecError
 
     if isinstance(workload, Mapping) and "workload" in workload and cluster is None:
         cluster = workload.get("cluster")
@@ -228,7 +228,7 @@ def resolve_inputs(workload=None, cluster=None, *, scenario: str | None = None,
 def make_settings(*, algorithm="nsga2", population=100, generations=200, seed=0,
                   objectives=None, select="knee", robust_scenarios=0, noise_sigma=0.3):
     """``core.api.Settings`` from operator arguments, which may arrive as rendered strings."""
-    from core.api import DEFAULT_OBJECTIVES, Settings
+    from apportion.core.api import DEFAULT_OBJECTIVES, Settings
 
     if isinstance(objectives, str):
         objectives = [o.strip() for o in objectives.split(",") if o.strip()]
@@ -264,7 +264,7 @@ def build_workload(scenario: str, *, size: int | None = None, nodes: int | None 
     ``out_dir`` defaults to the current task's run folder. Returns ``{"workload": path,
     "scenario", "tasks", "requests", "edges"}``.
     """
-    from core.io import workload_to_dict
+    from apportion.core.io import workload_to_dict
 
     folder = Path(out_dir) if out_dir else task_folder(context)
     folder.mkdir(parents=True, exist_ok=True)
@@ -283,8 +283,8 @@ def snapshot_cluster(cluster=None, *, scenario: str | None = None, nodes: int | 
     (they take no work). Returns ``{"cluster": path, "nodes", "nodes_<kind>"..., "nodes_down"}``."""
     from dataclasses import replace
 
-    from core.errors import SpecError
-    from core.io import cluster_to_dict
+    from apportion.core.errors import SpecError
+    from apportion.core.io import cluster_to_dict
 
     folder = Path(out_dir) if out_dir else task_folder(context)
     folder.mkdir(parents=True, exist_ok=True)
@@ -328,8 +328,8 @@ def front_record(result, chosen_plan_id: str) -> dict:
     """front.json: every plan of the front by task and node ids (``tasks``/``nodes`` list the
     ids once; a plan's ``assignment`` gives a node index per task, its ``order`` task indices),
     its objective values, which one was chosen and the chosen plan's metrics."""
-    from core.evaluate import STAT_INDEX
-    from core.pareto import OBJECTIVES
+    from apportion.core.evaluate import STAT_INDEX
+    from apportion.core.pareto import OBJECTIVES
 
     inst = result.instance
     return {
@@ -387,8 +387,8 @@ def carry_front(front: Mapping[str, Any], instance, fallback) -> list:
     and the rest take ``fallback``'s node (``core.replan.carry_over``)."""
     import numpy as np
 
-    from core.evaluate import Plan
-    from core.replan import carry_over
+    from apportion.core.evaluate import Plan
+    from apportion.core.replan import carry_over
 
     node_index = {n: j for j, n in enumerate(instance.node_ids)}
     present = set(instance.task_ids)
@@ -422,8 +422,8 @@ def _warm_start_record(front: Mapping[str, Any] | None, instance, result, carrie
     """(params, metrics) saying where the search started and what changed since the last run."""
     import numpy as np
 
-    from core.evaluate import STAT_INDEX, Evaluator
-    from core.pareto import OBJECTIVES
+    from apportion.core.evaluate import STAT_INDEX, Evaluator
+    from apportion.core.pareto import OBJECTIVES
 
     if front is None:
         return {"warm_start": "false"}, {}
@@ -451,11 +451,11 @@ def compute_allocation(workload, cluster, settings, folder: str | Path, *, scena
     and, last, result.json into ``folder``; if result.json there already matches these inputs
     and settings, reuse it. ``previous`` (a published front.json) warm-starts the search and
     sets each task's previous node. Returns the result record (with ``"reused"``)."""
-    from core.algorithms.baselines import HeftAllocator
-    from core.api import optimize, write_outputs
-    from core.io import cluster_to_dict, workload_to_dict
-    from core.model import Instance
-    from core.pareto import OBJECTIVES
+    from apportion.core.algorithms.baselines import HeftAllocator
+    from apportion.core.api import optimize, write_outputs
+    from apportion.core.io import cluster_to_dict, workload_to_dict
+    from apportion.core.model import Instance
+    from apportion.core.pareto import OBJECTIVES
 
     started = time.perf_counter() if started is None else started
     folder = Path(folder)
@@ -476,7 +476,7 @@ def compute_allocation(workload, cluster, settings, folder: str | Path, *, scena
     paths = write_outputs(result, folder)
     _write_json(folder / "workload.json", workload_spec)
     _write_json(folder / "cluster.json", cluster_spec)
-    from operators.charts import gantt_chart, pareto_charts
+    from apportion.operators.charts import gantt_chart, pareto_charts
 
     pareto_charts(paths["pareto"], settings.objectives, folder / "pareto.html", folder / "pareto.png",
                   title=f"{settings.algorithm}: Pareto front")
@@ -675,9 +675,9 @@ def load_chosen_plan(allocation: Mapping[str, Any]):
     workload and cluster specs it was made for."""
     import numpy as np
 
-    from core.evaluate import Plan
-    from core.io import load_cluster, load_workload
-    from core.model import Instance
+    from apportion.core.evaluate import Plan
+    from apportion.core.io import load_cluster, load_workload
+    from apportion.core.model import Instance
 
     folder = Path(allocation["artifact_dir"])
     plan = json.loads((folder / "plan.json").read_text())
@@ -702,8 +702,8 @@ def evaluate_plan(allocation: Mapping[str, Any], *, tolerance: float = 1e-9, tra
     allocation's MLflow run when it has one. Returns ``{"plan_id", "verified",
     "max_relative_error", "metrics", ...}``.
     """
-    from core.evaluate import Evaluator
-    from core.metrics import plan_metrics
+    from apportion.core.evaluate import Evaluator
+    from apportion.core.metrics import plan_metrics
 
     folder = Path(allocation["artifact_dir"])
     instance, chosen, plan = load_chosen_plan(allocation)
@@ -829,7 +829,7 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | str = 0
     import math
     from dataclasses import asdict
 
-    from core.simulate import Uncertainty, simulate
+    from apportion.core.simulate import Uncertainty, simulate
 
     ref = ref or AirflowRef.from_context(_context(context))
     folder = ref.folder(output_root or default_output_root())
@@ -852,7 +852,7 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | str = 0
     if predicted.get("makespan"):
         metrics["realised/makespan_mean_over_predicted"] = realised["makespan"]["mean"] / predicted["makespan"]
     metrics["simulation_seconds"] = seconds
-    from operators.charts import simulation_chart
+    from apportion.operators.charts import simulation_chart
 
     chart = simulation_chart({name: result[name] for name in ("makespan", "p95_response")},
                              {name: predicted.get(name) for name in ("makespan", "p95_response")},
@@ -886,8 +886,8 @@ def _failure_node(instance, plan, schedule, fail_node: str, now: float, repair: 
     failure at ``now`` leaves every unfinished task a node it may run on."""
     import numpy as np
 
-    from core.errors import SpecError
-    from core.replan import NodeFailure, residual_instance
+    from apportion.core.errors import SpecError
+    from apportion.core.replan import NodeFailure, residual_instance
 
     if fail_node != "busiest" and fail_node not in instance.node_ids:
         raise SpecError("fail_node", f"unknown node {fail_node!r}; give 'busiest' or one of {list(instance.node_ids)}")
@@ -926,13 +926,13 @@ def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "bus
 
     import numpy as np
 
-    from core.api import Settings, write_outputs
-    from core.errors import SpecError
-    from core.evaluate import Evaluator
-    from core.io import cluster_to_dict, workload_to_dict
-    from core.metrics import plan_metrics
-    from core.replan import NodeFailure, replan
-    from operators.charts import gantt_chart
+    from apportion.core.api import Settings, write_outputs
+    from apportion.core.errors import SpecError
+    from apportion.core.evaluate import Evaluator
+    from apportion.core.io import cluster_to_dict, workload_to_dict
+    from apportion.core.metrics import plan_metrics
+    from apportion.core.replan import NodeFailure, replan
+    from apportion.operators.charts import gantt_chart
 
     ref = ref or AirflowRef.from_context(_context(context))
     folder = ref.folder(output_root or default_output_root())

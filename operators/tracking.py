@@ -380,7 +380,7 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
     else:
         print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     target = Path(out) if out else Path(f"{_safe(experiment)}-runs.png")
-    from operators.charts import evolution_chart
+    from apportion.operators.charts import evolution_chart
 
     evolution_chart(table, COMPARE_COLUMNS, target, title=f"{experiment}: runs over time")
     print(f"wrote {target}")

@@ -19,9 +19,9 @@ import os
 
 from airflow.plugins_manager import AirflowPlugin
 
-from operators.links import MlflowPlanLink, MlflowRunLink
-from operators.steps import plan_asset_uri
-from operators.tracking import ui_base_url
+from apportion.operators.links import MlflowPlanLink, MlflowRunLink
+from apportion.operators.steps import plan_asset_uri
+from apportion.operators.tracking import ui_base_url
 
 
 def mlflow_ui_url() -> str:

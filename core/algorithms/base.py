@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import abc
-import importlib
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
 import numpy as np
 
-from core.evaluate import Evaluator, Plan
+from apportion.core.algorithms.registry import get_allocator_class
+from apportion.core.evaluate import Evaluator, Plan
 
 
 @dataclass
@@ -40,30 +40,6 @@ class Allocator(abc.ABC):
         """Find plans for ``evaluator.instance`` and score them with ``evaluator``."""
 
 
-ALGORITHMS: dict[str, type[Allocator]] = {}
-
-# Modules that register algorithms when imported; looked up lazily so that importing the
-# core does not import pymoo.
-_MODULES = ("core.algorithms.baselines", "core.algorithms.nsga")
-
-
-def register(cls: type[Allocator]) -> type[Allocator]:
-    ALGORITHMS[cls.name] = cls
-    return cls
-
-
-def _load_all() -> None:
-    for module in _MODULES:
-        importlib.import_module(module)
-
-
 def get_allocator(name: str, **options) -> Allocator:
     """The allocator registered under ``name``, built with ``options``."""
-    _load_all()
-    try:
-        cls = ALGORITHMS[name]
-    except KeyError:
-        from core.errors import SpecError
-
-        raise SpecError("algorithm", f"unknown algorithm {name!r}; choose from {sorted(ALGORITHMS)}") from None
-    return cls(**options)
+    return get_allocator_class(name)(**options)

@@ -22,11 +22,12 @@ from typing import Callable
 
 import numpy as np
 
-from core._jit import jit, jit_inline
-from core.algorithms.base import AllocationResult, Allocator, register
-from core.errors import SpecError
-from core.evaluate import STATS, Evaluator, Plan
-from core.model import Instance
+from apportion.core._jit import jit, jit_inline
+from apportion.core.algorithms.base import AllocationResult, Allocator
+from apportion.core.algorithms.registry import register
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import STATS, Evaluator, Plan
+from apportion.core.model import Instance
 
 
 def _link_arrays(inst: Instance) -> tuple[np.ndarray, np.ndarray]:

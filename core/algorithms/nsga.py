@@ -36,9 +36,10 @@ from pymoo.core.survival import Survival
 from pymoo.optimize import minimize
 from pymoo.util import default_random_state
 
-from core.algorithms.base import AllocationResult, Allocator, register
-from core.algorithms.baselines import baseline_plans, heft_priority
-from core.algorithms.operators import (
+from apportion.core.algorithms.base import AllocationResult, Allocator
+from apportion.core.algorithms.registry import register
+from apportion.core.algorithms.baselines import baseline_plans, heft_priority
+from apportion.core.algorithms.operators import (
     ArrayMating,
     KeepRepair,
     PlanCodec,
@@ -49,10 +50,10 @@ from core.algorithms.operators import (
     new_population,
     population_matrix,
 )
-from core.errors import SpecError
-from core.evaluate import STAT_INDEX, Evaluator, Plan
-from core.model import Instance
-from core.pareto import (
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import STAT_INDEX, Evaluator, Plan
+from apportion.core.model import Instance
+from apportion.core.pareto import (
     DEFAULT_OBJECTIVES,
     check_objectives,
     hypervolume,

@@ -23,9 +23,9 @@ from pymoo.core.repair import Repair
 from pymoo.core.sampling import Sampling
 from pymoo.util import default_random_state
 
-from core._jit import jit
-from core.evaluate import Plan
-from core.model import Instance
+from apportion.core._jit import jit
+from apportion.core.evaluate import Plan
+from apportion.core.model import Instance
 
 GENE_DTYPE = np.int32
 

@@ -12,12 +12,12 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
-from core.errors import SpecError
-from core.model import Cluster, Workload
-from core.scenarios._validate import count
-from core.scenarios.medical import TASKS_PER_CASE, medical_diagnosis
-from core.scenarios.speech import TASKS_PER_STREAM, multimodal_speech
-from core.scenarios.traffic import TASKS_PER_REGION, traffic_prediction
+from apportion.core.errors import SpecError
+from apportion.core.model import Cluster, Workload
+from apportion.core.scenarios._validate import count
+from apportion.core.scenarios.medical import TASKS_PER_CASE, medical_diagnosis
+from apportion.core.scenarios.speech import TASKS_PER_STREAM, multimodal_speech
+from apportion.core.scenarios.traffic import TASKS_PER_REGION, traffic_prediction
 
 
 @dataclass(frozen=True)

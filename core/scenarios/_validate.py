@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from core.errors import SpecError
+from apportion.core.errors import SpecError
 
 
 def count(name: str, value, *, minimum: int = 1) -> int:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.errors import SpecError
-from core.model import Cluster, Link, Node
-from core.scenarios import profiles as P
-from core.scenarios._validate import count
+from apportion.core.errors import SpecError
+from apportion.core.model import Cluster, Link, Node
+from apportion.core.scenarios import profiles as P
+from apportion.core.scenarios._validate import count
 
 
 @dataclass(frozen=True)

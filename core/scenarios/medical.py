@@ -18,10 +18,10 @@ import math
 
 import numpy as np
 
-from core.model import Cluster, Edge, Request, Task, Workload
-from core.scenarios import profiles as P
-from core.scenarios._validate import count, number
-from core.scenarios.clusters import hospital_cluster
+from apportion.core.model import Cluster, Edge, Request, Task, Workload
+from apportion.core.scenarios import profiles as P
+from apportion.core.scenarios._validate import count, number
+from apportion.core.scenarios.clusters import hospital_cluster
 
 TASKS_PER_CASE = 7
 HOSPITAL = ("hospital",)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.model import Cluster, Edge, Request, Task, Workload
-from core.scenarios import profiles as P
-from core.scenarios._validate import count, number
-from core.scenarios.clusters import speech_cluster, zones_of
+from apportion.core.model import Cluster, Edge, Request, Task, Workload
+from apportion.core.scenarios import profiles as P
+from apportion.core.scenarios._validate import count, number
+from apportion.core.scenarios.clusters import speech_cluster, zones_of
 
 TASKS_PER_STREAM = 7
 EDGE = ("edge",)

@@ -24,11 +24,11 @@ from datetime import datetime
 
 import numpy as np
 
-from core.errors import SpecError
-from core.model import Cluster, Edge, Request, Task, Workload
-from core.scenarios import profiles as P
-from core.scenarios._validate import count, number
-from core.scenarios.clusters import city_cluster, zones_of
+from apportion.core.errors import SpecError
+from apportion.core.model import Cluster, Edge, Request, Task, Workload
+from apportion.core.scenarios import profiles as P
+from apportion.core.scenarios._validate import count, number
+from apportion.core.scenarios.clusters import city_cluster, zones_of
 
 TASKS_PER_REGION = 5
 EDGE = ("edge",)

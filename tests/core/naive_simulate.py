@@ -8,9 +8,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from core.evaluate import Plan
-from core.model import Instance
-from core.simulate import METRICS, Uncertainty
+from apportion.core.evaluate import Plan
+from apportion.core.model import Instance
+from apportion.core.simulate import METRICS, Uncertainty
 
 
 

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import SpecError
-from core.io import describe, load_cluster, load_instance, load_workload
+from apportion.core.errors import SpecError
+from apportion.core.io import describe, load_cluster, load_instance, load_workload
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
 WORKLOAD = yaml.safe_load((EXAMPLES / "workload.yaml").read_text())["workload"]

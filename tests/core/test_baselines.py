@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from core.algorithms import ALGORITHMS, get_allocator
-from core.algorithms.baselines import (
+from apportion.core.algorithms import ALGORITHMS, get_allocator
+from apportion.core.algorithms.baselines import (
     BASELINES,
     GreedyAllocator,
     HeftAllocator,
@@ -26,10 +26,10 @@ from core.algorithms.baselines import (
     heft_ranks,
     heft_schedule,
 )
-from core.errors import SpecError
-from core.evaluate import STAT_INDEX, STATS, Evaluator, Plan
-from core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload
-from core.synthetic import random_cluster, random_workload
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import STAT_INDEX, STATS, Evaluator, Plan
+from apportion.core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload
+from apportion.core.synthetic import random_cluster, random_workload
 
 NAMES = [cls.name for cls in BASELINES]
 SHAPES = ("random", "uniform", "split", "single")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.cli import main
-from core.pareto import non_dominated
+from apportion.core.cli import main
+from apportion.core.pareto import non_dominated
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
 WORKLOAD, CLUSTER = str(EXAMPLES / "workload.yaml"), str(EXAMPLES / "cluster.yaml")

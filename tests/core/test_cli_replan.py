@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.cli import main
-from core.simulate import METRICS
+from apportion.core.cli import main
+from apportion.core.simulate import METRICS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
 WORKLOAD, CLUSTER = str(EXAMPLES / "workload.yaml"), str(EXAMPLES / "cluster.yaml")

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from core.errors import SpecError
-from core.evaluate import STATS, Evaluator, Plan
-from core.model import Cluster, Instance, Link, Node
-from core.synthetic import random_cluster, random_workload
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import STATS, Evaluator, Plan
+from apportion.core.model import Cluster, Instance, Link, Node
+from apportion.core.synthetic import random_cluster, random_workload
 from tests.core.naive import naive_schedule, naive_stats
 
 
@@ -164,7 +164,7 @@ def test_parallel_equals_serial_and_groups_by_order():
 
 @pytest.fixture
 def chain():
-    from core.model import Edge, Task, Workload
+    from apportion.core.model import Edge, Task, Workload
 
     wl = Workload(tasks=(Task("a", 10.0, memory=1.0), Task("b", 10.0, memory=1.0, allowed_kinds=("gpu",))),
                   edges=(Edge("a", "b", 100.0),))
@@ -202,7 +202,7 @@ def test_check_rejects_bad_plans(chain):
 @settings(max_examples=50, deadline=None)
 @given(pool=st.integers(1, 6), rows=st.integers(1, 40), n=st.integers(1, 30), seed=st.integers(0, 10_000))
 def test_group_rows_matches_grouping_by_bytes(pool, rows, n, seed):
-    from core.evaluate import _group_rows
+    from apportion.core.evaluate import _group_rows
 
     rng = np.random.default_rng(seed)
     # Rows drawn from a small pool of orders, as NSGA-II's are.

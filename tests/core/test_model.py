@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from core.errors import SpecError
-from core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload
+from apportion.core.errors import SpecError
+from apportion.core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload
 
 GPU = Node("g1", "gpu", 40.0, 40.0, zone="hospital")
 CPU = Node("c1", "cpu", 10.0, 64.0, zone="cloud")

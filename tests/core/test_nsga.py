@@ -7,10 +7,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from pymoo.core.individual import Individual
 
-from core.algorithms import get_allocator
-from core.algorithms.baselines import baseline_plans
-from core.algorithms.nsga import NSGA2Allocator, NSGA3Allocator, ParetoArchive, order_pool
-from core.algorithms.operators import (
+from apportion.core.algorithms import get_allocator
+from apportion.core.algorithms.baselines import baseline_plans
+from apportion.core.algorithms.nsga import NSGA2Allocator, NSGA3Allocator, ParetoArchive, order_pool
+from apportion.core.algorithms.operators import (
     EligibilityRepair,
     PlanCodec,
     PlanMutation,
@@ -19,11 +19,11 @@ from core.algorithms.operators import (
     new_individual,
     new_population,
 )
-from core.errors import SpecError
-from core.evaluate import STAT_INDEX, Evaluator
-from core.model import Cluster, Edge, Instance, Link, Node, Task, Workload
-from core.pareto import non_dominated, objective_matrix
-from core.synthetic import random_cluster, random_workload
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import STAT_INDEX, Evaluator
+from apportion.core.model import Cluster, Edge, Instance, Link, Node, Task, Workload
+from apportion.core.pareto import non_dominated, objective_matrix
+from apportion.core.synthetic import random_cluster, random_workload
 
 OBJECTIVES = ("makespan", "utilization", "imbalance")
 
@@ -277,7 +277,7 @@ def reference_shift(X, rows, u, instance):
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_mutation_kernels_match_python_reference(codec, seed):
-    from core.algorithms.operators import _reassign, _shift_load
+    from apportion.core.algorithms.operators import _reassign, _shift_load
 
     rng = np.random.default_rng(seed)
     X = codec.random(10, rng)
@@ -327,7 +327,7 @@ def reference_release(X, rows, instance):
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_release_node_kernel_matches_python_reference(codec, seed):
-    from core.algorithms.operators import _release_node
+    from apportion.core.algorithms.operators import _release_node
 
     rng = np.random.default_rng(seed)
     instance, n = codec.instance, codec.n_tasks
@@ -384,7 +384,7 @@ def test_duplicate_elimination_removes_exact_duplicates_only(X, other):
 @settings(max_examples=30, deadline=None)
 @given(rows, rows)
 def test_duplicate_elimination_is_exact_even_when_every_hash_collides(X, other):
-    import core.algorithms.operators as operators
+    import apportion.core.algorithms.operators as operators
 
     real_hashes = operators.row_hashes
     operators.row_hashes = lambda M: np.zeros(M.shape[0], dtype=np.uint64)
@@ -419,7 +419,7 @@ def test_archive_keeps_the_non_dominated_least_violating_plans(F, cv):
 
 def test_a_search_space_smaller_than_the_population_ends_cleanly():
     """Two tasks on two nodes have four plans: generations with no new plan change nothing."""
-    from core.model import Cluster, Instance, Node, Task, Workload
+    from apportion.core.model import Cluster, Instance, Node, Task, Workload
 
     inst = Instance.build(Workload(tasks=(Task("a", 1.0), Task("b", 2.0))),
                           Cluster(nodes=(Node("n0", "cpu", 1.0, 1.0), Node("n1", "cpu", 2.0, 1.0))))

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from core.errors import SpecError
-from core.evaluate import STAT_INDEX, STATS
-from core.pareto import (
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import STAT_INDEX, STATS
+from apportion.core.pareto import (
     HV_REFERENCE,
     crowding_distance,
     front_ranks,

@@ -9,13 +9,13 @@ The hypervolume comparison with other optimisers is a benchmark claim
 import numpy as np
 import pytest
 
-from core.algorithms.baselines import baseline_plans
-from core.algorithms.nsga import NSGA2Allocator
-from core.evaluate import STAT_INDEX, Evaluator
-from core.model import Instance
-from core.pareto import DEFAULT_OBJECTIVES, objective_matrix
-from core.synthetic import random_cluster
-from core.wfformat import generate_wfcommons
+from apportion.core.algorithms.baselines import baseline_plans
+from apportion.core.algorithms.nsga import NSGA2Allocator
+from apportion.core.evaluate import STAT_INDEX, Evaluator
+from apportion.core.model import Instance
+from apportion.core.pareto import DEFAULT_OBJECTIVES, objective_matrix
+from apportion.core.synthetic import random_cluster
+from apportion.core.wfformat import generate_wfcommons
 
 pytestmark = pytest.mark.slow
 

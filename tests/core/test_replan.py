@@ -5,11 +5,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import SpecError
-from core.evaluate import Evaluator, Plan
-from core.model import Edge, Instance, Node, Request, Task, Workload
-from core.replan import NodeFailure, NodeJoin, UrgentRequests, carry_over, residual_instance
-from core.synthetic import random_cluster, random_workload
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import Evaluator, Plan
+from apportion.core.model import Edge, Instance, Node, Request, Task, Workload
+from apportion.core.replan import NodeFailure, NodeJoin, UrgentRequests, carry_over, residual_instance
+from apportion.core.synthetic import random_cluster, random_workload
 from tests.core.test_evaluate import random_assignment, random_topological_order
 
 
@@ -50,7 +50,7 @@ def small():
     wl = Workload(tasks=(Task("a", 10.0, request="r"), Task("b", 10.0, request="r"), Task("c", 10.0, request="r")),
                   edges=(Edge("a", "b", 5.0), Edge("b", "c", 5.0)), requests=(Request("r"),))
     nodes = (Node("n0", "cpu", 1.0, 8.0), Node("n1", "cpu", 1.0, 8.0))
-    from core.model import Cluster
+    from apportion.core.model import Cluster
 
     inst = Instance.build(wl, Cluster(nodes=nodes, default_bandwidth=10.0))
     return inst, Plan([0, 0, 1], [0, 1, 2])  # a: 0-10 on n0, b: 10-20 on n0, c: 20.5-30.5 on n1
@@ -94,7 +94,7 @@ def test_moves_are_counted_against_the_old_plan():
     inst, plan = small()
     residual = residual_instance(inst, plan, 5.0)
     stats = Evaluator(residual).stats(np.array([[0, 0, 1], [0, 1, 0], [0, 1, 1]]), [0, 1, 2])
-    from core.evaluate import STAT_INDEX
+    from apportion.core.evaluate import STAT_INDEX
 
     assert stats[:, STAT_INDEX["moved"]].tolist() == [0.0, 2.0, 1.0]
 
@@ -110,8 +110,8 @@ def test_bad_changes_are_named():
 def test_replan_warm_starts_and_keeps_what_ran():
     """After a failure, the new front is never worse on makespan than the old plan carried
     over (it seeds the search), and the plan keeps every finished and running task."""
-    from core.api import Settings
-    from core.replan import replan
+    from apportion.core.api import Settings
+    from apportion.core.replan import replan
 
     inst, plan, sched = running_plan(60, 5, seed=4)
     now = 0.4 * sched.stat("makespan")
@@ -124,11 +124,11 @@ def test_replan_warm_starts_and_keeps_what_ran():
     assert np.array_equal(chosen.plan.assignment[pinned], residual.pinned_node[pinned])
     assert np.array_equal(chosen.start[pinned], residual.pinned_start[pinned])
     assert (chosen.start[~pinned] >= now).all()
-    from core.algorithms.baselines import HeftAllocator
+    from apportion.core.algorithms.baselines import HeftAllocator
 
     carried = carry_over(plan, inst, residual, HeftAllocator().build(residual))
     carried_makespan = Evaluator(residual).schedule(carried).stat("makespan")
-    from core.evaluate import STAT_INDEX
+    from apportion.core.evaluate import STAT_INDEX
 
     assert result.front_stats[:, STAT_INDEX["makespan"]].min() <= carried_makespan
     # Migrations are an objective: the front holds a plan that moves nothing it need not move.

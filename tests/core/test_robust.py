@@ -9,16 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from core.algorithms.baselines import baseline_plans
-from core.api import Settings, optimize
-from core.cli import main
-from core.errors import SpecError
-from core.evaluate import STAT_INDEX, STATS, Evaluator, Plan
-from core.model import Cluster, Edge, Instance, Link, Node, Task, Workload
-from core.pareto import non_dominated, objective_matrix
-from core.robust import TIME_COLUMNS, ScenarioEvaluator, aggregate, scenario_instances
-from core.simulate import Uncertainty
-from core.synthetic import random_cluster, random_workload
+from apportion.core.algorithms.baselines import baseline_plans
+from apportion.core.api import Settings, optimize
+from apportion.core.cli import main
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import STAT_INDEX, STATS, Evaluator, Plan
+from apportion.core.model import Cluster, Edge, Instance, Link, Node, Task, Workload
+from apportion.core.pareto import non_dominated, objective_matrix
+from apportion.core.robust import TIME_COLUMNS, ScenarioEvaluator, aggregate, scenario_instances
+from apportion.core.simulate import Uncertainty
+from apportion.core.synthetic import random_cluster, random_workload
 
 NOISE = Uncertainty(duration_sigma=0.4, transfer_sigma=0.3, link_slowdown_probability=0.2, link_slowdown_factor=3.0)
 
@@ -262,7 +262,7 @@ def test_robust_run_is_reproducible_bit_for_bit(instance):
 def test_objective_bounds_keep_only_plans_that_beat_them(instance, algorithm):
     """NSGA-II/III with objective bounds returns only plans no worse than the bound in every
     objective, once a plan meeting it is known (here HEFT's plan, whose objectives are the bound)."""
-    from core.algorithms import get_allocator
+    from apportion.core.algorithms import get_allocator
 
     evaluator = Evaluator(instance)
     heft = baseline_plans(evaluator, seed=0)["heft"]

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.errors import SpecError
-from core.evaluate import STAT_INDEX, Evaluator
-from core.model import Instance
-from core.scenarios import SCENARIOS, build
-from core.scenarios import profiles as P
-from core.scenarios.clusters import CITY_SLOTS, HOSPITAL_SLOTS, SPEECH_SLOTS, apportion
-from core.scenarios.traffic import load_factor, neighbours
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import STAT_INDEX, Evaluator
+from apportion.core.model import Instance
+from apportion.core.scenarios import SCENARIOS, build
+from apportion.core.scenarios import profiles as P
+from apportion.core.scenarios.clusters import CITY_SLOTS, HOSPITAL_SLOTS, SPEECH_SLOTS, apportion
+from apportion.core.scenarios.traffic import load_factor, neighbours
 
 HOSPITAL_ONLY = {"dicom_prep", "ct_seg", "lesion_cls", "notes_nlp", "lab_model"}
 

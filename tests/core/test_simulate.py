@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.algorithms.baselines import HeftAllocator
-from core.errors import SpecError
-from core.evaluate import Evaluator, Plan
-from core.metrics import plan_metrics
-from core.model import Cluster, Edge, Instance, Node, Request, Task, Workload
-from core.simulate import METRICS, Uncertainty, simulate
-from core.synthetic import random_cluster, random_workload
+from apportion.core.algorithms.baselines import HeftAllocator
+from apportion.core.errors import SpecError
+from apportion.core.evaluate import Evaluator, Plan
+from apportion.core.metrics import plan_metrics
+from apportion.core.model import Cluster, Edge, Instance, Node, Request, Task, Workload
+from apportion.core.simulate import METRICS, Uncertainty, simulate
+from apportion.core.synthetic import random_cluster, random_workload
 from tests.core.test_evaluate import instances, random_assignment, random_topological_order
 from tests.core.naive_simulate import Timeline, reference_sample, splitmix
 

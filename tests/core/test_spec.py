@@ -10,10 +10,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import SpecError
-from core.io import describe, dump, load_cluster, load_instance, load_workload
-from core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload
-from core.spec import cluster_from_dict, cluster_to_dict, schema, workload_from_dict, workload_to_dict
+from apportion.core.errors import SpecError
+from apportion.core.io import describe, dump, load_cluster, load_instance, load_workload
+from apportion.core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload
+from apportion.core.spec import cluster_from_dict, cluster_to_dict, schema, workload_from_dict, workload_to_dict
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
 
@@ -175,8 +175,8 @@ def test_specs_round_trip_through_files(tmp_path, workload, cluster, suffix):
 
 def test_a_replanning_state_loads_and_meets_its_cluster():
     """Pins and previous nodes name a cluster's nodes: checked when workload meets cluster."""
-    from core.errors import SpecError
-    from core.spec import cluster_from_dict, workload_from_dict
+    from apportion.core.errors import SpecError
+    from apportion.core.spec import cluster_from_dict, workload_from_dict
 
     workload = workload_from_dict({"tasks": [
         {"id": "a", "work": 1, "pinned_node": "n0", "pinned_start": 0, "pinned_end": 1},

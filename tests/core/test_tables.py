@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import SpecError
-from core.io import describe, load_cluster, load_instance, load_workload
-from core.spec import cluster_from_dict, workload_from_dict
-from core.tables import cluster_from_frames, workload_from_frames
+from apportion.core.errors import SpecError
+from apportion.core.io import describe, load_cluster, load_instance, load_workload
+from apportion.core.spec import cluster_from_dict, workload_from_dict
+from apportion.core.tables import cluster_from_frames, workload_from_frames
 from tests.core.test_spec import workloads
 
 TABLES = Path(__file__).resolve().parents[2] / "core" / "examples" / "tables"

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import SpecError
-from core.io import describe, load_workload
-from core.model import Instance
-from core.synthetic import random_cluster
-from core.wfformat import generate_wfcommons, workload_from_wfformat
+from apportion.core.errors import SpecError
+from apportion.core.io import describe, load_workload
+from apportion.core.model import Instance
+from apportion.core.synthetic import random_cluster
+from apportion.core.wfformat import generate_wfcommons, workload_from_wfformat
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTANCES = sorted((ROOT / "tests" / "data" / "wfformat").glob("*.json"))

@@ -70,7 +70,7 @@ def asset_events(uri, run_id):
 def check_workflow_run(client, dag_id, dag_run, size, tmp_path):
     """The DAG run has one finished MLflow run with the plan's metrics, tables and charts, and
     the plan it published is the one logged."""
-    from core.scenarios import SCENARIOS, build
+    from apportion.core.scenarios import SCENARIOS, build
 
     (run,) = runs_of(client, dag_id, dag_run.run_id, "dag_run")
     assert run.info.status == "FINISHED"
@@ -121,8 +121,8 @@ def test_workflow_dag_end_to_end(apportion_dagbag, airflow_metadata_db, mlflow_c
 def test_traffic_reads_the_logical_date_in_the_city_time_zone(apportion_dagbag, airflow_metadata_db, mlflow_client,
                                                             tmp_path):
     """07:00 UTC on Monday 3 March 2025 is 08:00 in Berlin (CET, UTC+1): the morning rush."""
-    from core.io import workload_to_dict
-    from core.scenarios import build
+    from apportion.core.io import workload_to_dict
+    from apportion.core.scenarios import build
 
     size = 4
     logical_date = datetime(2025, 3, 3, 7, 0, tzinfo=timezone.utc)
@@ -191,7 +191,7 @@ def test_benchmark_one_child_run_per_algorithm(apportion_dagbag, airflow_metadat
 
 @pytest.mark.slow
 def test_benchmark_runs_every_registered_algorithm(apportion_dagbag, airflow_metadata_db, mlflow_client, tmp_path):
-    from core.algorithms import ALGORITHMS, get_allocator
+    from apportion.core.algorithms import ALGORITHMS, get_allocator
 
     get_allocator("nsga2")  # loads every algorithm module, filling the registry
     conf = {"scenario": "medical_diagnosis", "size": 4, "nodes": 5, "population": 12, "generations": 5}

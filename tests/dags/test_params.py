@@ -83,7 +83,7 @@ def test_bad_values_are_refused_at_trigger(apportion_dagbag, dag_id, conf, messa
 def test_size_is_counted_in_the_scenario_unit(apportion_dagbag, dag_id, unit):
     from airflow.sdk.exceptions import ParamValidationError
 
-    from core.scenarios import SCENARIOS
+    from apportion.core.scenarios import SCENARIOS
 
     scenario = SCENARIOS[dag_id]
     assert unit == scenario.unit
@@ -176,9 +176,9 @@ def test_dag_test_refuses_bad_conf_before_any_task_runs(apportion_dagbag, airflo
 
 
 def test_form_enums_match_the_core(workflow_module):
-    from core.algorithms import ALGORITHMS, get_allocator
-    from core.pareto import OBJECTIVES
-    from core.scenarios import SCENARIOS
+    from apportion.core.algorithms import ALGORITHMS, get_allocator
+    from apportion.core.pareto import OBJECTIVES
+    from apportion.core.scenarios import SCENARIOS
 
     for name in workflow_module.ALGORITHMS:
         get_allocator(name)  # every offered algorithm exists (and all modules are registered)
@@ -190,8 +190,8 @@ def test_form_enums_match_the_core(workflow_module):
 
 
 def test_budget_bounds_match_what_the_core_accepts(apportion_dagbag):
-    from core.api import Settings
-    from core.errors import SpecError
+    from apportion.core.api import Settings
+    from apportion.core.errors import SpecError
 
     schema = {name: param.schema for name, param in apportion_dagbag.dags["medical_diagnosis"].params.items()}
     for field in ("population", "generations", "seed"):
@@ -216,7 +216,7 @@ NONZERO_WEIGHTS = st.lists(NUMBER, min_size=1, max_size=6).filter(lambda ws: any
     st.tuples(NUMBER, st.sampled_from(["", "s"])).map(lambda t: f"sla:{t[0]}{t[1]}"),
 ))
 def test_select_pattern_accepts_the_policies_the_core_parses(workflow_module, policy):
-    from core.pareto import parse_policy
+    from apportion.core.pareto import parse_policy
 
     assert re.fullmatch(workflow_module.SELECT_PATTERN, policy)
     kind, _ = parse_policy(policy)
@@ -231,8 +231,8 @@ def test_select_pattern_accepts_the_policies_the_core_parses(workflow_module, po
 def test_select_pattern_admits_nothing_the_core_refuses(workflow_module, text):
     """Anything the form lets through parses, except all-zero weights (a JSON-schema pattern
     cannot see values; the allocate task refuses those with a SpecError on ``select``)."""
-    from core.errors import SpecError
-    from core.pareto import parse_policy
+    from apportion.core.errors import SpecError
+    from apportion.core.pareto import parse_policy
 
     if not re.fullmatch(workflow_module.SELECT_PATTERN, text):
         return

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from operators.demo import (
+from apportion.operators.demo import (
     AirflowClient, ApiError, ProcessTree, free_port, run_seconds, start_airflow, start_mlflow,
     start_numba_warmup, stop_servers, wait_healthy, wait_warmup,
 )

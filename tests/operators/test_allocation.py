@@ -8,8 +8,8 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from core.errors import SpecError
-from operators.steps import (
+from apportion.core.errors import SpecError
+from apportion.operators.steps import (
     PlanMismatch,
     allocate,
     build_workload,
@@ -19,7 +19,7 @@ from operators.steps import (
     record_run,
     snapshot_cluster,
 )
-from operators.tracking import AirflowRef, TrackingUnavailable
+from apportion.operators.tracking import AirflowRef, TrackingUnavailable
 from tests.operators.conftest import SMALL
 
 FILES = {"plan.json", "pareto.csv", "schedule.csv", "pareto.html", "pareto.png", "gantt.png",
@@ -229,7 +229,7 @@ def test_operator_fails_without_retry_on_bad_input(dag_id, output_root):
 
     from airflow.sdk.exceptions import AirflowFailException
 
-    from operators.allocation import AllocationOperator
+    from apportion.operators.allocation import AllocationOperator
 
     op = AllocationOperator(task_id="allocate", scenario="medical_diagnosis", scenario_params={"size": 2, "nodes": 4},
                             population=8, generations=2, select="sla:0.001", output_root=str(output_root))

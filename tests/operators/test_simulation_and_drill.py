@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from core.errors import SpecError
-from operators.steps import allocate, evaluate_plan, replan_after_failure, simulate_plan
-from operators.tracking import AirflowRef
+from apportion.core.errors import SpecError
+from apportion.operators.steps import allocate, evaluate_plan, replan_after_failure, simulate_plan
+from apportion.operators.tracking import AirflowRef
 from tests.operators.conftest import SMALL
 
 # Eight nodes: two of each kind in the hospital, so a hospital node can fail and its work move.
@@ -145,7 +145,7 @@ def test_bad_drill_settings_are_named(allocation, dag_id, output_root, kwargs, f
 
 def test_the_gantt_marks_the_failure(allocation, tmp_path):
     """The chart is drawn from schedule.csv alone, the failed node's row kept even if empty."""
-    from operators.charts import gantt_chart
+    from apportion.operators.charts import gantt_chart
 
     schedule = f"{allocation['artifact_dir']}/schedule.csv"
     plain = gantt_chart(schedule, tmp_path / "plain.png")

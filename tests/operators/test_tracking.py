@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from operators.steps import allocate
-from operators.tracking import (
+from apportion.operators.steps import allocate
+from apportion.operators.tracking import (
     AirflowRef,
     Tracker,
     TrackingNotConfigured,

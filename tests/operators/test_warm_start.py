@@ -9,8 +9,8 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from core.errors import SpecError
-from operators.steps import (
+from apportion.core.errors import SpecError
+from apportion.operators.steps import (
     allocate,
     evaluate_plan,
     previous_front,
@@ -18,7 +18,7 @@ from operators.steps import (
     published_front_path,
     snapshot_cluster,
 )
-from operators.tracking import AirflowRef
+from apportion.operators.tracking import AirflowRef
 from tests.operators.conftest import SMALL
 
 

@@ -35,7 +35,7 @@ def test_allocation_task_stores_the_run_url_for_its_extra_link(airflow_metadata_
     from airflow.sdk import DAG
     from airflow.utils.session import create_session
 
-    from operators.allocation import AllocationOperator, EvaluatePlanOperator
+    from apportion.operators.allocation import AllocationOperator, EvaluatePlanOperator
     from tests.operators.conftest import SMALL
 
     monkeypatch.setenv("APPORTION_MLFLOW_UI_URL", "http://mlflow.test:5000")

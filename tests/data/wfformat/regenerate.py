@@ -7,7 +7,7 @@ written exactly as wfcommons builds them (``Workflow.generate_json``), compactly
 import json
 from pathlib import Path
 
-from core.wfformat import wfcommons_instance
+from apportion.core.wfformat import wfcommons_instance
 
 # (recipe, number of tasks asked for, seed): each recipe's smallest base graph or a bit more.
 INSTANCES = [("montage", 60, 1), ("epigenomics", 60, 2), ("1000genome", 60, 3), ("cycles", 70, 4),

@@ -55,7 +55,7 @@ def compare_algorithms(allocations, evaluations) -> dict:
     import os
     import shutil
 
-    from apportion.operators.steps import published_plan_path, task_folder
+    from apportion.operators.paths import published_plan_path, task_folder
     from apportion.operators.tracking import Tracker
 
     context = get_current_context()

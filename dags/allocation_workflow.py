@@ -1,7 +1,7 @@
 """What the Apportion DAG files share: trigger-form Params, default arguments and the steps.
 
 Only the standard library and ``airflow.sdk`` are imported here, so every DAG file parses in
-milliseconds; each task imports ``operators.steps`` (and through it numpy, numba, pymoo,
+milliseconds; each task imports its step from ``apportion.operators`` (and through it numpy, numba, pymoo,
 MLflow and the core) when it runs. Airflow puts the dags folder on ``sys.path`` (the bundle
 path) for the DAG processor and the task runner, which is how the DAG files import this.
 
@@ -195,7 +195,7 @@ def _scenario_request(context, scenario: str | None, size_param: str) -> dict[st
 def build_workload(scenario: str | None = None, size_param: str = "size") -> dict:
     """Generate the scenario's workload (tasks, dependencies, requests) as workload.json;
     the XCom adds the ``scenario_params`` it was built with."""
-    from apportion.operators.steps import build_workload as build
+    from apportion.operators.inputs import build_workload as build
 
     context = get_current_context()
     request = _scenario_request(context, scenario, size_param)
@@ -207,7 +207,7 @@ def build_workload(scenario: str | None = None, size_param: str = "size") -> dic
 def snapshot_cluster(scenario: str | None = None, size_param: str = "size") -> dict:
     """Freeze the cluster this run allocates on as cluster.json, the ``nodes_down`` Param's
     nodes marked failed."""
-    from apportion.operators.steps import snapshot_cluster as snapshot
+    from apportion.operators.inputs import snapshot_cluster as snapshot
 
     context = get_current_context()
     request = _scenario_request(context, scenario, size_param)
@@ -220,7 +220,7 @@ def simulate_plan(allocation: dict, evaluation: dict) -> dict:
     """Enact the plan many times under noise (and node failures if ``mtbf``) and log the
     realised metrics and their histograms beside the predicted ones; takes ``evaluation`` so it
     runs only on a verified plan."""
-    from apportion.operators.steps import simulate_plan as simulate
+    from apportion.operators.simulation import simulate_plan as simulate
 
     context = get_current_context()
     params = context["params"]
@@ -231,7 +231,7 @@ def simulate_plan(allocation: dict, evaluation: dict) -> dict:
 @task(task_id="publish_plan")
 def publish_plan(allocation: dict, evaluation: dict) -> dict:
     """Copy the verified plan to its stable path and mark the DAG's plan Asset updated."""
-    from apportion.operators.steps import publish_plan as publish
+    from apportion.operators.publishing import publish_plan as publish
 
     context = get_current_context()
     publication = publish(allocation, evaluation, context=context)
@@ -246,7 +246,7 @@ def publish_plan(allocation: dict, evaluation: dict) -> dict:
 @task(task_id="record")
 def record(allocation, evaluation: dict | None = None, publication: dict | None = None) -> dict:
     """Close the DAG run's MLflow run with its plan id, verification and published URI."""
-    from apportion.operators.steps import record_run
+    from apportion.operators.publishing import record_run
 
     return record_run(allocation, evaluation=evaluation, publication=publication)
 

@@ -45,7 +45,7 @@ def inject_failure(allocation: dict, evaluation: dict) -> dict:
     """Fail the node at the chosen time and re-plan the rest; log both Gantt charts and the
     metrics before and after to the run's MLflow run. Takes ``evaluation`` so it drills only a
     verified plan."""
-    from apportion.operators.steps import replan_after_failure
+    from apportion.operators.drill import replan_after_failure
 
     context = get_current_context()
     params = context["params"]

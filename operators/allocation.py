@@ -1,6 +1,6 @@
 """Airflow operators: allocate a workload on a cluster, and check the chosen plan.
 
-Both are thin over ``operators.steps`` (which DAG ``@task`` functions may call directly).
+Both are thin over the step functions (``allocating.allocate``, ``chosen_plan.evaluate_plan``) (which DAG ``@task`` functions may call directly).
 Only ``airflow.sdk`` is imported at module level; numpy, numba, pymoo, mlflow and the core
 load inside ``execute()``, so DAG files parse in milliseconds.
 """
@@ -136,7 +136,7 @@ class AllocationOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from apportion.core.errors import SpecError
-        from apportion.operators.steps import allocate
+        from apportion.operators.allocating import allocate
 
         try:
             summary = allocate(
@@ -196,7 +196,7 @@ class EvaluatePlanOperator(BaseOperator):
         self.metric_prefix = metric_prefix
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from apportion.operators.steps import evaluate_plan
+        from apportion.operators.chosen_plan import evaluate_plan
 
         outcome = evaluate_plan(self.allocation, tolerance=self.tolerance, tracking_uri=self.tracking_uri,
                                 mlflow_conn_id=self.mlflow_conn_id, metric_prefix=self.metric_prefix)

@@ -20,7 +20,7 @@ import os
 from airflow.plugins_manager import AirflowPlugin
 
 from apportion.operators.links import MlflowPlanLink, MlflowRunLink
-from apportion.operators.steps import plan_asset_uri
+from apportion.operators.paths import plan_asset_uri
 from apportion.operators.tracking import ui_base_url
 
 

@@ -9,16 +9,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from apportion.core.errors import SpecError
-from apportion.operators.steps import (
-    PlanMismatch,
-    allocate,
-    build_workload,
-    evaluate_plan,
-    make_settings,
-    publish_plan,
-    record_run,
-    snapshot_cluster,
-)
+from apportion.operators.allocating import allocate
+from apportion.operators.chosen_plan import PlanMismatch, evaluate_plan
+from apportion.operators.inputs import build_workload, make_settings, snapshot_cluster
+from apportion.operators.publishing import publish_plan, record_run
 from apportion.operators.tracking import AirflowRef, TrackingUnavailable
 from tests.operators.conftest import SMALL
 

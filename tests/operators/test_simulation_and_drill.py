@@ -10,7 +10,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from apportion.core.errors import SpecError
-from apportion.operators.steps import allocate, evaluate_plan, replan_after_failure, simulate_plan
+from apportion.operators.allocating import allocate
+from apportion.operators.chosen_plan import evaluate_plan
+from apportion.operators.drill import replan_after_failure
+from apportion.operators.simulation import simulate_plan
 from apportion.operators.tracking import AirflowRef
 from tests.operators.conftest import SMALL
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from apportion.operators.steps import allocate
+from apportion.operators.allocating import allocate
 from apportion.operators.tracking import (
     AirflowRef,
     Tracker,

@@ -10,14 +10,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from apportion.core.errors import SpecError
-from apportion.operators.steps import (
-    allocate,
-    evaluate_plan,
-    previous_front,
-    publish_plan,
-    published_front_path,
-    snapshot_cluster,
-)
+from apportion.operators.allocating import allocate
+from apportion.operators.chosen_plan import evaluate_plan
+from apportion.operators.inputs import snapshot_cluster
+from apportion.operators.paths import published_front_path
+from apportion.operators.publishing import publish_plan
+from apportion.operators.warm_start import previous_front
 from apportion.operators.tracking import AirflowRef
 from tests.operators.conftest import SMALL
 

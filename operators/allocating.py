@@ -1,0 +1,260 @@
+"""The allocation step: optimise, write the run folder, then log it all to MLflow.
+
+``allocate`` writes every result to the folder before it talks to MLflow, so an unreachable
+server loses nothing: the retry finds the complete result (same inputs and settings,
+``operators.reuse``) and only uploads it. With ``warm_start`` the front the DAG last
+published seeds the search (``operators.warm_start``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from apportion.operators.inputs import as_bool, cluster_summary, make_settings, resolve_inputs, scenario_kwargs
+from apportion.operators.paths import FRONT_FILE, PLAN_FILE, current_context, run_folder
+from apportion.operators.reuse import RESULT_FILE, RESULT_VERSION, complete_result, fingerprint, plan_id
+from apportion.operators.tracking import (
+    DEFAULT_CONN_ID,
+    AirflowRef,
+    Tracker,
+    TrackingUnavailable,
+    artifact_url,
+    check_reachable,
+    history_steps,
+    resolve_tracking_uri,
+    run_url,
+)
+from apportion.operators.warm_start import front_record, previous_front, warm_start_record
+
+
+def compute_allocation(workload, cluster, settings, folder: str | Path, *, scenario_info: Mapping | None = None,
+                       started: float | None = None, previous: Mapping[str, Any] | None = None) -> dict:
+    """Optimise and write plan.json, front.json, pareto.csv, schedule.csv, charts, the specs
+    and, last, result.json into ``folder``; if result.json there already matches these inputs
+    and settings, reuse it. ``previous`` (a published front.json) warm-starts the search and
+    sets each task's previous node. Returns the result record (with ``"reused"``)."""
+    from apportion.core.algorithms.baselines import HeftAllocator
+    from apportion.core.api import optimize, write_outputs
+    from apportion.core.atomic import write_json
+    from apportion.core.io import cluster_to_dict, workload_to_dict
+    from apportion.core.model import Instance
+    from apportion.core.warm_start import carry_front, with_previous_nodes
+
+    started = time.perf_counter() if started is None else started
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if previous is not None:
+        workload = with_previous_nodes(workload, cluster, previous)
+    workload_spec, cluster_spec = workload_to_dict(workload), cluster_to_dict(cluster)
+    source = None if previous is None else json.dumps([previous.get("plan_id"), previous.get("source")], sort_keys=True)
+    key = fingerprint(settings, workload_spec, cluster_spec, source)
+    done = complete_result(folder, key)
+    if done is not None:
+        return {**done, "reused": True}
+
+    (folder / RESULT_FILE).unlink(missing_ok=True)
+    instance = Instance.build(workload, cluster)
+    carried = carry_front(previous, instance, HeftAllocator().build(instance)) if previous is not None else []
+    result = optimize(instance, settings, initial_plans=carried)
+    paths = write_outputs(result, folder)
+    write_json(folder / "workload.json", workload_spec, sort_keys=True)
+    write_json(folder / "cluster.json", cluster_spec, sort_keys=True)
+    from apportion.operators.charts import gantt_chart, pareto_charts
+
+    pareto_charts(paths["pareto"], settings.objectives, folder / "pareto.html", folder / "pareto.png",
+                  title=f"{settings.algorithm}: Pareto front")
+    gantt_chart(paths["schedule"], folder / "gantt.png", title=f"{settings.algorithm}: chosen plan")
+
+    chosen_id = plan_id(json.loads(paths["plan"].read_text()))
+    write_json(folder / FRONT_FILE, front_record(result, chosen_id), indent=None)
+    record = _result_record(result, workload, cluster, instance, key, chosen_id, scenario_info,
+                            warm_start_record(previous, instance, result, carried), started)
+    write_json(folder / RESULT_FILE, record, sort_keys=True)
+    return {**record, "reused": False}
+
+
+def _result_record(result, workload, cluster, instance, key: str, chosen_id: str, scenario_info: Mapping | None,
+                   warm: tuple[dict, dict], started: float) -> dict:
+    """result.json: the chosen plan's id, summary and objectives, and the params and metrics
+    MLflow gets."""
+    from apportion.core.pareto import OBJECTIVES
+
+    settings = result.settings
+    warm_params, warm_metrics = warm
+    robust_params, robust_metrics = _robust_record(result)
+    task_seconds = time.perf_counter() - started
+    return {
+        "version": RESULT_VERSION,
+        "fingerprint": key,
+        "plan_id": chosen_id,
+        "summary": result.summary(),
+        "objectives": {name: result.chosen.stat(OBJECTIVES[name][0]) for name in settings.objectives},
+        "metrics": {
+            **result.metrics,
+            **warm_metrics,
+            **robust_metrics,
+            "hypervolume": result.hypervolume,
+            "pareto_size": result.pareto_size,
+            "evaluations": result.evaluations,
+            "optimiser_seconds": result.seconds,
+            "evaluations_per_second": result.evaluations / result.seconds if result.seconds > 0 else 0.0,
+            "task_seconds": task_seconds,
+            "optimiser_share": result.seconds / task_seconds if task_seconds > 0 else 0.0,
+        },
+        "params": {
+            "algorithm": settings.algorithm, "population": settings.population,
+            "generations": settings.generations, "seed": settings.seed,
+            "objectives": ",".join(settings.objectives), "select": settings.select,
+            "workload": workload.name, "cluster": cluster.name, "tasks": instance.n_tasks,
+            "edges": instance.n_edges, "requests": len(instance.request_ids),
+            **cluster_summary(cluster),
+            **warm_params,
+            **robust_params,
+            **{f"scenario_{k}" if k != "scenario" else k: v for k, v in (scenario_info or {}).items() if v is not None},
+        },
+        "history": result.history,
+    }
+
+
+def _robust_record(result) -> tuple[dict, dict]:
+    """MLflow params and metrics of a robust run (none for a nominal one): its settings, and
+    ``robust/<metric>`` of the chosen plan over the scenarios beside
+    ``robust/nominal_choice_makespan``, what the plan a nominal run picks gives there."""
+    if result.robust_metrics is None:
+        return {}, {}
+    s = result.settings
+    params = {"robust_scenarios": s.robust_scenarios, "robust_statistic": s.robust_statistic,
+              "robust_noise_sigma": s.noise_sigma}
+    metrics = {f"robust/{name}": value for name, value in result.robust_metrics.items()}
+    if result.nominal_choice_robust_metrics is not None:
+        params["robust_validation"] = s.robust_validation
+        metrics["robust/nominal_choice_makespan"] = result.nominal_choice_robust_metrics["makespan"]
+    return params, metrics
+
+
+def allocate(workload=None, cluster=None, *, scenario: str | None = None,
+             scenario_params: Mapping[str, Any] | None = None, algorithm: str = "nsga2",
+             population: int = 100, generations: int = 200, seed: int = 0,
+             objectives: Sequence[str] | str | None = None, select: str = "knee",
+             experiment_name: str | None = None, run_name: str | None = None, nested: bool = False,
+             child_run_name: str | None = None, tracking_uri: str | None = None,
+             mlflow_conn_id: str | None = DEFAULT_CONN_ID, output_root: str | Path | None = None,
+             tracking_attempts: int = 3, warm_start: bool | str = False,
+             migration_objective: bool | str = False, robust_scenarios: int | str = 0,
+             noise_sigma: float | str = 0.3, context: Mapping[str, Any] | None = None,
+             ref: AirflowRef | None = None) -> dict:
+    """Allocate, write the run folder, log it all to MLflow and return the XCom summary.
+
+    With ``warm_start`` the front the DAG last published (``previous_front``) seeds the
+    search and sets each task's previous node; ``migration_objective`` then also minimises
+    the tasks moved off it (the ``migrations`` objective). ``ref`` names the task instance
+    when there is no Airflow context (tests, scripts); otherwise it comes from ``context`` or
+    the current task. See ``AllocationOperator``.
+    """
+    started = time.perf_counter()
+    ref = ref or AirflowRef.from_context(current_context(context))
+    folder = run_folder(ref, output_root=output_root)
+    settings = make_settings(algorithm=algorithm, population=population, generations=generations, seed=seed,
+                             objectives=objectives, select=select, robust_scenarios=robust_scenarios,
+                             noise_sigma=noise_sigma)
+    w, c = resolve_inputs(workload, cluster, scenario=scenario, scenario_params=scenario_params)
+    info = {"scenario": scenario, **scenario_kwargs(scenario_params)} if scenario else {}
+    previous = previous_front(ref.dag_id, output_root) if as_bool(warm_start, "warm_start") else None
+    if previous is not None and as_bool(migration_objective, "migration_objective") \
+            and "migrations" not in settings.objectives:
+        from dataclasses import replace
+
+        settings = replace(settings, objectives=(*settings.objectives, "migrations"))
+    record = compute_allocation(w, c, settings, folder, scenario_info=info, started=started, previous=previous)
+    tracked = _track(record, folder, ref, resolve_tracking_uri(tracking_uri, mlflow_conn_id), attempts=tracking_attempts,
+                     experiment_name=experiment_name or ref.dag_id, run_name=run_name, nested=nested,
+                     child_run_name=child_run_name or settings.algorithm)
+    return _xcom_summary(record, settings, folder, tracked)
+
+
+def _xcom_summary(record: Mapping[str, Any], settings, folder: Path, tracked: Mapping[str, Any]) -> dict:
+    """What ``allocate`` returns to XCom: the plan's headline numbers, the files and MLflow ids."""
+    s = record["summary"]
+    return {
+        "plan_id": record["plan_id"],
+        "algorithm": settings.algorithm,
+        "seed": settings.seed,
+        "objectives": record["objectives"],
+        "makespan": s["makespan"], "utilization": s["utilization"], "imbalance": s["imbalance"],
+        "hypervolume": s["hypervolume"], "pareto_size": s["pareto_size"],
+        "optimiser_seconds": s["seconds"],
+        "warm_start": record["params"].get("warm_start") == "true",
+        "warm_start_source": record["params"].get("warm_start_source"),
+        "moved_tasks": record["metrics"].get("moved_tasks"),
+        "robust_makespan": record["metrics"].get("robust/makespan"),
+        "reused": record["reused"],
+        "artifact_dir": str(folder),
+        "plan_path": str(folder / PLAN_FILE),
+        "workload": str(folder / "workload.json"),
+        "cluster": str(folder / "cluster.json"),
+        **tracked,
+    }
+
+
+def _track(record: dict, folder: Path, ref: AirflowRef, uri: str, *, attempts: int, **where) -> dict:
+    """``_track_allocation``, with an unreachable server reported as ``TrackingUnavailable``
+    naming the folder that keeps the results."""
+    try:
+        check_reachable(uri, attempts=attempts)
+        return _track_allocation(record, folder, ref, uri, **where)
+    except TrackingUnavailable as exc:
+        raise TrackingUnavailable(f"{exc}; results kept in {folder}, a retry uploads them") from exc
+    except Exception as exc:
+        if _is_connection_error(exc):
+            raise TrackingUnavailable(
+                f"MLflow tracking at {uri} failed ({exc}); results kept in {folder}, a retry uploads them"
+            ) from exc
+        raise
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import requests
+
+    while exc is not None:
+        if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
+            return True
+        if "Max retries exceeded" in str(exc) or "Connection refused" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _track_allocation(record: dict, folder: Path, ref: AirflowRef, uri: str, *, experiment_name: str,
+                      run_name: str | None, nested: bool, child_run_name: str) -> dict:
+    """Log one allocation to the DAG run's MLflow run (or a child of it when ``nested``)."""
+    tracker = Tracker(uri)
+    experiment_id = tracker.experiment_id(experiment_name)
+    parent_id, _ = tracker.dag_run(experiment_id, ref, run_name)
+    if nested:
+        run_id, _ = tracker.task_run(experiment_id, parent_id, ref, child_run_name)
+    else:
+        run_id = parent_id
+        tracker.set_tags(parent_id, ref.task_tags())
+    try:
+        tracker.set_tags(run_id, {"apportion.plan_id": record["plan_id"], "apportion.artifact_dir": str(folder),
+                                  "apportion.reused_result": str(record.get("reused", False)).lower(),
+                                  "apportion.warm_start": record["params"].get("warm_start", "false"),
+                                  "apportion.warm_start_source": record["params"].get("warm_start_source")})
+        tracker.log_params(run_id, record["params"])
+        tracker.log_metrics(run_id, record["metrics"], history_steps(record.get("history", [])))
+        tracker.log_artifacts(run_id, folder)
+    except Exception:
+        tracker.finish(run_id, "FAILED")
+        raise
+    tracker.finish(run_id, "FINISHED")
+    return {
+        "mlflow_run_id": run_id,
+        "mlflow_parent_run_id": parent_id if nested else None,
+        "mlflow_experiment_id": experiment_id,
+        "mlflow_run_url": run_url(uri, experiment_id, run_id),
+        "mlflow_plan_url": artifact_url(uri, experiment_id, run_id, PLAN_FILE),
+        "tracking_uri": uri,
+    }

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
+from apportion.operators.allocation_arguments import AllocationArguments
 from apportion.operators.inputs import as_bool, cluster_summary, make_settings, resolve_inputs, scenario_kwargs
 from apportion.operators.paths import FRONT_FILE, PLAN_FILE, current_context, run_folder
 from apportion.operators.reuse import RESULT_FILE, RESULT_VERSION, complete_result, fingerprint, plan_id
 from apportion.operators.tracking import (
-    DEFAULT_CONN_ID,
     AirflowRef,
     Tracker,
     TrackingUnavailable,
@@ -135,43 +135,45 @@ def _robust_record(result) -> tuple[dict, dict]:
     return params, metrics
 
 
-def allocate(workload=None, cluster=None, *, scenario: str | None = None,
-             scenario_params: Mapping[str, Any] | None = None, algorithm: str = "nsga2",
-             population: int = 100, generations: int = 200, seed: int = 0,
-             objectives: Sequence[str] | str | None = None, select: str = "knee",
-             experiment_name: str | None = None, run_name: str | None = None, nested: bool = False,
-             child_run_name: str | None = None, tracking_uri: str | None = None,
-             mlflow_conn_id: str | None = DEFAULT_CONN_ID, output_root: str | Path | None = None,
-             tracking_attempts: int = 3, warm_start: bool | str = False,
-             migration_objective: bool | str = False, robust_scenarios: int | str = 0,
-             noise_sigma: float | str = 0.3, context: Mapping[str, Any] | None = None,
-             ref: AirflowRef | None = None) -> dict:
+def allocate(workload=None, cluster=None, *, context: Mapping[str, Any] | None = None,
+             ref: AirflowRef | None = None, **arguments) -> dict:
     """Allocate, write the run folder, log it all to MLflow and return the XCom summary.
+
+    ``arguments``: the other fields of ``AllocationArguments`` (documented on
+    ``AllocationOperator``), by keyword. ``ref`` names the task instance when there is no
+    Airflow context (tests, scripts); otherwise it comes from ``context`` or the current task.
+    """
+    return run_allocation(AllocationArguments(workload=workload, cluster=cluster, **arguments), context=context,
+                          ref=ref)
+
+
+def run_allocation(args: AllocationArguments, *, context: Mapping[str, Any] | None = None,
+                   ref: AirflowRef | None = None) -> dict:
+    """``allocate`` with its arguments in one record (what ``AllocationOperator`` calls).
 
     With ``warm_start`` the front the DAG last published (``previous_front``) seeds the
     search and sets each task's previous node; ``migration_objective`` then also minimises
-    the tasks moved off it (the ``migrations`` objective). ``ref`` names the task instance
-    when there is no Airflow context (tests, scripts); otherwise it comes from ``context`` or
-    the current task. See ``AllocationOperator``.
+    the tasks moved off it (the ``migrations`` objective).
     """
     started = time.perf_counter()
     ref = ref or AirflowRef.from_context(current_context(context))
-    folder = run_folder(ref, output_root=output_root)
-    settings = make_settings(algorithm=algorithm, population=population, generations=generations, seed=seed,
-                             objectives=objectives, select=select, robust_scenarios=robust_scenarios,
-                             noise_sigma=noise_sigma)
-    w, c = resolve_inputs(workload, cluster, scenario=scenario, scenario_params=scenario_params)
-    info = {"scenario": scenario, **scenario_kwargs(scenario_params)} if scenario else {}
-    previous = previous_front(ref.dag_id, output_root) if as_bool(warm_start, "warm_start") else None
-    if previous is not None and as_bool(migration_objective, "migration_objective") \
+    folder = run_folder(ref, output_root=args.output_root)
+    settings = make_settings(algorithm=args.algorithm, population=args.population, generations=args.generations,
+                             seed=args.seed, objectives=args.objectives, select=args.select,
+                             robust_scenarios=args.robust_scenarios, noise_sigma=args.noise_sigma)
+    w, c = resolve_inputs(args.workload, args.cluster, scenario=args.scenario, scenario_params=args.scenario_params)
+    info = {"scenario": args.scenario, **scenario_kwargs(args.scenario_params)} if args.scenario else {}
+    previous = previous_front(ref.dag_id, args.output_root) if as_bool(args.warm_start, "warm_start") else None
+    if previous is not None and as_bool(args.migration_objective, "migration_objective") \
             and "migrations" not in settings.objectives:
         from dataclasses import replace
 
         settings = replace(settings, objectives=(*settings.objectives, "migrations"))
     record = compute_allocation(w, c, settings, folder, scenario_info=info, started=started, previous=previous)
-    tracked = _track(record, folder, ref, resolve_tracking_uri(tracking_uri, mlflow_conn_id), attempts=tracking_attempts,
-                     experiment_name=experiment_name or ref.dag_id, run_name=run_name, nested=nested,
-                     child_run_name=child_run_name or settings.algorithm)
+    uri = resolve_tracking_uri(args.tracking_uri, args.mlflow_conn_id)
+    tracked = _track(record, folder, ref, uri, attempts=args.tracking_attempts,
+                     experiment_name=args.experiment_name or ref.dag_id, run_name=args.run_name, nested=args.nested,
+                     child_run_name=args.child_run_name or settings.algorithm)
     return _xcom_summary(record, settings, folder, tracked)
 
 

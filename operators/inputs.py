@@ -142,19 +142,27 @@ def resolve_inputs(workload=None, cluster=None, *, scenario: str | None = None,
     return w, c
 
 
-def make_settings(*, algorithm="nsga2", population=100, generations=200, seed=0,
-                  objectives=None, select="knee", robust_scenarios=0, noise_sigma=0.3):
-    """``core.api.Settings`` from operator arguments, which may arrive as rendered strings."""
-    from apportion.core.api import DEFAULT_OBJECTIVES, Settings
+def make_settings(*, algorithm=None, population=None, generations=None, seed=None, objectives=None, select=None,
+                  robust_scenarios=0, noise_sigma=None):
+    """``core.api.Settings`` from operator arguments; ``None`` takes ``apportion.core.defaults``."""
+    from apportion.core import defaults
+    from apportion.core.api import Settings
 
     if isinstance(objectives, str):
         objectives = [o.strip() for o in objectives.split(",") if o.strip()]
+
+    def given(value, default):
+        return default if value is None else value
+
     return Settings(
-        algorithm=str(algorithm), population=as_int(population, "population"),
-        generations=as_int(generations, "generations"), seed=as_int(seed, "seed"),
-        objectives=tuple(objectives) if objectives else DEFAULT_OBJECTIVES, select=str(select),
+        algorithm=str(given(algorithm, defaults.ALGORITHM)),
+        population=as_int(given(population, defaults.POPULATION), "population"),
+        generations=as_int(given(generations, defaults.GENERATIONS), "generations"),
+        seed=as_int(given(seed, defaults.SEED), "seed"),
+        objectives=tuple(objectives) if objectives else defaults.DEFAULT_OBJECTIVES,
+        select=str(given(select, defaults.SELECT)),
         robust_scenarios=as_int(robust_scenarios, "robust_scenarios"),
-        noise_sigma=as_number(noise_sigma, "noise_sigma"),
+        noise_sigma=as_number(given(noise_sigma, defaults.NOISE_SIGMA), "noise_sigma"),
     )
 
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 from airflow.sdk import DAG, Asset, Param, get_current_context, task
 
 from allocation_workflow import (
-    ALGORITHMS, DEFAULT_ARGS, START_DATE, build_workload, operator_classes, optimiser_arguments, optimiser_params,
-    record, scenario_arguments, snapshot_cluster,
+    ALGORITHMS, DEFAULT_ARGS, START_DATE, operator_classes, optimiser_arguments, optimiser_params, record,
+    scenario_inputs,
 )
 
 DAG_ID = "allocation_benchmark"
@@ -96,6 +96,7 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["apportion", "allocation", "benchmark"],
     doc_md=__doc__,
+    render_template_as_native_obj=True,
     params={
         "scenario": Param(
             "medical_diagnosis", type="string", enum=["medical_diagnosis", "traffic_prediction", "multimodal_speech"],
@@ -118,10 +119,8 @@ with DAG(
     },
 ) as dag:
     AllocationOperator, EvaluatePlanOperator = operator_classes()
-    workload = build_workload()
-    cluster = snapshot_cluster()
     allocations = AllocationOperator.partial(
-        task_id="allocate", workload=workload, cluster=cluster, nested=True, **scenario_arguments(),
+        task_id="allocate", nested=True, **scenario_inputs(),
         **optimiser_arguments(algorithm=None),
         # One algorithm at a time, so optimiser_seconds compare fairly on a small machine.
         max_active_tis_per_dagrun=1,

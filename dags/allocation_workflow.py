@@ -155,27 +155,23 @@ def simulation_params() -> dict[str, Param]:
 
 
 def optimiser_arguments(*, algorithm: str | None = "{{ params.algorithm }}") -> dict[str, str]:
-    """``AllocationOperator`` arguments rendered from the run's Params."""
-    arguments = {
-        "population": "{{ params.population }}",
-        "generations": "{{ params.generations }}",
-        "seed": "{{ params.seed }}",
-        "objectives": "{{ params.objectives | join(',') }}",
-        "select": "{{ params.select }}",
-    }
+    """``AllocationOperator`` arguments rendered from the run's Params (as native objects: the
+    DAGs set ``render_template_as_native_obj``, so numbers arrive as numbers, lists as lists)."""
+    arguments = {name: f"{{{{ params.{name} }}}}" for name in ("population", "generations", "seed", "objectives",
+                                                              "select")}
     if algorithm is not None:
         arguments["algorithm"] = algorithm
     return arguments
 
 
-def scenario_arguments(scenario: str | None = None) -> dict[str, Any]:
-    """``AllocationOperator`` arguments that record which scenario instance it allocates
-    (logged as ``scenario_*`` params): the values ``build_workload`` used, from its XCom."""
-    pulled = "{{{{ ti.xcom_pull(task_ids='build_workload')['scenario_params']['{}'] }}}}"
-    return {
-        "scenario": scenario or "{{ params.scenario }}",
-        "scenario_params": {key: pulled.format(key) for key in ("size", "nodes", "seed", "logical_date")},
-    }
+def scenario_inputs(scenario: str | None = None, size_param: str = "size") -> dict[str, Any]:
+    """Build the scenario once (``build_workload``), snapshot its cluster (``snapshot_cluster``)
+    and return the ``AllocationOperator`` arguments that carry them: workload, cluster, and the
+    scenario name and parameters it was built with (logged as ``scenario_*`` params), all task
+    outputs."""
+    built = build_workload(scenario=scenario, size_param=size_param)
+    return {"workload": built, "cluster": snapshot_cluster(built), "scenario": built["scenario"],
+            "scenario_params": built["scenario_params"]}
 
 
 def _scenario_request(context, scenario: str | None, size_param: str) -> dict[str, Any]:
@@ -191,10 +187,10 @@ def _scenario_request(context, scenario: str | None, size_param: str) -> dict[st
     }
 
 
-@task(task_id="build_workload")
+@task(task_id="build_workload", multiple_outputs=True)
 def build_workload(scenario: str | None = None, size_param: str = "size") -> dict:
-    """Generate the scenario's workload (tasks, dependencies, requests) as workload.json;
-    the XCom adds the ``scenario_params`` it was built with."""
+    """Build the scenario instance: its workload as workload.json and its cluster as built; the
+    output adds the ``scenario_params`` it was built with (each key is also its own XCom)."""
     from apportion.operators.inputs import build_workload as build
 
     context = get_current_context()
@@ -204,15 +200,13 @@ def build_workload(scenario: str | None = None, size_param: str = "size") -> dic
 
 
 @task(task_id="snapshot_cluster")
-def snapshot_cluster(scenario: str | None = None, size_param: str = "size") -> dict:
-    """Freeze the cluster this run allocates on as cluster.json, the ``nodes_down`` Param's
-    nodes marked failed."""
+def snapshot_cluster(built: dict) -> dict:
+    """Freeze the cluster this run allocates on as cluster.json: the scenario's cluster from
+    ``build_workload``, the ``nodes_down`` Param's nodes marked failed."""
     from apportion.operators.inputs import snapshot_cluster as snapshot
 
     context = get_current_context()
-    request = _scenario_request(context, scenario, size_param)
-    return snapshot(scenario=request.pop("scenario"), **request, nodes_down=context["params"].get("nodes_down", ()),
-                    context=context)
+    return snapshot(built, nodes_down=context["params"].get("nodes_down", ()), context=context)
 
 
 @task(task_id="simulate_plan")
@@ -257,9 +251,7 @@ def workflow_steps(scenario: str, size_param: str) -> None:
     then simulate it, publish it to the ``plan_asset`` and record the MLflow run."""
     AllocationOperator, EvaluatePlanOperator = operator_classes()
     allocation = AllocationOperator(
-        task_id="allocate", workload=build_workload(scenario=scenario, size_param=size_param),
-        cluster=snapshot_cluster(scenario=scenario, size_param=size_param),
-        **scenario_arguments(scenario), **optimiser_arguments(),
+        task_id="allocate", **scenario_inputs(scenario, size_param), **optimiser_arguments(),
         warm_start="{{ params.warm_start }}", migration_objective="{{ params.migration_objective }}",
         robust_scenarios="{{ params.robust_scenarios }}", noise_sigma="{{ params.noise_sigma }}",
     )

@@ -33,8 +33,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param, get_current_context, task
 
 from allocation_workflow import (
-    DEFAULT_ARGS, START_DATE, build_workload, operator_classes, optimiser_arguments, optimiser_params, record,
-    scenario_arguments, snapshot_cluster,
+    DEFAULT_ARGS, START_DATE, operator_classes, optimiser_arguments, optimiser_params, record, scenario_inputs,
 )
 
 DAG_ID = "failure_drill"
@@ -64,6 +63,7 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["apportion", "allocation", "replanning"],
     doc_md=__doc__,
+    render_template_as_native_obj=True,
     params={
         "scenario": Param(
             "medical_diagnosis", type="string", enum=["medical_diagnosis", "traffic_prediction", "multimodal_speech"],
@@ -98,11 +98,7 @@ with DAG(
     },
 ) as dag:
     AllocationOperator, EvaluatePlanOperator = operator_classes()
-    workload = build_workload()
-    cluster = snapshot_cluster()
-    allocation = AllocationOperator(
-        task_id="allocate", workload=workload, cluster=cluster, **scenario_arguments(), **optimiser_arguments(),
-    )
+    allocation = AllocationOperator(task_id="allocate", **scenario_inputs(), **optimiser_arguments())
     evaluation = EvaluatePlanOperator(task_id="evaluate_plan", allocation=allocation.output)
     revision = inject_failure(allocation.output, evaluation.output)
     revision_check = EvaluatePlanOperator(task_id="evaluate_replan", allocation=revision,

@@ -56,6 +56,7 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["apportion", "allocation", "medical"],
     doc_md=__doc__,
+    render_template_as_native_obj=True,
     params={
         **scenario_params(unit="cases", what="patient cases", default_size=100, max_size=2000, default_nodes=16),
         **optimiser_params(),

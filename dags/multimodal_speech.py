@@ -56,6 +56,7 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["apportion", "allocation", "speech"],
     doc_md=__doc__,
+    render_template_as_native_obj=True,
     params={
         **scenario_params(unit="streams", what="audio-video streams", default_size=50, max_size=2000,
                           default_nodes=16),

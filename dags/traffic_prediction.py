@@ -58,6 +58,7 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["apportion", "allocation", "traffic"],
     doc_md=__doc__,
+    render_template_as_native_obj=True,
     params={
         **scenario_params(unit="regions", what="city regions (5 tasks each)", default_size=36, max_size=2000,
                           default_nodes=16),

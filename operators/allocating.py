@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from apportion.operators.allocation_arguments import AllocationArguments
-from apportion.operators.inputs import as_bool, cluster_summary, make_settings, resolve_inputs, scenario_kwargs
+from apportion.operators.inputs import check_flag, cluster_summary, make_settings, resolve_inputs, scenario_kwargs
 from apportion.operators.paths import FRONT_FILE, PLAN_FILE, current_context, run_folder
 from apportion.operators.reuse import RESULT_FILE, RESULT_VERSION, complete_result, fingerprint, plan_id
 from apportion.operators.tracking import (
@@ -163,9 +163,10 @@ def run_allocation(args: AllocationArguments, *, context: Mapping[str, Any] | No
                              robust_scenarios=args.robust_scenarios, noise_sigma=args.noise_sigma)
     w, c = resolve_inputs(args.workload, args.cluster, scenario=args.scenario, scenario_params=args.scenario_params)
     info = {"scenario": args.scenario, **scenario_kwargs(args.scenario_params)} if args.scenario else {}
-    previous = previous_front(ref.dag_id, args.output_root) if as_bool(args.warm_start, "warm_start") else None
-    if previous is not None and as_bool(args.migration_objective, "migration_objective") \
-            and "migrations" not in settings.objectives:
+    warm_start, migration_objective = (check_flag(args.warm_start, "warm_start"),
+                                       check_flag(args.migration_objective, "migration_objective"))
+    previous = previous_front(ref.dag_id, args.output_root) if warm_start else None
+    if previous is not None and migration_objective and "migrations" not in settings.objectives:
         from dataclasses import replace
 
         settings = replace(settings, objectives=(*settings.objectives, "migrations"))

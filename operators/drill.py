@@ -8,12 +8,13 @@ and after, and what moved.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 from apportion.operators.chosen_plan import load_chosen_plan
-from apportion.operators.inputs import as_bool, as_number
+from apportion.operators.inputs import check_flag
 from apportion.operators.paths import FRONT_FILE, run_folder
 from apportion.operators.reuse import plan_id
 from apportion.operators.tracking import DEFAULT_CONN_ID, AirflowRef, Tracker, resolve_tracking_uri
@@ -44,6 +45,16 @@ def _failure_node(instance, plan, schedule, fail_node: str, now: float, repair: 
                     if fail_node == "busiest" else f"{fail_node} cannot fail at {now:g} s: {reasons[0]}")
 
 
+def _checked_time(value, field: str, what: str, upper: float = math.inf) -> float:
+    """``value`` as a float when it is a finite number in ``[0, upper]``; else a ``SpecError``."""
+    from apportion.core.errors import SpecError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= upper \
+            or not math.isfinite(value):
+        raise SpecError(field, f"must be {what}, got {value!r}")
+    return float(value)
+
+
 def _drill_settings(record: Mapping[str, Any], migration_objective: bool):
     """The settings the plan was made with, plus ``migrations`` when asked."""
     from dataclasses import replace
@@ -71,8 +82,8 @@ def _task_counts(instance, plan, before, result, node: str, now: float) -> dict[
     }
 
 
-def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "busiest", fail_at: float | str = 0.5,
-                         repair: float | str | None = None, migration_objective: bool | str = False,
+def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "busiest", fail_at: float = 0.5,
+                         repair: float | None = None, migration_objective: bool = False,
                          tracking_uri: str | None = None, mlflow_conn_id: str | None = DEFAULT_CONN_ID,
                          output_root: str | Path | None = None, context: Mapping[str, Any] | None = None,
                          ref: AirflowRef | None = None) -> dict:
@@ -91,7 +102,6 @@ def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "bus
     """
     from apportion.core.api import write_outputs
     from apportion.core.atomic import write_json
-    from apportion.core.errors import SpecError
     from apportion.core.evaluate import Evaluator
     from apportion.core.io import cluster_to_dict, workload_to_dict
     from apportion.core.metrics import plan_metrics
@@ -100,15 +110,13 @@ def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "bus
     from apportion.operators.charts import gantt_chart
 
     folder = run_folder(ref, context=context, output_root=output_root)
-    fraction = as_number(fail_at, "fail_at")
-    if fraction > 1.0:
-        raise SpecError("fail_at", f"must be a fraction of the planned makespan in [0, 1], got {fail_at!r}")
-    repair_seconds = as_number(repair, "repair", allow_none=True)
+    fraction = _checked_time(fail_at, "fail_at", "a fraction of the planned makespan in [0, 1]", upper=1.0)
+    repair_seconds = None if repair is None else _checked_time(repair, "repair", "a number of seconds >= 0")
     instance, plan, record = load_chosen_plan(allocation)
     before = Evaluator(instance).schedule(plan)
     now = fraction * before.stat("makespan")
     node = _failure_node(instance, plan, before, str(fail_node), now, repair_seconds)
-    settings = _drill_settings(record, as_bool(migration_objective, "migration_objective"))
+    settings = _drill_settings(record, check_flag(migration_objective, "migration_objective"))
     source = Path(allocation["artifact_dir"]) / FRONT_FILE
     old_front = carry_front(json.loads(source.read_text()), instance, plan) if source.exists() else []
 

@@ -1,7 +1,7 @@
 """Scenario inputs: the workload and cluster an allocation runs on, and its settings.
 
-``build_workload`` and ``snapshot_cluster`` write workload.json and cluster.json into their
-run folders; ``resolve_inputs`` turns spec paths, spec dicts, upstream results or a scenario
+``build_workload`` builds the scenario once and writes workload.json (and the cluster as
+built); ``snapshot_cluster`` writes the cluster the run allocates on, nodes down marked; ``resolve_inputs`` turns spec paths, spec dicts, upstream results or a scenario
 name into (Workload, Cluster); ``make_settings`` turns operator arguments into
 ``core.api.Settings``.
 """
@@ -46,82 +46,35 @@ def scenario_instance(scenario: str, params: Mapping[str, Any] | None = None):
 
 
 def scenario_kwargs(params: Mapping[str, Any] | None) -> dict:
-    """The keyword arguments of ``core.scenarios.build`` in ``params`` (unset ones left out)."""
+    """The keyword arguments of ``core.scenarios.build`` in ``params`` (unset ones left out);
+    ``core.scenarios`` checks their types and ranges."""
     from apportion.core.errors import SpecError
 
-    kwargs = dict(params or {})
+    kwargs = {key: value for key, value in dict(params or {}).items() if value not in (None, "")}
     unknown = set(kwargs) - set(SCENARIO_KEYS)
     if unknown:
         raise SpecError("scenario_params", f"unknown keys {sorted(unknown)}; use size, nodes, seed, logical_date")
-    for name in ("size", "nodes", "seed"):
-        if kwargs.get(name) is not None:
-            kwargs[name] = as_int(kwargs[name], f"scenario_params.{name}")
-        else:
-            kwargs.pop(name, None)
-    if not kwargs.get("logical_date"):
-        kwargs.pop("logical_date", None)
     return kwargs
 
 
-def as_int(value, field: str) -> int:
-    """Templated fields render to strings; accept ``"20"`` but not ``"2.5"`` or ``True``."""
+def check_flag(value, field: str) -> bool:
+    """``value`` when it is a bool; a one-line ``SpecError`` naming ``field`` otherwise."""
     from apportion.core.errors import SpecError
 
-    if isinstance(value, bool):
-        raise SpecError(field, f"must be an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise SpecError(field, f"must be an integer, got {value!r}") from None
+    if not isinstance(value, bool):
+        raise SpecError(field, f"must be true or false, got {value!r}")
+    return value
 
 
-def as_bool(value, field: str) -> bool:
-    """Templated flags render to ``"True"``/``"False"``; accept those, bools and 0/1."""
-    from apportion.core.errors import SpecError
-
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no", "", "none"):
-        return False
-    raise SpecError(field, f"must be true or false, got {value!r}")
-
-
-def as_number(value, field: str, *, minimum: float = 0.0, allow_none: bool = False) -> float | None:
-    """A finite number >= ``minimum`` (rendered strings accepted); ``None``/``"None"`` when allowed."""
-    import math
-
-    from apportion.core.errors import SpecError
-
-    if allow_none and (value is None or str(value).strip().lower() in ("", "none", "null")):
-        return None
-    if isinstance(value, bool):
-        raise SpecError(field, f"must be a number, got {value!r}")
-    try:
-        x = float(str(value).strip()) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):
-        raise SpecError(field, f"must be a number, got {value!r}") from None
-    if not math.isfinite(x) or x < minimum:
-        raise SpecError(field, f"must be a finite number >= {minimum:g}, got {value!r}")
-    return x
-
-
-def _as_names(value, field: str) -> tuple[str, ...]:
-    """A list of names, or a comma-separated (templated) string of them."""
+def _node_names(value, field: str) -> tuple[str, ...]:
+    """A list of node ids (empty when ``None``)."""
     from apportion.core.errors import SpecError
 
     if value is None:
         return ()
-    if isinstance(value, str):
-        text = value.strip().strip("[]")
-        return tuple(n.strip().strip("'\"") for n in text.split(",") if n.strip().strip("'\""))
     if isinstance(value, (list, tuple)) and all(isinstance(n, str) for n in value):
         return tuple(value)
-    raise SpecError(field, f"give a list of names, got {value!r}")
+    raise SpecError(field, f"give a list of node ids, got {value!r}")
 
 
 def resolve_inputs(workload=None, cluster=None, *, scenario: str | None = None,
@@ -144,25 +97,24 @@ def resolve_inputs(workload=None, cluster=None, *, scenario: str | None = None,
 
 def make_settings(*, algorithm=None, population=None, generations=None, seed=None, objectives=None, select=None,
                   robust_scenarios=0, noise_sigma=None):
-    """``core.api.Settings`` from operator arguments; ``None`` takes ``apportion.core.defaults``."""
+    """``core.api.Settings`` (which checks every value) from operator arguments; ``None`` takes
+    ``apportion.core.defaults``."""
     from apportion.core import defaults
     from apportion.core.api import Settings
+    from apportion.core.errors import SpecError
 
     if isinstance(objectives, str):
-        objectives = [o.strip() for o in objectives.split(",") if o.strip()]
+        raise SpecError("objectives", f"give a list of objective names, got the string {objectives!r}")
 
     def given(value, default):
         return default if value is None else value
 
     return Settings(
-        algorithm=str(given(algorithm, defaults.ALGORITHM)),
-        population=as_int(given(population, defaults.POPULATION), "population"),
-        generations=as_int(given(generations, defaults.GENERATIONS), "generations"),
-        seed=as_int(given(seed, defaults.SEED), "seed"),
+        algorithm=given(algorithm, defaults.ALGORITHM), population=given(population, defaults.POPULATION),
+        generations=given(generations, defaults.GENERATIONS), seed=given(seed, defaults.SEED),
         objectives=tuple(objectives) if objectives else defaults.DEFAULT_OBJECTIVES,
-        select=str(given(select, defaults.SELECT)),
-        robust_scenarios=as_int(robust_scenarios, "robust_scenarios"),
-        noise_sigma=as_number(given(noise_sigma, defaults.NOISE_SIGMA), "noise_sigma"),
+        select=given(select, defaults.SELECT), robust_scenarios=robust_scenarios,
+        noise_sigma=given(noise_sigma, defaults.NOISE_SIGMA),
     )
 
 
@@ -181,27 +133,30 @@ def cluster_summary(cluster) -> dict[str, int]:
 def build_workload(scenario: str, *, size: int | None = None, nodes: int | None = None, seed: int = 0,
                    logical_date: str | None = None, out_dir: str | Path | None = None,
                    context: Mapping[str, Any] | None = None) -> dict:
-    """Build a scenario's workload and write it as ``workload.json``.
+    """Build a scenario instance and write its workload as ``workload.json`` and its cluster,
+    as built, as ``cluster.json`` (``snapshot_cluster`` starts from it, so a DAG run builds its
+    scenario once).
 
     ``out_dir`` defaults to the current task's run folder. Returns ``{"workload": path,
-    "scenario", "tasks", "requests", "edges"}``.
+    "cluster": path, "scenario", "tasks", "requests", "edges"}``.
     """
     from apportion.core.atomic import write_json
-    from apportion.core.io import workload_to_dict
+    from apportion.core.io import cluster_to_dict, workload_to_dict
 
     folder = Path(out_dir) if out_dir else task_folder(context)
     params = {"size": size, "nodes": nodes, "seed": seed, "logical_date": logical_date}
-    workload, _ = scenario_instance(scenario, params)
+    workload, cluster = scenario_instance(scenario, params)
     path = write_json(folder / "workload.json", workload_to_dict(workload), sort_keys=True)
-    return {"workload": str(path), "scenario": scenario, "tasks": len(workload.tasks),
+    cluster_path = write_json(folder / "cluster.json", cluster_to_dict(cluster), sort_keys=True)
+    return {"workload": str(path), "cluster": str(cluster_path), "scenario": scenario, "tasks": len(workload.tasks),
             "requests": len(workload.requests), "edges": len(workload.edges)}
 
 
 def snapshot_cluster(cluster=None, *, scenario: str | None = None, nodes: int | None = None, seed: int = 0,
                      size: int | None = None, logical_date: str | None = None, nodes_down: Sequence[str] = (),
                      out_dir: str | Path | None = None, context: Mapping[str, Any] | None = None) -> dict:
-    """Freeze the cluster this run allocates on as ``cluster.json``: a spec path or dict if
-    given, else the scenario's cluster; the nodes named in ``nodes_down`` are marked failed
+    """Freeze the cluster this run allocates on as ``cluster.json``: a spec path, a spec dict
+    or ``build_workload``'s result if given, else the scenario's cluster; the nodes named in ``nodes_down`` are marked failed
     (they take no work). Returns ``{"cluster": path, "nodes", "nodes_<kind>"..., "nodes_down"}``."""
     from dataclasses import replace
 
@@ -218,7 +173,7 @@ def snapshot_cluster(cluster=None, *, scenario: str | None = None, nodes: int | 
         snapshot = scenario_instance(scenario, params)[1]
     else:
         raise SpecError("cluster", "give a cluster spec or a scenario name")
-    down = _as_names(nodes_down, "nodes_down")
+    down = _node_names(nodes_down, "nodes_down")
     known = {node.id for node in snapshot.nodes}
     unknown = [name for name in down if name not in known]
     if unknown:

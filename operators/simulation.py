@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from apportion.operators.chosen_plan import load_chosen_plan
-from apportion.operators.inputs import as_int, as_number
 from apportion.operators.paths import run_folder
 from apportion.operators.tracking import DEFAULT_CONN_ID, AirflowRef, Tracker, resolve_tracking_uri
 
@@ -22,8 +21,27 @@ REALISED_METRICS = ("makespan", "mean_response", "p95_response", "utilization", 
 REALISED_STATISTICS = ("mean", "std", "p5", "p50", "p95")
 
 
-def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | str = 0.2, mtbf: float | str | None = None,
-                  repair_mean: float | str = 60.0, samples: int | str = 500, seed: int | str = 0,
+# ``core.simulate.Uncertainty`` names its fields; a user set these arguments.
+_ARGUMENT_OF = {"uncertainty.duration_sigma": "noise_sigma", "uncertainty.transfer_sigma": "noise_sigma",
+                "uncertainty.mtbf": "mtbf", "uncertainty.repair_mean": "repair_mean"}
+
+
+def _uncertainty(noise_sigma, mtbf, repair_mean):
+    """``core.simulate.Uncertainty`` (which checks the values), its errors naming our arguments."""
+    import math
+
+    from apportion.core.errors import SpecError
+    from apportion.core.simulate import Uncertainty
+
+    try:
+        return Uncertainty(duration_sigma=noise_sigma, transfer_sigma=noise_sigma,
+                           mtbf=math.inf if mtbf is None else mtbf, repair_mean=repair_mean)
+    except SpecError as error:
+        raise SpecError(_ARGUMENT_OF.get(error.field, error.field), error.reason) from None
+
+
+def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float = 0.2, mtbf: float | None = None,
+                  repair_mean: float = 60.0, samples: int = 500, seed: int = 0,
                   tracking_uri: str | None = None, mlflow_conn_id: str | None = DEFAULT_CONN_ID,
                   output_root: str | Path | None = None, context: Mapping[str, Any] | None = None,
                   ref: AirflowRef | None = None) -> dict:
@@ -39,19 +57,14 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | str = 0
     from dataclasses import asdict
 
     from apportion.core.atomic import write_json
-    from apportion.core.simulate import Uncertainty, simulate
+    from apportion.core.simulate import simulate
     from apportion.operators.charts import simulation_chart
 
     folder = run_folder(ref, context=context, output_root=output_root)
-    sigma = as_number(noise_sigma, "noise_sigma")
-    mean_up = as_number(mtbf, "mtbf", allow_none=True)
-    uncertainty = Uncertainty(duration_sigma=sigma, transfer_sigma=sigma,
-                              mtbf=math.inf if mean_up is None else mean_up,
-                              repair_mean=as_number(repair_mean, "repair_mean"))
-    count, key = as_int(samples, "samples"), as_int(seed, "seed")
+    uncertainty = _uncertainty(noise_sigma, mtbf, repair_mean)
     instance, plan, record = load_chosen_plan(allocation)
     started = time.perf_counter()
-    result = simulate(instance, plan, uncertainty, samples=count, seed=key)
+    result = simulate(instance, plan, uncertainty, samples=samples, seed=seed)  # checks samples and seed
     seconds = time.perf_counter() - started
 
     realised = result.summary()
@@ -64,12 +77,12 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | str = 0
     chart = simulation_chart({name: result[name] for name in ("makespan", "p95_response")},
                              {name: predicted.get(name) for name in ("makespan", "p95_response")},
                              folder / "simulation.png",
-                             title=f"plan {allocation.get('plan_id')}: {count} samples, noise sigma {sigma:g}"
-                                   + ("" if mean_up is None else f", MTBF {mean_up:g} s"))
+                             title=f"plan {allocation.get('plan_id')}: {samples} samples, noise sigma {noise_sigma:g}"
+                                   + ("" if mtbf is None else f", MTBF {mtbf:g} s"))
     # Standard JSON has no infinity: nodes that never fail have ``"mtbf": null``.
     uncertainty_record = {k: None if isinstance(v, float) and math.isinf(v) else v
                           for k, v in asdict(uncertainty).items()}
-    report = {"plan_id": allocation.get("plan_id"), "samples": count, "seed": key, "seconds": seconds,
+    report = {"plan_id": allocation.get("plan_id"), "samples": samples, "seed": seed, "seconds": seconds,
               "uncertainty": uncertainty_record, "predicted": {n: predicted.get(n) for n in REALISED_METRICS},
               "realised": {n: realised[n] for n in REALISED_METRICS}}
     write_json(folder / "simulation.json", report, sort_keys=True)
@@ -77,12 +90,12 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | str = 0
     if allocation.get("mlflow_run_id"):
         tracker = Tracker(resolve_tracking_uri(tracking_uri or allocation.get("tracking_uri"), mlflow_conn_id))
         run_id = allocation["mlflow_run_id"]
-        tracker.log_params(run_id, {"simulation_noise_sigma": sigma, "simulation_mtbf": mean_up,
-                                    "simulation_repair_mean": uncertainty.repair_mean, "simulation_samples": count,
-                                    "simulation_seed": key})
+        tracker.log_params(run_id, {"simulation_noise_sigma": noise_sigma, "simulation_mtbf": mtbf,
+                                    "simulation_repair_mean": uncertainty.repair_mean, "simulation_samples": samples,
+                                    "simulation_seed": seed})
         tracker.log_metrics(run_id, metrics)
         tracker.client.log_artifact(run_id, str(folder / "simulation.json"))
         tracker.client.log_artifact(run_id, str(chart))
-    return {"plan_id": allocation.get("plan_id"), "samples": count, "seconds": seconds,
+    return {"plan_id": allocation.get("plan_id"), "samples": samples, "seconds": seconds,
             "predicted_makespan": predicted.get("makespan"), "realised_makespan_mean": realised["makespan"]["mean"],
             "realised_makespan_p95": realised["makespan"]["p95"], "chart": str(chart), "artifact_dir": str(folder)}

@@ -113,8 +113,15 @@ def check_workflow_run(client, dag_id, dag_run, size, tmp_path):
     ("medical_diagnosis", "cases", 6),
     ("multimodal_speech", "streams", 5),
 ])
-def test_workflow_dag_end_to_end(apportion_dagbag, airflow_metadata_db, mlflow_client, tmp_path, dag_id, unit, size):
+def test_workflow_dag_end_to_end(apportion_dagbag, airflow_metadata_db, mlflow_client, tmp_path, dag_id, unit, size,
+                                 monkeypatch):
+    from apportion.core import scenarios
+
+    built = []
+    real_build = scenarios.build
+    monkeypatch.setattr(scenarios, "build", lambda *args, **kwargs: built.append(args) or real_build(*args, **kwargs))
     dag_run = run_dag(apportion_dagbag, dag_id, {**SMALL, unit: size})
+    assert len(built) == 1  # build_workload builds the instance; snapshot_cluster and allocate reuse it
     check_workflow_run(mlflow_client, dag_id, dag_run, size, tmp_path)
 
 

@@ -100,10 +100,10 @@ def test_other_settings_are_recomputed_not_reused(tracking_uri, dag_id, output_r
 
 
 def test_robust_allocation_logs_its_plan_beside_the_nominal_choice(tracking_uri, dag_id, output_root):
-    """A robust allocation (rendered strings, as from the DAG's Params) logs its settings and
+    """A robust allocation logs its settings and
     the chosen plan's p95 makespan under noise beside the nominal pick's, which it never exceeds;
     a nominal allocation logs none of that."""
-    summary = allocate(**SMALL, robust_scenarios="6", noise_sigma="0.4", output_root=output_root,
+    summary = allocate(**SMALL, robust_scenarios=6, noise_sigma=0.4, output_root=output_root,
                        ref=ref(dag_id, run_id="robust"))
     client = MlflowClient(tracking_uri)
     run = client.get_run(summary["mlflow_run_id"])
@@ -198,18 +198,23 @@ def test_steps_chain_from_scenario_to_published_plan(tracking_uri, dag_id, outpu
     assert tags["apportion.published_uri"] == published["uri"] and tags["apportion.verified"] == "true"
 
 
-def test_rendered_string_settings_are_accepted_and_bad_ones_named(dag_id, output_root):
-    settings = make_settings(population="20", generations="10", seed="3", objectives="makespan, energy")
-    assert (settings.population, settings.generations, settings.seed) == (20, 10, 3)
-    assert settings.objectives == ("makespan", "energy")
-    with pytest.raises(SpecError) as caught:
-        make_settings(population="2.5")
-    assert caught.value.field == "population"
-    robust = make_settings(robust_scenarios="12", noise_sigma="0.25")
-    assert (robust.robust_scenarios, robust.noise_sigma) == (12, 0.25)
-    for field, value in (("robust_scenarios", "-1"), ("robust_scenarios", "K"), ("noise_sigma", "-0.2")):
+def test_settings_take_the_project_defaults_and_bad_values_are_named(dag_id, output_root):
+    from apportion.core import defaults
+
+    settings = make_settings()
+    assert (settings.algorithm, settings.population, settings.generations, settings.seed, settings.select) == (
+        defaults.ALGORITHM, defaults.POPULATION, defaults.GENERATIONS, defaults.SEED, defaults.SELECT)
+    assert (settings.objectives, settings.noise_sigma) == (defaults.DEFAULT_OBJECTIVES, defaults.NOISE_SIGMA)
+    robust = make_settings(robust_scenarios=12, noise_sigma=0.25, objectives=["makespan", "energy"])
+    assert (robust.robust_scenarios, robust.noise_sigma, robust.objectives) == (12, 0.25, ("makespan", "energy"))
+    for field, value in (("population", 2.5), ("population", "20"), ("robust_scenarios", -1),
+                         ("robust_scenarios", "K"), ("noise_sigma", -0.2), ("objectives", "makespan,energy")):
         with pytest.raises(SpecError) as caught:
             make_settings(**{field: value})
+        assert caught.value.field == field and "\n" not in str(caught.value)
+    for field, value in (("warm_start", "False"), ("migration_objective", 1)):
+        with pytest.raises(SpecError) as caught:
+            allocate(**SMALL, output_root=output_root, ref=ref(dag_id), **{field: value})
         assert caught.value.field == field
     with pytest.raises(SpecError) as caught:
         allocate(scenario="medical_diagnosis", scenario_params={"sise": 3}, output_root=output_root,

@@ -44,7 +44,7 @@ def test_without_noise_the_realised_metrics_are_the_predicted_ones(allocation, d
 
 def test_noise_and_failures_spread_the_realised_metrics_and_go_to_the_same_run(allocation, dag_id, output_root,
                                                                                tracking_uri):
-    outcome = simulate(allocation, dag_id, output_root, noise_sigma="0.3", mtbf="2000", samples="300", seed=4)
+    outcome = simulate(allocation, dag_id, output_root, noise_sigma=0.3, mtbf=2000.0, samples=300, seed=4)
     run = MlflowClient(tracking_uri).get_run(allocation["mlflow_run_id"])
     metrics, params = run.data.metrics, run.data.params
     assert metrics["makespan"] == allocation["makespan"]  # the prediction, beside ...
@@ -65,9 +65,11 @@ def test_noise_and_failures_spread_the_realised_metrics_and_go_to_the_same_run(a
 
 
 @pytest.mark.parametrize(("field", "kwargs"), [
-    ("noise_sigma", {"noise_sigma": "-1"}),
+    ("noise_sigma", {"noise_sigma": -1}),
     ("mtbf", {"mtbf": "often"}),
-    ("samples", {"samples": "2.5"}),
+    ("mtbf", {"mtbf": 0}),
+    ("samples", {"samples": 2.5}),
+    ("seed", {"seed": -1}),
 ])
 def test_bad_simulation_settings_are_named(allocation, dag_id, output_root, field, kwargs):
     with pytest.raises(SpecError) as refused:
@@ -113,7 +115,7 @@ def test_the_replan_keeps_finished_and_running_work_and_leaves_the_failed_node(a
 
 
 def test_a_repaired_node_takes_work_again_only_after_the_repair(allocation, dag_id, output_root):
-    busiest = replan_after_failure(allocation, fail_at=0.3, repair="600", output_root=output_root,
+    busiest = replan_after_failure(allocation, fail_at=0.3, repair=600, output_root=output_root,
                                    ref=ref(dag_id, "inject_failure"))
     node, back = busiest["fail_node"], busiest["failure_time"] + 600
     (spec,) = [n for n in json.loads(open(busiest["cluster"]).read())["nodes"] if n["id"] == node]
@@ -139,6 +141,8 @@ def test_busiest_skips_a_node_the_remaining_work_cannot_do_without(tracking_uri,
     ({"fail_node": "nowhere"}, "fail_node"),
     ({"fail_at": 1.5}, "fail_at"),
     ({"repair": -3}, "repair"),
+    ({"fail_at": "half"}, "fail_at"),
+    ({"migration_objective": "yes"}, "migration_objective"),
 ])
 def test_bad_drill_settings_are_named(allocation, dag_id, output_root, kwargs, field):
     with pytest.raises(SpecError) as refused:

@@ -76,7 +76,7 @@ def test_the_published_front_seeds_the_search(tracking_uri, dag_id, output_root)
     the migrations objective, the old chosen plan (no task moved) is on the new front."""
     first = run_and_publish(dag_id, "scheduled__1", output_root, population=40, generations=40)
     second = allocate(**{**SMALL, "population": 4, "generations": 1}, output_root=output_root,
-                      ref=ref(dag_id, "scheduled__2"), warm_start=True, migration_objective="True")
+                      ref=ref(dag_id, "scheduled__2"), warm_start=True, migration_objective=True)
     assert set(second["objectives"]) == {"makespan", "utilization", "imbalance", "migrations"}
     with open(f"{second['artifact_dir']}/pareto.csv") as fh:
         front = list(csv.DictReader(fh))
@@ -120,7 +120,7 @@ def test_an_unreadable_front_means_a_cold_start(tracking_uri, dag_id, output_roo
 
 def test_warm_start_off_ignores_the_published_front(tracking_uri, dag_id, output_root):
     run_and_publish(dag_id, "scheduled__1", output_root)
-    second = allocate(**SMALL, output_root=output_root, ref=ref(dag_id, "scheduled__2"), warm_start="False")
+    second = allocate(**SMALL, output_root=output_root, ref=ref(dag_id, "scheduled__2"), warm_start=False)
     assert second["warm_start"] is False
     assert mlflow_run(tracking_uri, second).data.params["warm_start"] == "false"
 

@@ -39,7 +39,8 @@ def test_allocation_task_stores_the_run_url_for_its_extra_link(airflow_metadata_
     from tests.operators.conftest import SMALL
 
     monkeypatch.setenv("APPORTION_MLFLOW_UI_URL", "http://mlflow.test:5000")
-    with DAG(dag_id, schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False) as dag:
+    with DAG(dag_id, schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False,
+             render_template_as_native_obj=True) as dag:
         allocate = AllocationOperator(task_id="allocate", output_root=str(output_root),
                                       population="{{ params.population }}", params={"population": 20},
                                       **{k: v for k, v in SMALL.items() if k != "population"})

@@ -27,11 +27,11 @@ schedule.csv, pareto.csv, charts).
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Asset, Param, get_current_context, task
+from airflow.sdk import DAG, Asset, get_current_context, task
 
 from allocation_workflow import (
-    ALGORITHMS, DEFAULT_ARGS, START_DATE, operator_classes, optimiser_arguments, optimiser_params, record,
-    scenario_inputs,
+    DEFAULT_ARGS, START_DATE, algorithms_param, chosen_scenario_params, operator_classes, optimiser_arguments,
+    optimiser_params, record, scenario_inputs,
 )
 
 DAG_ID = "allocation_benchmark"
@@ -98,23 +98,8 @@ with DAG(
     doc_md=__doc__,
     render_template_as_native_obj=True,
     params={
-        "scenario": Param(
-            "medical_diagnosis", type="string", enum=["medical_diagnosis", "traffic_prediction", "multimodal_speech"],
-            title="Scenario", description="Which workflow's workload and cluster the algorithms compete on.",
-        ),
-        "size": Param(
-            50, type="integer", minimum=1, maximum=2000, title="Size",
-            description="Workload size in the scenario's unit: patient cases, city regions or streams (1-2000).",
-        ),
-        "nodes": Param(
-            16, type="integer", minimum=1, maximum=512, title="Nodes",
-            description="Cluster size: nodes of the scenario's cluster (1-512).",
-        ),
-        "algorithms": Param(
-            list(ALGORITHMS), type="array", minItems=1, uniqueItems=True,
-            items={"type": "string", "enum": list(ALGORITHMS)}, title="Algorithms",
-            description="The algorithms to compare; each becomes one mapped allocate task and one child MLflow run.",
-        ),
+        **chosen_scenario_params(default_size=50, purpose="the algorithms compete on"),
+        "algorithms": algorithms_param(many=True),
         **optimiser_params(with_algorithm=False),
     },
 ) as dag:

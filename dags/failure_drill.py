@@ -33,7 +33,8 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param, get_current_context, task
 
 from allocation_workflow import (
-    DEFAULT_ARGS, START_DATE, operator_classes, optimiser_arguments, optimiser_params, record, scenario_inputs,
+    DEFAULT_ARGS, START_DATE, chosen_scenario_params, migration_objective_param, operator_classes, optimiser_arguments,
+    optimiser_params, record, scenario_inputs,
 )
 
 DAG_ID = "failure_drill"
@@ -65,36 +66,24 @@ with DAG(
     doc_md=__doc__,
     render_template_as_native_obj=True,
     params={
-        "scenario": Param(
-            "medical_diagnosis", type="string", enum=["medical_diagnosis", "traffic_prediction", "multimodal_speech"],
-            title="Scenario", description="Which workflow's workload and cluster the drill runs on.",
-        ),
-        "size": Param(
-            30, type="integer", minimum=1, maximum=2000, title="Size",
-            description="Workload size in the scenario's unit: patient cases, city regions or streams (1-2000).",
-        ),
-        "nodes": Param(
-            16, type="integer", minimum=1, maximum=512, title="Nodes",
-            description="Cluster size: nodes of the scenario's cluster (1-512).",
-        ),
+        **chosen_scenario_params(default_size=30, purpose="the drill runs on"),
         **optimiser_params(),
         "fail_node": Param(
-            "busiest", type="string", minLength=1, title="Node that fails",
+            "busiest", type="string", minLength=1, title="Node that fails", section="Failure",
             description="A node id (e.g. hospital/a6000-0), or 'busiest': the node with the most work in the plan "
                         "that the remaining work can do without.",
         ),
         "fail_at": Param(
-            0.5, type="number", minimum=0, maximum=1, title="Failure time (share of the makespan)",
+            0.5, type="number", minimum=0, maximum=1, title="Failure time (share of the makespan)", section="Failure",
             description="When the node fails, as a fraction of the planned makespan (0-1).",
         ),
         "repair": Param(
-            None, type=["null", "number"], minimum=0, title="Repair time (s)",
+            None, type=["null", "number"], minimum=0, title="Repair time (s)", section="Failure",
             description="Seconds until the node is back; empty: it never comes back.",
         ),
-        "migration_objective": Param(
-            False, type="boolean", title="Minimise migrations",
-            description="Also minimise the tasks moved off the node the plan gave them (the 'migrations' objective).",
-        ),
+        "migration_objective": migration_objective_param(
+            "Also minimise the tasks moved off the node the plan gave them (the 'migrations' objective).",
+            section="Failure"),
     },
 ) as dag:
     AllocationOperator, EvaluatePlanOperator = operator_classes()

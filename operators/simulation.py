@@ -40,14 +40,16 @@ def _uncertainty(noise_sigma, mtbf, repair_mean):
         raise SpecError(_ARGUMENT_OF.get(error.field, error.field), error.reason) from None
 
 
-def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float = 0.2, mtbf: float | None = None,
-                  repair_mean: float = 60.0, samples: int = 500, seed: int = 0,
+def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | None = None, mtbf: float | None = None,
+                  repair_mean: float = 60.0, samples: int | None = None, seed: int = 0,
                   tracking_uri: str | None = None, mlflow_conn_id: str | None = DEFAULT_CONN_ID,
                   output_root: str | Path | None = None, context: Mapping[str, Any] | None = None,
                   ref: AirflowRef | None = None) -> dict:
     """Enact the chosen plan ``samples`` times (``core.simulate``): task durations and transfers
     vary lognormally with sigma ``noise_sigma`` (mean 1), nodes fail every ``mtbf`` seconds on
     average (``None``: never) and are repaired in ``repair_mean`` s. Same seed, same samples.
+    Unset ``noise_sigma`` and ``samples`` take the command line's defaults
+    (``apportion.core.defaults``: 0.3 and 1000).
 
     Writes simulation.json and simulation.png (histograms of the realised makespan and p95
     response, the predicted values marked) and logs ``realised/<metric>_<mean|std|p5|p50|p95>``
@@ -61,6 +63,10 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float = 0.2, mt
     from apportion.operators.charts import simulation_chart
 
     folder = run_folder(ref, context=context, output_root=output_root)
+    from apportion.core import defaults
+
+    noise_sigma = defaults.NOISE_SIGMA if noise_sigma is None else noise_sigma
+    samples = defaults.SAMPLES if samples is None else samples
     uncertainty = _uncertainty(noise_sigma, mtbf, repair_mean)
     instance, plan, record = load_chosen_plan(allocation)
     started = time.perf_counter()

@@ -83,7 +83,7 @@ def check_workflow_run(client, dag_id, dag_run, size, tmp_path):
     assert metrics["evaluation/verified"] == 1.0
     assert any(key.startswith("convergence/") for key in metrics)
     assert metrics["realised/makespan_p5"] <= metrics["realised/makespan_mean"] <= metrics["realised/makespan_p95"]
-    assert params["simulation_samples"] == "500" and params["simulation_seed"] == str(SMALL["seed"])
+    assert params["simulation_samples"] == "1000" and params["simulation_seed"] == str(SMALL["seed"])
     assert tags["apportion.status"] == "finished" and tags["apportion.verified"] == "true"
     assert (params["algorithm"], params["population"], params["generations"], params["seed"], params["nodes"]) == (
         "nsga2", str(SMALL["population"]), str(SMALL["generations"]), str(SMALL["seed"]), str(SMALL["nodes"]))

@@ -56,7 +56,7 @@ def compare_algorithms(allocations, evaluations) -> dict:
     import shutil
 
     from apportion.operators.paths import published_plan_path, task_folder
-    from apportion.operators.tracking import Tracker
+    from apportion.operators.hooks import ApportionMlflowHook
 
     context = get_current_context()
     allocations, evaluations = list(allocations), list(evaluations)
@@ -77,7 +77,8 @@ def compare_algorithms(allocations, evaluations) -> dict:
     os.replace(published.with_name("comparison.csv.tmp"), published)
 
     parent = allocations[0]
-    Tracker(parent["tracking_uri"]).client.log_artifact(parent["mlflow_parent_run_id"], str(path))
+    tracker = ApportionMlflowHook(tracking_uri=parent["tracking_uri"]).get_conn()
+    tracker.client.log_artifact(parent["mlflow_parent_run_id"], str(path))
     context["outlet_events"][COMPARISON_ASSET].extra = {
         "path": str(published), "best_algorithm": rows[0]["algorithm"], "best_makespan": rows[0]["makespan"],
         "mlflow_run_id": parent["mlflow_parent_run_id"],

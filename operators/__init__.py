@@ -34,7 +34,8 @@ _EXPORTS = {
     "published_plan_path": "apportion.operators.paths",
     "plan_asset_uri": "apportion.operators.paths",
     "compare_runs": "apportion.operators.tracking",
-    "resolve_tracking_uri": "apportion.operators.tracking",
+    "resolve_tracking_uri": "apportion.operators.hooks",
+    "ApportionMlflowHook": "apportion.operators.hooks",
 }
 
 __all__ = sorted(_EXPORTS)

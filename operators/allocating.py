@@ -17,6 +17,7 @@ from apportion.operators.allocation_arguments import AllocationArguments
 from apportion.operators.inputs import check_flag, cluster_summary, make_settings, resolve_inputs, scenario_kwargs
 from apportion.operators.paths import FRONT_FILE, PLAN_FILE, current_context, run_folder
 from apportion.operators.reuse import RESULT_FILE, RESULT_VERSION, complete_result, fingerprint, plan_id
+from apportion.operators.hooks import ApportionMlflowHook
 from apportion.operators.tracking import (
     AirflowRef,
     Tracker,
@@ -24,8 +25,8 @@ from apportion.operators.tracking import (
     artifact_url,
     check_reachable,
     history_steps,
-    resolve_tracking_uri,
     run_url,
+    without_credentials,
 )
 from apportion.operators.warm_start import front_record, previous_front, warm_start_record
 
@@ -171,7 +172,7 @@ def run_allocation(args: AllocationArguments, *, context: Mapping[str, Any] | No
 
         settings = replace(settings, objectives=(*settings.objectives, "migrations"))
     record = compute_allocation(w, c, settings, folder, scenario_info=info, started=started, previous=previous)
-    uri = resolve_tracking_uri(args.tracking_uri, args.mlflow_conn_id)
+    uri = ApportionMlflowHook(args.mlflow_conn_id, args.tracking_uri).get_tracking_uri()
     tracked = _track(record, folder, ref, uri, attempts=args.tracking_attempts,
                      experiment_name=args.experiment_name or ref.dag_id, run_name=args.run_name, nested=args.nested,
                      child_run_name=args.child_run_name or settings.algorithm)
@@ -259,5 +260,5 @@ def _track_allocation(record: dict, folder: Path, ref: AirflowRef, uri: str, *, 
         "mlflow_experiment_id": experiment_id,
         "mlflow_run_url": run_url(uri, experiment_id, run_id),
         "mlflow_plan_url": artifact_url(uri, experiment_id, run_id, PLAN_FILE),
-        "tracking_uri": uri,
+        "tracking_uri": without_credentials(uri),
     }

@@ -13,7 +13,7 @@ from airflow.sdk import BaseOperator
 
 from apportion.operators.allocation_arguments import AllocationArguments
 from apportion.operators.links import MlflowPlanLink, MlflowRunLink
-from apportion.operators.tracking import DEFAULT_CONN_ID
+from apportion.operators.hooks import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

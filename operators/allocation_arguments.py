@@ -17,7 +17,7 @@ import inspect
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from apportion.operators.tracking import DEFAULT_CONN_ID
+from apportion.operators.hooks import DEFAULT_CONN_ID
 
 
 def _arg(default: Any = None, *, doc: str, templated: bool = True, renderer: str | None = None):

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from apportion.operators.paths import PLAN_FILE
 from apportion.operators.reuse import plan_id
-from apportion.operators.tracking import DEFAULT_CONN_ID, Tracker, resolve_tracking_uri
+from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
 
 
 class PlanMismatch(RuntimeError):
@@ -81,7 +81,7 @@ def evaluate_plan(allocation: Mapping[str, Any], *, tolerance: float = 1e-9, tra
     write_json(folder / "evaluation.json", {**outcome, "max_relative_error": worst if math.isfinite(worst) else None},
                sort_keys=True)
     if allocation.get("mlflow_run_id"):
-        tracker = Tracker(resolve_tracking_uri(tracking_uri or allocation.get("tracking_uri"), mlflow_conn_id))
+        tracker = ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).get_conn()
         run_id = allocation["mlflow_run_id"]
         tracker.log_metrics(run_id, {f"{metric_prefix}max_relative_error": worst,
                                      f"{metric_prefix}verified": float(verified)})

@@ -17,7 +17,8 @@ from apportion.operators.chosen_plan import load_chosen_plan
 from apportion.operators.inputs import check_flag
 from apportion.operators.paths import FRONT_FILE, run_folder
 from apportion.operators.reuse import plan_id
-from apportion.operators.tracking import DEFAULT_CONN_ID, AirflowRef, Tracker, resolve_tracking_uri
+from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
+from apportion.operators.tracking import AirflowRef
 from apportion.operators.warm_start import DELTA_METRICS
 
 
@@ -157,7 +158,7 @@ def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "bus
         "tracking_uri": allocation.get("tracking_uri"),
     }
     if allocation.get("mlflow_run_id"):
-        tracker = Tracker(resolve_tracking_uri(tracking_uri or allocation.get("tracking_uri"), mlflow_conn_id))
+        tracker = ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).get_conn()
         run_id = allocation["mlflow_run_id"]
         tracker.log_params(run_id, {"fail_node": node, "fail_at": fraction, "repair": repair_seconds,
                                     "replan_objectives": ",".join(settings.objectives)})

@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 
 from apportion.operators.chosen_plan import PlanMismatch
 from apportion.operators.paths import FRONT_FILE, current_context, published_plan_path
-from apportion.operators.tracking import DEFAULT_CONN_ID, AirflowRef, Tracker, resolve_tracking_uri
+from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
+from apportion.operators.tracking import AirflowRef
 
 
 def publish_plan(allocation: Mapping[str, Any], evaluation: Mapping[str, Any] | None = None, *,
@@ -57,7 +58,7 @@ def record_run(allocation: Mapping[str, Any] | Sequence[Mapping[str, Any]], *,
         raise ValueError("record_run needs at least one allocation result")
     first = allocations[0]
     run_id = first.get("mlflow_parent_run_id") or first["mlflow_run_id"]
-    tracker = Tracker(resolve_tracking_uri(tracking_uri or first.get("tracking_uri"), mlflow_conn_id))
+    tracker = ApportionMlflowHook(mlflow_conn_id, tracking_uri or first.get("tracking_uri")).get_conn()
     tags = {"apportion.status": status.lower()}
     if len(allocations) == 1:
         tags["apportion.plan_id"] = first["plan_id"]

@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 from apportion.operators.chosen_plan import load_chosen_plan
 from apportion.operators.paths import run_folder
-from apportion.operators.tracking import DEFAULT_CONN_ID, AirflowRef, Tracker, resolve_tracking_uri
+from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
+from apportion.operators.tracking import AirflowRef
 
 # Realised metrics the simulate step logs (``realised/<name>_<statistic>``).
 REALISED_METRICS = ("makespan", "mean_response", "p95_response", "utilization", "imbalance", "completion_rate",
@@ -94,7 +95,7 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | None = 
     write_json(folder / "simulation.json", report, sort_keys=True)
 
     if allocation.get("mlflow_run_id"):
-        tracker = Tracker(resolve_tracking_uri(tracking_uri or allocation.get("tracking_uri"), mlflow_conn_id))
+        tracker = ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).get_conn()
         run_id = allocation["mlflow_run_id"]
         tracker.log_params(run_id, {"simulation_noise_sigma": noise_sigma, "simulation_mtbf": mtbf,
                                     "simulation_repair_mean": uncertainty.repair_mean, "simulation_samples": samples,

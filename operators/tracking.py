@@ -2,10 +2,10 @@
 
 A retried task finds its run again by the Airflow tags (``airflow.dag_id``,
 ``airflow.dag_run_id`` and, for a task's child run, ``airflow.task_id`` and
-``airflow.map_index``) and resumes it, so a DAG run never gets a second run. The tracking URI
-comes from configuration only: an explicit argument, ``MLFLOW_TRACKING_URI``, or an Airflow
-connection (default ``mlflow_default``). MLflow itself is imported inside the functions that
-use it, so DAG files and the CLI stay quick to import.
+``airflow.map_index``) and resumes it, so a DAG run never gets a second run. Where the server
+is comes from ``hooks.ApportionMlflowHook`` (an explicit URI, ``MLFLOW_TRACKING_URI``, or an
+Airflow connection). MLflow itself is imported inside the functions that use it, so DAG files
+and the CLI stay quick to import.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import os
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit, urlunsplit
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONN_ID = "mlflow_default"
 UI_URL_ENV = "APPORTION_MLFLOW_UI_URL"
 ROLE_TAG = "apportion.role"
 DAG_RUN_ROLE = "dag_run"
@@ -32,10 +32,6 @@ PARENT_TAG = "mlflow.parentRunId"
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
 MAX_TAGS_PER_BATCH = 100
-
-
-class TrackingNotConfigured(RuntimeError):
-    """No tracking URI was given, set in ``MLFLOW_TRACKING_URI`` or found as a connection."""
 
 
 class TrackingUnavailable(RuntimeError):
@@ -105,49 +101,12 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-=" else "_" for c in str(name)) or "_"
 
 
-# --- Configuration -----------------------------------------------------------------------------
-
-
-def resolve_tracking_uri(tracking_uri: str | None = None, conn_id: str | None = DEFAULT_CONN_ID) -> str:
-    """The tracking URI: ``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else the Airflow
-    connection ``conn_id`` (host, port and schema -> ``schema://host:port``, or an extra field
-    ``tracking_uri``). Raises ``TrackingNotConfigured`` when none is set."""
-    if tracking_uri:
-        return str(tracking_uri)
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    conn = _airflow_connection(conn_id) if conn_id else None
-    if conn is None:
-        raise TrackingNotConfigured(
-            "no MLflow tracking URI: pass tracking_uri, set MLFLOW_TRACKING_URI, or define the Airflow "
-            f"connection {conn_id!r} (e.g. AIRFLOW_CONN_{str(conn_id).upper()}='http://127.0.0.1:5000')"
-        )
-    return connection_uri(conn)
-
-
-def connection_uri(conn) -> str:
-    """``schema://host:port`` from an Airflow connection (schema defaults to http)."""
-    extra = getattr(conn, "extra_dejson", None) or {}
-    if extra.get("tracking_uri"):
-        return str(extra["tracking_uri"])
-    host = (conn.host or "").rstrip("/")
-    if not host:
-        raise TrackingNotConfigured(f"Airflow connection {conn.conn_id!r} has no host")
-    if "://" in host:
-        return host
-    scheme = conn.schema or ("https" if conn.conn_type == "https" else "http")
-    return f"{scheme}://{host}:{conn.port}" if conn.port else f"{scheme}://{host}"
-
-
-def _airflow_connection(conn_id: str):
-    try:
-        from airflow.sdk import BaseHook
-
-        return BaseHook.get_connection(conn_id)
-    except Exception as exc:  # not defined, or no Airflow here: the caller reports what to set
-        log.debug("no Airflow connection %r: %s", conn_id, exc)
-        return None
+def without_credentials(uri: str) -> str:
+    """``uri`` without a ``user:password@`` part (what may be logged, tagged or linked)."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def ui_base_url(tracking_uri: str) -> str | None:
@@ -156,7 +115,7 @@ def ui_base_url(tracking_uri: str) -> str | None:
     if explicit:
         return explicit.rstrip("/")
     if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/")
+        return without_credentials(tracking_uri).rstrip("/")
     return None
 
 
@@ -342,7 +301,7 @@ COMPARE_COLUMNS = ("makespan", "utilization", "imbalance", "hypervolume", "optim
 
 
 def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Path | None = None,
-                 *, conn_id: str | None = DEFAULT_CONN_ID):
+                 *, conn_id: str | None = None):
     """Print how the runs of one workflow evolved over time and plot it to ``out`` (PNG).
 
     One row per run that logged a plan (start time, run, algorithm, makespan, utilisation,
@@ -351,9 +310,12 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
     """
     import pandas as pd
 
-    uri = resolve_tracking_uri(tracking_uri, conn_id)
+    from apportion.operators.hooks import ApportionMlflowHook
+
+    hook = ApportionMlflowHook(conn_id or ApportionMlflowHook.default_conn_name, tracking_uri)
+    uri = hook.get_tracking_uri()
     check_reachable(uri)
-    tracker = Tracker(uri)
+    tracker = hook.get_conn()
     found = tracker.client.get_experiment_by_name(experiment)
     if found is None:
         raise ValueError(f"no MLflow experiment named {experiment!r} at {uri}")

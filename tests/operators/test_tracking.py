@@ -9,27 +9,12 @@ from apportion.operators.allocating import allocate
 from apportion.operators.tracking import (
     AirflowRef,
     Tracker,
-    TrackingNotConfigured,
     TrackingUnavailable,
     check_reachable,
     compare_runs,
     history_steps,
-    resolve_tracking_uri,
 )
 from tests.operators.conftest import SMALL
-
-
-def test_tracking_uri_comes_from_argument_then_env_then_airflow_connection(monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
-    assert resolve_tracking_uri("http://explicit:1") == "http://explicit:1"
-    assert resolve_tracking_uri() == "http://from-env:5000"
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    # A real Airflow connection, defined the way deployments do: an AIRFLOW_CONN_* variable.
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_TEST", '{"conn_type": "http", "host": "mlflow.internal", '
-                                                  '"port": 5001, "schema": "https"}')
-    assert resolve_tracking_uri(conn_id="mlflow_test") == "https://mlflow.internal:5001"
-    with pytest.raises(TrackingNotConfigured, match="mlflow_missing"):
-        resolve_tracking_uri(conn_id="mlflow_missing")
 
 
 def test_unreachable_server_is_named_in_the_error(closed_port_uri):

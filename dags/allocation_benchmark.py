@@ -110,7 +110,10 @@ with DAG(
         **optimiser_arguments(algorithm=None),
         # One algorithm at a time, so optimiser_seconds compare fairly on a small machine.
         max_active_tis_per_dagrun=1,
+        map_index_template="{{ task.algorithm }}",  # the Grid view names each mapped task by its algorithm
     ).expand(algorithm=algorithms_to_run())
-    evaluations = EvaluatePlanOperator.partial(task_id="evaluate_plan").expand(allocation=allocations.output)
+    evaluations = EvaluatePlanOperator.partial(
+        task_id="evaluate_plan", map_index_template="{{ task.allocation['algorithm'] }}",
+    ).expand(allocation=allocations.output)
     comparison = compare_algorithms(allocations.output, evaluations.output)
     record(allocations.output, publication=comparison)

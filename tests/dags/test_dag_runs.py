@@ -194,6 +194,10 @@ def test_benchmark_one_child_run_per_algorithm(apportion_dagbag, airflow_metadat
             "population": 12, "generations": 5}
     dag_run = run_dag(apportion_dagbag, "allocation_benchmark", conf)
     check_benchmark_run(mlflow_client, dag_run, algorithms, tmp_path)
+    names = {(ti.task_id, ti.map_index): ti.rendered_map_index for ti in dag_run.get_task_instances()
+             if ti.task_id in ("allocate", "evaluate_plan")}
+    for task_id in ("allocate", "evaluate_plan"):  # mapped tasks named by their algorithm
+        assert [names[(task_id, i)] for i in range(len(algorithms))] == algorithms, names
 
 
 @pytest.mark.slow

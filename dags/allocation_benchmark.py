@@ -5,7 +5,7 @@ Triggered by hand. Builds one scenario instance (the `scenario`, `size`, `nodes`
 Params: `size` counts cases, regions or streams) and runs each algorithm in `algorithms` on it
 as one mapped `allocate` task, with the same budget and objectives, so their numbers compare.
 The algorithms run one at a time, so they do not compete with each other for the CPU and
-their `optimiser_seconds` compare.
+their `search/seconds` compare.
 
 **Steps** (Graph view): `build_workload` and `snapshot_cluster` write the shared instance;
 `algorithms_to_run` lists the algorithms; `allocate` (mapped, one instance per algorithm)
@@ -18,10 +18,10 @@ optimises; `evaluate_plan` (mapped) re-computes each chosen plan independently;
 the DAG run id; its tags `apportion.best_algorithm` and `apportion.best_plan_id` name the
 winner by makespan, its artifact comparison.csv holds the table) with one child run per
 algorithm (named after it). Select the child runs and press *Compare* to see them side by side.
-Each child has `makespan` (s: lower is better), `utilization` (higher is better), `imbalance`
-(lower is better), `hypervolume` (the front's quality, normalised to the same box for every
+Each child has `plan/makespan` (s: lower is better), `plan/utilization` (higher is better), `plan/imbalance`
+(lower is better), `search/hypervolume` (the front's quality, normalised to the same box for every
 algorithm on this instance: higher is better; a one-plan heuristic scores its single plan),
-`pareto_size`, `optimiser_seconds`, and the same artifacts as a workflow run (plan.json,
+`search/pareto_size`, `search/seconds`, and the same artifacts as a workflow run (plan.json,
 schedule.csv, pareto.csv, charts).
 """
 
@@ -108,7 +108,7 @@ with DAG(
     allocations = AllocationOperator.partial(
         task_id="allocate", nested=True, **scenario_inputs(),
         **optimiser_arguments(algorithm=None),
-        # One algorithm at a time, so optimiser_seconds compare fairly on a small machine.
+        # One algorithm at a time, so search/seconds compare fairly on a small machine.
         max_active_tis_per_dagrun=1,
         map_index_template="{{ task.algorithm }}",  # the Grid view names each mapped task by its algorithm
     ).expand(algorithm=algorithms_to_run())

@@ -197,11 +197,11 @@ def simulation_params() -> dict[str, Param]:
 
 
 WORKFLOW_DOC = """
-**From run to run**: the param `warm_start` (and `warm_start_source`, the MLflow run started
-from), `moved_tasks`/`moved_share` (tasks placed on another node than last time) and
-`delta/makespan`, `delta/utilization`... (this plan minus the previous one). **Predicted versus
-realised**: the metrics above are the plan's predictions; `realised/<metric>_mean`, `_p50`,
-`_p95`... come from the simulation, with simulation.png (histograms, predicted value marked).
+**From run to run**: the param `warm_start/enabled` (and `warm_start/source`, the MLflow run
+started from), `warm_start/moved_tasks`/`warm_start/moved_share` (tasks placed on another node
+than last time) and `warm_start/delta/makespan`, `warm_start/delta/utilization`... (this plan
+minus the previous one). **Predicted versus realised**: the `plan/` metrics are the plan's
+predictions; `sim/<metric>_mean`, `_p50`, `_p95`... come from the simulation, with simulation.png (histograms, predicted value marked).
 **Robust planning**: `robust_scenarios` K > 0 plans against the `noise_sigma` noise (plans
 scored over K sampled scenarios, the pick no worse under noise than a nominal run's);
 `robust/makespan` (p95 under noise) sits beside `robust/nominal_choice_makespan`, what the

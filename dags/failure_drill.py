@@ -19,11 +19,12 @@ fails the node and re-plans (`core.replan.replan`); `evaluate_replan` re-compute
 plan independently; `record` closes the MLflow run.
 
 **Results**: MLflow experiment `failure_drill`, one run per DAG run. The plan's own metrics
-(`makespan`, `utilization`, `imbalance`, ...) as in the workflow DAGs, and for the drill:
-`before/makespan` and `after/makespan` (s, lower is better), `before/deadline_misses` and
-`after/deadline_misses`, `lost_tasks` (running on the node when it failed), `displaced_tasks`
-(planned on it and not finished), `moved_tasks` (moved although their node still works),
-`finished_tasks`, `failure_time` (s) and `replan_seconds`. Artifacts under `replan/`:
+(`plan/makespan`, `plan/utilization`, `plan/imbalance`, ...) as in the workflow DAGs, and for
+the drill: `drill/before/makespan` and `drill/after/makespan` (s, lower is better),
+`drill/before/deadline_misses` and `drill/after/deadline_misses`, `drill/lost_tasks` (running on
+the node when it failed), `drill/displaced_tasks` (planned on it and not finished),
+`drill/moved_tasks` (moved although their node still works), `drill/finished_tasks`,
+`drill/failure_time` (s) and `drill/seconds`. Artifacts under `replan/`:
 gantt_before.png and gantt_after.png (the failed node shaded from the failure on, the failure
 time a dashed line), the revised plan.json, schedule.csv and pareto.csv, drill.json.
 """
@@ -91,5 +92,5 @@ with DAG(
     evaluation = EvaluatePlanOperator(task_id="evaluate_plan", allocation=allocation.output)
     revision = inject_failure(allocation.output, evaluation.output)
     revision_check = EvaluatePlanOperator(task_id="evaluate_replan", allocation=revision,
-                                          metric_prefix="replan_evaluation/")
+                                          metric_prefix="drill/evaluation/")
     record(allocation.output, revision_check.output)

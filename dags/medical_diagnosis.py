@@ -26,11 +26,11 @@ cases carry deadlines.
 RESULTS = """
 **Results**: MLflow experiment `medical_diagnosis`, one run per DAG run (named after the DAG
 run id; the `allocate` task's *MLflow run* link opens it when the tracking server has a web UI).
-Metrics: `makespan` (s until the last case finishes: lower is better), `utilization` (busy
-share of the nodes used: higher is better), `imbalance` (spread of busy time over nodes: lower
-is better), `mean_response`/`p95_response` (case turnaround, s), `deadline_misses`,
-`hypervolume` (quality of the whole Pareto front, comparable between algorithms on one
-instance), `pareto_size`, `optimiser_seconds`; `convergence/*` per generation. Artifacts:
+Metrics: `plan/makespan` (s until the last case finishes: lower is better), `plan/utilization` (busy
+share of the nodes used: higher is better), `plan/imbalance` (spread of busy time over nodes: lower
+is better), `plan/mean_response`/`plan/p95_response` (case turnaround, s), `plan/deadline_misses`,
+`search/hypervolume` (quality of the whole Pareto front, comparable between algorithms on one
+instance), `search/pareto_size`, `search/seconds`; `convergence/*` per generation. Artifacts:
 plan.json (node and start/end per task), schedule.csv, pareto.csv (the front; `chosen` = 1
 marks the picked plan), pareto.html/png and gantt.png, evaluation.json.
 """

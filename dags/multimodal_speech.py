@@ -26,12 +26,12 @@ servers. Streams arrive over five minutes and each must be understood within its
 
 RESULTS = """
 **Results**: MLflow experiment `multimodal_speech`, one run per DAG run (named after the DAG
-run id). Metrics: `makespan` (s until the last stream is understood: lower is better),
-`deadline_misses` (streams and tasks that fall behind real time),
-`utilization` (busy share of the nodes used: higher is better), `imbalance` (spread of busy
-time over nodes: lower is better), `mean_response`/`p95_response` (per-stream turnaround, s),
-`energy` (J) and `cost`, `hypervolume` (quality of the whole Pareto front), `pareto_size`,
-`optimiser_seconds`; `convergence/*` per generation. Artifacts: plan.json, schedule.csv,
+run id). Metrics: `plan/makespan` (s until the last stream is understood: lower is better),
+`plan/deadline_misses` (streams and tasks that fall behind real time),
+`plan/utilization` (busy share of the nodes used: higher is better), `plan/imbalance` (spread of busy
+time over nodes: lower is better), `plan/mean_response`/`plan/p95_response` (per-stream turnaround, s),
+`plan/energy` (J) and `plan/cost`, `search/hypervolume` (quality of the whole Pareto front), `search/pareto_size`,
+`search/seconds`; `convergence/*` per generation. Artifacts: plan.json, schedule.csv,
 pareto.csv (`chosen` = 1 marks the picked plan), pareto.html/png, gantt.png, evaluation.json.
 """
 

@@ -27,12 +27,12 @@ carry up to 2x the work of an ordinary hour, nights a quarter).
 
 RESULTS = """
 **Results**: MLflow experiment `traffic_prediction`, one run per DAG run (named after the DAG
-run id). Compare runs over a day to see the rush hours: the `scenario_logical_date` param
-records the local time used. Metrics: `makespan` (s until the cycle's last region finishes;
-it must stay under the 300 s cycle: `deadline_misses` counts regions and tasks that do not),
-`utilization` (busy share of the nodes used: higher is better), `imbalance` (spread of busy
-time over nodes: lower is better), `hypervolume` (quality of the whole Pareto front),
-`pareto_size`, `optimiser_seconds`; `convergence/*` per generation. Artifacts: plan.json,
+run id). Compare runs over a day to see the rush hours: the `scenario/logical_date` param
+records the local time used. Metrics: `plan/makespan` (s until the cycle's last region finishes;
+it must stay under the 300 s cycle: `plan/deadline_misses` counts regions and tasks that do not),
+`plan/utilization` (busy share of the nodes used: higher is better), `plan/imbalance` (spread of busy
+time over nodes: lower is better), `search/hypervolume` (quality of the whole Pareto front),
+`search/pareto_size`, `search/seconds`; `convergence/*` per generation. Artifacts: plan.json,
 schedule.csv, pareto.csv (`chosen` = 1 marks the picked plan), pareto.html/png, gantt.png,
 evaluation.json.
 """

@@ -25,6 +25,7 @@ _EXPORTS = {
     "allocate": "apportion.operators.allocating",
     "evaluate_plan": "apportion.operators.chosen_plan",
     "load_chosen_plan": "apportion.operators.chosen_plan",
+    "load_logged_plan": "apportion.operators.chosen_plan",
     "simulate_plan": "apportion.operators.simulation",
     "publish_plan": "apportion.operators.publishing",
     "record_run": "apportion.operators.publishing",

@@ -17,6 +17,7 @@ from apportion.operators.allocation_arguments import AllocationArguments
 from apportion.operators.inputs import check_flag, cluster_summary, make_settings, resolve_inputs, scenario_kwargs
 from apportion.operators.paths import FRONT_FILE, PLAN_FILE, current_context, run_folder
 from apportion.operators.reuse import RESULT_FILE, RESULT_VERSION, complete_result, fingerprint, plan_id
+from apportion.operators.chosen_plan import PLAN_SCHEMA
 from apportion.operators.hooks import ApportionMlflowHook
 from apportion.operators.tracking import (
     AirflowRef,
@@ -94,27 +95,28 @@ def _result_record(result, workload, cluster, instance, key: str, chosen_id: str
         "summary": result.summary(),
         "objectives": {name: result.chosen.stat(OBJECTIVES[name][0]) for name in settings.objectives},
         "metrics": {
-            **result.metrics,
+            **{f"plan/{name}": value for name, value in result.metrics.items()},
             **warm_metrics,
             **robust_metrics,
-            "hypervolume": result.hypervolume,
-            "pareto_size": result.pareto_size,
-            "evaluations": result.evaluations,
-            "optimiser_seconds": result.seconds,
-            "evaluations_per_second": result.evaluations / result.seconds if result.seconds > 0 else 0.0,
-            "task_seconds": task_seconds,
-            "optimiser_share": result.seconds / task_seconds if task_seconds > 0 else 0.0,
+            "search/hypervolume": result.hypervolume,
+            "search/pareto_size": result.pareto_size,
+            "search/evaluations": result.evaluations,
+            "search/seconds": result.seconds,
+            "search/evaluations_per_second": result.evaluations / result.seconds if result.seconds > 0 else 0.0,
+            "search/task_seconds": task_seconds,
+            "search/share_of_task": result.seconds / task_seconds if task_seconds > 0 else 0.0,
         },
         "params": {
-            "algorithm": settings.algorithm, "population": settings.population,
-            "generations": settings.generations, "seed": settings.seed,
-            "objectives": ",".join(settings.objectives), "select": settings.select,
-            "workload": workload.name, "cluster": cluster.name, "tasks": instance.n_tasks,
-            "edges": instance.n_edges, "requests": len(instance.request_ids),
-            **cluster_summary(cluster),
+            "search/algorithm": settings.algorithm, "search/population": settings.population,
+            "search/generations": settings.generations, "search/seed": settings.seed,
+            "search/objectives": ",".join(settings.objectives), "search/select": settings.select,
+            "instance/workload": workload.name, "instance/cluster": cluster.name, "instance/tasks": instance.n_tasks,
+            "instance/edges": instance.n_edges, "instance/requests": len(instance.request_ids),
+            **{f"instance/{name}": count for name, count in cluster_summary(cluster).items()},
             **warm_params,
             **robust_params,
-            **{f"scenario_{k}" if k != "scenario" else k: v for k, v in (scenario_info or {}).items() if v is not None},
+            **{f"scenario/{k}" if k != "scenario" else "scenario/name": v
+               for k, v in (scenario_info or {}).items() if v is not None},
         },
         "history": result.history,
     }
@@ -127,11 +129,11 @@ def _robust_record(result) -> tuple[dict, dict]:
     if result.robust_metrics is None:
         return {}, {}
     s = result.settings
-    params = {"robust_scenarios": s.robust_scenarios, "robust_statistic": s.robust_statistic,
-              "robust_noise_sigma": s.noise_sigma}
+    params = {"robust/scenarios": s.robust_scenarios, "robust/statistic": s.robust_statistic,
+              "robust/noise_sigma": s.noise_sigma}
     metrics = {f"robust/{name}": value for name, value in result.robust_metrics.items()}
     if result.nominal_choice_robust_metrics is not None:
-        params["robust_validation"] = s.robust_validation
+        params["robust/validation"] = s.robust_validation
         metrics["robust/nominal_choice_makespan"] = result.nominal_choice_robust_metrics["makespan"]
     return params, metrics
 
@@ -190,9 +192,9 @@ def _xcom_summary(record: Mapping[str, Any], settings, folder: Path, tracked: Ma
         "makespan": s["makespan"], "utilization": s["utilization"], "imbalance": s["imbalance"],
         "hypervolume": s["hypervolume"], "pareto_size": s["pareto_size"],
         "optimiser_seconds": s["seconds"],
-        "warm_start": record["params"].get("warm_start") == "true",
-        "warm_start_source": record["params"].get("warm_start_source"),
-        "moved_tasks": record["metrics"].get("moved_tasks"),
+        "warm_start": record["params"].get("warm_start/enabled") == "true",
+        "warm_start_source": record["params"].get("warm_start/source"),
+        "moved_tasks": record["metrics"].get("warm_start/moved_tasks"),
         "robust_makespan": record["metrics"].get("robust/makespan"),
         "reused": record["reused"],
         "artifact_dir": str(folder),
@@ -217,6 +219,16 @@ def _track(record: dict, folder: Path, ref: AirflowRef, uri: str, *, attempts: i
                 f"MLflow tracking at {uri} failed ({exc}); results kept in {folder}, a retry uploads them"
             ) from exc
         raise
+
+
+def _spec_datasets(record: Mapping[str, Any], folder: Path) -> dict:
+    """The workload and cluster specs as MLflow input datasets, profiled by their sizes."""
+    params = record["params"]
+    sizes = {key.removeprefix("instance/"): value for key, value in params.items() if key.startswith("instance/")}
+    workload = {k: sizes[k] for k in ("tasks", "edges", "requests")}
+    cluster = {k: v for k, v in sizes.items() if k.startswith("nodes")}
+    return {"workload": (params["instance/workload"], folder / "workload.json", workload),
+            "cluster": (params["instance/cluster"], folder / "cluster.json", cluster)}
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -244,12 +256,14 @@ def _track_allocation(record: dict, folder: Path, ref: AirflowRef, uri: str, *, 
         tracker.set_tags(parent_id, ref.task_tags())
     try:
         tracker.set_tags(run_id, {"apportion.plan_id": record["plan_id"], "apportion.artifact_dir": str(folder),
+                                  "apportion.plan_schema": PLAN_SCHEMA,
                                   "apportion.reused_result": str(record.get("reused", False)).lower(),
-                                  "apportion.warm_start": record["params"].get("warm_start", "false"),
-                                  "apportion.warm_start_source": record["params"].get("warm_start_source")})
+                                  "apportion.warm_start": record["params"].get("warm_start/enabled", "false"),
+                                  "apportion.warm_start_source": record["params"].get("warm_start/source")})
         tracker.log_params(run_id, record["params"])
         tracker.log_metrics(run_id, record["metrics"], history_steps(record.get("history", [])))
         tracker.log_artifacts(run_id, folder)
+        tracker.log_spec_datasets(run_id, _spec_datasets(record, folder))
     except Exception:
         tracker.finish(run_id, "FAILED")
         raise

@@ -94,7 +94,7 @@ class EvaluatePlanOperator(BaseOperator):
     :param tracking_uri: MLflow tracking URI; default the one the allocation used. (templated)
     :param mlflow_conn_id: Airflow connection for the tracking URI.
     :param metric_prefix: prefix of the logged metrics (a failure drill checks its re-plan
-        under ``replan_evaluation/``).
+        under ``drill/evaluation/``).
     """
 
     template_fields: Sequence[str] = ("allocation", "tracking_uri")

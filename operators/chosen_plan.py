@@ -1,8 +1,10 @@
 """Reading plan.json back, and checking it: the chosen plan re-evaluated from its files alone.
 
+plan.json follows the versioned JSON Schema ``core/schema/plan.schema.json`` (``PLAN_SCHEMA``).
 ``load_chosen_plan`` rebuilds (instance, plan) from an allocation's plan.json and the
-workload and cluster specs it was made for; ``evaluate_plan`` re-computes the plan's metrics
-and task times independently of the optimiser and fails on any difference.
+workload and cluster specs it was made for; ``load_logged_plan`` does the same from an MLflow
+run's artifacts; ``evaluate_plan`` re-computes the plan's metrics and task times independently
+of the optimiser and fails on any difference.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Any, Mapping
 from apportion.operators.paths import PLAN_FILE
 from apportion.operators.reuse import plan_id
 from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
+
+
+PLAN_SCHEMA = "urn:apportion:schema:plan:1"  # the $id of core/schema/plan.schema.json
 
 
 class PlanMismatch(RuntimeError):
@@ -32,6 +37,7 @@ def load_chosen_plan(allocation: Mapping[str, Any]):
 
     folder = Path(allocation["artifact_dir"])
     plan = json.loads((folder / PLAN_FILE).read_text())
+    check_plan_record(plan)
     instance = Instance.build(load_workload(Path(allocation.get("workload") or folder / "workload.json")),
                               load_cluster(Path(allocation.get("cluster") or folder / "cluster.json")))
     task_index = {t: i for i, t in enumerate(instance.task_ids)}
@@ -41,6 +47,37 @@ def load_chosen_plan(allocation: Mapping[str, Any]):
         assignment[task_index[entry["task"]]] = node_index[entry["node"]]
     order = np.array([task_index[t] for t in plan["order"]], dtype=np.int32)
     return instance, Plan(assignment, order), plan
+
+
+def check_plan_record(plan: Any) -> None:
+    """Refuse a plan.json that does not follow ``core/schema/plan.schema.json``: a one-line
+    ``SpecError`` naming the first wrong field."""
+    from importlib.resources import files
+
+    import jsonschema
+
+    from apportion.core.errors import SpecError
+
+    schema = json.loads(files("apportion.core").joinpath("schema/plan.schema.json").read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(plan))
+    if error is not None:
+        where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        raise SpecError(f"plan.json{where}", error.message)
+
+
+def load_logged_plan(run_id: str, *, artifact_path: str | None = None, tracking_uri: str | None = None,
+                     mlflow_conn_id: str | None = DEFAULT_CONN_ID, dst: str | Path | None = None):
+    """(instance, plan, plan.json) of the plan an MLflow run logged, from its artifacts
+    plan.json, workload.json and cluster.json (under ``artifact_path``, e.g. ``"replan"`` for a
+    drill's revised plan), downloaded into ``dst`` (default a temporary folder)."""
+    import tempfile
+
+    tracker = ApportionMlflowHook(mlflow_conn_id, tracking_uri).get_conn()
+    folder = Path(dst or tempfile.mkdtemp(prefix="apportion-plan-"))
+    prefix = f"{artifact_path.strip('/')}/" if artifact_path else ""
+    for name in (PLAN_FILE, "workload.json", "cluster.json"):
+        tracker.client.download_artifacts(run_id, prefix + name, str(folder))
+    return load_chosen_plan({"artifact_dir": str(folder / prefix)})
 
 
 def evaluate_plan(allocation: Mapping[str, Any], *, tolerance: float = 1e-9, tracking_uri: str | None = None,
@@ -85,7 +122,8 @@ def evaluate_plan(allocation: Mapping[str, Any], *, tolerance: float = 1e-9, tra
         run_id = allocation["mlflow_run_id"]
         tracker.log_metrics(run_id, {f"{metric_prefix}max_relative_error": worst,
                                      f"{metric_prefix}verified": float(verified)})
-        tracker.set_tags(run_id, {f"apportion.{metric_prefix.strip('/')}": "verified" if verified else "mismatch"})
+        tracker.set_tags(run_id, {"apportion." + metric_prefix.strip("/").replace("/", "."):
+                                  "verified" if verified else "mismatch"})
         tracker.client.log_artifact(run_id, str(folder / "evaluation.json"), allocation.get("artifact_path"))
     if not verified:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")

@@ -96,9 +96,10 @@ def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "bus
 
     Writes the revised plan (plan.json, schedule.csv, pareto.csv, the residual workload.json
     and cluster.json), drill.json and Gantt charts before and after (the failed node and the
-    failure time marked), logs them under ``replan/`` and the metrics ``before/*``, ``after/*``,
-    ``moved_tasks``, ``lost_tasks``, ``displaced_tasks``, ``finished_tasks``, ``failure_time``
-    and ``replan_seconds`` to the allocation's MLflow run. Returns an allocation-like result
+    failure time marked), logs them under ``replan/`` and the metrics ``drill/before/*``,
+    ``drill/after/*``, ``drill/moved_tasks``, ``drill/lost_tasks``, ``drill/displaced_tasks``,
+    ``drill/finished_tasks``, ``drill/failure_time`` and ``drill/seconds`` to the allocation's
+    MLflow run. Returns an allocation-like result
     (``artifact_dir``, ``plan_path``, ``workload``, ``cluster``, ...) that ``evaluate_plan`` checks.
     """
     from apportion.core.api import write_outputs
@@ -139,11 +140,11 @@ def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "bus
     after_metrics = result.metrics
     before_metrics = plan_metrics(instance, before)
     metrics = {
-        **{f"before/{k}": before_metrics[k] for k in DELTA_METRICS},
-        **{f"after/{k}": after_metrics[k] for k in DELTA_METRICS},
-        **counts, "failure_time": now, "replan_seconds": replan_seconds,
-        "replan_optimiser_seconds": result.seconds, "replan_pareto_size": result.pareto_size,
-        "replan_seed_plans": float(1 + len(old_front)),
+        **{f"drill/before/{k}": before_metrics[k] for k in DELTA_METRICS},
+        **{f"drill/after/{k}": after_metrics[k] for k in DELTA_METRICS},
+        **{f"drill/{k}": v for k, v in counts.items()}, "drill/failure_time": now, "drill/seconds": replan_seconds,
+        "drill/search_seconds": result.seconds, "drill/pareto_size": result.pareto_size,
+        "drill/seed_plans": float(1 + len(old_front)),
     }
     drill = {"fail_node": node, "fail_at": fraction, "failure_time": now, "repair": repair_seconds,
              "back_at": back_at, "objectives": list(settings.objectives), "metrics": metrics,
@@ -160,8 +161,8 @@ def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "bus
     if allocation.get("mlflow_run_id"):
         tracker = ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).get_conn()
         run_id = allocation["mlflow_run_id"]
-        tracker.log_params(run_id, {"fail_node": node, "fail_at": fraction, "repair": repair_seconds,
-                                    "replan_objectives": ",".join(settings.objectives)})
+        tracker.log_params(run_id, {"drill/fail_node": node, "drill/fail_at": fraction, "drill/repair": repair_seconds,
+                                    "drill/objectives": ",".join(settings.objectives)})
         tracker.log_metrics(run_id, metrics)
         tracker.set_tags(run_id, {"apportion.replan_plan_id": out["plan_id"]})
         tracker.log_artifacts(run_id, folder, "replan")

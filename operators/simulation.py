@@ -16,7 +16,7 @@ from apportion.operators.paths import run_folder
 from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
 from apportion.operators.tracking import AirflowRef
 
-# Realised metrics the simulate step logs (``realised/<name>_<statistic>``).
+# Realised metrics the simulate step logs (``sim/<name>_<statistic>``).
 REALISED_METRICS = ("makespan", "mean_response", "p95_response", "utilization", "imbalance", "completion_rate",
                     "deadline_misses", "failed_tasks", "moved_tasks")
 REALISED_STATISTICS = ("mean", "std", "p5", "p50", "p95")
@@ -53,8 +53,8 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | None = 
     (``apportion.core.defaults``: 0.3 and 1000).
 
     Writes simulation.json and simulation.png (histograms of the realised makespan and p95
-    response, the predicted values marked) and logs ``realised/<metric>_<mean|std|p5|p50|p95>``
-    beside the predicted metrics of the allocation's MLflow run. Returns a small summary.
+    response, the predicted values marked) and logs ``sim/<metric>_<mean|std|p5|p50|p95>``
+    beside the predicted ``plan/<metric>`` of the allocation's MLflow run. Returns a small summary.
     """
     import math
     from dataclasses import asdict
@@ -76,11 +76,11 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | None = 
 
     realised = result.summary()
     predicted = record["metrics"]
-    metrics = {f"realised/{name}_{stat}": realised[name][stat]
+    metrics = {f"sim/{name}_{stat}": realised[name][stat]
                for name in REALISED_METRICS for stat in REALISED_STATISTICS}
     if predicted.get("makespan"):
-        metrics["realised/makespan_mean_over_predicted"] = realised["makespan"]["mean"] / predicted["makespan"]
-    metrics["simulation_seconds"] = seconds
+        metrics["sim/makespan_mean_over_predicted"] = realised["makespan"]["mean"] / predicted["makespan"]
+    metrics["sim/seconds"] = seconds
     chart = simulation_chart({name: result[name] for name in ("makespan", "p95_response")},
                              {name: predicted.get(name) for name in ("makespan", "p95_response")},
                              folder / "simulation.png",
@@ -97,9 +97,9 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | None = 
     if allocation.get("mlflow_run_id"):
         tracker = ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).get_conn()
         run_id = allocation["mlflow_run_id"]
-        tracker.log_params(run_id, {"simulation_noise_sigma": noise_sigma, "simulation_mtbf": mtbf,
-                                    "simulation_repair_mean": uncertainty.repair_mean, "simulation_samples": samples,
-                                    "simulation_seed": seed})
+        tracker.log_params(run_id, {"sim/noise_sigma": noise_sigma, "sim/mtbf": mtbf,
+                                    "sim/repair_mean": uncertainty.repair_mean, "sim/samples": samples,
+                                    "sim/seed": seed})
         tracker.log_metrics(run_id, metrics)
         tracker.client.log_artifact(run_id, str(folder / "simulation.json"))
         tracker.client.log_artifact(run_id, str(chart))

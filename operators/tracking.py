@@ -28,6 +28,10 @@ ROLE_TAG = "apportion.role"
 DAG_RUN_ROLE = "dag_run"
 TASK_ROLE = "task"
 PARENT_TAG = "mlflow.parentRunId"
+SOURCE_NAME_TAG = "mlflow.source.name"
+SOURCE_TYPE_TAG = "mlflow.source.type"
+USER_TAG = "mlflow.user"
+DATASET_CONTEXT_TAG = "mlflow.data.context"
 # MLflow's limits for one log_batch call.
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
@@ -79,7 +83,7 @@ class AirflowRef:
         return Path(root) / _safe(self.dag_id) / _safe(self.run_id) / _safe(leaf)
 
     def dag_run_tags(self) -> dict[str, str]:
-        tags = {"airflow.dag_id": self.dag_id, "airflow.dag_run_id": self.run_id}
+        tags = {"airflow.dag_id": self.dag_id, "airflow.dag_run_id": self.run_id, **_system_tags(self.dag_id)}
         if self.logical_date:
             tags["airflow.logical_date"] = self.logical_date
         return tags
@@ -90,10 +94,23 @@ class AirflowRef:
             "airflow.task_id": self.task_id,
             "airflow.map_index": str(self.map_index),
             "airflow.try_number": str(self.try_number),
+            SOURCE_NAME_TAG: f"airflow:{self.dag_id}.{self.task_id}",
         }
         if self.task_url:
             tags["airflow.task_url"] = self.task_url
         return tags
+
+
+def _system_tags(dag_id: str) -> dict[str, str]:
+    """The tags MLflow's UI shows as a run's source and user (the fluent API sets them; the
+    client does not): the DAG as a job, and the account the worker runs as."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. an arbitrary container uid
+        user = "unknown"
+    return {SOURCE_NAME_TAG: f"airflow:{dag_id}", SOURCE_TYPE_TAG: "JOB", USER_TAG: user}
 
 
 def _safe(name: str) -> str:
@@ -268,6 +285,29 @@ class Tracker:
             self.client.log_batch(run_id, metrics=items[i:i + MAX_METRICS_PER_BATCH])
         return len(items)
 
+    def log_spec_datasets(self, run_id: str, specs: Mapping[str, tuple[str, Path, Mapping[str, Any]]]) -> None:
+        """Log spec files as the run's input datasets: ``context -> (name, path, profile)``,
+        e.g. ``"workload" -> ("medical_diagnosis", .../workload.json, {"tasks": 700})``. The
+        source is the file among the run's artifacts (``runs:/<run id>/<file>``); the digest
+        its content's, so a resumed run does not log the same dataset twice."""
+        import hashlib
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        logged = {(d.dataset.name, d.dataset.digest) for d in self.client.get_run(run_id).inputs.dataset_inputs}
+        inputs = []
+        for context, (name, path, profile) in specs.items():
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+            if (name, digest) in logged:
+                continue
+            dataset = Dataset(name=name, digest=digest, source_type="mlflow_run_artifact",
+                              source=json.dumps({"uri": f"runs:/{run_id}/{Path(path).name}"}),
+                              profile=json.dumps(dict(profile)))
+            inputs.append(DatasetInput(dataset, tags=[InputTag(DATASET_CONTEXT_TAG, context)]))
+        if inputs:
+            self.client.log_inputs(run_id, datasets=inputs)
+
     def log_artifacts(self, run_id: str, folder: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(run_id, str(folder), artifact_path)
 
@@ -297,15 +337,18 @@ def history_steps(history: list[dict], prefix: str = "convergence/") -> list[tup
 
 # --- Comparing runs over time ------------------------------------------------------------------
 
-COMPARE_COLUMNS = ("makespan", "utilization", "imbalance", "hypervolume", "optimiser_seconds")
+# The metrics compared, by their MLflow names (docs/tracking.md, "Names").
+COMPARE_COLUMNS = ("plan/makespan", "plan/utilization", "plan/imbalance", "search/hypervolume", "search/seconds")
+ALGORITHM_PARAM = "search/algorithm"
 
 
 def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Path | None = None,
                  *, conn_id: str | None = None):
     """Print how the runs of one workflow evolved over time and plot it to ``out`` (PNG).
 
-    One row per run that logged a plan (start time, run, algorithm, makespan, utilisation,
-    imbalance, hypervolume, optimiser seconds), oldest first. ``out`` defaults to
+    One row per run that logged a plan (start time, run, ``search/algorithm``, then
+    ``COMPARE_COLUMNS``: plan makespan, utilisation and imbalance, the search's hypervolume and
+    seconds), oldest first. ``out`` defaults to
     ``<experiment>-runs.png`` in the working directory. Returns the table (pandas DataFrame).
     """
     import pandas as pd
@@ -324,18 +367,18 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
         page = tracker.client.search_runs([found.experiment_id], max_results=1000, page_token=token)
         for run in page:
             metrics = run.data.metrics
-            if "makespan" not in metrics:
+            if COMPARE_COLUMNS[0] not in metrics:
                 continue
             rows.append({
                 "start_time": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
                 "run": run.info.run_name,
-                "algorithm": run.data.params.get("algorithm", ""),
+                ALGORITHM_PARAM: run.data.params.get(ALGORITHM_PARAM, ""),
                 **{c: metrics.get(c, math.nan) for c in COMPARE_COLUMNS},
             })
         token = page.token
         if not token:
             break
-    table = pd.DataFrame(rows, columns=["start_time", "run", "algorithm", *COMPARE_COLUMNS])
+    table = pd.DataFrame(rows, columns=["start_time", "run", ALGORITHM_PARAM, *COMPARE_COLUMNS])
     table = table.sort_values(["start_time", "run"], kind="stable").reset_index(drop=True)
     if table.empty:
         print(f"experiment {experiment!r} has no runs with plan metrics")
@@ -344,6 +387,6 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
     target = Path(out) if out else Path(f"{_safe(experiment)}-runs.png")
     from apportion.operators.charts import evolution_chart
 
-    evolution_chart(table, COMPARE_COLUMNS, target, title=f"{experiment}: runs over time")
+    evolution_chart(table, COMPARE_COLUMNS, target, title=f"{experiment}: runs over time", by=ALGORITHM_PARAM)
     print(f"wrote {target}")
     return table

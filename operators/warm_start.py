@@ -17,7 +17,7 @@ from apportion.operators.paths import published_front_path
 log = logging.getLogger(__name__)
 
 FRONT_VERSION = 1
-# Chosen-plan metrics compared with the previous run's (``delta/<name>``, new minus old).
+# Chosen-plan metrics compared with the previous run's (``warm_start/delta/<name>``, new minus old).
 DELTA_METRICS = ("makespan", "utilization", "imbalance", "mean_response", "p95_response", "deadline_misses",
                  "energy", "cost")
 
@@ -71,18 +71,18 @@ def warm_start_record(front: Mapping[str, Any] | None, instance, result, carried
     from apportion.core.pareto import OBJECTIVES
 
     if front is None:
-        return {"warm_start": "false"}, {}
+        return {"warm_start/enabled": "false"}, {}
     source = front.get("source", {})
-    params = {"warm_start": "true", "warm_start_source": source.get("mlflow_run_id") or "",
-              "warm_start_source_plan": front.get("plan_id", "")}
+    params = {"warm_start/enabled": "true", "warm_start/source": source.get("mlflow_run_id") or "",
+              "warm_start/source_plan": front.get("plan_id", "")}
     moved = result.chosen.stat("moved")
     movable = int(np.count_nonzero(instance.previous_node >= 0))
-    metrics = {"warm_start_plans": float(len(carried)), "moved_tasks": moved,
-               "moved_share": moved / movable if movable else 0.0}
+    metrics = {"warm_start/plans": float(len(carried)), "warm_start/moved_tasks": moved,
+               "warm_start/moved_share": moved / movable if movable else 0.0}
     old = front.get("metrics", {})
     for name in DELTA_METRICS:
         if name in old and name in result.metrics:
-            metrics[f"delta/{name}"] = float(result.metrics[name]) - float(old[name])
+            metrics[f"warm_start/delta/{name}"] = float(result.metrics[name]) - float(old[name])
     # What the previous chosen plan, carried over, is worth on this run's workload and cluster.
     stats = Evaluator(instance).schedule(carried[front["chosen"]]).stats
     for name in result.settings.objectives:

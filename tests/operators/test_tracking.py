@@ -63,11 +63,11 @@ def test_compare_runs_prints_the_evolution_and_plots_it(tracking_uri, dag_id, ou
                  ref=AirflowRef(dag_id, run, "allocate"))
     out = tmp_path / "evolution.png"
     table = compare_runs(dag_id, out=out)
-    assert list(table["run"]) == ["r1", "r2"] and list(table["algorithm"]) == ["greedy", "nsga2"]
+    assert list(table["run"]) == ["r1", "r2"] and list(table["search/algorithm"]) == ["greedy", "nsga2"]
     assert table["start_time"].is_monotonic_increasing
-    assert (table["makespan"] > 0).all() and table["hypervolume"].notna().all()
+    assert (table["plan/makespan"] > 0).all() and table["search/hypervolume"].notna().all()
     printed = capsys.readouterr().out
-    assert "r1" in printed and "greedy" in printed and "optimiser_seconds" in printed
+    assert "r1" in printed and "greedy" in printed and "search/seconds" in printed
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no MLflow experiment"):
         compare_runs(dag_id + "_absent", out=out)

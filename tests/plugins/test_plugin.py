@@ -111,4 +111,4 @@ def test_allocation_task_stores_the_run_url_for_its_extra_link(airflow_metadata_
 
     mlflow_run = MlflowClient(tracking_uri).get_run(summary["mlflow_run_id"])
     assert mlflow_run.info.run_name == run.run_id
-    assert mlflow_run.data.params["population"] == "20"
+    assert mlflow_run.data.params["search/population"] == "20"

@@ -227,7 +227,7 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
 
     from apportion.core.algorithms import get_allocator
     from apportion.core.algorithms.baselines import baseline_plans
-    from apportion.core.algorithms.nsga import constraint_columns
+    from apportion.core.algorithms.pymoo_adapters import constraint_columns
     from apportion.core.pareto import hypervolume, non_dominated, objective_matrix, parse_policy, select
     from apportion.core.robust import robust_metrics, validation_stats
 

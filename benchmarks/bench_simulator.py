@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from apportion.core.algorithms.baselines import HeftAllocator  # noqa: E402
+from apportion.core.algorithms.heft import HeftAllocator  # noqa: E402
 from apportion.core.evaluate import Evaluator  # noqa: E402
 from apportion.core.model import Instance  # noqa: E402
 from apportion.core.simulate import Uncertainty, simulate  # noqa: E402

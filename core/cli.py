@@ -385,7 +385,7 @@ def _describe_changes(changes) -> list[str]:
 
 
 def _replan(args: argparse.Namespace) -> int:
-    from apportion.core.algorithms.baselines import HeftAllocator
+    from apportion.core.algorithms.heft import HeftAllocator
     from apportion.core.api import Settings, plan_record, write_outputs
     from apportion.core.evaluate import STAT_INDEX, Evaluator
     from apportion.core.io import load_instance

@@ -21,7 +21,8 @@ import numpy as np
 from pymoo.optimize import minimize
 
 from apportion.core.algorithms.base import AllocationResult, Allocator
-from apportion.core.algorithms.baselines import baseline_plans, heft_priority
+from apportion.core.algorithms.baselines import baseline_plans
+from apportion.core.algorithms.heft import heft_priority
 from apportion.core.algorithms.operators import (
     ArrayMating,
     KeepRepair,

@@ -14,7 +14,6 @@ from apportion.core.algorithms import ALGORITHMS, get_allocator
 from apportion.core.algorithms.baselines import (
     BASELINES,
     GreedyAllocator,
-    HeftAllocator,
     LeastLoadedAllocator,
     MinMinAllocator,
     RandomAllocator,
@@ -22,10 +21,8 @@ from apportion.core.algorithms.baselines import (
     ShortestFirstAllocator,
     WeightedBalanceAllocator,
     baseline_plans,
-    heft_priority,
-    heft_ranks,
-    heft_schedule,
 )
+from apportion.core.algorithms.heft import HeftAllocator, heft_priority, heft_ranks, heft_schedule
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import STAT_INDEX, STATS, Evaluator, Plan
 from apportion.core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload

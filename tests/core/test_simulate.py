@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apportion.core.algorithms.baselines import HeftAllocator
+from apportion.core.algorithms.heft import HeftAllocator
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import Evaluator, Plan
 from apportion.core.metrics import plan_metrics

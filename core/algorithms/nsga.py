@@ -1,7 +1,7 @@
 """NSGA-II (and NSGA-III for many objectives) over allocation plans, on pymoo.
 
 The allocators here set up a run; ``pymoo_adapters`` holds the array-based glue pymoo's loop
-runs on, ``operators`` the chromosome and its variation operators.
+runs on, ``variation`` the chromosome and its variation operators.
 
 * the chromosome is a node per task plus one gene choosing the dispatch order from a pool of
   topological orders (``order_pool``), so every baseline plan is exactly representable and
@@ -23,7 +23,7 @@ from pymoo.optimize import minimize
 from apportion.core.algorithms.base import AllocationResult, Allocator
 from apportion.core.algorithms.baselines import baseline_plans
 from apportion.core.algorithms.heft import heft_priority
-from apportion.core.algorithms.operators import (
+from apportion.core.algorithms.variation import (
     ArrayMating,
     KeepRepair,
     PlanCodec,

@@ -30,7 +30,7 @@ from pymoo.core.selection import Selection
 from pymoo.core.survival import Survival
 from pymoo.util import default_random_state
 
-from apportion.core.algorithms.operators import (
+from apportion.core.algorithms.variation import (
     ArrayMating,
     KeepRepair,
     PlanCodec,

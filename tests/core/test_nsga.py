@@ -10,7 +10,7 @@ from pymoo.core.individual import Individual
 from apportion.core.algorithms import get_allocator
 from apportion.core.algorithms.baselines import baseline_plans
 from apportion.core.algorithms.nsga import NSGA2Allocator, NSGA3Allocator, ParetoArchive, order_pool
-from apportion.core.algorithms.operators import (
+from apportion.core.algorithms.variation import (
     EligibilityRepair,
     PlanCodec,
     PlanMutation,
@@ -184,7 +184,7 @@ def test_bad_options_are_spec_errors(options, field):
     assert err.value.field == field
 
 
-# --- operators -------------------------------------------------------------------------------
+# --- variation operators -------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +277,7 @@ def reference_shift(X, rows, u, instance):
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_mutation_kernels_match_python_reference(codec, seed):
-    from apportion.core.algorithms.operators import _reassign, _shift_load
+    from apportion.core.algorithms.variation import _reassign, _shift_load
 
     rng = np.random.default_rng(seed)
     X = codec.random(10, rng)
@@ -327,7 +327,7 @@ def reference_release(X, rows, instance):
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_release_node_kernel_matches_python_reference(codec, seed):
-    from apportion.core.algorithms.operators import _release_node
+    from apportion.core.algorithms.variation import _release_node
 
     rng = np.random.default_rng(seed)
     instance, n = codec.instance, codec.n_tasks
@@ -384,14 +384,14 @@ def test_duplicate_elimination_removes_exact_duplicates_only(X, other):
 @settings(max_examples=30, deadline=None)
 @given(rows, rows)
 def test_duplicate_elimination_is_exact_even_when_every_hash_collides(X, other):
-    import apportion.core.algorithms.operators as operators
+    import apportion.core.algorithms.variation as variation
 
-    real_hashes = operators.row_hashes
-    operators.row_hashes = lambda M: np.zeros(M.shape[0], dtype=np.uint64)
+    real_hashes = variation.row_hashes
+    variation.row_hashes = lambda M: np.zeros(M.shape[0], dtype=np.uint64)
     try:
         assert RowHashDuplicateElimination.keep_mask(X, other).tolist() == first_unseen(X, other)
     finally:
-        operators.row_hashes = real_hashes
+        variation.row_hashes = real_hashes
 
 
 def test_fast_individual_matches_a_fresh_pymoo_individual():

@@ -6,21 +6,10 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-import numpy as np
-
 from apportion.core._jit import jit_inline
 from apportion.core.algorithms.base import AllocationResult, Allocator
 from apportion.core.evaluate import STATS, Evaluator, Plan
 from apportion.core.model import Instance
-
-
-def link_arrays(inst: Instance) -> tuple[np.ndarray, np.ndarray]:
-    """Latency and inverse bandwidth as the decoder uses them: a missing link is infinite
-    latency (so even 0 MB cannot cross it) and 0 s/MB, which keeps 0 * inf out of the sums."""
-    no_link = ~np.isfinite(inst.inv_bandwidth)
-    latency = np.ascontiguousarray(np.where(no_link, np.inf, inst.latency))
-    inv_bw = np.ascontiguousarray(np.where(no_link, 0.0, inst.inv_bandwidth))
-    return latency, inv_bw
 
 
 @jit_inline

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from apportion.core._jit import jit
-from apportion.core.algorithms.constructive import ConstructiveAllocator, data_ready, link_arrays
+from apportion.core.algorithms.constructive import ConstructiveAllocator, data_ready
 from apportion.core.algorithms.registry import register
-from apportion.core.evaluate import Plan
+from apportion.core.evaluate import Plan, link_arrays
 from apportion.core.model import Instance
 
 

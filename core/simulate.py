@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from apportion.core._jit import jit, jit_inline, jit_parallel, prange
+from apportion.core.defaults import SAMPLES
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import Evaluator, Plan, link_arrays
 from apportion.core.model import Instance
@@ -560,7 +561,7 @@ def _kernel_inputs(instance: Instance, uncertainty: Uncertainty) -> dict:
     }
 
 
-def simulate(instance: Instance, plan: Plan, uncertainty: Uncertainty | None = None, samples: int = 1000,
+def simulate(instance: Instance, plan: Plan, uncertainty: Uncertainty | None = None, samples: int = SAMPLES,
              seed: int | np.random.Generator = 0, *, return_schedules: bool = False,
              parallel: bool = False) -> SimulationResult:
     """Enact ``plan`` ``samples`` times under ``uncertainty``; realised metrics per sample.

@@ -40,6 +40,7 @@ from apportion.core.algorithms.pymoo_adapters import (
     PlanProblem,
 )
 from apportion.core.algorithms.registry import register
+from apportion.core.defaults import GENERATIONS, POPULATION
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import Evaluator, Plan
 from apportion.core.model import Instance
@@ -130,7 +131,7 @@ class NSGA2Allocator(Allocator):
 
     name = "nsga2"
 
-    def __init__(self, *, population: int = 100, generations: int = 200, objectives=DEFAULT_OBJECTIVES,
+    def __init__(self, *, population: int = POPULATION, generations: int = GENERATIONS, objectives=DEFAULT_OBJECTIVES,
                  seed_with_baselines: bool = True, parallel: bool = False, initial_plans: Sequence[Plan] = (),
                  objective_bounds: Sequence[float] | None = None):
         self.population = _check_int("population", population, 4)

@@ -1,8 +1,8 @@
-"""Baseline allocators: valid plans, their defining rules, and HEFT's exact schedule."""
+"""Baseline allocators: valid plans, their defining rules, the compiled kernels against
+plain-Python references."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from apportion.core.algorithms import ALGORITHMS, get_allocator
+from apportion.core.algorithms import algorithm_names, get_allocator
 from apportion.core.algorithms.baselines import (
     BASELINES,
     GreedyAllocator,
@@ -22,50 +22,12 @@ from apportion.core.algorithms.baselines import (
     WeightedBalanceAllocator,
     baseline_plans,
 )
-from apportion.core.algorithms.heft import HeftAllocator, heft_priority, heft_ranks, heft_schedule
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import STAT_INDEX, STATS, Evaluator, Plan
-from apportion.core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload
-from apportion.core.synthetic import random_cluster, random_workload
+from apportion.core.model import Cluster, Edge, Instance, Node, Task, Workload
+from tests.core.algorithms.instances import SHAPES, independent, make_cluster, make_instance
 
 NAMES = [cls.name for cls in BASELINES]
-SHAPES = ("random", "uniform", "split", "single")
-
-
-def make_cluster(shape: str, m: int, seed: int) -> Cluster:
-    """``random``: heterogeneous; ``uniform``: identical nodes; ``split``: heterogeneous with
-    no link between zones; ``single``: one node."""
-    if shape == "single":
-        return Cluster(nodes=(Node("solo", "cpu", speed=7.0, memory=64.0),))
-    if shape == "uniform":
-        return Cluster(
-            nodes=tuple(Node(f"n{j}", "cpu", speed=10.0, memory=64.0) for j in range(m)),
-            links=(Link("default", "default", bandwidth=500.0, latency=0.002),),
-        )
-    cluster = random_cluster(m, seed=seed)
-    if shape == "split":
-        cluster = dataclasses.replace(cluster, links=tuple(ln for ln in cluster.links if ln.a == ln.b))
-    return cluster
-
-
-def make_instance(n: int, e: int, m: int, seed: int, *, shape: str = "random", requests: int = 1,
-                  zero_work: float = 0.0, zero_data: float = 0.0, gpu_only: float = 0.0) -> Instance:
-    """A random workflow; ``gpu_only`` applies to the heterogeneous shapes (the others have no GPU)."""
-    rng = np.random.default_rng(seed + 1)
-    if shape in ("uniform", "single"):
-        gpu_only = 0.0
-    wl = random_workload(n, e, seed=seed, n_requests=requests, gpu_only_share=gpu_only, max_memory=8.0)
-    tasks = tuple(dataclasses.replace(t, work=0.0) if rng.random() < zero_work else t for t in wl.tasks)
-    edges = tuple(dataclasses.replace(d, data=0.0) if rng.random() < zero_data else d for d in wl.edges)
-    return Instance.build(dataclasses.replace(wl, tasks=tasks, edges=edges), make_cluster(shape, m, seed))
-
-
-def independent(n: int, m: int, *, work: float = 10.0, priorities=None) -> Instance:
-    """``n`` identical tasks without edges on ``m`` identical nodes."""
-    tasks = tuple(
-        Task(f"t{i}", work=work, priority=1.0 if priorities is None else float(priorities[i])) for i in range(n)
-    )
-    return Instance.build(Workload(tasks=tasks), make_cluster("uniform", m, 0))
 
 
 def transfer(inst: Instance, data: float, src: int, dst: int) -> float:
@@ -134,7 +96,7 @@ def finish_times(inst, t, free, assign, end) -> dict[int, float]:
 
 
 def test_all_baselines_registered_and_buildable_by_name():
-    assert set(NAMES) <= set(ALGORITHMS)
+    assert set(NAMES) <= set(algorithm_names())
     assert len(NAMES) == 8
     for name in NAMES:
         assert get_allocator(name).name == name
@@ -445,128 +407,3 @@ def test_min_min_on_a_tiny_independent_instance():
     np.testing.assert_array_equal(plan.order, [1, 0, 2])
     np.testing.assert_array_equal(plan.assignment, [1, 1, 0])
     assert Evaluator(inst).schedule(plan).stat("makespan") == 6.0
-
-
-# --- HEFT -------------------------------------------------------------------------------------------
-
-
-def test_heft_ranks_follow_the_recursive_definition():
-    inst = make_instance(50, 90, 5, seed=12, gpu_only=0.3)
-    m = inst.n_nodes
-    pairs = [(a, b) for a in range(m) for b in range(m) if a != b and math.isfinite(inst.inv_bandwidth[a, b])]
-    mean_latency = sum(inst.latency[a, b] for a, b in pairs) / len(pairs)
-    mean_bandwidth = sum(1.0 / inst.inv_bandwidth[a, b] for a, b in pairs) / len(pairs)
-    memo: dict[int, float] = {}
-
-    def rank(t):
-        if t not in memo:
-            runtimes = [inst.duration[t, j] for j in range(m) if inst.eligible[t, j]]
-            tail = [mean_latency + inst.child_data[e] / mean_bandwidth + rank(int(inst.child_idx[e]))
-                    for e in range(inst.child_ptr[t], inst.child_ptr[t + 1])]
-            memo[t] = sum(runtimes) / len(runtimes) + max(tail, default=0.0)
-        return memo[t]
-
-    np.testing.assert_allclose(heft_ranks(inst), [rank(t) for t in range(inst.n_tasks)], rtol=1e-12)
-    position = np.empty(inst.n_tasks, dtype=int)
-    position[heft_priority(inst)] = np.arange(inst.n_tasks)
-    child = np.repeat(np.arange(inst.n_tasks), np.diff(inst.parent_ptr))
-    assert (position[inst.parent_idx] < position[child]).all()
-
-
-def test_heft_priority_is_topological_when_ranks_tie():
-    # Zero work on one node: every rank is 0. Edges run from higher to lower task index, so
-    # breaking the ties by index would put children first.
-    tasks = tuple(Task(f"t{i}", work=0.0) for i in range(8))
-    edges = tuple(Edge(f"t{i}", f"t{i - 1}", data=0.0) for i in range(7, 0, -1))
-    inst = Instance.build(Workload(tasks=tasks, edges=edges), make_cluster("single", 1, 0))
-    assert (heft_ranks(inst) == 0).all()
-    np.testing.assert_array_equal(heft_priority(inst), np.arange(8)[::-1])
-    plan = HeftAllocator().build(inst)
-    assign, start, end = heft_schedule(inst)
-    schedule = Evaluator(inst).schedule(plan)
-    assert np.array_equal(schedule.start, start) and np.array_equal(schedule.end, end)
-
-
-def heft_reference(inst: Instance):
-    """Textbook insertion-based HEFT in plain Python (each node's timeline a sorted list)."""
-    n = inst.n_tasks
-    assign = np.full(n, -1, dtype=np.int32)
-    start, end = [0.0] * n, [0.0] * n
-    timelines = [[] for _ in range(inst.n_nodes)]  # (start, end) in time order
-    for t in heft_priority(inst).tolist():
-        best = None
-        for j in range(inst.n_nodes):
-            if not inst.eligible[t, j]:
-                continue
-            ready = data_ready(inst, t, j, assign, end)
-            d = inst.duration[t, j]
-            prev_end, slot, at = 0.0, None, len(timelines[j])
-            for i, (s_i, e_i) in enumerate(timelines[j]):
-                s = max(ready, prev_end)
-                if s + d <= s_i:
-                    slot, at = s, i
-                    break
-                prev_end = e_i
-            if slot is None:
-                slot = max(ready, prev_end)
-            if best is None or slot + d < best[0]:
-                best = (slot + d, j, slot, at)
-        finish, j, s, at = best
-        timelines[j].insert(at, (s, s + inst.duration[t, j]))
-        assign[t], start[t], end[t] = j, s, s + inst.duration[t, j]
-    return assign, np.asarray(start), np.asarray(end)
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 60), density=st.floats(0.0, 3.0),
-       m=st.integers(1, 8), shape=st.sampled_from(SHAPES), requests=st.integers(1, 4),
-       zero_work=st.sampled_from([0.0, 0.3, 1.0]), zero_data=st.sampled_from([0.0, 0.5, 1.0]))
-def test_heft_decodes_exactly_to_its_own_schedule(seed, n, density, m, shape, requests, zero_work, zero_data):
-    try:
-        inst = make_instance(n, int(n * density), m, seed, shape=shape, requests=requests,
-                             zero_work=zero_work, zero_data=zero_data, gpu_only=0.15)
-    except SpecError:
-        assume(False)
-    assign, start, end = heft_schedule(inst)
-    ref_assign, ref_start, ref_end = heft_reference(inst)
-    np.testing.assert_array_equal(assign, ref_assign)
-    assert np.array_equal(start, ref_start) and np.array_equal(end, ref_end)
-    plan = HeftAllocator().build(inst)
-    np.testing.assert_array_equal(plan.assignment, assign)
-    schedule = Evaluator(inst).schedule(plan)  # also checks eligibility and topological order
-    assert np.array_equal(schedule.start, start)
-    assert np.array_equal(schedule.end, end)
-
-
-def test_heft_uses_idle_gaps():
-    # a -> c carries a big transfer (100 s between nodes); b is independent. Node f is ten
-    # times faster than s. Ranks: a 111, c 5.5, b 2.75, so HEFT places a, c, b in that order.
-    cluster = Cluster(nodes=(Node("f", "cpu", 10.0, 8.0), Node("s", "cpu", 1.0, 8.0)),
-                      default_bandwidth=1.0, default_latency=0.0)
-    tasks = (Task("a", 10.0), Task("c", 10.0), Task("b", 5.0))
-    wl = Workload(tasks=tasks, edges=(Edge("a", "c", 100.0),), requests=())
-    inst = Instance.build(wl, cluster)
-    assign, start, end = heft_schedule(inst)
-    # a on f [0,1], c on f [1,2]; b ends sooner after c on f [2,2.5] than on s [0,5].
-    np.testing.assert_array_equal(assign, [0, 0, 0])
-    np.testing.assert_array_equal(start, [0.0, 1.0, 2.0])
-    # Releasing c's request at 3 s leaves f idle in [1, 3], and b fills that gap.
-    wl = Workload(tasks=(Task("a", 10.0, request="r0"), Task("c", 10.0, request="r1"), Task("b", 5.0, request="r0")),
-                  edges=(Edge("a", "c", 100.0),), requests=(Request("r0", 0.0), Request("r1", 3.0)))
-    inst = Instance.build(wl, cluster)
-    assign, start, end = heft_schedule(inst)
-    assert list(heft_priority(inst)) == [0, 1, 2]
-    np.testing.assert_array_equal(assign, [0, 0, 0])
-    np.testing.assert_array_equal(start, [0.0, 3.0, 1.0])  # b inserted before c
-    schedule = Evaluator(inst).schedule(HeftAllocator().build(inst))
-    np.testing.assert_array_equal(schedule.start, start)
-
-
-def test_heft_beats_random_on_average():
-    heft, rnd = [], []
-    for seed in range(8):
-        inst = make_instance(60, 120, 6, seed=100 + seed, requests=2)
-        ev = Evaluator(inst)
-        heft.append(HeftAllocator().allocate(ev).stats[0, STAT_INDEX["makespan"]])
-        rnd.append(RandomAllocator().allocate(ev, seed=seed).stats[0, STAT_INDEX["makespan"]])
-    assert np.mean(heft) < 0.8 * np.mean(rnd)

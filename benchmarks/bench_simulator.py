@@ -27,7 +27,7 @@ from apportion.core.evaluate import Evaluator  # noqa: E402
 from apportion.core.model import Instance  # noqa: E402
 from apportion.core.simulate import Uncertainty, simulate  # noqa: E402
 from apportion.core.synthetic import random_cluster, random_workload  # noqa: E402
-from tests.core.naive_simulate import reference_sample  # noqa: E402
+from tests.reference.naive_simulate import reference_sample  # noqa: E402
 
 TARGET_SECONDS = 2.0
 SAMPLES = 1000

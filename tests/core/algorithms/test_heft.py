@@ -15,7 +15,7 @@ from apportion.core.errors import SpecError
 from apportion.core.evaluate import STAT_INDEX, Evaluator
 from apportion.core.model import Cluster, Edge, Instance, Node, Request, Task, Workload
 from tests.core.algorithms.instances import SHAPES, make_cluster, make_instance
-from tests.core.algorithms.test_baselines import data_ready
+from tests.reference.naive_heft import heft_reference
 
 
 def test_heft_ranks_follow_the_recursive_definition():
@@ -53,36 +53,6 @@ def test_heft_priority_is_topological_when_ranks_tie():
     assign, start, end = heft_schedule(inst)
     schedule = Evaluator(inst).schedule(plan)
     assert np.array_equal(schedule.start, start) and np.array_equal(schedule.end, end)
-
-
-def heft_reference(inst: Instance):
-    """Textbook insertion-based HEFT in plain Python (each node's timeline a sorted list)."""
-    n = inst.n_tasks
-    assign = np.full(n, -1, dtype=np.int32)
-    start, end = [0.0] * n, [0.0] * n
-    timelines = [[] for _ in range(inst.n_nodes)]  # (start, end) in time order
-    for t in heft_priority(inst).tolist():
-        best = None
-        for j in range(inst.n_nodes):
-            if not inst.eligible[t, j]:
-                continue
-            ready = data_ready(inst, t, j, assign, end)
-            d = inst.duration[t, j]
-            prev_end, slot, at = 0.0, None, len(timelines[j])
-            for i, (s_i, e_i) in enumerate(timelines[j]):
-                s = max(ready, prev_end)
-                if s + d <= s_i:
-                    slot, at = s, i
-                    break
-                prev_end = e_i
-            if slot is None:
-                slot = max(ready, prev_end)
-            if best is None or slot + d < best[0]:
-                best = (slot + d, j, slot, at)
-        finish, j, s, at = best
-        timelines[j].insert(at, (s, s + inst.duration[t, j]))
-        assign[t], start[t], end[t] = j, s, s + inst.duration[t, j]
-    return assign, np.asarray(start), np.asarray(end)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

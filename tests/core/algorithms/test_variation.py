@@ -21,6 +21,7 @@ from apportion.core.algorithms.variation import (
 )
 from apportion.core.evaluate import Evaluator
 from tests.core.algorithms.instances import small_instance
+from tests.reference.naive_variation import first_unseen, reference_reassign, reference_release, reference_shift
 
 
 @pytest.fixture(scope="module")
@@ -79,36 +80,6 @@ def test_operators_work_through_pymoos_generic_interface(codec):
     assert all(ind.X.base is None for ind in mutated)  # each owns its row
 
 
-def reference_reassign(X, rows, genes, u, codec):
-    X = X.copy()
-    for r, t, x in zip(rows, genes, u):
-        others = [j for j in codec.instance.eligible_nodes(t) if j != X[r, t]]
-        if others:
-            X[r, t] = others[int(x * len(others))]
-    return X
-
-
-def reference_shift(X, rows, u, instance):
-    X = X.copy()
-    n, m = instance.n_tasks, instance.n_nodes
-    for r, x in zip(rows, u):
-        load = [0.0] * m
-        for t in range(n):
-            load[X[r, t]] += instance.duration[t, X[r, t]]
-        busiest = load.index(max(load))
-        first = int(x * n)
-        for step in range(n):
-            t = (first + step) % n
-            if X[r, t] != busiest:
-                continue
-            finish = {j: load[j] + instance.duration[t, j] for j in instance.eligible_nodes(t) if j != busiest}
-            better = [j for j in finish if finish[j] < load[busiest]]
-            if better:
-                X[r, t] = min(better, key=lambda j: (finish[j], j))
-                break
-    return X
-
-
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_mutation_kernels_match_python_reference(codec, seed):
@@ -135,28 +106,6 @@ def test_mutation_kernels_match_python_reference(codec, seed):
             lb = np.bincount(before[:n], weights=duration[np.arange(n), before[:n]], minlength=instance.n_nodes)
             la = np.bincount(after[:n], weights=duration[np.arange(n), after[:n]], minlength=instance.n_nodes)
             assert la[lb.argmax()] < lb.max()
-
-
-def reference_release(X, rows, instance):
-    X = X.copy()
-    n = instance.n_tasks
-    for r in rows:
-        load = {}
-        for t in range(n):
-            load[X[r, t]] = load.get(X[r, t], 0.0) + instance.duration[t, X[r, t]]
-        if len(load) <= 1:
-            continue
-        victim = min(load, key=lambda j: (load[j], j))
-        for t in range(n):
-            if X[r, t] != victim:
-                continue
-            finish = {j: load[j] + instance.duration[t, j]
-                      for j in instance.eligible_nodes(t) if j != victim and j in load}
-            if finish:
-                best = min(finish, key=lambda j: (finish[j], j))
-                X[r, t] = best
-                load[best] = finish[best]
-    return X
 
 
 @settings(max_examples=30, deadline=None)
@@ -195,15 +144,6 @@ def test_eligibility_repair_fixes_out_of_range_and_ineligible_genes(codec):
 
 
 rows = arrays(np.int32, st.tuples(st.integers(0, 12), st.just(5)), elements=st.integers(0, 2))
-
-
-def first_unseen(X, other):
-    """Reference: keep a row unless it is in ``other`` or equals an earlier row."""
-    expected, seen = [], {tuple(r) for r in other}
-    for row in map(tuple, X):
-        expected.append(row not in seen)
-        seen.add(row)
-    return expected
 
 
 @settings(max_examples=60, deadline=None)

@@ -44,10 +44,13 @@ class Settings:
     robust_validation: int = 1000
 
     def __post_init__(self):
-        from apportion.core.pareto import OBJECTIVES, parse_policy
-        from apportion.core.robust import STATISTICS
-
         object.__setattr__(self, "objectives", tuple(self.objectives))
+        self._check_search()
+        self._check_robust()
+
+    def _check_search(self) -> None:
+        from apportion.core.pareto import OBJECTIVES, parse_policy
+
         for name in ("population", "generations", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -66,6 +69,10 @@ class Settings:
         if len(set(self.objectives)) != len(self.objectives):
             raise SpecError("objectives", f"repeated objective in {list(self.objectives)}")
         parse_policy(self.select)
+
+    def _check_robust(self) -> None:
+        from apportion.core.robust import STATISTICS
+
         if isinstance(self.robust_scenarios, bool) or not isinstance(self.robust_scenarios, int):
             raise SpecError("robust_scenarios", f"must be an integer, got {self.robust_scenarios!r}")
         if self.robust_scenarios < 0:

@@ -98,10 +98,12 @@ def _normalise(values, mask, out):
             out[j] = 1.0
 
 
+# One compiled kernel serves every appending rule (one function to load from the cache), hence
+# its size.
 @jit
-def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, topo, duration, eligible, viable,
-                   parent_ptr, parent_idx, parent_data, child_ptr, child_idx, latency, inv_bw, release, assign,
-                   order):
+def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, topo, duration,  # noqa: C901
+                   eligible, viable, parent_ptr, parent_idx, parent_data, child_ptr, child_idx, latency, inv_bw,
+                   release, assign, order):
     """Place tasks one at a time, each appended to its node's queue, by ``rule``.
 
     Tasks come in ``topo`` order, or, when ``queue_key`` is not empty, as the ready task of

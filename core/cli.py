@@ -125,7 +125,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from apportion.operators.demo import run_demo
+    from apportion.stack.demo import run_demo
 
     return run_demo(state_dir=Path(args.state_dir), exit_when_done=args.exit_when_done)
 

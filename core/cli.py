@@ -1,7 +1,10 @@
 """The ``apportion`` command line: optimise a plan, simulate it, re-plan it after a change,
-validate a spec, write a scenario, compare runs.
+validate a spec, write a scenario.
 
-Bad input ends the command with one readable line on stderr and exit status 2.
+Commands that drive Airflow and MLflow (``demo``, ``compare``) are plug-ins: installed packages
+publish them under the entry-point group ``apportion.commands``, so the core imports nothing
+of Airflow, MLflow or ``apportion.operators``. Bad input ends a command with one readable line
+on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import json
 import math
 import sys
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
 
 from apportion.core.errors import SpecError
 
+COMMANDS_GROUP = "apportion.commands"
 ALGORITHMS = ("nsga2", "nsga3", "heft", "greedy", "round-robin", "least-loaded", "shortest-first",
               "weighted-balance", "min-min", "random")
 
@@ -115,19 +120,6 @@ def _scenario(args: argparse.Namespace) -> int:
     print(f"{args.name}: {len(workload.tasks)} tasks, {len(workload.edges)} edges, {len(cluster.nodes)} nodes "
           f"-> {out / 'workload.yaml'}, {out / 'cluster.yaml'}")
     return 0
-
-
-def _compare(args: argparse.Namespace) -> int:
-    from apportion.operators.tracking import compare_runs
-
-    compare_runs(args.experiment, tracking_uri=args.tracking_uri, out=args.out)
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from apportion.stack.demo import run_demo
-
-    return run_demo(state_dir=Path(args.state_dir), exit_when_done=args.exit_when_done)
 
 
 def load_plan(path: str | Path, instance) -> tuple:
@@ -481,6 +473,19 @@ def _replan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_plugin_commands(subparsers) -> None:
+    """Every command published under the entry-point group ``apportion.commands`` (a callable
+    ``register(subparsers)``), in name order. One that fails to load or register is skipped with
+    one warning line: the other commands keep working."""
+    for entry_point in sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name):
+        try:
+            entry_point.load()(subparsers)
+        except Exception as error:  # a broken plug-in must not take the core's commands down with it
+            reason = (str(error).strip().splitlines() or [""])[0]
+            print(f"apportion: warning: command {entry_point.name!r} ({entry_point.value}) skipped: "
+                  f"{type(error).__name__}: {reason}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apportion", description="Decide where the steps of AI workflows run.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -564,17 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     scn.add_argument("--out", default="scenario")
     scn.set_defaults(run=_scenario)
 
-    cmp_ = sub.add_parser("compare", help="how runs of one workflow evolved in MLflow")
-    cmp_.add_argument("experiment", help="MLflow experiment (one per workflow DAG)")
-    cmp_.add_argument("--tracking-uri", help="defaults to MLFLOW_TRACKING_URI")
-    cmp_.add_argument("--out", help="write the plot here (PNG)")
-    cmp_.set_defaults(run=_compare)
-
-    demo = sub.add_parser("demo", help="start Airflow and MLflow locally, run the three workflow DAGs once")
-    demo.add_argument("--state-dir", default=".demo", help="Airflow home, MLflow store and logs go here")
-    demo.add_argument("--exit-when-done", action="store_true",
-                      help="stop the servers once the runs are reported (default: keep them up until Ctrl-C)")
-    demo.set_defaults(run=_demo)
+    _add_plugin_commands(sub)
     return parser
 
 

@@ -110,3 +110,59 @@ def test_installed_entry_point(tmp_path):
     done = subprocess.run([str(exe), "validate", str(tmp_path / "missing.json")], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "missing.json" in done.stderr
+
+
+# --- Plug-in commands ------------------------------------------------------------------------------
+
+def _distribution(root: Path, name: str, entry_points: str) -> None:
+    """An installed distribution on ``root`` (a dist-info folder), publishing ``entry_points``."""
+    info = root / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_a_plugin_command_runs(tmp_path, monkeypatch, capsys):
+    (tmp_path / "hello_plugin.py").write_text(
+        "def register(subparsers):\n"
+        "    hello = subparsers.add_parser('hello', help='say hello')\n"
+        "    hello.add_argument('--name', default='world', help='whom to greet')\n"
+        "    hello.set_defaults(run=lambda args: print(f'hello {args.name}') or 0)\n")
+    _distribution(tmp_path, "hello_plugin", "[apportion.commands]\nhello = hello_plugin:register\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["hello", "--name", "Ada"]) == 0
+    assert capsys.readouterr().out == "hello Ada\n"
+
+
+def test_a_broken_plugin_is_one_warning_and_the_rest_works(tmp_path, monkeypatch, capsys):
+    (tmp_path / "clashing_plugin.py").write_text(
+        "def register(subparsers):\n    subparsers.add_parser('optimize')\n")
+    _distribution(tmp_path, "broken_plugin", "[apportion.commands]\nbroken = no_such_module_here:register\n"
+                                             "optimize = clashing_plugin:register\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["validate", WORKLOAD]) == 0
+    captured = capsys.readouterr()
+    warnings = captured.err.splitlines()
+    assert len(warnings) == 2  # one line per broken plug-in: a missing module, a name taken by the core
+    assert warnings[0].startswith("apportion: warning: command 'broken' (no_such_module_here:register) skipped: "
+                                  "ModuleNotFoundError")
+    assert warnings[1].startswith("apportion: warning: command 'optimize' (clashing_plugin:register) skipped: "
+                                  "ArgumentError: argument command: conflicting subparser: optimize")
+    assert "Traceback" not in captured.err and "tasks" in captured.out
+
+
+def test_the_core_command_line_imports_nothing_of_airflow_mlflow_or_the_stack():
+    """core/ may not import apportion.operators or apportion.stack (they are plug-ins), and
+    loading the command line with its plug-ins imports neither Airflow nor MLflow."""
+    import ast
+
+    core = Path(__file__).resolve().parents[2] / "core"
+    for path in core.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.startswith(("apportion.operators", "apportion.stack"))], path
+    code = ("import sys; from apportion.core.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'mlflow', 'numba', 'pymoo')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

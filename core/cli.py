@@ -15,16 +15,19 @@ import json
 import math
 import sys
 import time
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 
 import numpy as np
 
+from apportion.core import defaults
+from apportion.core.algorithms.registry import algorithm_names
 from apportion.core.errors import SpecError
 
 COMMANDS_GROUP = "apportion.commands"
-ALGORITHMS = ("nsga2", "nsga3", "heft", "greedy", "round-robin", "least-loaded", "shortest-first",
-              "weighted-balance", "min-min", "random")
+# ``replan``'s search budget: smaller than a first plan's, the work left is smaller and time presses.
+REPLAN_POPULATION = 50
+REPLAN_GENERATIONS = 40
 
 
 def _objectives(values: list[str]) -> tuple[str, ...]:
@@ -92,9 +95,17 @@ def _print_outputs(unroutable_edges: int, paths) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    """What the file holds; when it is wrong, every error found, each with its field path."""
     from apportion.core.io import describe
+    from apportion.core.spec import SpecErrors
 
-    print(describe(args.file))
+    try:
+        print(describe(args.file))
+    except SpecErrors as errors:
+        print(f"apportion: error: {args.file}: {len(errors.errors)} errors", file=sys.stderr)
+        for error in errors.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -486,49 +497,97 @@ def _add_plugin_commands(subparsers) -> None:
                   f"{type(error).__name__}: {reason}", file=sys.stderr)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="apportion", description="Decide where the steps of AI workflows run.")
-    sub = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (a flag's is "off"); an option without one says
+    what happens instead in its own words."""
 
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS or "default" in text:
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if isinstance(action, argparse._StoreTrueAction):
+            return f"{text} (default: off)"
+        if action.default is None:
+            return f"{text} (default: none)"
+        value = action.default
+        shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+class _Parser(argparse.ArgumentParser):
+    """The command line's parsers, plug-ins' included: defaults shown in every help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _version() -> str:
+    try:
+        return version("apportion")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _add_search_options(parser: argparse.ArgumentParser, *, population: int, generations: int,
+                        objectives: tuple[str, ...], objectives_help: str) -> None:
+    """The options ``optimize`` and ``replan`` share: budget, seed, objectives, how to pick a plan."""
+    parser.add_argument("--population", type=int, default=population, metavar="N", help="NSGA-II population size")
+    parser.add_argument("--generations", type=int, default=generations, metavar="N", help="NSGA-II generations")
+    parser.add_argument("--seed", type=int, default=defaults.SEED, metavar="N",
+                        help="random seed: the same seed on the same inputs gives the same plan, bit for bit")
+    parser.add_argument("--objectives", nargs="+", default=list(objectives), metavar="NAME", help=objectives_help)
+    parser.add_argument("--select", default=defaults.SELECT, metavar="POLICY",
+                        help="how to pick one plan from the front: knee | weights:a,b,c | sla:SECONDS")
+
+
+def _add_optimize(sub) -> None:
     opt = sub.add_parser("optimize", help="find the trade-offs and pick a plan")
     opt.add_argument("workload", help="workload spec: JSON/YAML, WfFormat JSON, or a folder of CSV tables")
     opt.add_argument("cluster", help="cluster spec: JSON/YAML or a folder of CSV tables")
-    opt.add_argument("--algorithm", default="nsga2", choices=ALGORITHMS)
-    opt.add_argument("--population", type=int, default=100)
-    opt.add_argument("--generations", type=int, default=200)
-    opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument("--objectives", nargs="+", default=["makespan", "utilization", "imbalance"],
-                     help="makespan utilization imbalance mean_response energy cost (space or comma separated)")
-    opt.add_argument("--select", default="knee", help="knee | weights:a,b,c | sla:SECONDS")
+    algorithms = algorithm_names()
+    opt.add_argument("--algorithm", default=defaults.ALGORITHM, choices=algorithms, metavar="NAME",
+                     help="search or baseline that makes the plan: " + " ".join(algorithms))
+    _add_search_options(opt, population=defaults.POPULATION, generations=defaults.GENERATIONS,
+                        objectives=defaults.DEFAULT_OBJECTIVES,
+                        objectives_help="what to minimise (utilization is maximised), space or comma separated: "
+                                        + " ".join(o for o in defaults.OBJECTIVES if o != "migrations"))
     opt.add_argument("--robust", type=int, default=0, metavar="K",
                      help="score plans over K sampled noise scenarios (0: nominal; docs/robust.md)")
     opt.add_argument("--robust-statistic", default="p95", choices=("mean", "p95"),
                      help="aggregate over the scenarios: p95 of the time-like objectives, or the mean")
-    opt.add_argument("--noise-sigma", type=float, default=0.3, metavar="S",
+    opt.add_argument("--noise-sigma", type=float, default=defaults.NOISE_SIGMA, metavar="S",
                      help="lognormal sigma of task durations and transfers in the scenarios")
     opt.add_argument("--robust-validation", type=int, default=1000, metavar="N",
                      help="fresh scenarios the front is re-scored on before a plan is picked (robust mode)")
-    opt.add_argument("--out", default="out", help="folder for plan.json, pareto.csv, schedule.csv")
+    opt.add_argument("--out", default="out", metavar="DIR", help="folder for plan.json, pareto.csv, schedule.csv")
     opt.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     opt.set_defaults(run=_optimize)
 
+
+def _add_simulate(sub) -> None:
     sim = sub.add_parser("simulate", help="enact a plan many times under noise and failures (docs/simulation.md)")
     sim.add_argument("workload", help="the workload the plan was made for")
     sim.add_argument("cluster", help="the cluster the plan was made for")
     sim.add_argument("plan", help="plan.json written by 'apportion optimize' or 'apportion replan'")
-    sim.add_argument("--samples", type=int, default=1000)
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--noise-sigma", type=float, default=0.3, metavar="S",
+    sim.add_argument("--samples", type=int, default=defaults.SAMPLES, metavar="N", help="Monte Carlo samples")
+    sim.add_argument("--seed", type=int, default=defaults.SEED, metavar="N", help="random seed of the samples")
+    sim.add_argument("--noise-sigma", type=float, default=defaults.NOISE_SIGMA, metavar="S",
                      help="lognormal sigma (mean 1) on task durations and on transfers; 0: exact")
     sim.add_argument("--mtbf", type=float, default=math.inf, metavar="SECONDS",
-                     help="mean time between failures of every node (default: never fails)")
+                     help="mean time between failures of every node (default: inf, never fails)")
     sim.add_argument("--repair", type=float, default=60.0, metavar="SECONDS", help="mean repair time")
     sim.add_argument("--failure-rule", default="retry", choices=("retry", "backup"),
                      help="retry a lost task on its node once repaired, or move it to a backup node")
-    sim.add_argument("--out", help="write simulation.csv (one row per sample) into this folder")
+    sim.add_argument("--out", metavar="DIR",
+                     help="write simulation.csv (one row per sample) into this folder (default: write nothing)")
     sim.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     sim.set_defaults(run=_simulate)
 
+
+def _add_replan(sub) -> None:
     rep = sub.add_parser("replan", help="re-plan a plan in progress after a node fails or joins or urgent work "
                                         "arrives (docs/replanning.md)")
     rep.add_argument("workload", help="the workload the plan was made for")
@@ -537,38 +596,49 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--at", type=float, required=True, metavar="SECONDS",
                      help="now, in seconds since the plan started: tasks started before it stay where they are")
     rep.add_argument("--fail", action=_FailAction, dest="fail", metavar="NODE",
-                     help="this node fails at --at (repeatable); its running task is lost")
+                     help="this node fails at --at (repeatable); its running task is lost (default: no failure)")
     rep.add_argument("--repair", action=_FailAction, dest="fail", type=float, metavar="SECONDS",
                      help="the node of the --fail before it is back after this many seconds (default: never)")
     rep.add_argument("--join", action="append", metavar="NODE_SPEC",
                      help="a node joins at --at: a JSON/YAML file or inline mapping, e.g. "
                           "'{id: gpu9, kind: gpu, speed: 40, memory: 40, zone: cloud}', or "
-                          "'{nodes: [...], links: [...]}' (repeatable)")
+                          "'{nodes: [...], links: [...]}' (repeatable; default: none)")
     rep.add_argument("--urgent", action="append", metavar="WORKLOAD_FILE",
-                     help="urgent requests: a workload spec whose edges may start at existing tasks (repeatable)")
-    rep.add_argument("--objectives", nargs="+", default=["makespan", "utilization", "imbalance", "migrations"],
-                     help="as for optimize; 'migrations' counts tasks moved off a node that still works")
-    rep.add_argument("--population", type=int, default=50)
-    rep.add_argument("--generations", type=int, default=40)
-    rep.add_argument("--seed", type=int, default=0)
-    rep.add_argument("--select", default="knee", help="knee | weights:a,b,c | sla:SECONDS")
-    rep.add_argument("--out", default="replanned", help="folder for plan.json, pareto.csv, schedule.csv, changes.csv")
+                     help="urgent requests: a workload spec whose edges may start at existing tasks "
+                          "(repeatable; default: none)")
+    _add_search_options(rep, population=REPLAN_POPULATION, generations=REPLAN_GENERATIONS,
+                        objectives=(*defaults.DEFAULT_OBJECTIVES, "migrations"),
+                        objectives_help="as for optimize; 'migrations' counts tasks moved off a node that still works")
+    rep.add_argument("--out", default="replanned", metavar="DIR",
+                     help="folder for plan.json, pareto.csv, schedule.csv, changes.csv")
     rep.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     rep.set_defaults(run=_replan)
 
+
+def _add_validate_and_scenario(sub) -> None:
     val = sub.add_parser("validate", help="check a spec file and explain what is wrong")
-    val.add_argument("file")
+    val.add_argument("file", help="workload and/or cluster spec (JSON/YAML), WfFormat JSON, or a folder of CSV tables")
     val.set_defaults(run=_validate)
 
     scn = sub.add_parser("scenario", help="write a generated scenario's workload and cluster specs")
     scn.add_argument("name", help="medical_diagnosis | traffic_prediction | multimodal_speech")
-    scn.add_argument("--size", type=int, help="cases / regions / streams")
-    scn.add_argument("--nodes", type=int)
-    scn.add_argument("--seed", type=int, default=0)
-    scn.add_argument("--logical-date", help="ISO date-time (traffic load follows the time of day)")
-    scn.add_argument("--out", default="scenario")
+    scn.add_argument("--size", type=int, metavar="N", help="cases / regions / streams (default: the scenario's own)")
+    scn.add_argument("--nodes", type=int, metavar="N", help="cluster nodes (default: the scenario's own)")
+    scn.add_argument("--seed", type=int, default=defaults.SEED, metavar="N", help="random seed of the generator")
+    scn.add_argument("--logical-date", metavar="ISO",
+                     help="ISO date-time; traffic load follows the time of day (default: a Monday, 08:00)")
+    scn.add_argument("--out", default="scenario", metavar="DIR", help="folder for workload.yaml and cluster.yaml")
     scn.set_defaults(run=_scenario)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="apportion", description="Decide where the steps of AI workflows run.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    _add_optimize(sub)
+    _add_simulate(sub)
+    _add_replan(sub)
+    _add_validate_and_scenario(sub)
     _add_plugin_commands(sub)
     return parser
 

@@ -133,64 +133,6 @@ def _scenario(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_plan(path: str | Path, instance) -> tuple:
-    """The plan in a ``plan.json`` written by ``apportion optimize`` (or ``replan``), for ``instance``:
-    ``(Plan, start, end)``, the start and end per task as recorded there (index = task index).
-
-    Every task of the workload must appear once with a known node and finite times, ``order``
-    must list every task once, parents first, and every node must be eligible for its task;
-    otherwise ``SpecError`` names the entry (``plan.tasks['x'].node``) and the reason.
-    """
-    from apportion.core.evaluate import Evaluator, Plan
-    from apportion.core.io import read_document
-
-    doc = read_document(path)
-    if not isinstance(doc, dict) or not isinstance(doc.get("tasks"), list) or not isinstance(doc.get("order"), list):
-        raise SpecError(str(path), "not a plan: expected the keys 'tasks' and 'order' of a plan.json "
-                                   "written by 'apportion optimize'")
-    task_index = {t: i for i, t in enumerate(instance.task_ids)}
-    node_index = {nd: j for j, nd in enumerate(instance.node_ids)}
-    n = instance.n_tasks
-    assignment = np.full(n, -1, dtype=np.int32)
-    start, end = np.full(n, math.nan), np.full(n, math.nan)
-    for k, entry in enumerate(doc["tasks"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("task"), str):
-            raise SpecError(f"plan.tasks[{k}]", "must be a mapping with 'task', 'node', 'start' and 'end'")
-        name = entry["task"]
-        where = f"plan.tasks[{name!r}]"
-        t = task_index.get(name)
-        if t is None:
-            raise SpecError(where, f"unknown task: the workload {instance.workload.name!r} has no task {name!r}")
-        if assignment[t] >= 0:
-            raise SpecError(where, "listed twice")
-        node = entry.get("node")
-        if node not in node_index:
-            raise SpecError(f"{where}.node", f"unknown node {node!r}; the cluster has {list(instance.node_ids)}")
-        assignment[t] = node_index[node]
-        for key, times in (("start", start), ("end", end)):
-            value = entry.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < 0:
-                raise SpecError(f"{where}.{key}", f"must be a finite time >= 0, got {value!r}")
-            times[t] = float(value)
-        if end[t] < start[t]:
-            raise SpecError(f"{where}.end", f"before its start ({end[t]:g} < {start[t]:g})")
-    missing = [instance.task_ids[t] for t in np.flatnonzero(assignment < 0)]
-    if missing:
-        raise SpecError("plan.tasks", f"no entry for {len(missing)} task(s) of the workload: {missing[:5]}")
-    order = []
-    for name in doc["order"]:
-        if name not in task_index:
-            raise SpecError("plan.order", f"unknown task {name!r}")
-        order.append(task_index[name])
-    plan = Plan(assignment, np.asarray(order, dtype=np.int32))
-    try:
-        Evaluator(instance).check(plan.assignment[None, :], plan.order[None, :])
-    except ValueError as error:
-        raise SpecError("plan", str(error).removeprefix("plan 0: ")) from None
-    return plan, start, end
-
-
 def _finite_json(value):
     """``value`` with every NaN or infinite float replaced by None (strict JSON)."""
     if isinstance(value, dict):
@@ -223,10 +165,11 @@ def _predicted(instance, plan) -> dict[str, float]:
 
 def _simulate(args: argparse.Namespace) -> int:
     from apportion.core.io import load_instance
+    from apportion.core.plan_file import read_plan
     from apportion.core.simulate import METRICS, Uncertainty, simulate
 
     instance = load_instance(args.workload, args.cluster)
-    plan, _, _ = load_plan(args.plan, instance)
+    plan, _, _ = read_plan(args.plan, instance)
     uncertainty = Uncertainty(duration_sigma=args.noise_sigma, transfer_sigma=args.noise_sigma, mtbf=args.mtbf,
                               repair_mean=args.repair, failure_rule=args.failure_rule)
     predicted = _predicted(instance, plan)
@@ -392,10 +335,11 @@ def _replan(args: argparse.Namespace) -> int:
     from apportion.core.api import Settings, plan_record, write_outputs
     from apportion.core.evaluate import STAT_INDEX, Evaluator
     from apportion.core.io import load_instance
+    from apportion.core.plan_file import read_plan
     from apportion.core.replan import UrgentRequests, carry_over, replan
 
     instance = load_instance(args.workload, args.cluster)
-    plan, start, end = load_plan(args.plan, instance)
+    plan, start, end = read_plan(args.plan, instance)
     at = args.at
     if not math.isfinite(at) or at < 0:
         raise SpecError("at", f"must be a finite time >= 0 (seconds since the plan started), got {at!r}")

@@ -141,16 +141,15 @@ def _count(n: int, noun: str) -> str:
 def _build_all(sections: Mapping[str, Callable[[], object]]) -> dict[str, object]:
     """Build every section; when any fails, raise every error found (``SpecErrors`` when more
     than one: each section's schema errors, or its first error past the schema)."""
-    built, errors = {}, []
+    built, errors, failures = {}, [], []
     for what, build in sections.items():
         try:
             built[what] = build()
-        except SpecErrors as error:
-            errors.extend(error.errors)
         except SpecError as error:
-            errors.append(error)
-    if len(errors) > 1:
-        raise SpecErrors(errors)
+            failures.append(error)
+            errors.extend(getattr(error, "errors", [error]))
+    if len(errors) > 1:  # it reads as the error building the first section alone would raise
+        raise SpecErrors(errors, failures[0])
     if errors:
         raise errors[0]
     return built

@@ -9,6 +9,7 @@ modules load inside the handlers.
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -24,9 +25,21 @@ def register_demo(subparsers) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from apportion.stack.demo import run_demo
+    with _needs_airflow_extra("demo"):
+        from apportion.stack.demo import run_demo
 
     return run_demo(state_dir=Path(args.state_dir), exit_when_done=args.exit_when_done)
+
+
+@contextmanager
+def _needs_airflow_extra(command: str):
+    """A command whose libraries are not installed is one error line saying what to install."""
+    try:
+        yield
+    except ImportError as error:
+        from apportion.core.errors import SpecError
+
+        raise SpecError(command, f"needs the 'airflow' extra: pip install 'apportion[airflow]' ({error})") from None
 
 
 def register_compare(subparsers) -> None:
@@ -43,12 +56,14 @@ def register_compare(subparsers) -> None:
 def _compare(args: argparse.Namespace) -> int:
     """Run ``compare_runs``; a missing or unreachable tracking server and an unknown experiment
     become one ``SpecError`` line."""
-    from mlflow.exceptions import MlflowException
-
     from apportion.core.errors import SpecError
-    from apportion.operators.tracking import (
-        TrackingNotConfigured, TrackingUnavailable, compare_runs, resolve_tracking_uri,
-    )
+
+    with _needs_airflow_extra("compare"):
+        from mlflow.exceptions import MlflowException
+
+        from apportion.operators.tracking import (
+            TrackingNotConfigured, TrackingUnavailable, compare_runs, resolve_tracking_uri,
+        )
 
     try:
         uri = resolve_tracking_uri(args.tracking_uri)

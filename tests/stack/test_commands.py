@@ -72,3 +72,16 @@ def test_compare_unreachable_server_fails_in_bounded_time(tmp_path):
     started = time.monotonic()
     _one_error_line(_run("compare", "medical_diagnosis", "--tracking-uri", uri, cwd=tmp_path), "unreachable", uri)
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("argv,module", [(["compare", "medical_diagnosis"], "mlflow.exceptions"),
+                                         (["demo", "--exit-when-done"], "psutil")])
+def test_without_the_airflow_extra_a_command_says_what_to_install(monkeypatch, capsys, argv, module):
+    from apportion.core.cli import main
+
+    for name in [m for m in sys.modules if m.startswith("apportion.stack.") and m != "apportion.stack.commands"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # what an interpreter without the package sees: ImportError
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"apportion: error: {argv[0]}: needs the 'airflow' extra")

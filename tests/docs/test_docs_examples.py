@@ -53,7 +53,7 @@ def blocks(doc: Path) -> list[Block]:
     """The fenced blocks of a Markdown file, with their markers and expected outputs."""
     lines = doc.read_text().splitlines()
     found: list[Block] = []
-    i = 0
+    i, previous_end = 0, -1
     while i < len(lines):
         fence = _FENCE.match(lines[i])
         if not fence:
@@ -73,7 +73,7 @@ def blocks(doc: Path) -> list[Block]:
             j -= 1
         block = Block(fence.group(1), "\n".join(body) + "\n", start + 1, markers)
         previous = found[-1] if found else None
-        between = lines[previous_end + 1:start] if previous else []
+        between = lines[previous_end + 1:start]
         if (block.lang == "text" and previous is not None and previous.lang == "python"
                 and not any(s.strip() for s in between)):
             previous.output = block.text

@@ -54,8 +54,9 @@ with DAG(
 
         plan = json.loads(Path(allocation["plan_path"]).read_text())
         placement = {row["task"]: row["node"] for row in plan["tasks"]}
-        print(f"plan {allocation['plan_id']}: mean response {plan['metrics']['mean_response']:.1f} s, "
-              f"MLflow run {allocation['mlflow_run_id']}")
+        metrics = plan["metrics"]
+        print(f"plan {allocation['plan_id']}: mean response {metrics['mean_response']:.1f} s, "
+              f"utilization {metrics['utilization']:.3f}; MLflow run {allocation['mlflow_run_id']}")
         return placement
 
     dispatch(allocation.output, evaluation.output)

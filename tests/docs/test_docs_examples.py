@@ -15,6 +15,9 @@ docs/examples/ and core/examples/ (the commands are written as run from the repo
 * A block preceded by ``<!-- from: PATH -->`` is not run: its text must appear verbatim in
   PATH (so the YAML, CSV and DAG shown are the real files). ``<!-- test: slow -->`` blocks
   (Airflow and MLflow end to end) run only in the slow test.
+
+The default run takes about 35 s on the 2-core development machine; the slow tests (the
+makespan page's full-size scenario, the guide with Airflow and MLflow) about 70 s more.
 """
 
 from __future__ import annotations
@@ -216,7 +219,9 @@ def test_python_api_page_runs(tmp_path, monkeypatch):
             del REGISTERED[name]
 
 
+@pytest.mark.slow
 def test_makespan_page_figures_are_what_the_commands_give(tmp_path, monkeypatch):
+    """The medical scenario at its full size (700 tasks), optimised three times: about 10 s."""
     assert run_doc("makespan-and-response.md", tmp_path, monkeypatch) >= 3
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from apportion.core.evaluate import Evaluator  # noqa: E402
 from apportion.core.model import Instance  # noqa: E402
 from apportion.core.synthetic import random_cluster, random_workload  # noqa: E402
-from tests.core.naive import naive_stats  # noqa: E402
+from tests.reference.naive_evaluate import naive_stats  # noqa: E402
 
 
 def random_plans(instance: Instance, count: int, seed: int) -> np.ndarray:

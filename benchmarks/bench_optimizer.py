@@ -81,7 +81,7 @@ class Ledger:
 CATEGORIES = (
     ("evaluator", "Evaluator.stats (plan evaluation)"),
     ("baselines", "baseline seeding"),
-    ("operators", "ours: sampling, tournament, crossover, mutation, duplicate removal"),
+    ("variation", "ours: sampling, tournament, crossover, mutation, duplicate removal"),
     ("survival", "ours: non-dominated sort + crowding (survival choice)"),
     ("archive", "ours: Pareto archive + hypervolume history"),
     ("interface", "ours: evaluation glue, Individuals (initial and final populations)"),
@@ -92,22 +92,22 @@ CATEGORIES = (
 
 def _patches(nsga, evaluator) -> list[tuple[object, str, str]]:
     """(owner, attribute, category) of every call the ledger wraps."""
-    from apportion.core.algorithms import operators
+    from apportion.core.algorithms import pymoo_adapters, variation
 
     return [
         (evaluator, "stats", "evaluator"),
         (nsga, "baseline_plans", "baselines"),
         (nsga, "minimize", "pymoo"),
-        (nsga.Problem, "evaluate", "pymoo"),  # called by ArrayEvaluator.evaluate
-        (operators.PlanSampling, "_do", "operators"),
-        (operators.ArrayMating, "children", "operators"),
-        (nsga.RankAndCrowdingSurvival, "choose", "survival"),
+        (pymoo_adapters.Problem, "evaluate", "pymoo"),  # called by ArrayEvaluator.evaluate
+        (variation.PlanSampling, "_do", "variation"),
+        (variation.ArrayMating, "children", "variation"),
+        (pymoo_adapters.RankAndCrowdingSurvival, "choose", "survival"),
         (nsga.ParetoArchive, "add", "archive"),
-        (nsga._History, "notify", "archive"),
-        (nsga.ArrayEvaluator, "evaluate", "interface"),
-        (nsga.ArrayEvaluator, "eval", "interface"),
-        (nsga.ArrayEvaluator, "individuals", "interface"),
-        (nsga.PlanProblem, "_evaluate", "interface"),
+        (pymoo_adapters.HistoryCallback, "notify", "archive"),
+        (pymoo_adapters.ArrayEvaluator, "evaluate", "interface"),
+        (pymoo_adapters.ArrayEvaluator, "eval", "interface"),
+        (pymoo_adapters.ArrayEvaluator, "individuals", "interface"),
+        (pymoo_adapters.PlanProblem, "_evaluate", "interface"),
     ]
 
 
@@ -158,8 +158,9 @@ def stock_run(instance: Instance, args) -> tuple[float, np.ndarray]:
     from pymoo.operators.sampling.rnd import IntegerRandomSampling
     from pymoo.optimize import minimize
 
-    from apportion.core.algorithms.nsga import ParetoArchive, PlanProblem, order_pool
-    from apportion.core.algorithms.operators import EligibilityRepair, PlanCodec
+    from apportion.core.algorithms.nsga import ParetoArchive, order_pool
+    from apportion.core.algorithms.variation import EligibilityRepair, PlanCodec
+    from apportion.core.algorithms.pymoo_adapters import PlanProblem
     from apportion.core.pareto import DEFAULT_OBJECTIVES
 
     evaluator = Evaluator(instance)
@@ -297,7 +298,7 @@ def main() -> None:
     rows += [(f"  {category}", f"{record[f'{category}_seconds']:.3f} s ({record[f'{category}_share']:.0%}) / "
                               f"{record[f'{category}_cpu_seconds']:.3f} s ({record[f'{category}_cpu_share']:.0%})  "
                               f"{what}") for category, what in CATEGORIES]
-    rows += [("  ours (operators to setup)", f"{record['ours_seconds']:.3f} s ({record['ours_share']:.0%})"),
+    rows += [("  ours (variation to setup)", f"{record['ours_seconds']:.3f} s ({record['ours_share']:.0%})"),
             ("front size", str(pick["front"]))]
     if "cold_start_seconds" in record:
         rows += [("cold start: process start to first result", f"{record['cold_start_seconds']:.3f} s  "

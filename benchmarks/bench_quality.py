@@ -47,7 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from apportion.core.algorithms.baselines import baseline_plans
-from apportion.core.algorithms.nsga import NSGA2Allocator, constraint_columns
+from apportion.core.algorithms.nsga import NSGA2Allocator
+from apportion.core.algorithms.pymoo_adapters import constraint_columns
 from apportion.core.evaluate import STAT_INDEX, Evaluator, Plan
 from apportion.core.model import Instance
 from apportion.core.pareto import DEFAULT_OBJECTIVES, hypervolume, non_dominated, objective_matrix

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from apportion.core.algorithms.baselines import HeftAllocator
+from apportion.core.algorithms.heft import HeftAllocator
 from apportion.core.api import Settings, optimize
 from apportion.core.evaluate import STAT_INDEX, Evaluator
 from apportion.core.model import Edge, Instance, Request, Workload

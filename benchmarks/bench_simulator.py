@@ -22,12 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from apportion.core.algorithms.baselines import HeftAllocator  # noqa: E402
+from apportion.core.algorithms.heft import HeftAllocator  # noqa: E402
 from apportion.core.evaluate import Evaluator  # noqa: E402
 from apportion.core.model import Instance  # noqa: E402
 from apportion.core.simulate import Uncertainty, simulate  # noqa: E402
 from apportion.core.synthetic import random_cluster, random_workload  # noqa: E402
-from tests.core.naive_simulate import reference_sample  # noqa: E402
+from tests.reference.naive_simulate import reference_sample  # noqa: E402
 
 TARGET_SECONDS = 2.0
 SAMPLES = 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import time
@@ -12,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from apportion.core import atomic, defaults
 from apportion.core.algorithms.registry import ITERATIVE
 from apportion.core.defaults import DEFAULT_OBJECTIVES
 from apportion.core.errors import SpecError
@@ -26,26 +28,29 @@ _VALIDATION_STREAM = 0x5A11D  # second entropy word of the validation scenarios'
 class Settings:
     """What to run: the algorithm, its budget, the objectives and how to pick one plan."""
 
-    algorithm: str = "nsga2"
-    population: int = 100
-    generations: int = 200
-    seed: int = 0
+    algorithm: str = defaults.ALGORITHM
+    population: int = defaults.POPULATION
+    generations: int = defaults.GENERATIONS
+    seed: int = defaults.SEED
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
-    select: str = "knee"
+    select: str = defaults.SELECT
     # Robust mode (docs/robust.md): score plans over this many sampled scenarios (0: nominal),
     # aggregated by ``robust_statistic``, with lognormal noise of sigma ``noise_sigma`` on task
     # durations and on transfer data; the front is re-scored on ``robust_validation`` fresh
     # scenarios before a plan is picked.
     robust_scenarios: int = 0
     robust_statistic: str = "p95"
-    noise_sigma: float = 0.3
+    noise_sigma: float = defaults.NOISE_SIGMA
     robust_validation: int = 1000
 
     def __post_init__(self):
-        from apportion.core.pareto import OBJECTIVES, parse_policy
-        from apportion.core.robust import STATISTICS
-
         object.__setattr__(self, "objectives", tuple(self.objectives))
+        self._check_search()
+        self._check_robust()
+
+    def _check_search(self) -> None:
+        from apportion.core.pareto import OBJECTIVES, parse_policy
+
         for name in ("population", "generations", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -64,6 +69,10 @@ class Settings:
         if len(set(self.objectives)) != len(self.objectives):
             raise SpecError("objectives", f"repeated objective in {list(self.objectives)}")
         parse_policy(self.select)
+
+    def _check_robust(self) -> None:
+        from apportion.core.robust import STATISTICS
+
         if isinstance(self.robust_scenarios, bool) or not isinstance(self.robust_scenarios, int):
             raise SpecError("robust_scenarios", f"must be an integer, got {self.robust_scenarios!r}")
         if self.robust_scenarios < 0:
@@ -227,7 +236,7 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
 
     from apportion.core.algorithms import get_allocator
     from apportion.core.algorithms.baselines import baseline_plans
-    from apportion.core.algorithms.nsga import constraint_columns
+    from apportion.core.algorithms.pymoo_adapters import constraint_columns
     from apportion.core.pareto import hypervolume, non_dominated, objective_matrix, parse_policy, select
     from apportion.core.robust import robust_metrics, validation_stats
 
@@ -299,26 +308,40 @@ def plan_record(result: RunResult) -> dict:
 
 
 def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write plan.json, pareto.csv and schedule.csv into ``out_dir``; return their paths."""
+    """Write plan.json, pareto.csv and schedule.csv into ``out_dir``, each whole or not at all
+    (``core.atomic``); return their paths."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    inst, sched = result.instance, result.chosen
     paths = {"plan": out / "plan.json", "pareto": out / "pareto.csv", "schedule": out / "schedule.csv"}
-    paths["plan"].write_text(json.dumps(plan_record(result), indent=2) + "\n")
-    with paths["pareto"].open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        stat_names = [s for s in STAT_INDEX if s != "unroutable"]
-        writer.writerow(["plan", "chosen", *stat_names])
-        for i, row in enumerate(result.front_stats):
-            writer.writerow([i, int(i == result.chosen_index), *(repr(float(row[STAT_INDEX[s]])) for s in stat_names)])
-    kinds = {t.id: t for t in inst.workload.tasks}
-    with paths["schedule"].open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["task", "kind", "request", "node", "node_kind", "start", "end", "duration"])
-        for t in sched.plan.order:
-            j = sched.plan.assignment[t]
-            task = kinds[inst.task_ids[t]]
-            writer.writerow([task.id, task.kind, inst.request_ids[inst.request_of[t]], inst.node_ids[j],
-                             inst.cluster.nodes[j].kind, repr(float(sched.start[t])), repr(float(sched.end[t])),
-                             repr(float(sched.end[t] - sched.start[t]))])
+    # Not atomic.write_json: an unroutable or zero-length plan has infinite times or
+    # throughput, which standard JSON cannot hold.
+    atomic.write_text(paths["plan"], json.dumps(plan_record(result), indent=2) + "\n")
+    atomic.write_text(paths["pareto"], _csv(_pareto_rows(result)))
+    atomic.write_text(paths["schedule"], _csv(_schedule_rows(result)))
     return paths
+
+
+def _csv(rows) -> str:
+    text = io.StringIO()
+    csv.writer(text).writerows(rows)
+    return text.getvalue()
+
+
+def _pareto_rows(result: RunResult):
+    """pareto.csv: one row per plan of the front, the chosen one marked."""
+    stat_names = [s for s in STAT_INDEX if s != "unroutable"]
+    yield ["plan", "chosen", *stat_names]
+    for i, row in enumerate(result.front_stats):
+        yield [i, int(i == result.chosen_index), *(repr(float(row[STAT_INDEX[s]])) for s in stat_names)]
+
+
+def _schedule_rows(result: RunResult):
+    """schedule.csv: the chosen plan in dispatch order."""
+    inst, sched = result.instance, result.chosen
+    kinds = {t.id: t for t in inst.workload.tasks}
+    yield ["task", "kind", "request", "node", "node_kind", "start", "end", "duration"]
+    for t in sched.plan.order:
+        j = sched.plan.assignment[t]
+        task = kinds[inst.task_ids[t]]
+        yield [task.id, task.kind, inst.request_ids[inst.request_of[t]], inst.node_ids[j],
+               inst.cluster.nodes[j].kind, repr(float(sched.start[t])), repr(float(sched.end[t])),
+               repr(float(sched.end[t] - sched.start[t]))]

@@ -1,7 +1,10 @@
 """The ``apportion`` command line: optimise a plan, simulate it, re-plan it after a change,
-validate a spec, write a scenario, compare runs.
+validate a spec, write a scenario.
 
-Bad input ends the command with one readable line on stderr and exit status 2.
+Commands that drive Airflow and MLflow (``demo``, ``compare``) are plug-ins: installed packages
+publish them under the entry-point group ``apportion.commands``, so the core imports nothing
+of Airflow, MLflow or ``apportion.operators``. Bad input ends a command with one readable line
+on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -12,14 +15,19 @@ import json
 import math
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 
 import numpy as np
 
+from apportion.core import defaults
+from apportion.core.algorithms.registry import algorithm_names
 from apportion.core.errors import SpecError
 
-ALGORITHMS = ("nsga2", "nsga3", "heft", "greedy", "round-robin", "least-loaded", "shortest-first",
-              "weighted-balance", "min-min", "random")
+COMMANDS_GROUP = "apportion.commands"
+# ``replan``'s search budget: smaller than a first plan's, the work left is smaller and time presses.
+REPLAN_POPULATION = 50
+REPLAN_GENERATIONS = 40
 
 
 def _objectives(values: list[str]) -> tuple[str, ...]:
@@ -87,9 +95,17 @@ def _print_outputs(unroutable_edges: int, paths) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    """What the file holds; when it is wrong, every error found, each with its field path."""
     from apportion.core.io import describe
+    from apportion.core.spec import SpecErrors
 
-    print(describe(args.file))
+    try:
+        print(describe(args.file))
+    except SpecErrors as errors:
+        print(f"apportion: error: {args.file}: {len(errors.errors)} errors", file=sys.stderr)
+        for error in errors.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -115,77 +131,6 @@ def _scenario(args: argparse.Namespace) -> int:
     print(f"{args.name}: {len(workload.tasks)} tasks, {len(workload.edges)} edges, {len(cluster.nodes)} nodes "
           f"-> {out / 'workload.yaml'}, {out / 'cluster.yaml'}")
     return 0
-
-
-def _compare(args: argparse.Namespace) -> int:
-    from apportion.operators.tracking import compare_runs
-
-    compare_runs(args.experiment, tracking_uri=args.tracking_uri, out=args.out)
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from apportion.operators.demo import run_demo
-
-    return run_demo(state_dir=Path(args.state_dir), exit_when_done=args.exit_when_done)
-
-
-def load_plan(path: str | Path, instance) -> tuple:
-    """The plan in a ``plan.json`` written by ``apportion optimize`` (or ``replan``), for ``instance``:
-    ``(Plan, start, end)``, the start and end per task as recorded there (index = task index).
-
-    Every task of the workload must appear once with a known node and finite times, ``order``
-    must list every task once, parents first, and every node must be eligible for its task;
-    otherwise ``SpecError`` names the entry (``plan.tasks['x'].node``) and the reason.
-    """
-    from apportion.core.evaluate import Evaluator, Plan
-    from apportion.core.io import read_document
-
-    doc = read_document(path)
-    if not isinstance(doc, dict) or not isinstance(doc.get("tasks"), list) or not isinstance(doc.get("order"), list):
-        raise SpecError(str(path), "not a plan: expected the keys 'tasks' and 'order' of a plan.json "
-                                   "written by 'apportion optimize'")
-    task_index = {t: i for i, t in enumerate(instance.task_ids)}
-    node_index = {nd: j for j, nd in enumerate(instance.node_ids)}
-    n = instance.n_tasks
-    assignment = np.full(n, -1, dtype=np.int32)
-    start, end = np.full(n, math.nan), np.full(n, math.nan)
-    for k, entry in enumerate(doc["tasks"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("task"), str):
-            raise SpecError(f"plan.tasks[{k}]", "must be a mapping with 'task', 'node', 'start' and 'end'")
-        name = entry["task"]
-        where = f"plan.tasks[{name!r}]"
-        t = task_index.get(name)
-        if t is None:
-            raise SpecError(where, f"unknown task: the workload {instance.workload.name!r} has no task {name!r}")
-        if assignment[t] >= 0:
-            raise SpecError(where, "listed twice")
-        node = entry.get("node")
-        if node not in node_index:
-            raise SpecError(f"{where}.node", f"unknown node {node!r}; the cluster has {list(instance.node_ids)}")
-        assignment[t] = node_index[node]
-        for key, times in (("start", start), ("end", end)):
-            value = entry.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < 0:
-                raise SpecError(f"{where}.{key}", f"must be a finite time >= 0, got {value!r}")
-            times[t] = float(value)
-        if end[t] < start[t]:
-            raise SpecError(f"{where}.end", f"before its start ({end[t]:g} < {start[t]:g})")
-    missing = [instance.task_ids[t] for t in np.flatnonzero(assignment < 0)]
-    if missing:
-        raise SpecError("plan.tasks", f"no entry for {len(missing)} task(s) of the workload: {missing[:5]}")
-    order = []
-    for name in doc["order"]:
-        if name not in task_index:
-            raise SpecError("plan.order", f"unknown task {name!r}")
-        order.append(task_index[name])
-    plan = Plan(assignment, np.asarray(order, dtype=np.int32))
-    try:
-        Evaluator(instance).check(plan.assignment[None, :], plan.order[None, :])
-    except ValueError as error:
-        raise SpecError("plan", str(error).removeprefix("plan 0: ")) from None
-    return plan, start, end
 
 
 def _finite_json(value):
@@ -220,10 +165,11 @@ def _predicted(instance, plan) -> dict[str, float]:
 
 def _simulate(args: argparse.Namespace) -> int:
     from apportion.core.io import load_instance
+    from apportion.core.plan_file import read_plan
     from apportion.core.simulate import METRICS, Uncertainty, simulate
 
     instance = load_instance(args.workload, args.cluster)
-    plan, _, _ = load_plan(args.plan, instance)
+    plan, _, _ = read_plan(args.plan, instance)
     uncertainty = Uncertainty(duration_sigma=args.noise_sigma, transfer_sigma=args.noise_sigma, mtbf=args.mtbf,
                               repair_mean=args.repair, failure_rule=args.failure_rule)
     predicted = _predicted(instance, plan)
@@ -385,14 +331,15 @@ def _describe_changes(changes) -> list[str]:
 
 
 def _replan(args: argparse.Namespace) -> int:
-    from apportion.core.algorithms.baselines import HeftAllocator
+    from apportion.core.algorithms.heft import HeftAllocator
     from apportion.core.api import Settings, plan_record, write_outputs
     from apportion.core.evaluate import STAT_INDEX, Evaluator
     from apportion.core.io import load_instance
+    from apportion.core.plan_file import read_plan
     from apportion.core.replan import UrgentRequests, carry_over, replan
 
     instance = load_instance(args.workload, args.cluster)
-    plan, start, end = load_plan(args.plan, instance)
+    plan, start, end = read_plan(args.plan, instance)
     at = args.at
     if not math.isfinite(at) or at < 0:
         raise SpecError("at", f"must be a finite time >= 0 (seconds since the plan started), got {at!r}")
@@ -481,49 +428,110 @@ def _replan(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="apportion", description="Decide where the steps of AI workflows run.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_plugin_commands(subparsers) -> None:
+    """Every command published under the entry-point group ``apportion.commands`` (a callable
+    ``register(subparsers)``), in name order. One that fails to load or register is skipped with
+    one warning line: the other commands keep working."""
+    for entry_point in sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name):
+        try:
+            entry_point.load()(subparsers)
+        except Exception as error:  # a broken plug-in must not take the core's commands down with it
+            reason = (str(error).strip().splitlines() or [""])[0]
+            print(f"apportion: warning: command {entry_point.name!r} ({entry_point.value}) skipped: "
+                  f"{type(error).__name__}: {reason}", file=sys.stderr)
 
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (a flag's is "off"); an option without one says
+    what happens instead in its own words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS or "default" in text:
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if isinstance(action, argparse._StoreTrueAction):
+            return f"{text} (default: off)"
+        if action.default is None:
+            return f"{text} (default: none)"
+        value = action.default
+        shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+class _Parser(argparse.ArgumentParser):
+    """The command line's parsers, plug-ins' included: defaults shown in every help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _version() -> str:
+    try:
+        return version("apportion")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _add_search_options(parser: argparse.ArgumentParser, *, population: int, generations: int,
+                        objectives: tuple[str, ...], objectives_help: str) -> None:
+    """The options ``optimize`` and ``replan`` share: budget, seed, objectives, how to pick a plan."""
+    parser.add_argument("--population", type=int, default=population, metavar="N", help="NSGA-II population size")
+    parser.add_argument("--generations", type=int, default=generations, metavar="N", help="NSGA-II generations")
+    parser.add_argument("--seed", type=int, default=defaults.SEED, metavar="N",
+                        help="random seed: the same seed on the same inputs gives the same plan, bit for bit")
+    parser.add_argument("--objectives", nargs="+", default=list(objectives), metavar="NAME", help=objectives_help)
+    parser.add_argument("--select", default=defaults.SELECT, metavar="POLICY",
+                        help="how to pick one plan from the front: knee | weights:a,b,c | sla:SECONDS")
+
+
+def _add_optimize(sub) -> None:
     opt = sub.add_parser("optimize", help="find the trade-offs and pick a plan")
     opt.add_argument("workload", help="workload spec: JSON/YAML, WfFormat JSON, or a folder of CSV tables")
     opt.add_argument("cluster", help="cluster spec: JSON/YAML or a folder of CSV tables")
-    opt.add_argument("--algorithm", default="nsga2", choices=ALGORITHMS)
-    opt.add_argument("--population", type=int, default=100)
-    opt.add_argument("--generations", type=int, default=200)
-    opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument("--objectives", nargs="+", default=["makespan", "utilization", "imbalance"],
-                     help="makespan utilization imbalance mean_response energy cost (space or comma separated)")
-    opt.add_argument("--select", default="knee", help="knee | weights:a,b,c | sla:SECONDS")
+    algorithms = algorithm_names()
+    opt.add_argument("--algorithm", default=defaults.ALGORITHM, choices=algorithms, metavar="NAME",
+                     help="search or baseline that makes the plan: " + " ".join(algorithms))
+    _add_search_options(opt, population=defaults.POPULATION, generations=defaults.GENERATIONS,
+                        objectives=defaults.DEFAULT_OBJECTIVES,
+                        objectives_help="what to minimise (utilization is maximised), space or comma separated: "
+                                        + " ".join(o for o in defaults.OBJECTIVES if o != "migrations"))
     opt.add_argument("--robust", type=int, default=0, metavar="K",
                      help="score plans over K sampled noise scenarios (0: nominal; docs/robust.md)")
     opt.add_argument("--robust-statistic", default="p95", choices=("mean", "p95"),
                      help="aggregate over the scenarios: p95 of the time-like objectives, or the mean")
-    opt.add_argument("--noise-sigma", type=float, default=0.3, metavar="S",
+    opt.add_argument("--noise-sigma", type=float, default=defaults.NOISE_SIGMA, metavar="S",
                      help="lognormal sigma of task durations and transfers in the scenarios")
     opt.add_argument("--robust-validation", type=int, default=1000, metavar="N",
                      help="fresh scenarios the front is re-scored on before a plan is picked (robust mode)")
-    opt.add_argument("--out", default="out", help="folder for plan.json, pareto.csv, schedule.csv")
+    opt.add_argument("--out", default="out", metavar="DIR", help="folder for plan.json, pareto.csv, schedule.csv")
     opt.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     opt.set_defaults(run=_optimize)
 
+
+def _add_simulate(sub) -> None:
     sim = sub.add_parser("simulate", help="enact a plan many times under noise and failures (docs/simulation.md)")
     sim.add_argument("workload", help="the workload the plan was made for")
     sim.add_argument("cluster", help="the cluster the plan was made for")
     sim.add_argument("plan", help="plan.json written by 'apportion optimize' or 'apportion replan'")
-    sim.add_argument("--samples", type=int, default=1000)
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--noise-sigma", type=float, default=0.3, metavar="S",
+    sim.add_argument("--samples", type=int, default=defaults.SAMPLES, metavar="N", help="Monte Carlo samples")
+    sim.add_argument("--seed", type=int, default=defaults.SEED, metavar="N", help="random seed of the samples")
+    sim.add_argument("--noise-sigma", type=float, default=defaults.NOISE_SIGMA, metavar="S",
                      help="lognormal sigma (mean 1) on task durations and on transfers; 0: exact")
     sim.add_argument("--mtbf", type=float, default=math.inf, metavar="SECONDS",
-                     help="mean time between failures of every node (default: never fails)")
+                     help="mean time between failures of every node (default: inf, never fails)")
     sim.add_argument("--repair", type=float, default=60.0, metavar="SECONDS", help="mean repair time")
     sim.add_argument("--failure-rule", default="retry", choices=("retry", "backup"),
                      help="retry a lost task on its node once repaired, or move it to a backup node")
-    sim.add_argument("--out", help="write simulation.csv (one row per sample) into this folder")
+    sim.add_argument("--out", metavar="DIR",
+                     help="write simulation.csv (one row per sample) into this folder (default: write nothing)")
     sim.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     sim.set_defaults(run=_simulate)
 
+
+def _add_replan(sub) -> None:
     rep = sub.add_parser("replan", help="re-plan a plan in progress after a node fails or joins or urgent work "
                                         "arrives (docs/replanning.md)")
     rep.add_argument("workload", help="the workload the plan was made for")
@@ -532,49 +540,50 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--at", type=float, required=True, metavar="SECONDS",
                      help="now, in seconds since the plan started: tasks started before it stay where they are")
     rep.add_argument("--fail", action=_FailAction, dest="fail", metavar="NODE",
-                     help="this node fails at --at (repeatable); its running task is lost")
+                     help="this node fails at --at (repeatable); its running task is lost (default: no failure)")
     rep.add_argument("--repair", action=_FailAction, dest="fail", type=float, metavar="SECONDS",
                      help="the node of the --fail before it is back after this many seconds (default: never)")
     rep.add_argument("--join", action="append", metavar="NODE_SPEC",
                      help="a node joins at --at: a JSON/YAML file or inline mapping, e.g. "
                           "'{id: gpu9, kind: gpu, speed: 40, memory: 40, zone: cloud}', or "
-                          "'{nodes: [...], links: [...]}' (repeatable)")
+                          "'{nodes: [...], links: [...]}' (repeatable; default: none)")
     rep.add_argument("--urgent", action="append", metavar="WORKLOAD_FILE",
-                     help="urgent requests: a workload spec whose edges may start at existing tasks (repeatable)")
-    rep.add_argument("--objectives", nargs="+", default=["makespan", "utilization", "imbalance", "migrations"],
-                     help="as for optimize; 'migrations' counts tasks moved off a node that still works")
-    rep.add_argument("--population", type=int, default=50)
-    rep.add_argument("--generations", type=int, default=40)
-    rep.add_argument("--seed", type=int, default=0)
-    rep.add_argument("--select", default="knee", help="knee | weights:a,b,c | sla:SECONDS")
-    rep.add_argument("--out", default="replanned", help="folder for plan.json, pareto.csv, schedule.csv, changes.csv")
+                     help="urgent requests: a workload spec whose edges may start at existing tasks "
+                          "(repeatable; default: none)")
+    _add_search_options(rep, population=REPLAN_POPULATION, generations=REPLAN_GENERATIONS,
+                        objectives=(*defaults.DEFAULT_OBJECTIVES, "migrations"),
+                        objectives_help="as for optimize; 'migrations' counts tasks moved off a node that still works")
+    rep.add_argument("--out", default="replanned", metavar="DIR",
+                     help="folder for plan.json, pareto.csv, schedule.csv, changes.csv")
     rep.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     rep.set_defaults(run=_replan)
 
+
+def _add_validate_and_scenario(sub) -> None:
     val = sub.add_parser("validate", help="check a spec file and explain what is wrong")
-    val.add_argument("file")
+    val.add_argument("file", help="workload and/or cluster spec (JSON/YAML), WfFormat JSON, or a folder of CSV tables")
     val.set_defaults(run=_validate)
 
     scn = sub.add_parser("scenario", help="write a generated scenario's workload and cluster specs")
     scn.add_argument("name", help="medical_diagnosis | traffic_prediction | multimodal_speech")
-    scn.add_argument("--size", type=int, help="cases / regions / streams")
-    scn.add_argument("--nodes", type=int)
-    scn.add_argument("--seed", type=int, default=0)
-    scn.add_argument("--logical-date", help="ISO date-time (traffic load follows the time of day)")
-    scn.add_argument("--out", default="scenario")
+    scn.add_argument("--size", type=int, metavar="N", help="cases / regions / streams (default: the scenario's own)")
+    scn.add_argument("--nodes", type=int, metavar="N", help="cluster nodes (default: the scenario's own)")
+    scn.add_argument("--seed", type=int, default=defaults.SEED, metavar="N", help="random seed of the generator")
+    scn.add_argument("--logical-date", metavar="ISO",
+                     help="ISO date-time; traffic load follows the time of day (default: a Monday, 08:00)")
+    scn.add_argument("--out", default="scenario", metavar="DIR", help="folder for workload.yaml and cluster.yaml")
     scn.set_defaults(run=_scenario)
 
-    cmp_ = sub.add_parser("compare", help="how runs of one workflow evolved in MLflow")
-    cmp_.add_argument("experiment", help="MLflow experiment (one per workflow DAG)")
-    cmp_.add_argument("--tracking-uri", help="defaults to MLFLOW_TRACKING_URI")
-    cmp_.add_argument("--out", help="write the plot here (PNG)")
-    cmp_.set_defaults(run=_compare)
 
-    demo = sub.add_parser("demo", help="start Airflow and MLflow locally, run the three workflow DAGs once")
-    demo.add_argument("--state-dir", default=".demo", help="Airflow home, MLflow store and logs go here")
-    demo.add_argument("--exit-when-done", action="store_true",
-                      help="stop the servers once the runs are reported (default: keep them up until Ctrl-C)")
-    demo.set_defaults(run=_demo)
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="apportion", description="Decide where the steps of AI workflows run.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    _add_optimize(sub)
+    _add_simulate(sub)
+    _add_replan(sub)
+    _add_validate_and_scenario(sub)
+    _add_plugin_commands(sub)
     return parser
 
 

@@ -18,9 +18,11 @@ POPULATION = 100
 GENERATIONS = 200
 SEED = 0
 SELECT = "knee"
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
-# The syntax ``apportion.core.pareto.parse_policy`` accepts: knee | weights:a,b,c | sla:SECONDS[s].
-SELECT_PATTERN = rf"^(?:knee|weights:{_NUMBER}(?:,{_NUMBER})*|sla:{_NUMBER}s?)$"
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"  # [0-9], not \d: Python's \d takes any digit
+_POSITIVE = r"(?:[0-9]*[1-9][0-9]*(?:\.[0-9]*)?|[0-9]*\.[0-9]*[1-9][0-9]*)"  # with a nonzero digit
+# The syntax ``apportion.core.pareto.parse_policy`` accepts: knee | weights:a,b,c (at least one
+# weight above 0) | sla:SECONDS[s]. Everything it matches parses (tests/core/test_defaults.py).
+SELECT_PATTERN = rf"^(?:knee|weights:(?:{_NUMBER},)*{_POSITIVE}(?:,{_NUMBER})*|sla:{_NUMBER}s?)$"
 
 # Lognormal sigma (mean 1) of task durations and transfers: in a simulation, and in the
 # scenarios of a robust search.

@@ -327,6 +327,17 @@ def _group_rows(order):
     return by_group, ptr
 
 
+def link_arrays(instance: Instance) -> tuple[np.ndarray, np.ndarray]:
+    """(latency, inverse bandwidth) between nodes as every kernel reads them: a missing link
+    is infinite latency (so even 0 MB cannot cross it) and 0 s/MB (which keeps 0 * inf out
+    of the sums). The one place this rule lives; the evaluator, the simulator and the
+    constructive allocators all take their link arrays from here."""
+    no_link = ~np.isfinite(instance.inv_bandwidth)
+    latency = np.ascontiguousarray(np.where(no_link, np.inf, instance.latency))
+    inv_bw = np.ascontiguousarray(np.where(no_link, 0.0, instance.inv_bandwidth))
+    return latency, inv_bw
+
+
 def _link_classes(latency: np.ndarray, inv_bw: np.ndarray, zones: list[str],
                   by_node: bool) -> tuple[np.ndarray, np.ndarray]:
     """Group nodes whose links to every other node are the same (by zone when that holds and
@@ -385,10 +396,7 @@ class Evaluator:
     def __init__(self, instance: Instance, *, parallel: bool = False):
         self.instance = instance
         self.parallel = parallel
-        no_link = ~np.isfinite(instance.inv_bandwidth)
-        # A missing link shows as infinite latency so that 0 MB over it is still infinite.
-        latency = np.where(no_link, np.inf, instance.latency)
-        inv_bw = np.where(no_link, 0.0, instance.inv_bandwidth)
+        latency, inv_bw = link_arrays(instance)
         zones = [node.zone for node in instance.cluster.nodes]
         m = instance.n_nodes
         link_class, link = _link_classes(latency, inv_bw, zones, by_node=m * m * 16 <= self._MAX_PAIR_TABLE_BYTES)

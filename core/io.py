@@ -10,13 +10,19 @@ Everything wrong comes out as one ``SpecError`` naming the field and the reason.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import numpy as np
+
+from apportion.core.atomic import write_text
 from apportion.core.errors import SpecError
 from apportion.core.model import Cluster, Instance, Workload
-from apportion.core.spec import cluster_from_dict, cluster_to_dict, key_text, workload_from_dict, workload_to_dict
+from apportion.core.spec import (
+    SpecErrors, cluster_from_dict, cluster_to_dict, key_text, workload_from_dict, workload_to_dict,
+)
 from apportion.core.wfformat import DEFAULT_REFERENCE_SPEED, is_wfformat, workload_from_wfformat
 
 __all__ = [
@@ -132,16 +138,33 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
+def _build_all(sections: Mapping[str, Callable[[], object]]) -> dict[str, object]:
+    """Build every section; when any fails, raise every error found (``SpecErrors`` when more
+    than one: each section's schema errors, or its first error past the schema)."""
+    built, errors, failures = {}, [], []
+    for what, build in sections.items():
+        try:
+            built[what] = build()
+        except SpecError as error:
+            failures.append(error)
+            errors.extend(getattr(error, "errors", [error]))
+    if len(errors) > 1:  # it reads as the error building the first section alone would raise
+        raise SpecErrors(errors, failures[0])
+    if errors:
+        raise errors[0]
+    return built
+
+
 def describe(source: Source, *, reference_speed: float = DEFAULT_REFERENCE_SPEED) -> str:
     """What ``apportion validate FILE`` prints: what the source holds, with counts.
 
     Raises ``SpecError`` for anything wrong, including a workload that cannot run on the
-    cluster in the same source.
+    cluster in the same source; ``SpecErrors`` (all of them) when there is more than one.
     """
     _, fmt, sections = _sections(source, reference_speed)
+    built = _build_all(sections)
+    workload, cluster = built.get("workload"), built.get("cluster")
     lines = []
-    workload = sections["workload"]() if "workload" in sections else None
-    cluster = sections["cluster"]() if "cluster" in sections else None
     if workload is not None:
         lines.append(f"workload {workload.name!r}" + ("" if fmt == "spec" else f" ({fmt})") + ": " + ", ".join(
             _count(len(items), noun) for items, noun in
@@ -159,16 +182,35 @@ def describe(source: Source, *, reference_speed: float = DEFAULT_REFERENCE_SPEED
     return "\n".join(lines)
 
 
+def _plain(value: object, where: str) -> object:
+    """``value`` as YAML and JSON write it: mappings as dicts, sequences as lists, NumPy numbers
+    as Python ones (a workload built in Python may hold them)."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, Mapping):
+        return {key: _plain(item, f"{where}.{key_text(key)}") for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise SpecError(where, f"cannot be written to a spec: {type(value).__name__} {value!r}")
+
+
 def dump(obj_dict: Mapping, path: str | os.PathLike) -> None:
     """Write a spec dict (``workload_to_dict``/``cluster_to_dict``, or ``{"workload": ...,
-    "cluster": ...}``) as JSON or YAML, chosen by the file's extension."""
+    "cluster": ...}``) as JSON or YAML, chosen by the file's extension, atomically."""
     suffix = Path(path).suffix.lower()
+    if suffix not in (".json", ".yaml", ".yml"):
+        raise SpecError(str(path), "unknown extension; use .json, .yaml or .yml")
+    doc = _plain(obj_dict, "(top level)")
     if suffix == ".json":
-        text = json.dumps(obj_dict, indent=2) + "\n"
-    elif suffix in (".yaml", ".yml"):
+        text = json.dumps(doc, indent=2) + "\n"
+    else:
         import yaml
 
-        text = yaml.safe_dump(dict(obj_dict), sort_keys=False)
-    else:
-        raise SpecError(str(path), "unknown extension; use .json, .yaml or .yml")
-    Path(path).write_text(text)
+        text = yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
+    write_text(path, text)

@@ -11,7 +11,7 @@ import heapq
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -243,7 +243,9 @@ class Instance:
     def build(cls, workload: Workload, cluster: Cluster) -> "Instance":
         """Validate ``workload`` against ``cluster`` and lay both out as arrays.
 
-        Raises ``SpecError`` naming the field and the reason for anything that cannot run.
+        Raises ``SpecError`` naming the field and the reason for anything that cannot run. The
+        steps check in a fixed order (nodes, links, requests, tasks, edges, routes), so a spec
+        with several faults always reports the same one.
         """
         tasks, nodes = workload.tasks, cluster.nodes
         if not tasks:
@@ -253,256 +255,30 @@ class Instance:
         t_index = _unique_ids(tasks, "tasks")
         n_index = _unique_ids(nodes, "nodes")
         r_index = _unique_ids(workload.requests, "requests")
-        n, m = len(tasks), len(nodes)
 
-        # Nodes.
-        speed = np.empty(m)
-        node_mem = np.empty(m)
-        busy_power = np.empty(m)
-        idle_power = np.empty(m)
-        cost_rate = np.empty(m)
-        available_from = np.empty(m)
-        zones = []
-        for j, nd in enumerate(nodes):
-            p = f"nodes[{nd.id!r}]"
-            speed[j] = _finite(nd.speed, f"{p}.speed", strict=True)
-            node_mem[j] = _finite(nd.memory, f"{p}.memory")
-            available_from[j] = _finite(nd.available_from, f"{p}.available_from")
-            if not isinstance(nd.failed, bool):
-                raise SpecError(f"{p}.failed", f"must be true or false, got {nd.failed!r}")
-            busy_power[j] = _finite(nd.busy_power, f"{p}.busy_power")
-            idle_power[j] = _finite(nd.idle_power, f"{p}.idle_power")
-            cost_rate[j] = _finite(nd.cost_per_hour, f"{p}.cost_per_hour") / 3600.0
-            if not isinstance(nd.kind, str) or not nd.kind:
-                raise SpecError(f"{p}.kind", f"must be a non-empty string, got {nd.kind!r}")
-            zones.append(nd.zone)
-        for nk, factors in cluster.speed_factors.items():
-            for tk, f in factors.items():
-                _finite(f, f"speed_factors[{nk!r}][{tk!r}]", strict=True)
-
-        # Links: node pair beats zone pair beats the cluster default.
-        default_bw = (
-            0.0
-            if cluster.default_bandwidth is None
-            else _finite(cluster.default_bandwidth, "default_bandwidth")
-        )
-        default_lat = _finite(cluster.default_latency, "default_latency")
-        zone_set = set(zones)
-        node_links: dict[tuple[str, str], Link] = {}
-        zone_links: dict[tuple[str, str], Link] = {}
-        for i, ln in enumerate(cluster.links):
-            p = f"links[{ln.a!r},{ln.b!r}]"
-            _finite(ln.bandwidth, f"{p}.bandwidth")
-            _finite(ln.latency, f"{p}.latency")
-            if ln.a in n_index and ln.b in n_index:
-                node_links[(ln.a, ln.b)] = node_links[(ln.b, ln.a)] = ln
-            elif ln.a in zone_set and ln.b in zone_set:
-                zone_links[(ln.a, ln.b)] = zone_links[(ln.b, ln.a)] = ln
-            else:
-                unknown = [x for x in (ln.a, ln.b) if x not in n_index and x not in zone_set]
-                raise SpecError(
-                    p,
-                    f"unknown node or zone {unknown[0]!r}" if unknown
-                    else "connects a node to a zone; name two nodes or two zones",
-                )
-        latency = np.zeros((m, m))
-        inv_bw = np.zeros((m, m))
-        for a in range(m):
-            for b in range(m):
-                if a == b:
-                    continue
-                ln = node_links.get((nodes[a].id, nodes[b].id)) or zone_links.get((zones[a], zones[b]))
-                bw, lat = (ln.bandwidth, ln.latency) if ln else (default_bw, default_lat)
-                latency[a, b] = lat
-                inv_bw[a, b] = math.inf if bw == 0 else 1.0 / bw
-
-        # Requests.
-        R = len(workload.requests)
-        req_release = np.zeros(R + 1)
-        req_deadline = np.full(R + 1, math.inf)
-        req_priority = np.full(R + 1, math.nan)
-        for i, rq in enumerate(workload.requests):
-            p = f"requests[{rq.id!r}]"
-            req_release[i] = _finite(rq.release, f"{p}.release")
-            if rq.deadline is not None:
-                req_deadline[i] = _finite(rq.deadline, f"{p}.deadline")
-            if rq.priority is not None:
-                req_priority[i] = _finite(rq.priority, f"{p}.priority")
-
-        # Tasks.
-        for t in tasks:
-            if not isinstance(t.kind, str) or not t.kind:
-                raise SpecError(f"tasks[{t.id!r}].kind", f"must be a non-empty string, got {t.kind!r}")
-        task_kinds = tuple(sorted({t.kind for t in tasks}))
-        kind_index = {k: i for i, k in enumerate(task_kinds)}
-        rate = np.array(
-            [[speed[j] * cluster.speed_factors.get(nd.kind, {}).get(k, 1.0) for k in task_kinds]
-             for j, nd in enumerate(nodes)], dtype=float,
-        ).reshape(m, len(task_kinds))
-        work_of = np.empty(n)
-        kind_of = np.empty(n, dtype=np.int32)
-        duration = np.empty((n, m))
-        eligible = np.zeros((n, m), dtype=bool)
-        pinned_node = np.full(n, -1, dtype=np.int32)
-        pinned_start = np.full(n, math.nan)
-        pinned_end = np.full(n, math.nan)
-        previous_node = np.full(n, -1, dtype=np.int32)
-        deadline = np.full(n, math.inf)
-        priority = np.empty(n)
-        request_of = np.empty(n, dtype=np.int32)
-        needs_default_request = False
-        node_kinds = [nd.kind for nd in nodes]
-        for i, t in enumerate(tasks):
-            p = f"tasks[{t.id!r}]"
-            work = work_of[i] = _finite(t.work, f"{p}.work")
-            kind_of[i] = kind_index[t.kind]
-            mem = _finite(t.memory, f"{p}.memory")
-            priority[i] = _finite(t.priority, f"{p}.priority")
-            if t.deadline is not None:
-                deadline[i] = _finite(t.deadline, f"{p}.deadline")
-            if t.request is None:
-                request_of[i] = R
-                needs_default_request = True
-            elif t.request in r_index:
-                request_of[i] = r_index[t.request]
-            else:
-                raise SpecError(f"{p}.request", f"unknown request {t.request!r}")
-            reasons: dict[str, str] = {}
-            if t.pinned_node is not None or t.pinned_start is not None or t.pinned_end is not None:
-                if t.pinned_node not in n_index:
-                    raise SpecError(f"{p}.pinned_node", f"unknown node {t.pinned_node!r}")
-                if t.pinned_start is None or t.pinned_end is None:
-                    raise SpecError(p, "a pinned task needs pinned_node, pinned_start and pinned_end")
-                pinned_start[i] = _finite(t.pinned_start, f"{p}.pinned_start")
-                pinned_end[i] = _finite(t.pinned_end, f"{p}.pinned_end", minimum=pinned_start[i])
-                pinned_node[i] = n_index[t.pinned_node]
-                # It ran (or runs) there: the placement rules were checked when it was planned.
-                eligible[i, pinned_node[i]] = True
-            if t.previous_node is not None:
-                if t.previous_node not in n_index:
-                    raise SpecError(f"{p}.previous_node", f"unknown node {t.previous_node!r}")
-                previous_node[i] = n_index[t.previous_node]
-            for j, nd in enumerate(nodes):
-                if pinned_node[i] >= 0:
-                    break
-                if nd.failed:
-                    reasons.setdefault(nd.kind, "node failed")
-                elif t.allowed_kinds is not None and nd.kind not in t.allowed_kinds:
-                    reasons.setdefault(nd.kind, f"kind not in allowed_kinds {list(t.allowed_kinds)}")
-                elif t.allowed_zones is not None and nd.zone not in t.allowed_zones:
-                    reasons.setdefault(nd.kind, f"zone {nd.zone!r} not in allowed_zones {list(t.allowed_zones)}")
-                elif mem > node_mem[j]:
-                    biggest = max(node_mem[k] for k in range(m) if node_kinds[k] == nd.kind)
-                    reasons.setdefault(nd.kind, f"memory: needs {mem:g} GB, largest {nd.kind} node has {biggest:g} GB")
-                else:
-                    eligible[i, j] = True
-            if not eligible[i].any():
-                why = "; ".join(f"{k}: {r}" for k, r in reasons.items())
-                raise SpecError(p, f"fits no node ({why})")
-            duration[i] = np.where(eligible[i], work / rate[:, kind_of[i]], math.inf)
-            if pinned_node[i] >= 0:
-                duration[i, pinned_node[i]] = pinned_end[i] - pinned_start[i]
-        members = np.bincount(request_of, minlength=R + 1)
-        for i, rq in enumerate(workload.requests):
-            if members[i] == 0:
-                raise SpecError(f"requests[{rq.id!r}]", "no task belongs to this request")
-        request_ids = tuple(r.id for r in workload.requests)
-        if needs_default_request:
-            request_ids += ("(no request)",)
-        else:
-            req_release, req_deadline, req_priority = req_release[:R], req_deadline[:R], req_priority[:R]
-        # A request's priority defaults to the highest priority of its tasks.
-        for r in range(len(request_ids)):
-            if math.isnan(req_priority[r]):
-                members = priority[request_of == r]
-                req_priority[r] = members.max() if members.size else 1.0
-        release = req_release[request_of]
-
-        # Edges.
-        E = len(workload.edges)
-        src = np.empty(E, dtype=np.int32)
-        dst = np.empty(E, dtype=np.int32)
-        data = np.empty(E)
-        seen: set[tuple[int, int]] = set()
-        for k, e in enumerate(workload.edges):
-            p = f"edges[{e.source!r}->{e.target!r}]"
-            if e.source not in t_index:
-                raise SpecError(f"{p}.source", f"unknown task {e.source!r}")
-            if e.target not in t_index:
-                raise SpecError(f"{p}.target", f"unknown task {e.target!r}")
-            s, d = t_index[e.source], t_index[e.target]
-            if s == d:
-                raise SpecError(p, f"cycle: task {e.source!r} depends on itself")
-            if (s, d) in seen:
-                raise SpecError(p, "duplicate edge")
-            seen.add((s, d))
-            src[k], dst[k] = s, d
-            data[k] = _finite(e.data, f"{p}.data")
-
-        children: list[list[int]] = [[] for _ in range(n)]
-        for s, d in zip(src.tolist(), dst.tolist()):
-            children[s].append(d)
-            if pinned_node[d] >= 0 and pinned_node[s] < 0:
-                raise SpecError(f"tasks[{tasks[d].id!r}]", f"pinned, but its parent {tasks[s].id!r} is not: "
-                                "a task cannot have run before its inputs")
-        cycle = _find_cycle(n, children)
-        if cycle:
-            names = " -> ".join(repr(tasks[i].id) for i in cycle + cycle[:1])
-            raise SpecError("edges", f"cycle: {names}")
-
+        node = _node_columns(cluster)
+        latency, inv_bw = _link_tables(cluster, n_index, node.zones)
+        requests = _request_columns(workload.requests)
+        task = _task_columns(workload, cluster, node, n_index, r_index)
+        requests = _complete_requests(workload.requests, requests, task)
+        src, dst, data = _edge_arrays(workload.edges, t_index)
+        children = _children(tasks, src, dst, task.pinned_node)
+        parent_ptr, child_ptr = _csr_pointers(len(tasks), src, dst)
+        _check_routable(workload.edges, nodes, task.eligible, inv_bw, src, dst)
         by_child = np.lexsort((src, dst))
-        parent_ptr = np.zeros(n + 1, dtype=np.int64)
-        np.add.at(parent_ptr, dst + 1, 1)
-        parent_ptr = np.cumsum(parent_ptr)
         by_parent = np.lexsort((dst, src))
-        child_ptr = np.zeros(n + 1, dtype=np.int64)
-        np.add.at(child_ptr, src + 1, 1)
-        child_ptr = np.cumsum(child_ptr)
-
-        # Every edge must be routable for at least one eligible placement of its ends; tasks
-        # share few eligibility patterns, so check each pair of patterns once.
-        connected = np.isfinite(inv_bw) | np.eye(m, dtype=bool)
-        patterns, pattern_of = np.unique(eligible, axis=0, return_inverse=True)
-        pattern_of = pattern_of.reshape(-1)
-        checked: set[tuple[int, int]] = set()
-        for k in range(E):
-            key = (int(pattern_of[src[k]]), int(pattern_of[dst[k]]))
-            if key in checked:
-                continue
-            ps, pd = patterns[key[0]], patterns[key[1]]
-            if not (connected[ps][:, pd]).any():
-                e = workload.edges[k]
-                raise SpecError(
-                    f"edges[{e.source!r}->{e.target!r}]",
-                    "zero bandwidth between every pair of nodes the two tasks may run on "
-                    f"({e.source!r} on {[nodes[j].id for j in np.flatnonzero(ps)]}, "
-                    f"{e.target!r} on {[nodes[j].id for j in np.flatnonzero(pd)]})",
-                )
-            checked.add(key)
-
-        indeg = np.diff(parent_ptr).astype(np.int64)
-        heap = [i for i in range(n) if indeg[i] == 0]
-        heapq.heapify(heap)
-        topo = []
-        while heap:
-            v = heapq.heappop(heap)
-            topo.append(v)
-            for w in children[v]:
-                indeg[w] -= 1
-                if indeg[w] == 0:
-                    heapq.heappush(heap, w)
 
         return cls(
             workload=workload,
             cluster=cluster,
             task_ids=tuple(t.id for t in tasks),
             node_ids=tuple(nd.id for nd in nodes),
-            duration=duration,
-            work=work_of,
-            kind_of=kind_of,
-            task_kinds=task_kinds,
-            rate=rate,
-            eligible=eligible,
+            duration=task.duration,
+            work=task.work,
+            kind_of=task.kind_of,
+            task_kinds=task.kinds,
+            rate=task.rate,
+            eligible=task.eligible,
             parent_ptr=parent_ptr,
             parent_idx=src[by_child].astype(np.int32),
             parent_data=data[by_child],
@@ -511,24 +287,340 @@ class Instance:
             child_data=data[by_parent],
             latency=latency,
             inv_bandwidth=inv_bw,
-            release=release,
-            deadline=deadline,
-            priority=priority,
-            request_of=request_of,
-            request_ids=request_ids,
-            request_release=req_release,
-            request_deadline=req_deadline,
-            request_priority=req_priority,
-            busy_power=busy_power,
-            idle_power=idle_power,
-            cost_rate=cost_rate,
-            available_from=available_from,
-            pinned_node=pinned_node,
-            pinned_start=pinned_start,
-            pinned_end=pinned_end,
-            previous_node=previous_node,
-            topo_order=np.asarray(topo, dtype=np.int32),
+            release=requests.release[task.request_of],
+            deadline=task.deadline,
+            priority=task.priority,
+            request_of=task.request_of,
+            request_ids=requests.ids,
+            request_release=requests.release,
+            request_deadline=requests.deadline,
+            request_priority=requests.priority,
+            busy_power=node.busy_power,
+            idle_power=node.idle_power,
+            cost_rate=node.cost_rate,
+            available_from=node.available_from,
+            pinned_node=task.pinned_node,
+            pinned_start=task.pinned_start,
+            pinned_end=task.pinned_end,
+            previous_node=task.previous_node,
+            topo_order=_topological_order(parent_ptr, children),
         )
+
+
+class _NodeColumns(NamedTuple):
+    speed: np.ndarray  # (m,) GFLOP/s
+    memory: np.ndarray  # (m,) GB
+    busy_power: np.ndarray
+    idle_power: np.ndarray
+    cost_rate: np.ndarray  # per second
+    available_from: np.ndarray
+    zones: list[str]
+
+
+def _node_columns(cluster: Cluster) -> _NodeColumns:
+    """Check every node's numbers and the speed factors; the nodes' columns."""
+    m = len(cluster.nodes)
+    col = _NodeColumns(np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m), [])
+    for j, nd in enumerate(cluster.nodes):
+        p = f"nodes[{nd.id!r}]"
+        col.speed[j] = _finite(nd.speed, f"{p}.speed", strict=True)
+        col.memory[j] = _finite(nd.memory, f"{p}.memory")
+        col.available_from[j] = _finite(nd.available_from, f"{p}.available_from")
+        if not isinstance(nd.failed, bool):
+            raise SpecError(f"{p}.failed", f"must be true or false, got {nd.failed!r}")
+        col.busy_power[j] = _finite(nd.busy_power, f"{p}.busy_power")
+        col.idle_power[j] = _finite(nd.idle_power, f"{p}.idle_power")
+        col.cost_rate[j] = _finite(nd.cost_per_hour, f"{p}.cost_per_hour") / 3600.0
+        if not isinstance(nd.kind, str) or not nd.kind:
+            raise SpecError(f"{p}.kind", f"must be a non-empty string, got {nd.kind!r}")
+        col.zones.append(nd.zone)
+    for nk, factors in cluster.speed_factors.items():
+        for tk, f in factors.items():
+            _finite(f, f"speed_factors[{nk!r}][{tk!r}]", strict=True)
+    return col
+
+
+def _index_links(cluster: Cluster, n_index: Mapping[str, int], zones: Sequence[str]):
+    """The cluster's links by node pair and by zone pair, both directions."""
+    zone_set = set(zones)
+    node_links: dict[tuple[str, str], Link] = {}
+    zone_links: dict[tuple[str, str], Link] = {}
+    for ln in cluster.links:
+        p = f"links[{ln.a!r},{ln.b!r}]"
+        _finite(ln.bandwidth, f"{p}.bandwidth")
+        _finite(ln.latency, f"{p}.latency")
+        if ln.a in n_index and ln.b in n_index:
+            node_links[(ln.a, ln.b)] = node_links[(ln.b, ln.a)] = ln
+        elif ln.a in zone_set and ln.b in zone_set:
+            zone_links[(ln.a, ln.b)] = zone_links[(ln.b, ln.a)] = ln
+        else:
+            unknown = [x for x in (ln.a, ln.b) if x not in n_index and x not in zone_set]
+            raise SpecError(
+                p,
+                f"unknown node or zone {unknown[0]!r}" if unknown
+                else "connects a node to a zone; name two nodes or two zones",
+            )
+    return node_links, zone_links
+
+
+def _link_tables(cluster: Cluster, n_index: Mapping[str, int], zones: Sequence[str]):
+    """(latency, inverse bandwidth) between every pair of nodes: node pair beats zone pair
+    beats the cluster default; bandwidth 0 becomes infinite seconds per MB."""
+    default_bw = 0.0 if cluster.default_bandwidth is None else _finite(cluster.default_bandwidth,
+                                                                        "default_bandwidth")
+    default_lat = _finite(cluster.default_latency, "default_latency")
+    node_links, zone_links = _index_links(cluster, n_index, zones)
+    nodes, m = cluster.nodes, len(cluster.nodes)
+    latency = np.zeros((m, m))
+    inv_bw = np.zeros((m, m))
+    for a in range(m):
+        for b in range(m):
+            if a == b:
+                continue
+            ln = node_links.get((nodes[a].id, nodes[b].id)) or zone_links.get((zones[a], zones[b]))
+            bw, lat = (ln.bandwidth, ln.latency) if ln else (default_bw, default_lat)
+            latency[a, b] = lat
+            inv_bw[a, b] = math.inf if bw == 0 else 1.0 / bw
+    return latency, inv_bw
+
+
+class _RequestColumns(NamedTuple):
+    ids: tuple[str, ...]
+    release: np.ndarray
+    deadline: np.ndarray  # inf when none
+    priority: np.ndarray  # nan until _complete_requests fills the defaults
+
+
+def _request_columns(requests: Sequence[Request]) -> _RequestColumns:
+    """The requests' columns, with one extra row for tasks that name no request."""
+    R = len(requests)
+    col = _RequestColumns(tuple(r.id for r in requests), np.zeros(R + 1), np.full(R + 1, math.inf),
+                          np.full(R + 1, math.nan))
+    for i, rq in enumerate(requests):
+        p = f"requests[{rq.id!r}]"
+        col.release[i] = _finite(rq.release, f"{p}.release")
+        if rq.deadline is not None:
+            col.deadline[i] = _finite(rq.deadline, f"{p}.deadline")
+        if rq.priority is not None:
+            col.priority[i] = _finite(rq.priority, f"{p}.priority")
+    return col
+
+
+class _TaskColumns(NamedTuple):
+    kinds: tuple[str, ...]  # task kinds, sorted
+    rate: np.ndarray  # (m, K)
+    work: np.ndarray
+    kind_of: np.ndarray
+    duration: np.ndarray
+    eligible: np.ndarray
+    pinned_node: np.ndarray
+    pinned_start: np.ndarray
+    pinned_end: np.ndarray
+    previous_node: np.ndarray
+    deadline: np.ndarray
+    priority: np.ndarray
+    request_of: np.ndarray  # len(requests) for a task that names none
+
+
+def _kind_rates(tasks: Sequence[Task], cluster: Cluster, speed: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    """The task kinds (sorted) and each node's GFLOP/s on each kind."""
+    for t in tasks:
+        if not isinstance(t.kind, str) or not t.kind:
+            raise SpecError(f"tasks[{t.id!r}].kind", f"must be a non-empty string, got {t.kind!r}")
+    kinds = tuple(sorted({t.kind for t in tasks}))
+    rate = np.array(
+        [[speed[j] * cluster.speed_factors.get(nd.kind, {}).get(k, 1.0) for k in kinds]
+         for j, nd in enumerate(cluster.nodes)], dtype=float,
+    ).reshape(len(cluster.nodes), len(kinds))
+    return kinds, rate
+
+
+def _task_columns(workload: Workload, cluster: Cluster, node: _NodeColumns, n_index: Mapping[str, int],
+                  r_index: Mapping[str, int]) -> _TaskColumns:
+    """Check every task's numbers, request, pin and placement rules; the tasks' columns."""
+    tasks, n, m = workload.tasks, len(workload.tasks), len(cluster.nodes)
+    kinds, rate = _kind_rates(tasks, cluster, node.speed)
+    kind_index = {k: i for i, k in enumerate(kinds)}
+    col = _TaskColumns(
+        kinds, rate, work=np.empty(n), kind_of=np.empty(n, dtype=np.int32), duration=np.empty((n, m)),
+        eligible=np.zeros((n, m), dtype=bool), pinned_node=np.full(n, -1, dtype=np.int32),
+        pinned_start=np.full(n, math.nan), pinned_end=np.full(n, math.nan),
+        previous_node=np.full(n, -1, dtype=np.int32), deadline=np.full(n, math.inf), priority=np.empty(n),
+        request_of=np.empty(n, dtype=np.int32),
+    )
+    for i, t in enumerate(tasks):
+        p = f"tasks[{t.id!r}]"
+        work = col.work[i] = _finite(t.work, f"{p}.work")
+        col.kind_of[i] = kind_index[t.kind]
+        mem = _finite(t.memory, f"{p}.memory")
+        col.priority[i] = _finite(t.priority, f"{p}.priority")
+        if t.deadline is not None:
+            col.deadline[i] = _finite(t.deadline, f"{p}.deadline")
+        col.request_of[i] = _request_of(t, p, r_index, len(workload.requests))
+        col.pinned_node[i], col.pinned_start[i], col.pinned_end[i] = _pin(t, p, n_index)
+        if t.previous_node is not None:
+            if t.previous_node not in n_index:
+                raise SpecError(f"{p}.previous_node", f"unknown node {t.previous_node!r}")
+            col.previous_node[i] = n_index[t.previous_node]
+        if col.pinned_node[i] >= 0:
+            # It ran (or runs) there: the placement rules were checked when it was planned.
+            col.eligible[i, col.pinned_node[i]] = True
+        else:
+            col.eligible[i] = _eligible_nodes(t, p, mem, cluster.nodes, node.memory)
+        col.duration[i] = np.where(col.eligible[i], work / rate[:, col.kind_of[i]], math.inf)
+        if col.pinned_node[i] >= 0:
+            col.duration[i, col.pinned_node[i]] = col.pinned_end[i] - col.pinned_start[i]
+    return col
+
+
+def _request_of(t: Task, p: str, r_index: Mapping[str, int], default: int) -> int:
+    if t.request is None:
+        return default
+    if t.request not in r_index:
+        raise SpecError(f"{p}.request", f"unknown request {t.request!r}")
+    return r_index[t.request]
+
+
+def _pin(t: Task, p: str, n_index: Mapping[str, int]) -> tuple[int, float, float]:
+    """(node, start, end) of a task that ran or runs; (-1, nan, nan) for a free one."""
+    if t.pinned_node is None and t.pinned_start is None and t.pinned_end is None:
+        return -1, math.nan, math.nan
+    if t.pinned_node not in n_index:
+        raise SpecError(f"{p}.pinned_node", f"unknown node {t.pinned_node!r}")
+    if t.pinned_start is None or t.pinned_end is None:
+        raise SpecError(p, "a pinned task needs pinned_node, pinned_start and pinned_end")
+    start = _finite(t.pinned_start, f"{p}.pinned_start")
+    end = _finite(t.pinned_end, f"{p}.pinned_end", minimum=start)
+    return n_index[t.pinned_node], start, end
+
+
+def _eligible_nodes(t: Task, p: str, mem: float, nodes: Sequence[Node], node_mem: np.ndarray) -> np.ndarray:
+    """The nodes a free task may run on; none raises, saying why for each node kind."""
+    eligible = np.zeros(len(nodes), dtype=bool)
+    reasons: dict[str, str] = {}
+    for j, nd in enumerate(nodes):
+        if nd.failed:
+            reasons.setdefault(nd.kind, "node failed")
+        elif t.allowed_kinds is not None and nd.kind not in t.allowed_kinds:
+            reasons.setdefault(nd.kind, f"kind not in allowed_kinds {list(t.allowed_kinds)}")
+        elif t.allowed_zones is not None and nd.zone not in t.allowed_zones:
+            reasons.setdefault(nd.kind, f"zone {nd.zone!r} not in allowed_zones {list(t.allowed_zones)}")
+        elif mem > node_mem[j]:
+            biggest = max(node_mem[k] for k in range(len(nodes)) if nodes[k].kind == nd.kind)
+            reasons.setdefault(nd.kind, f"memory: needs {mem:g} GB, largest {nd.kind} node has {biggest:g} GB")
+        else:
+            eligible[j] = True
+    if not eligible.any():
+        why = "; ".join(f"{k}: {r}" for k, r in reasons.items())
+        raise SpecError(p, f"fits no node ({why})")
+    return eligible
+
+
+def _complete_requests(requests: Sequence[Request], col: _RequestColumns, task: _TaskColumns) -> _RequestColumns:
+    """Every request has a task; the extra row stays only when some task names no request; a
+    request's priority defaults to the highest priority of its tasks."""
+    R = len(requests)
+    members = np.bincount(task.request_of, minlength=R + 1)
+    for i, rq in enumerate(requests):
+        if members[i] == 0:
+            raise SpecError(f"requests[{rq.id!r}]", "no task belongs to this request")
+    if members[R]:
+        col = col._replace(ids=col.ids + ("(no request)",))
+    else:
+        col = _RequestColumns(col.ids, col.release[:R], col.deadline[:R], col.priority[:R])
+    for r in range(len(col.ids)):
+        if math.isnan(col.priority[r]):
+            priorities = task.priority[task.request_of == r]
+            col.priority[r] = priorities.max() if priorities.size else 1.0
+    return col
+
+
+def _edge_arrays(edges: Sequence[Edge], t_index: Mapping[str, int]):
+    """(source, target, data) of every edge, as task indices and MB."""
+    E = len(edges)
+    src = np.empty(E, dtype=np.int32)
+    dst = np.empty(E, dtype=np.int32)
+    data = np.empty(E)
+    seen: set[tuple[int, int]] = set()
+    for k, e in enumerate(edges):
+        p = f"edges[{e.source!r}->{e.target!r}]"
+        if e.source not in t_index:
+            raise SpecError(f"{p}.source", f"unknown task {e.source!r}")
+        if e.target not in t_index:
+            raise SpecError(f"{p}.target", f"unknown task {e.target!r}")
+        s, d = t_index[e.source], t_index[e.target]
+        if s == d:
+            raise SpecError(p, f"cycle: task {e.source!r} depends on itself")
+        if (s, d) in seen:
+            raise SpecError(p, "duplicate edge")
+        seen.add((s, d))
+        src[k], dst[k] = s, d
+        data[k] = _finite(e.data, f"{p}.data")
+    return src, dst, data
+
+
+def _children(tasks: Sequence[Task], src: np.ndarray, dst: np.ndarray, pinned_node: np.ndarray) -> list[list[int]]:
+    """Each task's children; raises for a cycle, or a pinned task under a free parent."""
+    children: list[list[int]] = [[] for _ in tasks]
+    for s, d in zip(src.tolist(), dst.tolist()):
+        children[s].append(d)
+        if pinned_node[d] >= 0 and pinned_node[s] < 0:
+            raise SpecError(f"tasks[{tasks[d].id!r}]", f"pinned, but its parent {tasks[s].id!r} is not: "
+                            "a task cannot have run before its inputs")
+    cycle = _find_cycle(len(tasks), children)
+    if cycle:
+        names = " -> ".join(repr(tasks[i].id) for i in cycle + cycle[:1])
+        raise SpecError("edges", f"cycle: {names}")
+    return children
+
+
+def _csr_pointers(n: int, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row pointers of the edges grouped by child (parents) and by parent (children)."""
+    parent_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(parent_ptr, dst + 1, 1)
+    child_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(child_ptr, src + 1, 1)
+    return np.cumsum(parent_ptr), np.cumsum(child_ptr)
+
+
+def _check_routable(edges: Sequence[Edge], nodes: Sequence[Node], eligible: np.ndarray, inv_bw: np.ndarray,
+                    src: np.ndarray, dst: np.ndarray) -> None:
+    """Every edge must be routable for at least one eligible placement of its ends; tasks
+    share few eligibility patterns, so check each pair of patterns once."""
+    connected = np.isfinite(inv_bw) | np.eye(len(nodes), dtype=bool)
+    patterns, pattern_of = np.unique(eligible, axis=0, return_inverse=True)
+    pattern_of = pattern_of.reshape(-1)
+    checked: set[tuple[int, int]] = set()
+    for k in range(len(edges)):
+        key = (int(pattern_of[src[k]]), int(pattern_of[dst[k]]))
+        if key in checked:
+            continue
+        ps, pd = patterns[key[0]], patterns[key[1]]
+        if not (connected[ps][:, pd]).any():
+            e = edges[k]
+            raise SpecError(
+                f"edges[{e.source!r}->{e.target!r}]",
+                "zero bandwidth between every pair of nodes the two tasks may run on "
+                f"({e.source!r} on {[nodes[j].id for j in np.flatnonzero(ps)]}, "
+                f"{e.target!r} on {[nodes[j].id for j in np.flatnonzero(pd)]})",
+            )
+        checked.add(key)
+
+
+def _topological_order(parent_ptr: np.ndarray, children: list[list[int]]) -> np.ndarray:
+    """Kahn's algorithm, the smallest ready index first."""
+    indeg = np.diff(parent_ptr).astype(np.int64)
+    heap = [i for i in range(len(children)) if indeg[i] == 0]
+    heapq.heapify(heap)
+    topo = []
+    while heap:
+        v = heapq.heappop(heap)
+        topo.append(v)
+        for w in children[v]:
+            indeg[w] -= 1
+            if indeg[w] == 0:
+                heapq.heappush(heap, w)
+    return np.asarray(topo, dtype=np.int32)
 
 
 def ids_to_tuple(values: Sequence[str] | None) -> tuple[str, ...] | None:

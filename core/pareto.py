@@ -12,12 +12,15 @@ import math
 import numpy as np
 
 from apportion.core._jit import jit, jit_inline
+from apportion.core import defaults
 from apportion.core.defaults import DEFAULT_OBJECTIVES
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import STAT_INDEX
 
-# Objective name -> (STATS column, sense).
-OBJECTIVES: dict[str, tuple[str, str]] = {
+# Objective name -> (STATS column, sense), in ``defaults.OBJECTIVES`` order: the names are
+# defaults' (the forms and the command line offer them without loading this module); the
+# columns and senses are known here.
+_COLUMN_AND_SENSE: dict[str, tuple[str, str]] = {
     "makespan": ("makespan", "min"),
     "utilization": ("utilization", "max"),
     "imbalance": ("imbalance", "min"),
@@ -26,6 +29,10 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
     "cost": ("cost", "min"),
     "migrations": ("moved", "min"),  # re-planning: tasks moved off the node the old plan gave them
 }
+if set(_COLUMN_AND_SENSE) != set(defaults.OBJECTIVES):
+    raise ImportError(f"core.pareto knows the objectives {sorted(_COLUMN_AND_SENSE)}, "
+                      f"core.defaults.OBJECTIVES names {sorted(defaults.OBJECTIVES)}")
+OBJECTIVES: dict[str, tuple[str, str]] = {name: _COLUMN_AND_SENSE[name] for name in defaults.OBJECTIVES}
 # Hypervolume reference point on objectives normalised to [0, 1] by ideal and nadir.
 HV_REFERENCE = 1.1
 

@@ -173,7 +173,7 @@ def replan(instance: Instance, plan: Plan, now: float, changes: Sequence[Change]
     over to the new instance. ``settings`` is a ``core.api.Settings``; its objectives may
     include ``migrations`` to weigh moving tasks against the other objectives.
     """
-    from apportion.core.algorithms.baselines import HeftAllocator
+    from apportion.core.algorithms.heft import HeftAllocator
     from apportion.core.api import Settings, optimize
 
     residual = residual_instance(instance, plan, now, changes, start=start, end=end)

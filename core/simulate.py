@@ -22,8 +22,9 @@ import numba
 import numpy as np
 
 from apportion.core._jit import jit, jit_inline, jit_parallel, prange
+from apportion.core.defaults import SAMPLES
 from apportion.core.errors import SpecError
-from apportion.core.evaluate import Evaluator, Plan
+from apportion.core.evaluate import Evaluator, Plan, link_arrays
 from apportion.core.model import Instance
 
 # Per-sample realised metrics, the columns of ``SimulationResult.values``.
@@ -550,18 +551,17 @@ def _seed_key(seed) -> np.uint64:
 def _kernel_inputs(instance: Instance, uncertainty: Uncertainty) -> dict:
     """The per-task-kind and per-node parameters and the link arrays the kernel reads."""
     node_kinds = [nd.kind for nd in instance.cluster.nodes]
-    no_link = ~np.isfinite(instance.inv_bandwidth)
+    latency, inv_bw = link_arrays(instance)
     return {
         "sigma_kind": _per_kind(uncertainty.duration_sigma, instance.task_kinds, 0.0),
         "mtbf": _per_kind(uncertainty.mtbf, node_kinds, math.inf),
         "repair": _per_kind(uncertainty.repair_mean, node_kinds, 0.0),
-        # A missing link is infinite latency, so that 0 MB over it never arrives either.
-        "latency": np.ascontiguousarray(np.where(no_link, np.inf, instance.latency)),
-        "inv_bw": np.ascontiguousarray(np.where(no_link, 0.0, instance.inv_bandwidth)),
+        "latency": latency,
+        "inv_bw": inv_bw,
     }
 
 
-def simulate(instance: Instance, plan: Plan, uncertainty: Uncertainty | None = None, samples: int = 1000,
+def simulate(instance: Instance, plan: Plan, uncertainty: Uncertainty | None = None, samples: int = SAMPLES,
              seed: int | np.random.Generator = 0, *, return_schedules: bool = False,
              parallel: bool = False) -> SimulationResult:
     """Enact ``plan`` ``samples`` times under ``uncertainty``; realised metrics per sample.

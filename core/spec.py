@@ -62,16 +62,34 @@ def _validator(what: str):
     return jsonschema.Draft202012Validator(_inline_refs(schema(what), schema(what)["$defs"]))
 
 
+class SpecErrors(SpecError):
+    """Several problems in one input, in document order. It reads as the most relevant one
+    (``field``, ``reason``, ``str``), so callers that show one line stay as they are;
+    ``apportion validate`` lists ``errors``."""
+
+    def __init__(self, errors: list[SpecError], most_relevant: SpecError | None = None):
+        first = most_relevant or errors[0]
+        super().__init__(first.field, first.reason)
+        self.errors = errors
+
+
 def check_document(doc: object, what: str) -> None:
-    """Raise ``SpecError`` for the most relevant way ``doc`` breaks the ``what`` schema."""
+    """Raise ``SpecErrors`` for every way ``doc`` breaks the ``what`` schema; it reads as the
+    most relevant one."""
     from jsonschema.exceptions import best_match, by_relevance
 
+    found = list(_validator(what).iter_errors(doc))
+    if not found:
+        return
     relevance = by_relevance()
-    # Among equally relevant errors, an unknown key (often a typo) explains more than a missing one.
-    error = best_match(_validator(what).iter_errors(doc),
-                       key=lambda e: (relevance(e), e.validator == "additionalProperties"))
-    if error is not None:
-        raise _to_spec_error(error, doc, what)
+
+    def key(error):  # among equally relevant errors, an unknown key (often a typo) explains more
+        return relevance(error), error.validator == "additionalProperties"
+
+    # Each error's most relevant cause (an anyOf error holds one per alternative), named; jsonschema
+    # reports each missing key of an entry as one more error naming the same entry, hence the set.
+    named = {(e.field, e.reason): e for error in found for e in _to_spec_errors(best_match([error], key=key), doc, what)}
+    raise SpecErrors(list(named.values()), _to_spec_error(best_match(found, key=key), doc, what))
 
 
 def _label(list_name: object, item: object) -> str | None:
@@ -108,6 +126,22 @@ def key_text(key: object) -> str:
 
 def _join(field: str, key: object, root: str) -> str:
     return key_text(key) if field == root else f"{field}.{key_text(key)}"
+
+
+def _to_spec_errors(error, doc: object, root: str) -> list[SpecError]:
+    """``error`` as ``SpecError``s: one per missing or unknown key of an entry, else one."""
+    if error.validator in ("required", "additionalProperties") and isinstance(error.instance, Mapping):
+        field = _render_path(doc, error.absolute_path, root)
+        if error.validator == "required":
+            named = [SpecError(_join(field, key, root), "missing (required)")
+                     for key in error.validator_value if key not in error.instance]
+        else:
+            known = sorted(error.schema.get("properties", {}))
+            named = [SpecError(_join(field, key, root), f"unknown field; expected one of {known}")
+                     for key in error.instance if key not in known]
+        if named:
+            return named
+    return [_to_spec_error(error, doc, root)]
 
 
 def _to_spec_error(error, doc: object, root: str) -> SpecError:

@@ -38,7 +38,7 @@ def compute_allocation(workload, cluster, settings, folder: str | Path, *, scena
     and, last, result.json into ``folder``; if result.json there already matches these inputs
     and settings, reuse it. ``previous`` (a published front.json) warm-starts the search and
     sets each task's previous node. Returns the result record (with ``"reused"``)."""
-    from apportion.core.algorithms.baselines import HeftAllocator
+    from apportion.core.algorithms.heft import HeftAllocator
     from apportion.core.api import optimize, write_outputs
     from apportion.core.atomic import write_json
     from apportion.core.io import cluster_to_dict, workload_to_dict

@@ -1,8 +1,8 @@
 """Constructive baseline allocators: each builds one plan, scored by the shared evaluator.
 
 Every baseline places tasks one at a time and, like the evaluator's decoder, appends each task
-to its node's queue (HEFT alone inserts into idle gaps, and emits a dispatch order the decoder
-reproduces exactly). All of them
+to its node's queue (HEFT, in ``heft``, alone inserts into idle gaps, and emits a dispatch
+order the decoder reproduces exactly). All of them
 
 * use only a task's eligible nodes (``Instance.eligible``);
 * avoid nodes that a parent's output cannot reach (no link: infinite arrival) and nodes from
@@ -12,45 +12,20 @@ reproduces exactly). All of them
   inputs arrived), transfer = 0 on the same node else latency + data / bandwidth;
 * break ties towards the lowest task index and the lowest node index.
 
-``baseline_plans`` runs them all (NSGA-II seeds its population with the result).
+``baseline_plans`` runs them all, HEFT included (NSGA-II seeds its population with the result).
 """
 
 from __future__ import annotations
 
-import time
-from typing import Callable
-
 import numpy as np
 
-from apportion.core._jit import jit, jit_inline
-from apportion.core.algorithms.base import AllocationResult, Allocator
+from apportion.core._jit import jit
+from apportion.core.algorithms.constructive import ConstructiveAllocator, data_ready
+from apportion.core.algorithms.heft import HeftAllocator
 from apportion.core.algorithms.registry import register
 from apportion.core.errors import SpecError
-from apportion.core.evaluate import STATS, Evaluator, Plan
+from apportion.core.evaluate import Evaluator, Plan, link_arrays
 from apportion.core.model import Instance
-
-
-def _link_arrays(inst: Instance) -> tuple[np.ndarray, np.ndarray]:
-    """Latency and inverse bandwidth as the decoder uses them: a missing link is infinite
-    latency (so even 0 MB cannot cross it) and 0 s/MB, which keeps 0 * inf out of the sums."""
-    no_link = ~np.isfinite(inst.inv_bandwidth)
-    latency = np.ascontiguousarray(np.where(no_link, np.inf, inst.latency))
-    inv_bw = np.ascontiguousarray(np.where(no_link, 0.0, inst.inv_bandwidth))
-    return latency, inv_bw
-
-
-@jit_inline
-def _data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw):
-    """When task ``t`` could start on node ``j``: its release, or its last input's arrival
-    there (the cost model's transfer: latency + data / bandwidth, zero on the same node)."""
-    ready = release[t]
-    for e in range(parent_ptr[t], parent_ptr[t + 1]):
-        p = parent_idx[e]
-        pj = assign[p]
-        arrival = end[p] + (latency[pj, j] + parent_data[e] * inv_bw[pj, j])
-        if arrival > ready:
-            ready = arrival
-    return ready
 
 
 @jit
@@ -123,10 +98,12 @@ def _normalise(values, mask, out):
             out[j] = 1.0
 
 
+# One compiled kernel serves every appending rule (one function to load from the cache), hence
+# its size.
 @jit
-def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, topo, duration, eligible, viable,
-                   parent_ptr, parent_idx, parent_data, child_ptr, child_idx, latency, inv_bw, release, assign,
-                   order):
+def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, topo, duration,  # noqa: C901
+                   eligible, viable, parent_ptr, parent_idx, parent_data, child_ptr, child_idx, latency, inv_bw,
+                   release, assign, order):
     """Place tasks one at a time, each appended to its node's queue, by ``rule``.
 
     Tasks come in ``topo`` order, or, when ``queue_key`` is not empty, as the ready task of
@@ -163,7 +140,7 @@ def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, t
         else:
             t = topo[k]
         for j in range(m):
-            ready[j] = _data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
+            ready[j] = data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
         found = False
         for j in range(m):
             mask[j] = viable[t, j] and np.isfinite(ready[j])
@@ -231,7 +208,7 @@ def _list_plan(inst: Instance, rule: int, *, queue_key=None, draws=None, capacit
                time_weight: float = 0.0, load_weight: float = 0.0) -> Plan:
     """The plan ``_list_schedule`` builds with ``rule`` (placement order = dispatch order)."""
     n = inst.n_tasks
-    latency, inv_bw = _link_arrays(inst)
+    latency, inv_bw = link_arrays(inst)
     assign = np.full(n, -1, dtype=np.int32)
     order = np.empty(n, dtype=np.int32)
     empty = np.empty(0)
@@ -243,27 +220,8 @@ def _list_plan(inst: Instance, rule: int, *, queue_key=None, draws=None, capacit
     return Plan(assign, order)
 
 
-class _Constructive(Allocator):
-    """A baseline that builds one plan; ``allocate`` scores it with the shared evaluator."""
-
-    def build(self, instance: Instance, seed: int = 0) -> Plan:
-        raise NotImplementedError
-
-    def allocate(self, evaluator: Evaluator, *, seed: int = 0,
-                 progress: Callable[[int, dict], None] | None = None) -> AllocationResult:
-        """Build the plan and score it; ``progress`` is called once, with step 1 and the stats."""
-        began = time.perf_counter()
-        plan = self.build(evaluator.instance, seed)
-        stats = evaluator.stats(plan.assignment, plan.order)
-        seconds = time.perf_counter() - began
-        if progress is not None:
-            progress(1, dict(zip(STATS, stats[0].tolist())))
-        return AllocationResult(algorithm=self.name, plans=[plan], stats=stats, evaluations=1,
-                                seconds=seconds)
-
-
 @register
-class RandomAllocator(_Constructive):
+class RandomAllocator(ConstructiveAllocator):
     """Each task on a node drawn uniformly from its eligible (and reachable) nodes."""
 
     name = "random"
@@ -274,7 +232,7 @@ class RandomAllocator(_Constructive):
 
 
 @register
-class RoundRobinAllocator(_Constructive):
+class RoundRobinAllocator(ConstructiveAllocator):
     """Tasks in topological order each take the next node in a cycle over all nodes,
     skipping nodes the task may not use (or cannot receive its inputs on)."""
 
@@ -285,7 +243,7 @@ class RoundRobinAllocator(_Constructive):
 
 
 @register
-class GreedyAllocator(_Constructive):
+class GreedyAllocator(ConstructiveAllocator):
     """The background article's greedy allocator (appendix B.1), made concrete.
 
     Repeatedly take the ready task with the highest priority and put it on the node whose
@@ -316,7 +274,7 @@ class GreedyAllocator(_Constructive):
 
 
 @register
-class LeastLoadedAllocator(_Constructive):
+class LeastLoadedAllocator(ConstructiveAllocator):
     """Tasks in topological order, each on the node with the least busy time so far."""
 
     name = "least-loaded"
@@ -326,7 +284,7 @@ class LeastLoadedAllocator(_Constructive):
 
 
 @register
-class ShortestFirstAllocator(_Constructive):
+class ShortestFirstAllocator(ConstructiveAllocator):
     """Repeatedly the ready task with the shortest runtime (on its fastest eligible node),
     on the node where it would finish earliest."""
 
@@ -337,7 +295,7 @@ class ShortestFirstAllocator(_Constructive):
 
 
 @register
-class WeightedBalanceAllocator(_Constructive):
+class WeightedBalanceAllocator(ConstructiveAllocator):
     """Tasks in topological order, each on the node minimising
     ``time_weight * finish / max finish + load_weight * load / max load`` over its candidate
     nodes, where finish is when the task would end there and load is the node's busy time
@@ -373,7 +331,7 @@ def _earliest_completion(t, node_free, duration, eligible, parent_ptr, parent_id
             continue
         if first_eligible == -1:
             first_eligible = j
-        r = _data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
+        r = data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
         ready[j] = r
         if first_reachable == -1 and np.isfinite(r):
             first_reachable = j
@@ -430,7 +388,7 @@ def _min_min_kernel(duration, eligible, parent_ptr, parent_idx, parent_data, chi
 
 
 @register
-class MinMinAllocator(_Constructive):
+class MinMinAllocator(ConstructiveAllocator):
     """Min-min (Ibarra and Kim 1977; Braun et al. 2001): repeatedly, among the ready tasks,
     the one whose earliest completion time over its nodes is smallest, placed on that node.
 
@@ -443,7 +401,7 @@ class MinMinAllocator(_Constructive):
     def build(self, instance: Instance, seed: int = 0) -> Plan:
         inst = instance
         n = inst.n_tasks
-        latency, inv_bw = _link_arrays(inst)
+        latency, inv_bw = link_arrays(inst)
         assign = np.full(n, -1, dtype=np.int32)
         start = np.empty(n)
         end = np.empty(n)
@@ -454,135 +412,7 @@ class MinMinAllocator(_Constructive):
         return Plan(assign, order)
 
 
-# --- HEFT -------------------------------------------------------------------------------------
-
-
-def heft_ranks(instance: Instance) -> np.ndarray:
-    """HEFT's upward rank: mean runtime over the task's eligible nodes plus the largest
-    (mean transfer time + rank) over its children. The mean transfer of d MB is
-    mean latency + d / mean bandwidth over ordered pairs of distinct, linked nodes (0 when
-    there are none, e.g. one node)."""
-    inst = instance
-    m = inst.n_nodes
-    wbar = np.where(inst.eligible, inst.duration, 0.0).sum(axis=1) / inst.eligible.sum(axis=1)
-    linked = np.isfinite(inst.inv_bandwidth) & ~np.eye(m, dtype=bool)
-    if linked.any():
-        mean_bandwidth = (1.0 / inst.inv_bandwidth[linked]).mean()
-        cbar = inst.latency[linked].mean() + inst.child_data / mean_bandwidth
-    else:
-        cbar = np.zeros_like(inst.child_data)
-    rank = np.zeros(inst.n_tasks)
-    for t in inst.topo_order[::-1].tolist():
-        a, b = inst.child_ptr[t], inst.child_ptr[t + 1]
-        tail = (cbar[a:b] + rank[inst.child_idx[a:b]]).max() if b > a else 0.0
-        rank[t] = wbar[t] + tail
-    return rank
-
-
-def heft_priority(instance: Instance) -> np.ndarray:
-    """Tasks by decreasing upward rank, ties in topological order (which keeps the list
-    topological: a parent's rank is never below its child's)."""
-    position = np.empty(instance.n_tasks, dtype=np.int64)
-    position[instance.topo_order] = np.arange(instance.n_tasks)
-    return np.lexsort((position, -heft_ranks(instance))).astype(np.int32)
-
-
-@jit
-def _heft_kernel(priority, duration, eligible, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
-                 assign, start, end):
-    """Insertion-based earliest-finish-time placement in ``priority`` order.
-
-    Each node's timeline is a doubly linked list of its tasks in time order (``head``,
-    ``nxt``, ``prv``). A task goes into the first idle gap on a node that starts at or after
-    its data-ready time and is long enough, else after the node's last task.
-    """
-    n, m = duration.shape
-    head = np.full(m, -1, np.int64)
-    tail = np.full(m, -1, np.int64)
-    nxt = np.full(n, -1, np.int64)
-    prv = np.full(n, -1, np.int64)
-    for t in priority:
-        best_j = -1
-        best_finish = np.inf
-        best_start = np.inf
-        best_after = -1
-        for j in range(m):
-            if not eligible[t, j]:
-                continue
-            ready = _data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
-            d = duration[t, j]
-            # Gaps before tasks that start at or after ``ready`` are the only ones that can fit.
-            after = tail[j]
-            while after != -1 and start[after] >= ready:
-                after = prv[after]
-            prev_end = end[after] if after != -1 else 0.0
-            nxt_task = nxt[after] if after != -1 else head[j]
-            s = max(ready, prev_end)
-            while nxt_task != -1 and s + d > start[nxt_task]:
-                after = nxt_task
-                s = max(ready, end[after])
-                nxt_task = nxt[after]
-            if best_j == -1 or s + d < best_finish:
-                best_j, best_finish, best_start, best_after = j, s + d, s, after
-        t_next = nxt[best_after] if best_after != -1 else head[best_j]
-        prv[t] = best_after
-        nxt[t] = t_next
-        if best_after != -1:
-            nxt[best_after] = t
-        else:
-            head[best_j] = t
-        if t_next != -1:
-            prv[t_next] = t
-        else:
-            tail[best_j] = t
-        assign[t] = best_j
-        start[t] = best_start
-        end[t] = best_start + duration[t, best_j]
-
-
-def _heft(instance: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    n = instance.n_tasks
-    priority = heft_priority(instance)
-    latency, inv_bw = _link_arrays(instance)
-    assign = np.empty(n, dtype=np.int32)
-    start = np.empty(n)
-    end = np.empty(n)
-    _heft_kernel(priority, np.ascontiguousarray(instance.duration), instance.eligible, instance.parent_ptr,
-                 instance.parent_idx, instance.parent_data, latency, inv_bw, instance.release, assign, start, end)
-    return priority, assign, start, end
-
-
-def heft_schedule(instance: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """HEFT (Topcuoglu, Hariri and Wu 2002): tasks by decreasing upward rank, each on the
-    eligible node where it finishes earliest, inserted into an idle gap when one fits.
-
-    Returns HEFT's own (assignment, start, end); task release times delay the data-ready time.
-    """
-    return _heft(instance)[1:]
-
-
-def schedule_order(start: np.ndarray, end: np.ndarray, priority: np.ndarray) -> np.ndarray:
-    """A dispatch order under which the evaluator's decoder reproduces a schedule exactly:
-    by start time, then end time (a zero-length task before the task starting at the same
-    instant on its node), then position in ``priority`` (parents before children).
-    The key strictly increases along every edge, so the order is topological."""
-    position = np.empty(start.shape[0], dtype=np.int64)
-    position[priority] = np.arange(start.shape[0])
-    return np.lexsort((position, end, start)).astype(np.int32)
-
-
-@register
-class HeftAllocator(_Constructive):
-    """HEFT; the plan's order makes the evaluator decode exactly HEFT's schedule."""
-
-    name = "heft"
-
-    def build(self, instance: Instance, seed: int = 0) -> Plan:
-        priority, assign, start, end = _heft(instance)
-        return Plan(assign, schedule_order(start, end, priority))
-
-
-BASELINES: tuple[type[_Constructive], ...] = (
+BASELINES: tuple[type[ConstructiveAllocator], ...] = (
     RandomAllocator, RoundRobinAllocator, GreedyAllocator, LeastLoadedAllocator,
     ShortestFirstAllocator, WeightedBalanceAllocator, HeftAllocator, MinMinAllocator,
 )

@@ -23,7 +23,7 @@ ENTRY_POINT_GROUP = "apportion.allocators"
 BUILTIN: dict[str, str] = {
     "nsga2": "apportion.core.algorithms.nsga",
     "nsga3": "apportion.core.algorithms.nsga",
-    "heft": "apportion.core.algorithms.baselines",
+    "heft": "apportion.core.algorithms.heft",
     "greedy": "apportion.core.algorithms.baselines",
     "round-robin": "apportion.core.algorithms.baselines",
     "least-loaded": "apportion.core.algorithms.baselines",

@@ -151,17 +151,20 @@ def traffic_prediction(regions: int, nodes: int, seed: int, logical_date=None, *
         task("route", QUERIES_AT_LOAD_1 * load * OPS_PER_QUERY / 1e9, "graph_search", 2.0)
         task("signal", intersections[i] * DECISIONS_PER_CYCLE * POLICY_FLOP / 1e9, "tabular", 0.5)
 
+        def edge(source, target, data):
+            # float(): the counts are NumPy integers; a spec holds plain Python numbers.
+            edges.append(Edge(source, target, float(data)))
+
         feed_mb = sensors[i] * P.GWN_STEPS * SENSOR_FEATURES * 4 / 1e6
-        edges.append(Edge(f"{rid}.ingest", f"{rid}.forecast", feed_mb))
-        edges.append(Edge(f"{rid}.detect", f"{rid}.forecast", frames * vehicles_per_frame * TRACK_RECORD_BYTES / 1e6))
-        edges.append(Edge(f"{rid}.detect", f"{rid}.signal", 0.01))  # incident events
+        edge(f"{rid}.ingest", f"{rid}.forecast", feed_mb)
+        edge(f"{rid}.detect", f"{rid}.forecast", frames * vehicles_per_frame * TRACK_RECORD_BYTES / 1e6)
+        edge(f"{rid}.detect", f"{rid}.signal", 0.01)  # incident events
         # Forecast: 12 horizons x 3 features x 3 quantiles per sensor, float32.
         forecast_mb = graph_size * P.GWN_STEPS * SENSOR_FEATURES * 3 * 4 / 1e6
-        edges.append(Edge(f"{rid}.forecast", f"{rid}.route", forecast_mb))
-        edges.append(Edge(f"{rid}.forecast", f"{rid}.signal", forecast_mb))
+        edge(f"{rid}.forecast", f"{rid}.route", forecast_mb)
+        edge(f"{rid}.forecast", f"{rid}.signal", forecast_mb)
         for j in near[i]:
-            edges.append(Edge(f"r{j}.ingest", f"{rid}.forecast", BOUNDARY_SHARE * sensors[j] * P.GWN_STEPS
-                              * SENSOR_FEATURES * 4 / 1e6))
+            edge(f"r{j}.ingest", f"{rid}.forecast", BOUNDARY_SHARE * sensors[j] * P.GWN_STEPS * SENSOR_FEATURES * 4 / 1e6)
 
     workload = Workload(tasks=tuple(tasks), edges=tuple(edges), requests=tuple(requests),
                         name=f"traffic_prediction-{regions}-s{seed}")

@@ -166,6 +166,8 @@ def load_everything(doc):
             load(doc)
         except SpecError as err:
             assert err.field and err.reason
+            for each in getattr(err, "errors", ()):  # SpecErrors: every error found, each named
+                assert isinstance(each, SpecError) and each.field and each.reason
 
 
 @settings(max_examples=60, deadline=None)

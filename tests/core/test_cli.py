@@ -1,6 +1,8 @@
 """The `apportion` command line, run as users run it."""
 
+import argparse
 import csv
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -110,3 +112,138 @@ def test_installed_entry_point(tmp_path):
     done = subprocess.run([str(exe), "validate", str(tmp_path / "missing.json")], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "missing.json" in done.stderr
+
+
+# --- Plug-in commands ------------------------------------------------------------------------------
+
+def _distribution(root: Path, name: str, entry_points: str) -> None:
+    """An installed distribution on ``root`` (a dist-info folder), publishing ``entry_points``."""
+    info = root / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_a_plugin_command_runs(tmp_path, monkeypatch, capsys):
+    (tmp_path / "hello_plugin.py").write_text(
+        "def register(subparsers):\n"
+        "    hello = subparsers.add_parser('hello', help='say hello')\n"
+        "    hello.add_argument('--name', default='world', help='whom to greet')\n"
+        "    hello.set_defaults(run=lambda args: print(f'hello {args.name}') or 0)\n")
+    _distribution(tmp_path, "hello_plugin", "[apportion.commands]\nhello = hello_plugin:register\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["hello", "--name", "Ada"]) == 0
+    assert capsys.readouterr().out == "hello Ada\n"
+
+
+def test_a_broken_plugin_is_one_warning_and_the_rest_works(tmp_path, monkeypatch, capsys):
+    (tmp_path / "clashing_plugin.py").write_text(
+        "def register(subparsers):\n    subparsers.add_parser('optimize')\n")
+    _distribution(tmp_path, "broken_plugin", "[apportion.commands]\nbroken = no_such_module_here:register\n"
+                                             "optimize = clashing_plugin:register\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["validate", WORKLOAD]) == 0
+    captured = capsys.readouterr()
+    warnings = captured.err.splitlines()
+    assert len(warnings) == 2  # one line per broken plug-in: a missing module, a name taken by the core
+    assert warnings[0].startswith("apportion: warning: command 'broken' (no_such_module_here:register) skipped: "
+                                  "ModuleNotFoundError")
+    assert warnings[1].startswith("apportion: warning: command 'optimize' (clashing_plugin:register) skipped: "
+                                  "ArgumentError: argument COMMAND: conflicting subparser: optimize")
+    assert "Traceback" not in captured.err and "tasks" in captured.out
+
+
+def test_the_core_command_line_imports_nothing_of_airflow_mlflow_or_the_stack():
+    """core/ may not import apportion.operators or apportion.stack (they are plug-ins), and
+    loading the command line with its plug-ins imports neither Airflow nor MLflow."""
+    import ast
+
+    core = Path(__file__).resolve().parents[2] / "core"
+    for path in core.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.startswith(("apportion.operators", "apportion.stack"))], path
+    code = ("import sys; from apportion.core.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'mlflow', 'numba', 'pymoo')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+# --- Polish: version, help, defaults -----------------------------------------------------------------
+
+def _subparsers():
+    from apportion.core.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, sub.choices
+
+
+def test_version_is_the_installed_distributions(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"apportion {importlib.metadata.version('apportion')}\n"
+
+
+def test_every_option_of_every_command_has_help_and_shows_its_default():
+    parser, commands = _subparsers()
+    assert {"optimize", "simulate", "replan", "validate", "scenario", "compare", "demo"} <= set(commands)
+    for name, command in commands.items():
+        formatter = command._get_formatter()
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.dest}: no help"
+            if action.option_strings:
+                shown = formatter._get_help_string(action)
+                assert "default" in shown or "(required)" in shown, f"{name} {action.option_strings}: {shown}"
+        if any(a.option_strings and not isinstance(a, argparse._HelpAction) for a in command._actions):
+            assert "(default: " in command.format_help(), name  # plug-ins' parsers format defaults too
+
+
+def test_defaults_come_from_the_shared_constants():
+    from apportion.core import defaults
+
+    _, commands = _subparsers()
+    opt = commands["optimize"].parse_args(["w", "c"])
+    assert (opt.algorithm, opt.population, opt.generations, opt.seed, opt.select, opt.noise_sigma) == (
+        defaults.ALGORITHM, defaults.POPULATION, defaults.GENERATIONS, defaults.SEED, defaults.SELECT,
+        defaults.NOISE_SIGMA)
+    assert tuple(opt.objectives) == defaults.DEFAULT_OBJECTIVES
+    sim = commands["simulate"].parse_args(["w", "c", "p"])
+    assert (sim.noise_sigma, sim.samples, sim.seed) == (defaults.NOISE_SIGMA, defaults.SAMPLES, defaults.SEED)
+    rep = commands["replan"].parse_args(["w", "c", "p", "--at", "1"])
+    assert tuple(rep.objectives) == (*defaults.DEFAULT_OBJECTIVES, "migrations") and rep.select == defaults.SELECT
+
+
+def test_a_registered_allocator_is_an_algorithm_choice(monkeypatch):
+    from apportion.core.algorithms import registry
+
+    class Mine:
+        name = "my-allocator"
+
+    monkeypatch.setitem(registry.REGISTERED, Mine.name, Mine)
+    _, commands = _subparsers()
+    assert commands["optimize"].parse_args(["w", "c", "--algorithm", "my-allocator"]).algorithm == "my-allocator"
+    choices = next(a for a in commands["optimize"]._actions if a.dest == "algorithm").choices
+    assert tuple(choices) == registry.algorithm_names() and "my-allocator" in choices
+
+
+def test_validate_lists_every_schema_error_of_both_halves(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("workload:\n"
+                   "  tasks:\n"
+                   "    - {id: a, work: -5, colour: red}\n"
+                   "    - {id: b, work: x}\n"
+                   "  edges: [{source: a, target: b, data: -1}]\n"
+                   "cluster:\n"
+                   "  nodes: [{id: n1, kind: cpu, speed: 0, memory: 8}]\n")
+    assert main(["validate", str(bad)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert lines[0] == f"apportion: error: {bad}: 5 errors"
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "  tasks['a'].colour", "  tasks['a'].work", "  tasks['b'].work", "  edges['a'->'b'].data", "  nodes['n1'].speed"]
+    assert captured.out == ""

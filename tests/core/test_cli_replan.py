@@ -163,6 +163,7 @@ def test_bad_input_is_one_line_and_exit_2(planned, other_workload, tmp_path, cap
 @pytest.mark.parametrize("edit,field", [
     (lambda plan: plan["tasks"].pop(), "plan.tasks: no entry"),
     (lambda plan: plan["tasks"][0].update(node="gpu7"), ".node: unknown node 'gpu7'"),
+    (lambda plan: plan["tasks"][0].update(node=["gpu1"]), ".node: unknown node ['gpu1']"),
     (lambda plan: plan["tasks"][0].update(end=-1), ".end: must be a finite time"),
     (lambda plan: plan["order"].reverse(), "before its parent"),
     (lambda plan: plan["tasks"][1].update(node="edge1"), "placement rules exclude"),

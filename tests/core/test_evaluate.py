@@ -9,7 +9,7 @@ from apportion.core.errors import SpecError
 from apportion.core.evaluate import STATS, Evaluator, Plan
 from apportion.core.model import Cluster, Instance, Link, Node
 from apportion.core.synthetic import random_cluster, random_workload
-from tests.core.naive import naive_schedule, naive_stats
+from tests.reference.naive_evaluate import naive_schedule, naive_stats
 
 
 def random_topological_order(instance, rng):

@@ -124,7 +124,7 @@ def test_replan_warm_starts_and_keeps_what_ran():
     assert np.array_equal(chosen.plan.assignment[pinned], residual.pinned_node[pinned])
     assert np.array_equal(chosen.start[pinned], residual.pinned_start[pinned])
     assert (chosen.start[~pinned] >= now).all()
-    from apportion.core.algorithms.baselines import HeftAllocator
+    from apportion.core.algorithms.heft import HeftAllocator
 
     carried = carry_over(plan, inst, residual, HeftAllocator().build(residual))
     carried_makespan = Evaluator(residual).schedule(carried).stat("makespan")

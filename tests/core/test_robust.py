@@ -19,6 +19,7 @@ from apportion.core.pareto import non_dominated, objective_matrix
 from apportion.core.robust import TIME_COLUMNS, ScenarioEvaluator, aggregate, scenario_instances
 from apportion.core.simulate import Uncertainty
 from apportion.core.synthetic import random_cluster, random_workload
+from tests.reference.naive_robust import p95_reference
 
 NOISE = Uncertainty(duration_sigma=0.4, transfer_sigma=0.3, link_slowdown_probability=0.2, link_slowdown_factor=3.0)
 
@@ -158,15 +159,6 @@ def test_unroutable_plans_stay_infinite_not_nan():
     assert np.isfinite(stats[1, STAT_INDEX["makespan"]]) and stats[1, STAT_INDEX["unroutable"]] == 0.0
 
 
-def _p95_reference(values):
-    """NumPy's default ('linear') percentile, written out."""
-    v = sorted(values)
-    h = (len(v) - 1) * 0.95
-    lo = math.floor(h)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (h - lo)
-
-
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 30).flatmap(lambda k: arrays(np.float64, (k, 3, len(STATS)),
                                                    elements=st.floats(0.0, 1e6, allow_nan=False))))
@@ -178,7 +170,7 @@ def test_aggregate_against_a_plain_python_reference(per_scenario):
             column = per_scenario[:, i, c].tolist()
             mean = sum(column) / K
             assert got_mean[i, c] == pytest.approx(mean, rel=1e-9, abs=1e-9)
-            expected = _p95_reference(column) if STATS[c] in TIME_COLUMNS else mean
+            expected = p95_reference(column) if STATS[c] in TIME_COLUMNS else mean
             assert got_p95[i, c] == pytest.approx(expected, rel=1e-9, abs=1e-9)
             if min(column) == max(column):  # all scenarios agree: that value, exactly
                 assert got_mean[i, c] == got_p95[i, c] == column[0]

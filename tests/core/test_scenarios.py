@@ -194,3 +194,37 @@ def test_medical_makespan_is_plausible():
     batch = fastest_eligible_makespan(workload, cluster)
     assert last_release < batch < 24 * 3600.0
     assert batch > 100 * 10.0  # at least the GPU time of 100 segmentations on one GPU
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_every_scenario_through_scenario_validate_and_optimize(name, tmp_path, capsys):
+    """What a user does with a scenario, on the command line: write it, check it, plan it."""
+    import json
+
+    from apportion.core.cli import main
+
+    out = tmp_path / name
+    assert main(["scenario", name, "--size", "3", "--nodes", "6", "--out", str(out)]) == 0
+    for half in ("workload", "cluster"):
+        assert main(["validate", str(out / f"{half}.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["optimize", str(out / "workload.yaml"), str(out / "cluster.yaml"), "--algorithm", "heft",
+                 "--json", "--out", str(tmp_path / "plan")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["tasks"] == 3 * SCENARIOS[name].tasks_per_unit and summary["makespan"] > 0
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_scenario_specs_hold_plain_python_numbers(name):
+    from apportion.core.spec import cluster_to_dict, workload_to_dict
+
+    def values(doc):
+        if isinstance(doc, dict):
+            return [v for item in doc.values() for v in values(item)]
+        if isinstance(doc, list):
+            return [v for item in doc for v in values(item)]
+        return [doc]
+
+    workload, cluster = build(name)
+    kinds = {type(v) for v in values(workload_to_dict(workload)) + values(cluster_to_dict(cluster))}
+    assert kinds <= {str, int, float, bool, type(None)}, kinds

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apportion.core.algorithms.baselines import HeftAllocator
+from apportion.core.algorithms.heft import HeftAllocator
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import Evaluator, Plan
 from apportion.core.metrics import plan_metrics
@@ -19,7 +19,7 @@ from apportion.core.model import Cluster, Edge, Instance, Node, Request, Task, W
 from apportion.core.simulate import METRICS, Uncertainty, simulate
 from apportion.core.synthetic import random_cluster, random_workload
 from tests.core.test_evaluate import instances, random_assignment, random_topological_order
-from tests.core.naive_simulate import Timeline, reference_sample, splitmix
+from tests.reference.naive_simulate import Timeline, reference_sample, splitmix
 
 def random_plan(instance, seed):
     rng = np.random.default_rng(seed)

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from apportion.core.errors import SpecError
 from apportion.core.io import describe, dump, load_cluster, load_instance, load_workload
 from apportion.core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload
-from apportion.core.spec import cluster_from_dict, cluster_to_dict, schema, workload_from_dict, workload_to_dict
+from apportion.core.spec import (
+    SpecErrors, cluster_from_dict, cluster_to_dict, schema, workload_from_dict, workload_to_dict,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
 
@@ -116,6 +118,52 @@ def test_dump_refuses_an_unknown_extension(tmp_path):
     with pytest.raises(SpecError) as err:
         dump({"tasks": []}, tmp_path / "w.txt")
     assert "extension" in err.value.reason
+
+
+def test_dump_writes_numpy_numbers_as_plain_numbers(tmp_path):
+    """A workload built in Python may hold NumPy numbers; its spec file holds plain ones."""
+    import numpy as np
+
+    workload = Workload(tasks=(Task("a", work=np.float32(2.5), memory=np.int64(3), priority=np.float64(0.1)),
+                               Task("b", work=np.float64(1.0))),
+                        edges=(Edge("a", "b", np.float64(12.75)),))
+    cluster = Cluster(nodes=(Node("n", "gpu", speed=np.int32(40), memory=np.float64(16.0)),),
+                      speed_factors={"gpu": {"task": np.float64(2.0)}})
+    plain = Workload(tasks=(Task("a", work=2.5, memory=3.0, priority=0.1), Task("b", work=1.0)),
+                     edges=(Edge("a", "b", 12.75),))
+    for suffix in (".yaml", ".json"):
+        path = tmp_path / f"spec{suffix}"
+        dump({"workload": workload_to_dict(workload), "cluster": cluster_to_dict(cluster)}, path)
+        assert "numpy" not in path.read_text()
+        assert load_workload(path) == plain
+        assert load_cluster(path).nodes[0].speed == 40.0 and load_cluster(path).speed_factors == {"gpu": {"task": 2.0}}
+
+
+def test_dump_names_what_a_spec_cannot_hold(tmp_path):
+    with pytest.raises(SpecError) as err:
+        dump({"tasks": [{"id": "a", "work": object()}]}, tmp_path / "w.yaml")
+    assert err.value.field == "(top level).tasks[0].work" and "cannot be written" in err.value.reason
+    assert not (tmp_path / "w.yaml").exists()
+
+
+def test_every_schema_error_is_listed_in_document_order():
+    doc = {"tasks": [{"id": "a", "work": -5, "colour": "red", "shade": 1}, {"id": "b", "work": "x"}, {}],
+           "edges": [{"source": "a", "target": "b", "data": -1}]}
+    with pytest.raises(SpecErrors) as err:
+        workload_from_dict(doc)
+    assert [str(e) for e in err.value.errors] == [
+        "tasks['a'].colour: unknown field; expected one of " + str(sorted(schema("workload")["$defs"]["task"]
+                                                                          ["properties"])),
+        "tasks['a'].shade: unknown field; expected one of " + str(sorted(schema("workload")["$defs"]["task"]
+                                                                         ["properties"])),
+        "tasks['a'].work: must be >= 0, got -5",
+        "tasks['b'].work: must be a number, got 'x'",
+        "tasks[2].id: missing (required)",
+        "tasks[2].work: missing (required)",
+        "edges['a'->'b'].data: must be >= 0, got -1",
+    ]
+    # It reads as the most relevant one, as before: callers that show one line are unchanged.
+    assert str(err.value) == "tasks[2].id: missing (required)"
 
 
 # --- round trip ---------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from apportion.core.algorithms.baselines import HeftAllocator, RoundRobinAllocator
+from apportion.core.algorithms.baselines import RoundRobinAllocator
+from apportion.core.algorithms.heft import HeftAllocator
 from apportion.core.evaluate import Evaluator
 from apportion.core.model import Instance
 from apportion.core.synthetic import random_cluster, random_workload

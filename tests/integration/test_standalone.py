@@ -1,4 +1,4 @@
-"""Airflow standalone and the MLflow server, started by the demo's own functions (operators/demo.py)
+"""Airflow standalone and the MLflow server, started by the demo's own functions (apportion.stack)
 with a throwaway state dir and free ports: a DAG run triggered through the REST API v2 lands in
 MLflow, a bad conf is refused at trigger time, and the shutdown leaves no process behind.
 
@@ -16,10 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from apportion.operators.demo import (
-    AirflowClient, ApiError, ProcessTree, free_port, run_seconds, start_airflow, start_mlflow,
-    start_numba_warmup, stop_servers, wait_healthy, wait_warmup,
-)
+from apportion.stack.airflow_client import AirflowClient, ApiError, run_seconds
+from apportion.stack.demo import wait_warmup
+from apportion.stack.processes import ProcessTree, free_port, stop_servers
+from apportion.stack.servers import start_airflow, start_mlflow, start_numba_warmup, wait_healthy
 
 pytestmark = pytest.mark.integration
 

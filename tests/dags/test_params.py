@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 WORKFLOWS = {"medical_diagnosis": "cases", "traffic_prediction": "regions", "multimodal_speech": "streams"}
 ALL_DAGS = (*WORKFLOWS, "allocation_benchmark", "failure_drill")
@@ -237,47 +235,3 @@ def test_budget_bounds_match_what_the_core_accepts(apportion_dagbag):
         with pytest.raises(SpecError) as refused:
             Settings(**{field: lowest - 1})
         assert refused.value.field == field
-
-
-NUMBER = st.one_of(
-    st.integers(0, 10**6).map(str),
-    st.decimals(0, 10**4, places=3, allow_nan=False, allow_infinity=False).map(lambda d: f"{d:f}"),
-)
-NONZERO_WEIGHTS = st.lists(NUMBER, min_size=1, max_size=6).filter(lambda ws: any(float(w) > 0 for w in ws))
-
-
-@settings(max_examples=60, deadline=None)
-@given(policy=st.one_of(
-    st.just("knee"),
-    NONZERO_WEIGHTS.map(lambda ws: "weights:" + ",".join(ws)),
-    st.tuples(NUMBER, st.sampled_from(["", "s"])).map(lambda t: f"sla:{t[0]}{t[1]}"),
-))
-def test_select_pattern_accepts_the_policies_the_core_parses(policy):
-    from apportion.core.defaults import SELECT_PATTERN
-    from apportion.core.pareto import parse_policy
-
-    assert re.fullmatch(SELECT_PATTERN, policy)
-    kind, _ = parse_policy(policy)
-    assert kind == policy.partition(":")[0]
-
-
-@settings(max_examples=60, deadline=None)
-@given(text=st.tuples(
-    st.sampled_from(["knee", "weights:", "sla:", "knee:", "Weights:", "sla", ""]),
-    st.text(alphabet="0123456789.,-es ", max_size=10),
-).map("".join))
-def test_select_pattern_admits_nothing_the_core_refuses(text):
-    """Anything the form lets through parses, except all-zero weights (a JSON-schema pattern
-    cannot see values; the allocate task refuses those with a SpecError on ``select``)."""
-    from apportion.core.defaults import SELECT_PATTERN
-    from apportion.core.errors import SpecError
-    from apportion.core.pareto import parse_policy
-
-    if not re.fullmatch(SELECT_PATTERN, text):
-        return
-    kind, _, arg = text.partition(":")
-    if kind == "weights" and all(float(w) == 0 for w in arg.split(",")):
-        with pytest.raises(SpecError):
-            parse_policy(text)
-    else:
-        parse_policy(text)

@@ -28,25 +28,20 @@ class PlanMismatch(RuntimeError):
 
 def load_chosen_plan(allocation: Mapping[str, Any]):
     """(instance, plan, plan.json) of an allocation result, from its folder's plan.json and the
-    workload and cluster specs it was made for."""
-    import numpy as np
-
-    from apportion.core.evaluate import Plan
+    workload and cluster specs it was made for. plan.json is checked against its schema, then
+    read by the project's one plan reader (``apportion.core.plan_file.read_plan``: every task
+    once on a known, eligible node, the order parents first)."""
     from apportion.core.io import load_cluster, load_workload
     from apportion.core.model import Instance
+    from apportion.core.plan_file import read_plan
 
     folder = Path(allocation["artifact_dir"])
-    plan = json.loads((folder / PLAN_FILE).read_text())
-    check_plan_record(plan)
+    record = json.loads((folder / PLAN_FILE).read_text())
+    check_plan_record(record)
     instance = Instance.build(load_workload(Path(allocation.get("workload") or folder / "workload.json")),
                               load_cluster(Path(allocation.get("cluster") or folder / "cluster.json")))
-    task_index = {t: i for i, t in enumerate(instance.task_ids)}
-    node_index = {n: j for j, n in enumerate(instance.node_ids)}
-    assignment = np.empty(instance.n_tasks, dtype=np.int32)
-    for entry in plan["tasks"]:
-        assignment[task_index[entry["task"]]] = node_index[entry["node"]]
-    order = np.array([task_index[t] for t in plan["order"]], dtype=np.int32)
-    return instance, Plan(assignment, order), plan
+    plan, _, _ = read_plan(folder / PLAN_FILE, instance)
+    return instance, plan, record
 
 
 def check_plan_record(plan: Any) -> None:

@@ -64,3 +64,16 @@ def test_a_plan_file_off_the_schema_is_refused_naming_the_field(tracking_uri, da
     with pytest.raises(SpecError) as refused:
         load_chosen_plan(summary)
     assert refused.value.field == field and "\n" not in str(refused.value)
+
+
+def test_a_plan_naming_an_unknown_node_is_refused_by_the_plan_reader(tracking_uri, dag_id, output_root):
+    """Schema-valid, but wrong for its cluster: apportion.core.plan_file.read_plan names the entry."""
+    summary = allocate(**SMALL, output_root=output_root, ref=ref(dag_id))
+    path = output_root / dag_id / "manual__2026-01-01" / "allocate" / "plan.json"
+    plan = json.loads(path.read_text())
+    task = plan["tasks"][0]["task"]
+    plan["tasks"][0]["node"] = "nowhere/node-0"
+    path.write_text(json.dumps(plan))
+    with pytest.raises(SpecError) as refused:
+        load_chosen_plan(summary)
+    assert refused.value.field.startswith("plan.tasks") and task in refused.value.field

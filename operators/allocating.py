@@ -216,7 +216,8 @@ def _track(record: dict, folder: Path, ref: AirflowRef, uri: str, *, attempts: i
     except Exception as exc:
         if _is_connection_error(exc):
             raise TrackingUnavailable(
-                f"MLflow tracking at {uri} failed ({exc}); results kept in {folder}, a retry uploads them"
+                f"MLflow tracking at {without_credentials(uri)} failed ({exc}); results kept in {folder}, "
+                "a retry uploads them"
             ) from exc
         raise
 

@@ -167,7 +167,7 @@ def check_reachable(tracking_uri: str, *, attempts: int = 3, backoff: float = 1.
         if attempt + 1 < attempts:
             time.sleep(backoff * 2**attempt)
     raise TrackingUnavailable(
-        f"MLflow tracking server {tracking_uri} is unreachable after {attempts} attempts ({error})"
+        f"MLflow tracking server {without_credentials(tracking_uri)} is unreachable after {attempts} attempts ({error})"
     )
 
 
@@ -361,7 +361,7 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
     tracker = hook.get_conn()
     found = tracker.client.get_experiment_by_name(experiment)
     if found is None:
-        raise ValueError(f"no MLflow experiment named {experiment!r} at {uri}")
+        raise ValueError(f"no MLflow experiment named {experiment!r} at {without_credentials(uri)}")
     rows, token = [], None
     while True:
         page = tracker.client.search_runs([found.experiment_id], max_results=1000, page_token=token)

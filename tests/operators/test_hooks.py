@@ -59,6 +59,15 @@ def test_login_and_password_go_to_the_client_never_into_the_uri(monkeypatch, no_
         "http://mlflow.internal:5000/#/experiments/1/runs/r"
 
 
+def test_an_unreachable_server_is_named_without_its_credentials(closed_port_uri):
+    from apportion.operators.tracking import TrackingUnavailable, check_reachable
+
+    with_credentials = closed_port_uri.replace("http://", f"http://ada:{SECRET}@")
+    with pytest.raises(TrackingUnavailable) as caught:
+        check_reachable(with_credentials, attempts=1)
+    assert closed_port_uri in str(caught.value) and SECRET not in str(caught.value)
+
+
 def test_a_run_tracked_through_a_connection_with_credentials_leaves_none_behind(
         mlflow_tracking_uri, monkeypatch, tmp_path, dag_id, no_credentials_in_env):
     monkeypatch.delenv("MLFLOW_TRACKING_URI")

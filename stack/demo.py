@@ -152,7 +152,7 @@ def compare_workflows(mlflow_url: str, dag_ids: Iterable[str], out_dir: Path) ->
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # its own print of the table: formatted below
                 table = compare_runs(dag_id, tracking_uri=mlflow_url, out=chart)
-        except Exception as error:  # noqa: BLE001 - the report goes on; the runs are recorded either way
+        except Exception as error:  # whatever failed, the report goes on: the runs are recorded either way
             lines.append(f"apportion compare {dag_id}: failed: {_first_line(error)}")
             continue
         lines.append(f"apportion compare {dag_id}  (chart: {chart})")

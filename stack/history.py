@@ -60,6 +60,7 @@ class History:
         self.before: set[RunKey] = set()
         self.runs: dict[RunKey, dict] = {}  # this session's runs, their last API record
         self.scheduled: set[str] = set()  # DAGs with a scheduled run (this session or earlier)
+        self.open_backfill: int | None = None  # the last backfill made, until the next one
         self.started = time.monotonic()
 
     def start(self) -> None:
@@ -115,11 +116,15 @@ class History:
         return any(key[0] == dag_id and run["state"] in ACTIVE_STATES for key, run in self.runs.items())
 
     def _next_backfill(self) -> None:
-        """Backfill the next date; Airflow refuses (409) while the previous backfill is not
-        marked complete yet, and the next round tries again."""
+        """Close the previous backfill (its run has ended: the DAG is idle) and backfill the next
+        date. Should Airflow still refuse (409: one unfinished backfill per DAG), the next round
+        tries again."""
         date = self.dates[0]
+        if self.open_backfill is not None:
+            self.client.close_backfill(self.open_backfill)
+            self.open_backfill = None
         try:
-            self.client.backfill(BACKFILL_DAG, date, date, self.conf)
+            self.open_backfill = self.client.backfill(BACKFILL_DAG, date, date, self.conf)["id"]
         except ApiError as error:
             if error.status == 409:
                 return

@@ -135,7 +135,8 @@ def _run_history(client: AirflowClient, dag_ids: list[str], conf: Mapping[str, A
     history.start()
 
     def note_phase(history: History) -> None:
-        monitor.phase = ", ".join(history.active_labels()) + " runs" if history.active_labels() else "a moment with no run running"
+        running = history.active_labels()
+        monitor.phase = ", ".join(running) + " runs" if running else "a moment with no run running"
 
     return history.wait(timeout, on_round=note_phase)
 

@@ -3,7 +3,9 @@ with a throwaway state dir and free ports: a DAG run triggered through the REST 
 MLflow, a bad conf is refused at trigger time, and the shutdown leaves no process behind.
 
 The tests share one pair of servers (starting them takes 30-90 s here) and run in file order:
-the last one stops the servers. About two to three minutes in all.
+the last one stops the servers. The schedules are on, as in the demo: unpausing the DAG also
+brings its scheduled run (default Params), which the triggered run waits for
+(``max_active_runs=1``). About three to four minutes in all.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def test_triggered_run_is_tracked_in_mlflow(stack, tmp_path):
     client = stack.client
     client.unpause(DAG_ID)
     run_id = client.trigger(DAG_ID, SMALL_CONF)
-    run = client.wait_for_runs({DAG_ID: run_id}, timeout=240)[DAG_ID]
+    run = client.wait_for_runs({DAG_ID: run_id}, timeout=600)[DAG_ID]
     tasks = {t["task_id"]: t["state"] for t in client.task_instances(DAG_ID, run_id)}
     assert run["state"] == "success", tasks
     assert set(tasks.values()) == {"success"}

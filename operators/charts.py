@@ -135,12 +135,13 @@ def gantt_chart(schedule_csv: str | Path, png_path: str | Path, *, colour_by: st
 
 
 def evolution_chart(table, columns: Sequence[str], png_path: str | Path, *, title: str, by: str) -> Path:
-    """One panel per column against run start time, one marker series per value of ``by`` (the algorithm)."""
+    """One panel per column against ``table["when"]`` (the logical date each run planned for), one
+    marker series per value of ``by`` (the algorithm)."""
     plt = _pyplot()
     fig, axes = plt.subplots(len(columns), 1, figsize=(9, 2.0 * len(columns) + 0.8), sharex=True, squeeze=False)
     for ax, column in zip(axes[:, 0], columns):
         for algorithm, runs in table.groupby(by, sort=True) if len(table) else []:
-            ax.plot(runs["start_time"], runs[column], marker="o", linestyle="-", label=algorithm or "?")
+            ax.plot(runs["when"], runs[column], marker="o", linestyle="-", label=algorithm or "?")
         ax.set_ylabel(column.replace("_", " "), fontsize=9)
         ax.grid(alpha=0.3)
     if len(table):
@@ -148,7 +149,7 @@ def evolution_chart(table, columns: Sequence[str], png_path: str | Path, *, titl
     else:
         axes[0, 0].text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=axes[0, 0].transAxes)
     axes[0, 0].set_title(title)
-    axes[-1, 0].set_xlabel("run start (UTC)")
+    axes[-1, 0].set_xlabel("logical date, else run start (UTC)")
     fig.autofmt_xdate()
     fig.tight_layout()
     png_path = Path(png_path)

@@ -338,7 +338,8 @@ def history_steps(history: list[dict], prefix: str = "convergence/") -> list[tup
 # --- Comparing runs over time ------------------------------------------------------------------
 
 # The metrics compared, by their MLflow names (docs/tracking.md, "Names").
-COMPARE_COLUMNS = ("plan/makespan", "plan/utilization", "plan/imbalance", "search/hypervolume", "search/seconds")
+COMPARE_COLUMNS = ("plan/makespan", "plan/utilization", "plan/imbalance", "search/hypervolume",
+                   "warm_start/moved_tasks", "search/seconds")
 ALGORITHM_PARAM = "search/algorithm"
 
 
@@ -346,9 +347,11 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
                  *, conn_id: str | None = None):
     """Print how the runs of one workflow evolved over time and plot it to ``out`` (PNG).
 
-    One row per run that logged a plan (start time, run, ``search/algorithm``, then
-    ``COMPARE_COLUMNS``: plan makespan, utilisation and imbalance, the search's hypervolume and
-    seconds), oldest first. ``out`` defaults to
+    One row per run that logged a plan (when, run, ``search/algorithm``, then
+    ``COMPARE_COLUMNS``: plan makespan, utilisation and imbalance, the search's hypervolume, the
+    tasks moved since the previous plan and the search's seconds), in order of ``when``: the
+    Airflow logical date the run planned for (tag ``airflow.logical_date``), else its start, so
+    a backfilled history lines up by the time of day it planned for. ``out`` defaults to
     ``<experiment>-runs.png`` in the working directory. Returns the table (pandas DataFrame).
     """
     import pandas as pd
@@ -369,8 +372,10 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
             metrics = run.data.metrics
             if COMPARE_COLUMNS[0] not in metrics:
                 continue
+            logical = run.data.tags.get("airflow.logical_date")
             rows.append({
-                "start_time": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
+                "when": pd.Timestamp(logical).tz_convert("UTC") if logical
+                else pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
                 "run": run.info.run_name,
                 ALGORITHM_PARAM: run.data.params.get(ALGORITHM_PARAM, ""),
                 **{c: metrics.get(c, math.nan) for c in COMPARE_COLUMNS},
@@ -378,8 +383,8 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
         token = page.token
         if not token:
             break
-    table = pd.DataFrame(rows, columns=["start_time", "run", ALGORITHM_PARAM, *COMPARE_COLUMNS])
-    table = table.sort_values(["start_time", "run"], kind="stable").reset_index(drop=True)
+    table = pd.DataFrame(rows, columns=["when", "run", ALGORITHM_PARAM, *COMPARE_COLUMNS])
+    table = table.sort_values(["when", "run"], kind="stable").reset_index(drop=True)
     if table.empty:
         print(f"experiment {experiment!r} has no runs with plan metrics")
     else:

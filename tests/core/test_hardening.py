@@ -1,0 +1,124 @@
+"""Regression tests for issue 9's core classes: inputs that used to hang, grow memory without
+bound, crash with a traceback or give a plan that cannot run are refused up front with one
+SpecError naming the field, or handled in bounded time and memory.
+
+A risky call runs in a subprocess with a wall-clock timeout and an address-space limit
+(``bounded``), so a regression fails the test instead of hanging or swapping the machine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from apportion.core.errors import SpecError
+from apportion.core.model import Cluster, Edge, Instance, Link, Node, Task, Workload
+from tests.conftest import PROJECT_ROOT
+
+MEMORY_LIMIT = 3 << 30  # bytes of address space for a bounded subprocess (Numba + pymoo need ~1.5 GiB)
+
+
+def bounded(code: str, *, seconds: float, memory: int = MEMORY_LIMIT) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter under an address-space limit; fail the test on timeout."""
+    prelude = f"import resource\nresource.setrlimit(resource.RLIMIT_AS, ({memory}, {memory}))\n"
+    try:
+        return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"did not finish within {seconds} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# Workloads no placement can route are refused, the chain of tasks named.
+
+def _zones_cluster():
+    nodes = (Node("c1", "cpu", 10.0, 8.0, zone="z1"), Node("c2", "cpu", 10.0, 8.0, zone="z2"),
+             Node("g2", "gpu", 10.0, 8.0, zone="z2"))
+    return Cluster(nodes=nodes, links=(Link("z1", "z1", 100.0), Link("z2", "z2", 100.0)))
+
+
+def test_chain_of_placement_rules_with_no_link_is_refused_naming_the_chain():
+    tasks = (Task("ingest", 1.0, allowed_zones=("z1",)), Task("middle", 1.0),
+             Task("train", 1.0, allowed_kinds=("gpu",)))
+    edges = (Edge("ingest", "middle", 1.0), Edge("middle", "train", 1.0))
+    with pytest.raises(SpecError) as err:
+        Instance.build(Workload(tasks, edges), _zones_cluster())
+    assert err.value.field == "tasks['train']"
+    assert "'ingest' -> 'middle' -> 'train'" in err.value.reason
+    # With a link between the zones the same workload is fine.
+    linked = Cluster(_zones_cluster().nodes, links=(Link("z1", "z2", 5.0),), default_bandwidth=None)
+    Instance.build(Workload(tasks, edges), linked)
+
+
+def test_join_of_two_pinned_zones_is_refused():
+    cluster = Cluster(nodes=(Node("x", "cpu", 10.0, 8.0, zone="zx"), Node("y", "gpu", 10.0, 8.0, zone="zy")))
+    tasks = (Task("a", 1.0, allowed_kinds=("cpu",)), Task("b", 1.0, allowed_kinds=("gpu",)), Task("c", 1.0))
+    with pytest.raises(SpecError, match=r"^tasks\['c'\]: no placement routes its data"):
+        Instance.build(Workload(tasks, (Edge("a", "c", 1.0), Edge("b", "c", 1.0))), cluster)
+
+
+def _routable_placement_exists(inst_parts, n_tasks, n_nodes) -> bool:
+    eligible, connected, edges = inst_parts
+    for assign in itertools.product(range(n_nodes), repeat=n_tasks):
+        if all(eligible[t][assign[t]] for t in range(n_tasks)) and \
+                all(connected[assign[s]][assign[d]] for s, d in edges):
+            return True
+    return False
+
+
+@st.composite
+def _forests(draw):
+    """Small workloads whose tasks have at most one parent (where the propagation is exact),
+    on nodes in zones linked or not, with random allowed kinds and zones."""
+    m = draw(st.integers(1, 3))
+    zones = draw(st.lists(st.sampled_from("PQ"), min_size=m, max_size=m))
+    kinds = draw(st.lists(st.sampled_from("cg"), min_size=m, max_size=m))
+    nodes = tuple(Node(f"n{j}", kinds[j], 1.0, 1.0, zone=zones[j]) for j in range(m))
+    links = tuple(Link(a, b, draw(st.sampled_from([0.0, 1.0]))) for a, b in (("P", "P"), ("Q", "Q"), ("P", "Q"))
+                  if a in zones and b in zones)
+    n = draw(st.integers(1, 5))
+    parents = [draw(st.integers(-1, t - 1)) for t in range(n)]
+    tasks = []
+    for t in range(n):
+        rule = draw(st.sampled_from(["none", "kind", "zone"]))
+        allowed = {"none": {}, "kind": {"allowed_kinds": (kinds[draw(st.integers(0, m - 1))],)},
+                   "zone": {"allowed_zones": (zones[draw(st.integers(0, m - 1))],)}}[rule]
+        tasks.append(Task(f"t{t}", 1.0, **allowed))
+    edges = tuple(Edge(f"t{p}", f"t{t}", 1.0) for t, p in enumerate(parents) if p >= 0)
+    return Workload(tuple(tasks), edges), Cluster(nodes, links=links)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_forests())
+def test_build_accepts_a_forest_exactly_when_some_placement_routes_it(case):
+    workload, cluster = case
+    m, n = len(cluster.nodes), len(workload.tasks)
+    eligible = [[(t.allowed_kinds is None or nd.kind in t.allowed_kinds)
+                 and (t.allowed_zones is None or nd.zone in t.allowed_zones) for nd in cluster.nodes]
+                for t in workload.tasks]
+    index = {t.id: i for i, t in enumerate(workload.tasks)}
+    edges = [(index[e.source], index[e.target]) for e in workload.edges]
+    try:
+        inst = Instance.build(workload, cluster)
+    except SpecError as err:
+        assert len(str(err)) < 500 and "\n" not in str(err)
+        assert not _routable_placement_exists((eligible, None, ()), n, m) or \
+            not _routable_placement_exists((eligible, _connected(cluster), edges), n, m)
+        return
+    assert _routable_placement_exists((eligible, np.isfinite(inst.inv_bandwidth) | np.eye(m, dtype=bool), edges),
+                                      n, m)
+
+
+def _connected(cluster: Cluster) -> np.ndarray:
+    zones = [nd.zone for nd in cluster.nodes]
+    bandwidth = {(ln.a, ln.b): ln.bandwidth for ln in cluster.links}
+    bandwidth.update({(ln.b, ln.a): ln.bandwidth for ln in cluster.links})
+    m = len(zones)
+    return np.array([[a == b or bandwidth.get((zones[a], zones[b]), 0.0) > 0 for b in range(m)] for a in range(m)])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -140,7 +139,8 @@ class RunResult:
         return len(self.front)
 
     def summary(self) -> dict:
-        """The small JSON-able record: what `--json` prints and the operator returns."""
+        """The small record `--json` prints and the operator returns: standard JSON (a value
+        with no finite number is None)."""
         summary = {
             "algorithm": self.settings.algorithm,
             "seed": self.settings.seed,
@@ -165,7 +165,7 @@ class RunResult:
         if self.nominal_choice_robust_metrics is not None:
             summary.update(robust_validation=self.settings.robust_validation,
                            nominal_choice_robust_makespan=self.nominal_choice_robust_metrics["makespan"])
-        return summary
+        return standard_json(summary)
 
 
 def optimize(instance: Instance, settings: Settings = Settings(), *,
@@ -285,8 +285,24 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
     )
 
 
+def standard_json(value):
+    """``value`` with every float that standard JSON cannot hold (inf, nan) as None (null):
+    e.g. the throughput of a plan that takes no time. Times of a plan are always finite (an
+    unroutable or overflowing spec is refused by ``Instance.build``)."""
+    if isinstance(value, dict):
+        return {k: standard_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [standard_json(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 def plan_record(result: RunResult) -> dict:
-    """plan.json: the chosen plan task by task, with its metrics and how it was chosen."""
+    """plan.json: the chosen plan task by task, with its metrics and how it was chosen; standard
+        JSON (``standard_json``)."""
     inst, sched = result.instance, result.chosen
     record = {
         "settings": asdict(result.settings),
@@ -304,7 +320,7 @@ def plan_record(result: RunResult) -> dict:
         record["robust_metrics"] = result.robust_metrics
     if result.nominal_choice_robust_metrics is not None:
         record["nominal_choice_robust_metrics"] = result.nominal_choice_robust_metrics
-    return record
+    return standard_json(record)
 
 
 def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
@@ -312,9 +328,7 @@ def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
     (``core.atomic``); return their paths."""
     out = Path(out_dir)
     paths = {"plan": out / "plan.json", "pareto": out / "pareto.csv", "schedule": out / "schedule.csv"}
-    # Not atomic.write_json: an unroutable or zero-length plan has infinite times or
-    # throughput, which standard JSON cannot hold.
-    atomic.write_text(paths["plan"], json.dumps(plan_record(result), indent=2) + "\n")
+    atomic.write_json(paths["plan"], plan_record(result))
     atomic.write_text(paths["pareto"], _csv(_pareto_rows(result)))
     atomic.write_text(paths["schedule"], _csv(_schedule_rows(result)))
     return paths

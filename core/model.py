@@ -267,6 +267,7 @@ class Instance:
         _check_routable(workload.edges, nodes, task.eligible, inv_bw, src, dst)
         topo_order = _topological_order(parent_ptr, children)
         _check_routes(tasks, nodes, task.eligible, inv_bw, src, dst, topo_order)
+        _check_finite_times(workload, cluster, node, task, requests, latency, inv_bw, data)
         by_child = np.lexsort((src, dst))
         by_parent = np.lexsort((dst, src))
 
@@ -469,7 +470,8 @@ def _task_columns(workload: Workload, cluster: Cluster, node: _NodeColumns, n_in
             col.eligible[i, col.pinned_node[i]] = True
         else:
             col.eligible[i] = _eligible_nodes(t, p, mem, cluster.nodes, node.memory)
-        col.duration[i] = np.where(col.eligible[i], work / rate[:, col.kind_of[i]], math.inf)
+        with np.errstate(over="ignore"):  # an overflowing runtime is refused by _check_finite_times
+            col.duration[i] = np.where(col.eligible[i], work / rate[:, col.kind_of[i]], math.inf)
         if col.pinned_node[i] >= 0:
             col.duration[i, col.pinned_node[i]] = col.pinned_end[i] - col.pinned_start[i]
     return col
@@ -607,6 +609,42 @@ def _check_routable(edges: Sequence[Edge], nodes: Sequence[Node], eligible: np.n
                 f"{e.target!r} on {[nodes[j].id for j in np.flatnonzero(pd)]})",
             )
         checked.add(key)
+
+
+def _check_finite_times(workload: Workload, cluster: Cluster, node: _NodeColumns, task: _TaskColumns,
+                        requests: _RequestColumns, latency: np.ndarray, inv_bw: np.ndarray, data: np.ndarray) -> None:
+    """Refuse numbers whose runtimes, transfers, or any plan's times, energy or cost overflow
+    float64 (work 1e308 on a slow node, data 1e308 over a thin link): every plan must have
+    finite times. The bound used: no plan ends later than the latest release, node start or
+    pinned end plus every task's longest runtime and every edge's longest transfer."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        runtime = np.where(task.eligible, task.duration, 0.0)
+        for i in np.flatnonzero(~np.isfinite(runtime).all(axis=1)).tolist():
+            j = int(np.flatnonzero(~np.isfinite(runtime[i]))[0])
+            t, nd = workload.tasks[i], cluster.nodes[j]
+            raise SpecError(f"tasks[{_short_id(t.id)}].work",
+                            f"runtime on node {_short_id(nd.id)} overflows (work {task.work[i]:g} GFLOP at "
+                            f"{task.rate[j, task.kind_of[i]]:g} GFLOP/s)")
+        linked = np.isfinite(inv_bw)
+        slowest = float(inv_bw[linked].max()) if linked.any() else 0.0
+        transfer = float(latency.max()) + data * slowest
+        for k in np.flatnonzero(~np.isfinite(transfer)).tolist():
+            e = workload.edges[k]
+            raise SpecError(f"edges[{_short_id(e.source)}->{_short_id(e.target)}].data",
+                            f"transfer time overflows ({data[k]:g} MB over the slowest link, {1 / slowest:g} MB/s)")
+        horizon = (max(float(requests.release.max()), float(node.available_from.max()),
+                       float(np.nan_to_num(task.pinned_end, nan=0.0).max()))
+                   + float(runtime.max(axis=1).sum()) + float(transfer.sum()))
+        if not math.isfinite(horizon):
+            raise SpecError("tasks", "the runtimes and transfers add up beyond float range (overflow above 1.8e308 s): "
+                            "scale work, speeds, data or bandwidths")
+        for name, column in (("busy_power", node.busy_power), ("idle_power", node.idle_power),
+                             ("cost_per_hour", node.cost_rate)):
+            over = np.flatnonzero(~np.isfinite(column * horizon * len(node.speed)))
+            if over.size:
+                nd = cluster.nodes[int(over[0])]
+                raise SpecError(f"nodes[{_short_id(nd.id)}].{name}",
+                                f"{name} x the plan's time bound ({horizon:g} s) overflows")
 
 
 def _short_id(task_id: str, limit: int = 40) -> str:

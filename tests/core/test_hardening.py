@@ -122,3 +122,45 @@ def _connected(cluster: Cluster) -> np.ndarray:
     bandwidth.update({(ln.b, ln.a): ln.bandwidth for ln in cluster.links})
     m = len(zones)
     return np.array([[a == b or bandwidth.get((zones[a], zones[b]), 0.0) > 0 for b in range(m)] for a in range(m)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers whose runtimes or transfers overflow are refused; plan.json is standard JSON.
+
+@pytest.mark.parametrize("tasks,nodes,edges,bandwidth,field", [
+    ([Task("a", 1e308)], [Node("n", "cpu", 1e-308, 1.0)], [], None, "tasks['a'].work"),
+    ([Task("a", 1e308), Task("b", 1e308)], [Node("n", "cpu", 1.0, 1.0)], [], None, "tasks"),
+    ([Task("a", 1.0), Task("b", 1.0)], [Node("n", "cpu", 1.0, 1.0), Node("m", "cpu", 1.0, 1.0)],
+     [Edge("a", "b", 1e308)], 1e-308, "edges['a'->'b'].data"),
+    ([Task("a", 1e300)], [Node("n", "cpu", 1.0, 1.0, busy_power=1e300)], [], None, "nodes['n'].busy_power"),
+])
+def test_overflowing_times_are_refused_naming_the_field(tasks, nodes, edges, bandwidth, field):
+    with pytest.raises(SpecError) as err:
+        Instance.build(Workload(tuple(tasks), tuple(edges)), Cluster(tuple(nodes), default_bandwidth=bandwidth))
+    assert err.value.field == field and "overflow" in err.value.reason
+
+
+_MAGNITUDES = st.sampled_from([0.0, 1e-308, 1e-200, 1e-20, 1.0, 1e20, 1e200, 1e308])
+
+
+@settings(max_examples=60, deadline=None)
+@given(work=st.lists(_MAGNITUDES, min_size=2, max_size=2), speed=_MAGNITUDES.filter(lambda x: x > 0),
+       data=_MAGNITUDES, bandwidth=_MAGNITUDES, power=_MAGNITUDES)
+def test_an_accepted_spec_has_a_finite_plan_in_standard_json(work, speed, data, bandwidth, power):
+    import json
+
+    from apportion.core.api import Settings, optimize, plan_record
+
+    nodes = (Node("n", "cpu", speed, 1.0, busy_power=power), Node("m", "cpu", 2 * speed, 1.0, cost_per_hour=power))
+    workload = Workload((Task("a", work[0]), Task("b", work[1])), (Edge("a", "b", data),))
+    try:
+        inst = Instance.build(workload, Cluster(nodes, default_bandwidth=bandwidth))
+    except SpecError as err:
+        assert len(str(err)) < 500
+        return
+    result = optimize(inst, Settings(algorithm="heft"))
+    assert np.isfinite(result.chosen.start).all() and np.isfinite(result.chosen.end).all()
+    for name in ("makespan", "energy", "cost", "lateness"):
+        assert np.isfinite(result.metrics[name]), name
+    json.dumps(plan_record(result), allow_nan=False)
+    json.dumps(result.summary(), allow_nan=False)

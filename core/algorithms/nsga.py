@@ -183,6 +183,18 @@ class NSGA2Allocator(Allocator):
                                 seconds=time.perf_counter() - started, history=history.records)
 
 
+def das_dennis_partitions(objectives: int, population: int) -> int:
+    """The most partitions whose Das-Dennis directions (comb(p + k - 1, k - 1) of them for k
+    objectives) fit in ``population``, at least 1. One objective has a single direction
+    whatever the partitions, so 1."""
+    if objectives == 1:
+        return 1
+    partitions = 1
+    while math.comb(partitions + 1 + objectives - 1, objectives - 1) <= population:
+        partitions += 1
+    return partitions
+
+
 @register
 class NSGA3Allocator(NSGA2Allocator):
     """NSGA-III (reference directions instead of crowding) for four or more objectives; the
@@ -197,10 +209,7 @@ class NSGA3Allocator(NSGA2Allocator):
         from pymoo.util.ref_dirs import get_reference_directions
 
         k = len(self.objectives)
-        partitions = 1
-        while math.comb(partitions + 1 + k - 1, k - 1) <= self.population:
-            partitions += 1
-        ref_dirs = get_reference_directions("das-dennis", k, n_partitions=partitions)
+        ref_dirs = get_reference_directions("das-dennis", k, n_partitions=das_dennis_partitions(k, self.population))
         evaluator = ArrayEvaluator()
         selection = FeasibilityTournament(evaluator)
         crossover, mutation = UniformCrossover(), PlanMutation(codec)

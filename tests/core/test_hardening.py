@@ -164,3 +164,33 @@ def test_an_accepted_spec_has_a_finite_plan_in_standard_json(work, speed, data, 
         assert np.isfinite(result.metrics[name]), name
     json.dumps(plan_record(result), allow_nan=False)
     json.dumps(result.summary(), allow_nan=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# NSGA-III with a single objective returns.
+
+def test_nsga3_with_one_objective_returns():
+    run = bounded("""
+        from apportion.core.algorithms import get_allocator
+        from apportion.core.evaluate import Evaluator
+        from tests.core.algorithms.instances import make_instance
+        result = get_allocator("nsga3", population=8, generations=2, objectives=("makespan",)).allocate(
+            Evaluator(make_instance(20, 30, 3, seed=1)), seed=0)
+        print(len(result.plans))
+    """, seconds=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert int(run.stdout.split()[-1]) >= 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(objectives=st.integers(1, 8), population=st.integers(4, 500))
+def test_das_dennis_partitions_fit_the_population(objectives, population):
+    from math import comb
+
+    from apportion.core.algorithms.nsga import das_dennis_partitions
+
+    p = das_dennis_partitions(objectives, population)
+    assert p >= 1
+    if objectives > 1:
+        assert p == 1 or comb(p + objectives - 1, objectives - 1) <= population
+        assert comb(p + objectives, objectives - 1) > population

@@ -201,7 +201,7 @@ def optimize(instance: Instance, settings: Settings = Settings(), *,
     # Normalise hypervolume by the baselines' spread so every algorithm on one instance is
     # measured against the same box.
     reference = settings.search_evaluator(instance)
-    base = baseline_plans(reference, seed=settings.seed)
+    base = result.baselines or baseline_plans(reference, seed=settings.seed)
     ref_stats = np.vstack([reference.stats(p.assignment, p.order) for p in base.values()] + [front_stats])
     ref_F = objective_matrix(ref_stats, settings.objectives)
     hv = float(hypervolume(objective_matrix(front_stats, settings.objectives), ref_F.min(axis=0), ref_F.max(axis=0)))
@@ -249,7 +249,7 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
                               initial_plans=tuple(nominal.front), objective_bounds=bound)
     searched = allocator.allocate(search, seed=settings.seed, progress=progress)
 
-    base = list(baseline_plans(search, seed=settings.seed).values())
+    base = list((searched.baselines or baseline_plans(search, seed=settings.seed)).values())
     plans = list(searched.plans) + list(nominal.front)
     candidates = plans + base
     stats = validation_stats(instance, settings.noise(), np.array([p.assignment for p in candidates]),

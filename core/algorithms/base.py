@@ -24,6 +24,9 @@ class AllocationResult:
     evaluations: int
     seconds: float
     history: list[dict] = field(default_factory=list)
+    # The baselines' plans (``baseline_plans``) when the algorithm built them with the same seed,
+    # e.g. to seed NSGA-II; a caller needing them too (the hypervolume box) reuses them.
+    baselines: dict[str, Plan] = field(default_factory=dict)
 
 
 class Allocator(abc.ABC):

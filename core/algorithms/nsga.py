@@ -158,8 +158,8 @@ class NSGA2Allocator(Allocator):
         instance = evaluator.instance
         evaluations_before = evaluator.evaluations
         seed_plans = list(self.initial_plans)
-        if self.seed_with_baselines:
-            seed_plans += baseline_plans(evaluator, seed=seed).values()
+        baselines = baseline_plans(evaluator, seed=seed) if self.seed_with_baselines else {}
+        seed_plans += baselines.values()
         codec = PlanCodec(instance, order_pool(instance, [p.order for p in seed_plans]))
         seeds = np.array([codec.encode(p) for p in seed_plans]).reshape(len(seed_plans), codec.n_genes)
         # A plain evaluator is rebuilt for the requested threading; any other kind (robust
@@ -180,7 +180,8 @@ class NSGA2Allocator(Allocator):
         stats = evaluator.stats(assignment, orders, check=True)
         evaluations = evaluator.evaluations - evaluations_before + (hot.evaluations if hot is not evaluator else 0)
         return AllocationResult(algorithm=self.name, plans=plans, stats=stats, evaluations=evaluations,
-                                seconds=time.perf_counter() - started, history=history.records)
+                                seconds=time.perf_counter() - started, history=history.records,
+                                baselines=baselines)
 
 
 def das_dennis_partitions(objectives: int, population: int) -> int:

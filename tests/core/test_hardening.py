@@ -251,3 +251,23 @@ def test_seeding_baselines_is_fast_on_many_independent_pairs():
     """, seconds=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert float(run.stdout.split()[-1]) < 5.0
+
+
+@pytest.mark.parametrize("algorithm,builds", [("nsga2", 1), ("greedy", 1), ("heft", 2)])
+def test_optimize_builds_the_baselines_once(monkeypatch, algorithm, builds):
+    """NSGA-II's seeds are reused for the hypervolume box (they were built twice); HEFT as the
+    algorithm itself is built once more. The real build runs; the wrapper only counts."""
+    from apportion.core.algorithms.heft import HeftAllocator
+    from apportion.core.api import Settings, optimize
+    from tests.core.algorithms.instances import make_instance
+
+    calls = []
+    original = HeftAllocator.build
+
+    def counted(self, instance, seed=0):
+        calls.append(seed)
+        return original(self, instance, seed)
+
+    monkeypatch.setattr(HeftAllocator, "build", counted)
+    optimize(make_instance(30, 50, 3, seed=2), Settings(algorithm=algorithm, population=8, generations=2))
+    assert len(calls) == builds

@@ -271,3 +271,63 @@ def test_optimize_builds_the_baselines_once(monkeypatch, algorithm, builds):
     monkeypatch.setattr(HeftAllocator, "build", counted)
     optimize(make_instance(30, 50, 3, seed=2), Settings(algorithm=algorithm, population=8, generations=2))
     assert len(calls) == builds
+
+
+# ---------------------------------------------------------------------------------------------
+# The simulator: degenerate parameters refused up front, failures per node bounded in the kernel.
+
+def _heft_case():
+    from apportion.core.algorithms.heft import HeftAllocator
+    from tests.core.algorithms.instances import make_instance
+
+    inst = make_instance(30, 50, 3, seed=1)
+    return inst, HeftAllocator().build(inst)
+
+
+@pytest.mark.parametrize("options,samples,field", [
+    ({"mtbf": 1e-300, "repair_mean": 0.0}, 10, "uncertainty.mtbf"),
+    ({"mtbf": 1e-300, "repair_mean": 60.0}, 10, "uncertainty.mtbf"),
+    ({"mtbf": {"cpu": 1e-9, "gpu": 3600.0}}, 10, "uncertainty.mtbf['cpu']"),
+    ({}, 10**9, "samples"),
+    ({}, 2**31, "samples"),
+])
+def test_degenerate_simulations_are_refused_up_front(options, samples, field):
+    from apportion.core.simulate import Uncertainty, simulate
+
+    inst, plan = _heft_case()
+    with pytest.raises(SpecError) as err:
+        simulate(inst, plan, Uncertainty(**options), samples=samples)
+    assert err.value.field == field and len(str(err.value)) < 300
+
+
+@pytest.mark.parametrize("name", ["duration_sigma", "transfer_sigma"])
+def test_huge_sigma_is_refused(name):
+    from apportion.core.simulate import Uncertainty
+
+    with pytest.raises(SpecError, match=rf"^uncertainty\.{name}: must be <= 4"):
+        Uncertainty(**{name: 1e6})
+
+
+def test_kept_schedules_are_bounded():
+    from apportion.core.simulate import simulate
+
+    inst, plan = _heft_case()
+    with pytest.raises(SpecError, match="^samples: keeping schedules"):
+        simulate(inst, plan, samples=1_000_000, return_schedules=True)
+
+
+def test_failures_per_node_are_bounded_when_times_explode():
+    """Congested links 1e300 times slower push every transfer past float range's middle: a node
+    failing every second would need ~1e300 failures to reach them. The kernel keeps at most
+    FAILURE_EVENTS per sample (the last one permanent), in bounded memory and time."""
+    run = bounded("""
+        from apportion.core.simulate import Uncertainty, simulate
+        from apportion.core.algorithms.heft import HeftAllocator
+        from tests.core.algorithms.instances import make_instance
+        inst = make_instance(30, 50, 3, seed=1)
+        unc = Uncertainty(mtbf=1.0, repair_mean=0.0, link_slowdown_probability=1.0, link_slowdown_factor=1e300)
+        result = simulate(inst, HeftAllocator().build(inst), unc, samples=20)
+        print(result["completion_rate"].max())
+    """, seconds=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert 0.0 < float(run.stdout.split()[-1]) < 1.0

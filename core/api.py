@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from apportion.core import atomic, defaults
+from apportion.core.algorithms.base import check_budget, check_genes
 from apportion.core.algorithms.registry import ITERATIVE
 from apportion.core.defaults import DEFAULT_OBJECTIVES
 from apportion.core.errors import SpecError
@@ -21,6 +22,13 @@ from apportion.core.metrics import plan_metrics
 from apportion.core.model import Instance
 
 _VALIDATION_STREAM = 0x5A11D  # second entropy word of the validation scenarios' generator
+
+
+# Robust mode's sizes (docs/spec-formats.md, "Limits"): each scenario is a copy of the instance's
+# arrays, held together while searching; validation scenarios are built a chunk at a time.
+MAX_ROBUST_SCENARIOS = 1_000
+MAX_ROBUST_VALIDATION = 100_000
+MAX_SCENARIO_CELLS = 1 << 28  # robust_scenarios x tasks x nodes (about 9 bytes each)
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class Settings:
             raise SpecError("population", f"must be at least 4, got {self.population}")
         if self.generations < 1:
             raise SpecError("generations", f"must be at least 1, got {self.generations}")
+        check_budget(self.population, self.generations)
         if self.seed < 0:
             raise SpecError("seed", f"must be >= 0, got {self.seed}")
         if not self.objectives:
@@ -82,9 +91,14 @@ class Settings:
         if isinstance(self.noise_sigma, bool) or not isinstance(self.noise_sigma, (int, float)) \
                 or not math.isfinite(self.noise_sigma) or self.noise_sigma < 0:
             raise SpecError("noise_sigma", f"must be a finite number >= 0, got {self.noise_sigma!r}")
+        if self.robust_scenarios > MAX_ROBUST_SCENARIOS:
+            raise SpecError("robust_scenarios", f"must be at most {MAX_ROBUST_SCENARIOS:,}, got {self.robust_scenarios:,}")
         if isinstance(self.robust_validation, bool) or not isinstance(self.robust_validation, int) \
                 or self.robust_validation < 1:
             raise SpecError("robust_validation", f"must be an integer >= 1, got {self.robust_validation!r}")
+        if self.robust_validation > MAX_ROBUST_VALIDATION:
+            raise SpecError("robust_validation",
+                            f"must be at most {MAX_ROBUST_VALIDATION:,}, got {self.robust_validation:,}")
 
     def noise(self):
         """The ``Uncertainty`` robust mode samples its scenarios from."""
@@ -168,6 +182,16 @@ class RunResult:
         return standard_json(summary)
 
 
+def _check_sizes(instance: Instance, settings: Settings) -> None:
+    """Refuse, before any work, a search whose arrays would not fit for this instance."""
+    if settings.algorithm in ITERATIVE:
+        check_genes(settings.population, instance.n_tasks)
+    cells = settings.robust_scenarios * instance.n_tasks * instance.n_nodes
+    if cells > MAX_SCENARIO_CELLS:
+        raise SpecError("robust_scenarios", f"{settings.robust_scenarios:,} scenarios x {instance.n_tasks:,} tasks x "
+                        f"{instance.n_nodes:,} nodes exceeds {MAX_SCENARIO_CELLS:,} cells; use fewer scenarios")
+
+
 def optimize(instance: Instance, settings: Settings = Settings(), *,
              progress: Callable[[int, dict], None] | None = None, initial_plans: Sequence[Plan] = ()) -> RunResult:
     """Run ``settings.algorithm`` on ``instance`` and pick a plan from its front.
@@ -175,6 +199,7 @@ def optimize(instance: Instance, settings: Settings = Settings(), *,
     ``initial_plans`` warm-start the iterative algorithms (e.g. the previous run's front).
     Robust mode with noise and an iterative algorithm runs ``_optimize_robust``.
     """
+    _check_sizes(instance, settings)
     if settings.robust_scenarios and settings.noise_sigma > 0 and settings.algorithm in ITERATIVE:
         return _optimize_robust(instance, settings, progress=progress, initial_plans=initial_plans)
     from apportion.core.algorithms import get_allocator

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 from pymoo.optimize import minimize
 
-from apportion.core.algorithms.base import AllocationResult, Allocator
+from apportion.core.algorithms.base import AllocationResult, Allocator, check_budget, check_genes
 from apportion.core.algorithms.baselines import baseline_plans
 from apportion.core.algorithms.heft import heft_priority
 from apportion.core.algorithms.variation import (
@@ -136,6 +136,7 @@ class NSGA2Allocator(Allocator):
                  objective_bounds: Sequence[float] | None = None):
         self.population = _check_int("population", population, 4)
         self.generations = _check_int("generations", generations, 1)
+        check_budget(self.population, self.generations)
         self.objectives = check_objectives(objectives)
         self.seed_with_baselines = bool(seed_with_baselines)
         self.parallel = bool(parallel)
@@ -156,6 +157,7 @@ class NSGA2Allocator(Allocator):
                  progress: Callable[[int, dict], None] | None = None) -> AllocationResult:
         started = time.perf_counter()
         instance = evaluator.instance
+        check_genes(self.population, instance.n_tasks)
         evaluations_before = evaluator.evaluations
         seed_plans = list(self.initial_plans)
         baselines = baseline_plans(evaluator, seed=seed) if self.seed_with_baselines else {}

@@ -331,3 +331,43 @@ def test_failures_per_node_are_bounded_when_times_explode():
     """, seconds=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert 0.0 < float(run.stdout.split()[-1]) < 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Search sizes that cannot fit are refused up front, naming the field.
+
+@pytest.mark.parametrize("options,field", [
+    ({"population": 2**31}, "population"),
+    ({"population": 100_000, "generations": 10_000}, "generations"),
+    ({"robust_scenarios": 10**6, "noise_sigma": 0.3}, "robust_scenarios"),
+    ({"robust_scenarios": 8, "robust_validation": 10**9}, "robust_validation"),
+])
+def test_search_sizes_beyond_the_limits_are_refused(options, field):
+    from apportion.core.api import Settings
+
+    with pytest.raises(SpecError) as err:
+        Settings(**options)
+    assert err.value.field == field and len(str(err.value)) < 200
+
+
+def test_sizes_that_depend_on_the_instance_are_refused_before_any_work():
+    run = bounded("""
+        from apportion.core.api import Settings, optimize
+        from apportion.core.algorithms import get_allocator
+        from apportion.core.errors import SpecError
+        from apportion.core.evaluate import Evaluator
+        from apportion.core.model import Cluster, Instance, Node, Task, Workload
+        tasks = tuple(Task(f"t{i}", 1.0 + i % 5) for i in range(35_000))
+        inst = Instance.build(Workload(tasks), Cluster(tuple(Node(f"n{j}", "cpu", 10.0, 8.0) for j in range(8))))
+        for settings in (Settings(population=100_000, generations=1), Settings(robust_scenarios=1000)):
+            try:
+                optimize(inst, settings)
+            except SpecError as err:
+                print(err.field)
+        try:
+            get_allocator("nsga2", population=100_000, generations=1).allocate(Evaluator(inst))
+        except SpecError as err:
+            print(err.field)
+    """, seconds=60, memory=2 << 30)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["population", "robust_scenarios", "population"]

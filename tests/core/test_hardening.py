@@ -371,3 +371,60 @@ def test_sizes_that_depend_on_the_instance_are_refused_before_any_work():
     """, seconds=60, memory=2 << 30)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["population", "robust_scenarios", "population"]
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV tables: errors name the right row (data row and file line); long rows are refused.
+
+def _read_tasks(tmp_path, content: str):
+    from apportion.core.tables import directory_sections
+
+    (tmp_path / "tasks.csv").write_text(content)
+    return directory_sections(tmp_path)["workload"]()
+
+
+@pytest.mark.parametrize("content,field,where", [
+    ("id,work,kind\na,1,cpu\nb,xx,cpu\nc,3,cpu\n", "tasks['b'].work", "data row 2, line 3 of tasks.csv"),
+    ("id,work\na,1\n\nb,2\nc,-3\n", "tasks['c'].work", "data row 3, line 5 of tasks.csv"),
+    ('id,work\n"a\nstill a",1\nb,-2\n', "tasks['b'].work", "data row 2, line 4 of tasks.csv"),
+    ("id,work\na,1\n,2\n", "tasks[1].id", "data row 2, line 3 of tasks.csv"),
+    ("id,work\na,1\nb,1" + "1" * 5000 + "\n", "tasks['b'].work", "data row 2, line 3 of tasks.csv"),
+])
+def test_a_bad_cell_names_its_own_row_and_line(tmp_path, content, field, where):
+    with pytest.raises(SpecError) as err:
+        _read_tasks(tmp_path, content)
+    assert err.value.field == field and err.value.reason.endswith(f"({where})")
+    assert len(str(err.value)) < 300
+
+
+@pytest.mark.parametrize("content,where", [
+    ("id,work,kind\na,1,cpu,x\nb,2,cpu,y\n", "data row 1 (line 2) has 4 cells, the header 3"),
+    ("id,work,kind\na,1,cpu\nb,2,cpu,extra\n", "data row 2 (line 3) has 4 cells, the header 3"),
+])
+def test_a_row_with_more_cells_than_the_header_is_refused(tmp_path, content, where):
+    with pytest.raises(SpecError) as err:
+        _read_tasks(tmp_path, content)
+    assert err.value.field == "tasks.csv" and err.value.reason == where
+
+
+def test_a_row_with_fewer_cells_leaves_them_empty(tmp_path):
+    workload = _read_tasks(tmp_path, "id,work,kind\na,1,cpu\nb,2\n")
+    assert [(t.id, t.work, t.kind) for t in workload.tasks] == [("a", 1.0, "cpu"), ("b", 2.0, "task")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from(["1", "2.5", "-1", "x", "", "1e999"]), st.booleans()),
+                     min_size=1, max_size=8))
+def test_cell_errors_point_at_the_first_bad_row(tmp_path_factory, rows):
+    """Every generated table: an error names the first row whose work is bad, by id and line."""
+    directory = tmp_path_factory.mktemp("csv")
+    lines = ["id,work"] + [("\n" if blank else "") + f"t{i},{work}" for i, (work, blank) in enumerate(rows)]
+    try:
+        _read_tasks(directory, "\n".join(lines) + "\n")
+    except SpecError as err:
+        bad = next(i for i, (work, _) in enumerate(rows) if work in ("x", "", "-1", "1e999"))
+        line = 2 + bad + sum(blank for _, blank in rows[:bad + 1])
+        assert err.field == f"tasks['t{bad}'].work"
+        assert err.reason.endswith(f"(data row {bad + 1}, line {line} of tasks.csv)")
+    else:
+        assert all(work in ("1", "2.5") for work, _ in rows)

@@ -105,14 +105,20 @@ def _where(frame, i: int) -> str:
 
 
 def _number(value: object) -> object:
-    """A numeric cell read as text (its column held something that is not a number) as a
-    float; text that is no number stays text, for the schema to refuse naming its row."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return float(value.strip())
-    except ValueError:
-        return value
+    """A numeric cell as a float: text (its column held something that is not a number) is
+    parsed, text that is no number stays text for the schema to refuse naming its row, and an
+    integer beyond float range is inf (refused as not finite, where printing it would fail)."""
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf
+    return value
 
 
 def _records(frame, table: str) -> list[dict]:
@@ -230,7 +236,7 @@ def speed_factors_from_frame(frame) -> dict[str, dict[str, float]]:
         if row["task_kind"] in by_task:
             raise SpecError(f"speed_factors[{i}]",
                             f"second factor for node kind {row['node_kind']!r} and task kind {row['task_kind']!r}")
-        by_task[row["task_kind"]] = row["factor"]
+        by_task[row["task_kind"]] = _number(row["factor"])
     return out
 
 

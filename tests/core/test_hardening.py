@@ -428,3 +428,46 @@ def test_cell_errors_point_at_the_first_bad_row(tmp_path_factory, rows):
         assert err.reason.endswith(f"(data row {bad + 1}, line {line} of tasks.csv)")
     else:
         assert all(work in ("1", "2.5") for work, _ in rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Integers beyond Python's string-conversion limit and sizes beyond float range: one line.
+
+def _wfformat(runtime=1.0, size=1, memory=None):
+    run = {"id": "b", "runtimeInSeconds": runtime, **({} if memory is None else {"memoryInBytes": memory})}
+    return {"name": "w", "workflow": {
+        "specification": {
+            "tasks": [{"name": "a", "id": "a", "parents": [], "children": ["b"], "inputFiles": [],
+                       "outputFiles": ["f", "g"]},
+                      {"name": "b", "id": "b", "parents": ["a"], "children": [], "inputFiles": ["f", "g"],
+                       "outputFiles": []}],
+            "files": [{"id": "f", "sizeInBytes": size}, {"id": "g", "sizeInBytes": size}]},
+        "execution": {"tasks": [{"id": "a", "runtimeInSeconds": 1.0}, run]}}}
+
+
+@pytest.mark.parametrize("doc,field,reason", [
+    (_wfformat(runtime=10**5000), "workflow.execution.tasks['b'].runtimeInSeconds", "about 5,001 digits"),
+    (_wfformat(size=10**5000), "workflow.specification.files[0].sizeInBytes", "about 5,001 digits"),
+    (_wfformat(memory=10**400), "workflow.execution.tasks['b'].memoryInBytes", "about 401 digits"),
+    (_wfformat(size=1.5e308), "workflow.specification.tasks['a'].outputFiles", "beyond float range"),
+    (_wfformat(runtime=1e308), "workflow.execution.tasks['b'].runtimeInSeconds", "overflows"),
+])
+def test_wfformat_numbers_beyond_float_range_are_refused(doc, field, reason):
+    from apportion.core.wfformat import workload_from_wfformat
+
+    with pytest.raises(SpecError) as err:
+        workload_from_wfformat(doc)
+    assert err.value.field == field and reason in err.value.reason and len(str(err.value)) < 300
+
+
+def test_huge_integers_in_frames_are_refused():
+    import pandas as pd
+
+    from apportion.core.tables import cluster_from_frames, speed_factors_from_frame, workload_from_frames
+
+    with pytest.raises(SpecError, match=r"^tasks\['b'\].work: must be a finite number, got inf"):
+        workload_from_frames(pd.DataFrame({"id": ["a", "b"], "work": [1, 10**5000]}))
+    factors = speed_factors_from_frame(pd.DataFrame({"node_kind": ["cpu"], "task_kind": ["t"], "factor": [10**5000]}))
+    with pytest.raises(SpecError, match=r"^speed_factors\['cpu'\]\['t'\]: must be a finite number, got inf"):
+        cluster_from_frames(pd.DataFrame({"id": ["n"], "kind": ["cpu"], "speed": [1.0], "memory": [1.0]}),
+                            speed_factors=factors)

@@ -312,8 +312,8 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
 
 def standard_json(value):
     """``value`` with every float that standard JSON cannot hold (inf, nan) as None (null):
-    e.g. the throughput of a plan that takes no time. Times of a plan are always finite (an
-    unroutable or overflowing spec is refused by ``Instance.build``)."""
+    the throughput of a plan that takes no time, the times of a plan that cannot be routed
+    (``Instance.build`` refuses overflowing numbers and most unroutable workloads)."""
     if isinstance(value, dict):
         return {k: standard_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

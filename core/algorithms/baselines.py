@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from apportion.core._jit import jit
-from apportion.core.algorithms.constructive import ConstructiveAllocator, data_ready
+from apportion.core.algorithms.constructive import SLICE_TASKS, ConstructiveAllocator, data_ready
 from apportion.core.algorithms.heft import HeftAllocator
 from apportion.core.algorithms.registry import register
 from apportion.core.errors import SpecError
@@ -101,10 +101,12 @@ def _normalise(values, mask, out):
 # One compiled kernel serves every appending rule (one function to load from the cache), hence
 # its size.
 @jit
-def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, topo, duration,  # noqa: C901
-                   eligible, viable, parent_ptr, parent_idx, parent_data, child_ptr, child_idx, latency, inv_bw,
-                   release, assign, order):
-    """Place tasks one at a time, each appended to its node's queue, by ``rule``.
+def _list_schedule(first, last, rule, queue_key, draws, capacity, time_weight, load_weight, topo,  # noqa: C901
+                   duration, eligible, viable, parent_ptr, parent_idx, parent_data, child_ptr, child_idx, latency,
+                   inv_bw, release, end, node_free, busy, waiting, key, task, counters, assign, order):
+    """Place tasks ``first..last-1`` (in placement order) one at a time, each appended to its
+    node's queue, by ``rule``; the state between calls lives in the arrays passed in
+    (``counters`` = [heap size, round-robin cursor]), so Python can run it in slices.
 
     Tasks come in ``topo`` order, or, when ``queue_key`` is not empty, as the ready task of
     smallest (key, index). Candidates for task t: ``viable`` nodes every input reaches, else
@@ -112,9 +114,6 @@ def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, t
     arithmetic, so the placement order decodes to exactly this schedule.
     """
     n, m = duration.shape
-    end = np.zeros(n)
-    node_free = np.zeros(m)
-    busy = np.zeros(m)
     ready = np.empty(m)
     mask = np.empty(m, dtype=np.bool_)
     score = np.empty(m)
@@ -122,16 +121,12 @@ def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, t
     scaled = np.empty(m)
     fit = np.empty(m, dtype=np.bool_)
     use_heap = queue_key.shape[0] > 0
-    waiting = parent_ptr[1:] - parent_ptr[:-1]
-    key = np.empty(n)
-    task = np.empty(n, np.int64)
-    size = 0
-    if use_heap:
+    size, cursor = counters[0], counters[1]
+    if use_heap and first == 0:
         for t in range(n):
             if waiting[t] == 0:
                 size = _heap_push(key, task, size, queue_key[t], t)
-    cursor = 0
-    for k in range(n):
+    for k in range(first, last):
         if use_heap:
             t = task[0]
             size -= 1
@@ -202,21 +197,26 @@ def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, t
                 waiting[c] -= 1
                 if waiting[c] == 0:
                     size = _heap_push(key, task, size, queue_key[c], c)
+    counters[0], counters[1] = size, cursor
 
 
 def _list_plan(inst: Instance, rule: int, *, queue_key=None, draws=None, capacity: float = 0.0,
                time_weight: float = 0.0, load_weight: float = 0.0) -> Plan:
-    """The plan ``_list_schedule`` builds with ``rule`` (placement order = dispatch order)."""
-    n = inst.n_tasks
+    """The plan ``_list_schedule`` builds with ``rule`` (placement order = dispatch order),
+    ``SLICE_TASKS`` placements per kernel call so Ctrl-C lands between calls."""
+    n, m = inst.n_tasks, inst.n_nodes
     latency, inv_bw = link_arrays(inst)
     assign = np.full(n, -1, dtype=np.int32)
     order = np.empty(n, dtype=np.int32)
     empty = np.empty(0)
-    _list_schedule(rule, empty if queue_key is None else np.ascontiguousarray(queue_key, dtype=np.float64),
-                   empty if draws is None else draws, float(capacity), float(time_weight), float(load_weight),
-                   inst.topo_order, np.ascontiguousarray(inst.duration), inst.eligible, inst.viable,
-                   inst.parent_ptr, inst.parent_idx, inst.parent_data, inst.child_ptr, inst.child_idx, latency,
-                   inv_bw, inst.release, assign, order)
+    args = (rule, empty if queue_key is None else np.ascontiguousarray(queue_key, dtype=np.float64),
+            empty if draws is None else draws, float(capacity), float(time_weight), float(load_weight),
+            inst.topo_order, np.ascontiguousarray(inst.duration), inst.eligible, inst.viable, inst.parent_ptr,
+            inst.parent_idx, inst.parent_data, inst.child_ptr, inst.child_idx, latency, inv_bw, inst.release,
+            np.zeros(n), np.zeros(m), np.zeros(m), inst.parent_ptr[1:] - inst.parent_ptr[:-1], np.empty(n),
+            np.empty(n, np.int64), np.zeros(2, np.int64), assign, order)
+    for first in range(0, n, SLICE_TASKS):
+        _list_schedule(first, min(n, first + SLICE_TASKS), *args)
     return Plan(assign, order)
 
 
@@ -504,8 +504,8 @@ def _min_min_kernel(steps, progress, node_free, waiting, duration, eligible, par
     progress[0] = placed
 
 
-def _min_min_plan(inst: Instance, slice_steps: int = 4096) -> Plan:
-    """Min-min's plan: the per-node index built here, the kernel run ``slice_steps`` tasks at a time."""
+def _min_min_plan(inst: Instance) -> Plan:
+    """Min-min's plan: the per-node index built here, the kernel run ``SLICE_TASKS`` tasks at a time."""
     n, m = inst.n_tasks, inst.n_nodes
     duration = np.ascontiguousarray(inst.duration)
     t_idx, j_idx = np.nonzero(inst.eligible)
@@ -531,7 +531,7 @@ def _min_min_plan(inst: Instance, slice_steps: int = 4096) -> Plan:
             np.empty(heap), np.empty(heap, np.int64), np.zeros(m, np.int64), np.empty(heap), np.empty(heap, np.int64),
             np.zeros(m, np.int64), assign, start, end, order)
     while progress[0] < n:
-        _min_min_kernel(slice_steps, progress, *args)
+        _min_min_kernel(SLICE_TASKS, progress, *args)
     return Plan(assign, order)
 
 

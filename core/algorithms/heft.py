@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from apportion.core._jit import jit
-from apportion.core.algorithms.constructive import ConstructiveAllocator, data_ready
+from apportion.core.algorithms.constructive import SLICE_TASKS, ConstructiveAllocator, data_ready
 from apportion.core.algorithms.registry import register
 from apportion.core.evaluate import Plan, link_arrays
 from apportion.core.model import Instance
@@ -153,8 +153,8 @@ def _skip_levels(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     return level, offset
 
 
-def _heft(instance: Instance, slice_tasks: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """HEFT's (priority, assignment, start, end); placed ``slice_tasks`` at a time so Ctrl-C
+def _heft(instance: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """HEFT's (priority, assignment, start, end); placed ``SLICE_TASKS`` at a time so Ctrl-C
     lands between kernel calls."""
     n, m = instance.n_tasks, instance.n_nodes
     priority = heft_priority(instance)
@@ -168,8 +168,8 @@ def _heft(instance: Instance, slice_tasks: int = 4096) -> tuple[np.ndarray, np.n
     gap_root = np.arange(n + m, dtype=np.int64)
     tail = np.arange(n, n + m, dtype=np.int64)
     duration = np.ascontiguousarray(instance.duration)
-    for first in range(0, n, slice_tasks):
-        _heft_kernel(priority[first:first + slice_tasks], duration, instance.eligible, instance.parent_ptr,
+    for first in range(0, n, SLICE_TASKS):
+        _heft_kernel(priority[first:first + SLICE_TASKS], duration, instance.eligible, instance.parent_ptr,
                      instance.parent_idx, instance.parent_data, latency, inv_bw, instance.release, assign, start, end,
                      level, offset, fwd, bwd, gap_root, tail)
     return priority, assign, start, end

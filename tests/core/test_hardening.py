@@ -471,3 +471,83 @@ def test_huge_integers_in_frames_are_refused():
     with pytest.raises(SpecError, match=r"^speed_factors\['cpu'\]\['t'\]: must be a finite number, got inf"):
         cluster_from_frames(pd.DataFrame({"id": ["n"], "kind": ["cpu"], "speed": [1.0], "memory": [1.0]}),
                             speed_factors=factors)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C lands between slices of the long compiled loops.
+
+def _interrupted(code: str, *, after: float, within: float) -> subprocess.CompletedProcess:
+    """Start ``code`` (which prints ``started`` just before the long call, ``finished`` after
+    it), send SIGINT ``after`` seconds past ``started``, and wait at most ``within`` more."""
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=PROJECT_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "started", process.stderr.read()[-2000:]
+        time.sleep(after)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"still running {within} s after Ctrl-C")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_ctrl_c_stops_a_long_simulation():
+    run = _interrupted("""
+        from apportion.core.simulate import Uncertainty, simulate
+        from apportion.core.algorithms.heft import HeftAllocator
+        from tests.core.algorithms.instances import make_instance
+        inst = make_instance(200, 400, 4, seed=1)
+        plan = HeftAllocator().build(inst)
+        unc = Uncertainty(duration_sigma=0.3, mtbf=50.0, failure_rule="backup")
+        simulate(inst, plan, unc, samples=10)
+        print("started", flush=True)
+        simulate(inst, plan, unc, samples=1_000_000)
+        print("finished", flush=True)
+    """, after=0.5, within=5.0)
+    assert "KeyboardInterrupt" in run.stderr and "finished" not in run.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_baselines_on_a_large_workload():
+    run = _interrupted("""
+        from apportion.core.algorithms.baselines import MinMinAllocator
+        from apportion.core.model import Cluster, Instance, Node, Task, Workload
+        nodes = tuple(Node(f"n{j}", "cpu", 10.0 + j, 64.0) for j in range(64))
+        inst = Instance.build(Workload(tuple(Task(f"t{i}", 1.0 + i % 97) for i in range(150_000))), Cluster(nodes))
+        MinMinAllocator().build(Instance.build(Workload((Task("a", 1.0),)), Cluster(nodes)))
+        print("started", flush=True)
+        MinMinAllocator().build(inst)
+        print("finished", flush=True)
+    """, after=0.3, within=5.0)
+    assert "KeyboardInterrupt" in run.stderr and "finished" not in run.stdout
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_slicing_the_kernels_does_not_change_any_plan(monkeypatch, seed):
+    """Every baseline, run 7 placements per kernel call, gives the plan of one call."""
+    from apportion.core.algorithms import baselines, heft
+    from tests.core.algorithms.instances import make_instance
+
+    inst = make_instance(300, 500, 5, seed=seed, requests=3, gpu_only=0.2)
+    whole = {cls.name: cls().build(inst, seed) for cls in baselines.BASELINES}
+    monkeypatch.setattr(baselines, "SLICE_TASKS", 7)
+    monkeypatch.setattr(heft, "SLICE_TASKS", 7)
+    for cls in baselines.BASELINES:
+        sliced = cls().build(inst, seed)
+        assert np.array_equal(sliced.assignment, whole[cls.name].assignment), cls.name
+        assert np.array_equal(sliced.order, whole[cls.name].order), cls.name
+
+
+def test_slicing_the_simulation_does_not_change_any_sample(monkeypatch):
+    from apportion.core import simulate as sim
+
+    inst, plan = _heft_case()
+    unc = sim.Uncertainty(duration_sigma=0.3, transfer_sigma=0.2, mtbf=40.0, failure_rule="backup")
+    whole = sim.simulate(inst, plan, unc, samples=50, seed=3)
+    monkeypatch.setattr(sim, "SAMPLE_SLICE_TASKS", inst.n_tasks * 3)  # 3 samples per call
+    sliced = sim.simulate(inst, plan, unc, samples=50, seed=3)
+    assert np.array_equal(whole.values, sliced.values, equal_nan=True)

@@ -80,6 +80,7 @@ class Settings:
 
     def _check_robust(self) -> None:
         from apportion.core.robust import STATISTICS
+        from apportion.core.simulate import MAX_SIGMA
 
         if isinstance(self.robust_scenarios, bool) or not isinstance(self.robust_scenarios, int):
             raise SpecError("robust_scenarios", f"must be an integer, got {self.robust_scenarios!r}")
@@ -91,6 +92,8 @@ class Settings:
         if isinstance(self.noise_sigma, bool) or not isinstance(self.noise_sigma, (int, float)) \
                 or not math.isfinite(self.noise_sigma) or self.noise_sigma < 0:
             raise SpecError("noise_sigma", f"must be a finite number >= 0, got {self.noise_sigma!r}")
+        if self.noise_sigma > MAX_SIGMA:
+            raise SpecError("noise_sigma", f"must be <= {MAX_SIGMA:g}, got {self.noise_sigma:g}")
         if self.robust_scenarios > MAX_ROBUST_SCENARIOS:
             raise SpecError("robust_scenarios", f"must be at most {MAX_ROBUST_SCENARIOS:,}, got {self.robust_scenarios:,}")
         if isinstance(self.robust_validation, bool) or not isinstance(self.robust_validation, int) \

@@ -341,6 +341,7 @@ def test_failures_per_node_are_bounded_when_times_explode():
     ({"population": 100_000, "generations": 10_000}, "generations"),
     ({"robust_scenarios": 10**6, "noise_sigma": 0.3}, "robust_scenarios"),
     ({"robust_scenarios": 8, "robust_validation": 10**9}, "robust_validation"),
+    ({"robust_scenarios": 8, "noise_sigma": 1e6}, "noise_sigma"),
 ])
 def test_search_sizes_beyond_the_limits_are_refused(options, field):
     from apportion.core.api import Settings

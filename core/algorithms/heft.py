@@ -49,10 +49,12 @@ def heft_priority(instance: Instance) -> np.ndarray:
 
 # Each node's timeline is a skip list of its tasks in time order (level 0 is the plain list;
 # node j's head is the sentinel ``n + j``, present at every level, ending at time 0), so the
-# last task starting before a data-ready time is found in O(log n). Gaps are skipped with a
-# union-find: ``gap_root[v]`` leads to the first element at or after v that is followed by
-# idle time (or is last), and a gap once closed never reopens. Together they replace scans of
-# the whole timeline, which made HEFT quadratic in the number of tasks on a node.
+# last task starting before a data-ready time is found in O(log n). Idle gaps are skipped with
+# union-finds, one per gap size class: ``gap_root[c, v]`` leads to the first element at or
+# after v followed by at least ``threshold[c]`` idle seconds (class 0: any idle time), or the
+# last one. Gaps only ever shrink, so an element once skipped stays skipped. A task of
+# duration d searches the class of threshold <= d / 2, which skips only gaps too short for it.
+# Together they replace scans of the whole timeline, which made HEFT quadratic.
 
 
 @jit
@@ -82,15 +84,24 @@ def _last_starting_before(head, ready, start, level, offset, fwd):
 
 
 @jit
-def _gap_find(v, gap_root):
-    while gap_root[v] != v:
-        gap_root[v] = gap_root[gap_root[v]]
-        v = gap_root[v]
+def _gap_find(c, v, gap_root):
+    while gap_root[c, v] != v:
+        gap_root[c, v] = gap_root[c, gap_root[c, v]]
+        v = gap_root[c, v]
     return v
 
 
 @jit
-def _slot(j, ready, d, start, end, n, level, offset, fwd, gap_root, tail):
+def _gap_class(d, threshold):
+    """The largest class whose threshold is at most d / 2 (0 when none is)."""
+    c = 0
+    while c + 1 < threshold.shape[0] and threshold[c + 1] <= 0.5 * d:
+        c += 1
+    return c
+
+
+@jit
+def _slot(j, ready, d, start, end, n, level, offset, fwd, gap_root, threshold, tail):
     """(start, element after which): the first idle gap on node j that starts at or after
     ``ready`` and holds ``d``, else after its last task; the textbook scan's answer."""
     a = _last_starting_before(n + j, ready, start, level, offset, fwd)
@@ -99,13 +110,15 @@ def _slot(j, ready, d, start, end, n, level, offset, fwd, gap_root, tail):
     if nxt == -1 or s + d <= start[nxt]:
         return s, a
     last_end = end[tail[j]]
-    # Every later candidate starts at its predecessor's end e <= last_end; when e + d > e for
-    # all of those, a gap of no idle time cannot hold the task, so the union-find skips them.
+    # Every later candidate starts at its predecessor's end e <= last_end. When e + d / 2 > e
+    # for all of those, a gap shorter than d / 2 cannot hold the task, so the union-finds
+    # skip them; else (d below the resolution of the times) every gap is tried.
     skip = last_end + 0.5 * d > last_end
+    c = _gap_class(d, threshold)
     a = nxt
     while True:
         if skip:
-            a = _gap_find(a, gap_root)
+            a = _gap_find(c, a, gap_root)
         nxt = fwd[offset[a]]
         if nxt == -1 or end[a] + d <= start[nxt]:
             return end[a], a
@@ -113,8 +126,22 @@ def _slot(j, ready, d, start, end, n, level, offset, fwd, gap_root, tail):
 
 
 @jit
+def _close_gaps(t, a, y, n, start, end, gap_root, threshold):
+    """Update every class after inserting ``t`` between ``a`` and ``y`` (-1: none)."""
+    for c in range(threshold.shape[0]):
+        # t leads on to y unless it is last or followed by enough idle time.
+        if y == -1 or (start[y] - end[t] > 0.0 if c == 0 else start[y] - end[t] >= threshold[c]):
+            gap_root[c, t] = t
+        else:
+            gap_root[c, t] = y
+        idle = start[t] - (end[a] if a < n else 0.0)
+        if gap_root[c, a] == a and not (idle > 0.0 if c == 0 else idle >= threshold[c]):
+            gap_root[c, a] = t
+
+
+@jit
 def _heft_kernel(priority, duration, eligible, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
-                 assign, start, end, level, offset, fwd, bwd, gap_root, tail):
+                 assign, start, end, level, offset, fwd, bwd, gap_root, threshold, tail):
     """Insertion-based earliest-finish-time placement of the tasks in ``priority`` order, onto
     the timelines built so far (so the priority list can be placed a slice at a time)."""
     n, m = duration.shape
@@ -124,7 +151,7 @@ def _heft_kernel(priority, duration, eligible, parent_ptr, parent_idx, parent_da
             if not eligible[t, j]:
                 continue
             ready = data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
-            s, a = _slot(j, ready, duration[t, j], start, end, n, level, offset, fwd, gap_root, tail)
+            s, a = _slot(j, ready, duration[t, j], start, end, n, level, offset, fwd, gap_root, threshold, tail)
             if best_j == -1 or s + duration[t, j] < best_finish:
                 best_j, best_finish, best_start, best_after = j, s + duration[t, j], s, a
         a = best_after
@@ -135,9 +162,18 @@ def _heft_kernel(priority, duration, eligible, parent_ptr, parent_idx, parent_da
         _link_after(t, a, level, offset, fwd, bwd)
         if y == -1:
             tail[best_j] = t
-        gap_root[t] = t if y == -1 or end[t] < start[y] else y
-        if gap_root[a] == a and not (a >= n and 0.0 < start[t]) and not (a < n and end[a] < start[t]):
-            gap_root[a] = t
+        _close_gaps(t, a, y, n, start, end, gap_root, threshold)
+
+
+def _gap_thresholds(instance: Instance, classes: int = 12) -> np.ndarray:
+    """Idle-time thresholds of the gap classes: 0 (any idle time), then half the shortest
+    positive runtime times powers of 4, up to half the longest (at most ``classes`` more)."""
+    runtimes = instance.duration[instance.eligible & (instance.duration > 0)]
+    if runtimes.size == 0:
+        return np.zeros(1)
+    low, high = 0.5 * float(runtimes.min()), 0.5 * float(runtimes.max())
+    steps = min(classes, int(np.ceil(np.log(high / low) / np.log(4.0))) + 1)
+    return np.concatenate(([0.0], low * 4.0 ** np.arange(steps)))
 
 
 def _skip_levels(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,13 +201,14 @@ def _heft(instance: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     level, offset = _skip_levels(n, m)
     fwd = np.full(offset[-1], -1, dtype=np.int64)
     bwd = np.full(offset[-1], -1, dtype=np.int64)
-    gap_root = np.arange(n + m, dtype=np.int64)
+    threshold = _gap_thresholds(instance)
+    gap_root = np.tile(np.arange(n + m, dtype=np.int32), (threshold.size, 1))
     tail = np.arange(n, n + m, dtype=np.int64)
     duration = np.ascontiguousarray(instance.duration)
     for first in range(0, n, SLICE_TASKS):
         _heft_kernel(priority[first:first + SLICE_TASKS], duration, instance.eligible, instance.parent_ptr,
                      instance.parent_idx, instance.parent_data, latency, inv_bw, instance.release, assign, start, end,
-                     level, offset, fwd, bwd, gap_root, tail)
+                     level, offset, fwd, bwd, gap_root, threshold, tail)
     return priority, assign, start, end
 
 

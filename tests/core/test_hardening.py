@@ -207,8 +207,8 @@ def _tie_heavy(draw):
     m = draw(st.integers(1, 3))
     nodes = tuple(Node(f"n{j}", "cpu", draw(st.sampled_from([1.0, 2.0, 3.0])), 8.0) for j in range(m))
     n = draw(st.integers(1, 40))
-    releases = draw(st.lists(st.sampled_from([0.0, 1.0, 5.0, 1e6]), min_size=1, max_size=3))
-    works = [0.0, 1e-12, 1.0, 1.0 + 2**-40, 2.0, 3.0]
+    releases = draw(st.lists(st.sampled_from([0.0, 1.0, 2.5, 5.0, 20.0, 1e6]), min_size=1, max_size=6))
+    works = [0.0, 1e-12, 0.3, 1.0, 1.0 + 2**-40, 2.0, 3.0, 7.0, 50.0]
     tasks = tuple(Task(f"t{i}", draw(st.sampled_from(works)), request=f"r{i % len(releases)}") for i in range(n))
     requests = tuple(Request(f"r{k}", r) for k, r in enumerate(releases) if k < n)
     pairs = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=n))
@@ -217,7 +217,7 @@ def _tie_heavy(draw):
     return Instance.build(Workload(tasks, edges, requests), Cluster(nodes, default_bandwidth=2.0))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_tie_heavy())
 def test_heft_and_min_min_match_the_references_on_ties_and_gaps(inst):
     from apportion.core.algorithms.baselines import MinMinAllocator

@@ -53,7 +53,7 @@ MAX_FAILURES_PER_MAKESPAN = 10_000  # makespan / mtbf: a node's expected failure
 MAX_SAMPLES = 1_000_000  # one row of metrics each: 104 MB
 MAX_SCHEDULE_CELLS = 10_000_000  # samples x tasks kept with return_schedules: 240 MB
 FAILURE_EVENTS = 1 << 18  # failures kept per sample over all nodes (4 MiB); see _failure_cap
-SAMPLE_SLICE_TASKS = 1 << 20  # tasks x samples per kernel call, so Ctrl-C lands between calls
+SAMPLE_SLICE_TASKS = 1 << 18  # tasks x samples per kernel call, so Ctrl-C lands between calls
 
 # Random streams: each draw is keyed by (seed, sample, stream, a, b).
 _DURATION, _TRANSFER, _LINK, _UPTIME, _REPAIR = 1, 2, 3, 4, 5

@@ -171,8 +171,13 @@ def _gap_thresholds(instance: Instance, classes: int = 12) -> np.ndarray:
     runtimes = instance.duration[instance.eligible & (instance.duration > 0)]
     if runtimes.size == 0:
         return np.zeros(1)
-    low, high = 0.5 * float(runtimes.min()), 0.5 * float(runtimes.max())
-    steps = min(classes, int(np.ceil(np.log(high / low) / np.log(4.0))) + 1)
+    shortest, longest = float(runtimes.min()), float(runtimes.max())
+    low, high = 0.5 * shortest, 0.5 * longest
+    with np.errstate(over="ignore", divide="ignore"):
+        ratio = high / low
+    # Runtimes spanning more than float range (1e-308 beside 1.0): their logs still differ finitely.
+    span = np.log(ratio) if np.isfinite(ratio) else np.log(longest) - np.log(shortest)
+    steps = min(classes, int(np.ceil(span / np.log(4.0))) + 1)
     return np.concatenate(([0.0], low * 4.0 ** np.arange(steps)))
 
 

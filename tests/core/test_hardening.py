@@ -15,7 +15,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from apportion.core.errors import SpecError
@@ -146,6 +146,8 @@ _MAGNITUDES = st.sampled_from([0.0, 1e-308, 1e-200, 1e-20, 1.0, 1e20, 1e200, 1e3
 @settings(max_examples=60, deadline=None)
 @given(work=st.lists(_MAGNITUDES, min_size=2, max_size=2), speed=_MAGNITUDES.filter(lambda x: x > 0),
        data=_MAGNITUDES, bandwidth=_MAGNITUDES, power=_MAGNITUDES)
+# Runtimes 1 and 1e308 on one node: HEFT's gap classes once divided them into an infinite ratio.
+@example(work=[1e-308, 1.0], speed=1e-308, data=0.0, bandwidth=0.0, power=0.0)
 def test_an_accepted_spec_has_a_finite_plan_in_standard_json(work, speed, data, bandwidth, power):
     import json
 

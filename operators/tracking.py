@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from apportion.operators.paths import path_component
+
 log = logging.getLogger(__name__)
 
 UI_URL_ENV = "APPORTION_MLFLOW_UI_URL"
@@ -77,11 +79,6 @@ class AirflowRef:
     def task_label(self) -> str:
         return self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
 
-    def folder(self, root: str | Path) -> Path:
-        """``root/<dag_id>/<run_id>/<task_id>[.<map_index>]`` with path-safe names."""
-        leaf = self.task_id if self.map_index < 0 else f"{self.task_id}.{self.map_index}"
-        return Path(root) / _safe(self.dag_id) / _safe(self.run_id) / _safe(leaf)
-
     def dag_run_tags(self) -> dict[str, str]:
         tags = {"airflow.dag_id": self.dag_id, "airflow.dag_run_id": self.run_id, **_system_tags(self.dag_id)}
         if self.logical_date:
@@ -111,11 +108,6 @@ def _system_tags(dag_id: str) -> dict[str, str]:
     except (KeyError, OSError):  # no passwd entry, e.g. an arbitrary container uid
         user = "unknown"
     return {SOURCE_NAME_TAG: f"airflow:{dag_id}", SOURCE_TYPE_TAG: "JOB", USER_TAG: user}
-
-
-def _safe(name: str) -> str:
-    """A path component: keep letters, digits and ``._-=``; anything else becomes ``_``."""
-    return "".join(c if c.isalnum() or c in "._-=" else "_" for c in str(name)) or "_"
 
 
 def without_credentials(uri: str) -> str:
@@ -179,7 +171,7 @@ def default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
     default ``./mlruns`` under whatever directory the task happened to start in."""
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri[len("sqlite:///"):])
-        return (db.parent / "mlartifacts" / _safe(experiment)).resolve().as_uri()
+        return (db.parent / "mlartifacts" / path_component(experiment)).resolve().as_uri()
     return None
 
 
@@ -384,7 +376,7 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
         print(f"experiment {experiment!r} has no runs with plan metrics")
     else:
         print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    target = Path(out) if out else Path(f"{_safe(experiment)}-runs.png")
+    target = Path(out) if out else Path(f"{path_component(experiment)}-runs.png")
     from apportion.operators.charts import evolution_chart
 
     evolution_chart(table, COMPARE_COLUMNS, target, title=f"{experiment}: runs over time", by=ALGORITHM_PARAM)

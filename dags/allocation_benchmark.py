@@ -77,8 +77,8 @@ def compare_algorithms(allocations, evaluations) -> dict:
     os.replace(published.with_name("comparison.csv.tmp"), published)
 
     parent = allocations[0]
-    tracker = ApportionMlflowHook(tracking_uri=parent["tracking_uri"]).get_conn()
-    tracker.client.log_artifact(parent["mlflow_parent_run_id"], str(path))
+    with ApportionMlflowHook(tracking_uri=parent["tracking_uri"]).upload_from(path.parent) as tracker:
+        tracker.client.log_artifact(parent["mlflow_parent_run_id"], str(path))
     context["outlet_events"][COMPARISON_ASSET].extra = {
         "path": str(published), "best_algorithm": rows[0]["algorithm"], "best_makespan": rows[0]["makespan"],
         "mlflow_run_id": parent["mlflow_parent_run_id"],

@@ -113,13 +113,14 @@ def evaluate_plan(allocation: Mapping[str, Any], *, tolerance: float = 1e-9, tra
     write_json(folder / "evaluation.json", {**outcome, "max_relative_error": worst if math.isfinite(worst) else None},
                sort_keys=True)
     if allocation.get("mlflow_run_id"):
-        tracker = ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).get_conn()
         run_id = allocation["mlflow_run_id"]
-        tracker.log_metrics(run_id, {f"{metric_prefix}max_relative_error": worst,
-                                     f"{metric_prefix}verified": float(verified)})
-        tracker.set_tags(run_id, {"apportion." + metric_prefix.strip("/").replace("/", "."):
-                                  "verified" if verified else "mismatch"})
-        tracker.client.log_artifact(run_id, str(folder / "evaluation.json"), allocation.get("artifact_path"))
+        with ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).upload_from(
+                folder) as tracker:
+            tracker.log_metrics(run_id, {f"{metric_prefix}max_relative_error": worst,
+                                         f"{metric_prefix}verified": float(verified)})
+            tracker.set_tags(run_id, {"apportion." + metric_prefix.strip("/").replace("/", "."):
+                                      "verified" if verified else "mismatch"})
+            tracker.client.log_artifact(run_id, str(folder / "evaluation.json"), allocation.get("artifact_path"))
     if not verified:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise PlanMismatch(f"plan {outcome['plan_id']} re-evaluates differently from the optimiser's claim: "

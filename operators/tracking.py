@@ -138,28 +138,40 @@ def artifact_url(tracking_uri: str, experiment_id: str, run_id: str, path: str) 
     return f"{base}/artifactPath/{path}" if base else None
 
 
-def check_reachable(tracking_uri: str, *, attempts: int = 3, backoff: float = 1.0, timeout: float = 5.0) -> None:
+def check_reachable(tracking_uri: str, *, attempts: int = 3, backoff: float = 1.0, timeout: float = 5.0,
+                    credentials: tuple[str, str] | None = None) -> None:
     """Fail fast, naming the URI, when an http(s) tracking server does not answer ``/health``.
 
     MLflow's own client would retry for minutes; ``attempts`` tries with growing pauses is
-    enough to ride out a restart. Local stores (sqlite, file) need no probe.
+    enough to ride out a restart. ``credentials`` (username, password) log in with basic
+    authentication. Local stores (sqlite, file) need no probe.
     """
     if not tracking_uri.startswith(("http://", "https://")):
         return
-    url = tracking_uri.rstrip("/") + "/health"
+    request = urllib.request.Request(without_credentials(tracking_uri).rstrip("/") + "/health")
+    if credentials is not None:
+        import base64
+
+        token = base64.b64encode(":".join(credentials).encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     error: Exception | None = None
     for attempt in range(attempts):
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 if response.status == 200:
                     return
                 error = RuntimeError(f"HTTP {response.status}")
-        except (urllib.error.URLError, OSError) as exc:
+        except urllib.error.HTTPError as exc:
+            error = exc
+            if exc.code in (401, 403):  # wrong credentials stay wrong: no point in retrying
+                break
+        except (urllib.error.URLError, OSError, ValueError) as exc:
             error = exc
         if attempt + 1 < attempts:
             time.sleep(backoff * 2**attempt)
     raise TrackingUnavailable(
-        f"MLflow tracking server {without_credentials(tracking_uri)} is unreachable after {attempts} attempts ({error})"
+        f"MLflow tracking server {without_credentials(tracking_uri)} is unreachable after {attempt + 1} "
+        f"attempts ({error})"
     )
 
 
@@ -348,9 +360,8 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
     from apportion.operators.hooks import ApportionMlflowHook
 
     hook = ApportionMlflowHook(conn_id or ApportionMlflowHook.default_conn_name, tracking_uri)
-    uri = hook.get_tracking_uri()
-    check_reachable(uri)
-    tracker = hook.get_conn()
+    tracker = hook.get_conn()  # checks the server answers first
+    uri = tracker.tracking_uri
     found = tracker.client.get_experiment_by_name(experiment)
     if found is None:
         raise ValueError(f"no MLflow experiment named {experiment!r} at {without_credentials(uri)}")

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -17,7 +21,7 @@ from apportion.operators.hooks import (
     TrackingNotConfigured,
     resolve_tracking_uri,
 )
-from apportion.operators.tracking import AirflowRef, run_url
+from apportion.operators.tracking import AirflowRef, TrackingUnavailable, run_url
 from tests.operators.conftest import SMALL
 
 SECRET = "s3cr3t-pa55"
@@ -50,7 +54,6 @@ def test_login_and_password_go_to_the_client_never_into_the_uri(monkeypatch, no_
         "conn_type": "apportion_mlflow", "host": "mlflow.internal", "port": 5000, "login": "ada", "password": SECRET}))
     hook = ApportionMlflowHook("mlflow_auth")
     assert hook.get_tracking_uri() == "http://mlflow.internal:5000"
-    assert (hook.get_conn().tracking_uri, SECRET in hook.get_tracking_uri()) == ("http://mlflow.internal:5000", False)
     assert (os.environ[USERNAME_ENV], os.environ[PASSWORD_ENV]) == ("ada", SECRET)
     # A URI written with its credentials (the connection's URI form) loses them too.
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_URI", f"apportion-mlflow://ada:{SECRET}@mlflow.internal:5000")
@@ -81,3 +84,83 @@ def test_a_run_tracked_through_a_connection_with_credentials_leaves_none_behind(
     assert SECRET not in json.dumps(summary)
     run = MlflowClient(mlflow_tracking_uri).get_run(summary["mlflow_run_id"])
     assert SECRET not in json.dumps({**run.data.tags, **run.data.params})
+
+
+# --- A server that does not answer: every step fails in bounded time, keeping its files ---------
+
+STEP_BOUND_SECONDS = 15  # three tries with 1 s and 2 s pauses: about 3 s on a closed port
+
+
+def _steps(allocation, dag_id, output_root):
+    """Every step after allocate that talks to MLflow, each with the files it writes first."""
+    from apportion.operators.chosen_plan import evaluate_plan
+    from apportion.operators.drill import replan_after_failure
+    from apportion.operators.publishing import record_run
+    from apportion.operators.simulation import simulate_plan
+    from tests.operators.conftest import task_ref
+
+    return {
+        "evaluate": (lambda: evaluate_plan(allocation), Path(allocation["artifact_dir"]) / "evaluation.json"),
+        "simulate": (lambda: simulate_plan(allocation, samples=20, output_root=output_root,
+                                           ref=task_ref(dag_id, "simulate_plan")),
+                     output_root / dag_id / "manual__1" / "simulate_plan" / "simulation.json"),
+        "drill": (lambda: replan_after_failure(allocation, output_root=output_root,
+                                               ref=task_ref(dag_id, "inject_failure")),
+                  output_root / dag_id / "manual__1" / "inject_failure" / "drill.json"),
+        "record": (lambda: record_run(allocation), None),
+    }
+
+
+def test_every_step_fails_within_a_bound_on_an_unreachable_server_and_keeps_its_files(
+        allocation, dag_id, output_root, closed_port_uri):
+    unreachable = {**allocation, "tracking_uri": closed_port_uri}
+    for name, (step, kept) in _steps(unreachable, dag_id, output_root).items():
+        started = time.monotonic()
+        with pytest.raises(TrackingUnavailable) as caught:
+            step()
+        seconds = time.monotonic() - started
+        message = str(caught.value)
+        assert seconds < STEP_BOUND_SECONDS, (name, seconds)
+        assert f"MLflow tracking server {closed_port_uri} is unreachable after 3 attempts" in message, name
+        assert "a retry uploads them" in message, name
+        if kept is not None:
+            assert kept.is_file() and str(kept.parent) in message, name
+
+
+class _HangingServer(ThreadingHTTPServer):
+    """Answers /health, then never answers anything else in time: a server dying under load."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path.startswith("/health"):
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"OK")
+                else:
+                    time.sleep(30)
+
+            do_POST = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_a_server_that_stops_answering_is_bounded_by_the_hook_too(tmp_path):
+    server = _HangingServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        started = time.monotonic()
+        with pytest.raises(TrackingUnavailable, match="stopped answering.*results kept in"):
+            with ApportionMlflowHook(None, uri, attempts=2, timeout=1).upload_from(tmp_path) as tracker:
+                tracker.client.get_experiment_by_name("anything")
+        assert time.monotonic() - started < 8
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -22,6 +22,7 @@ from apportion.operators.hooks import (
     resolve_tracking_uri,
 )
 from apportion.operators.tracking import AirflowRef, TrackingUnavailable, run_url
+from tests.operators.basic_auth import BasicAuthProxy
 from tests.operators.conftest import SMALL
 
 SECRET = "s3cr3t-pa55"
@@ -164,3 +165,83 @@ def test_a_server_that_stops_answering_is_bounded_by_the_hook_too(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- Credentials written into the URI ----------------------------------------------------------
+
+def test_credentials_in_a_uri_are_split_off_for_the_client(monkeypatch, no_credentials_in_env):
+    assert resolve_tracking_uri(f"http://ada:{SECRET}%2F1@mlflow.internal:5000") == "http://mlflow.internal:5000"
+    assert (os.environ[USERNAME_ENV], os.environ[PASSWORD_ENV]) == ("ada", SECRET + "/1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"https://bob:{SECRET}@mlflow.internal")
+    assert resolve_tracking_uri() == "https://mlflow.internal"
+    assert (os.environ[USERNAME_ENV], os.environ[PASSWORD_ENV]) == ("bob", SECRET)
+
+
+def test_the_reachability_check_logs_in_and_wrong_credentials_fail_at_once(no_credentials_in_env):
+    with BasicAuthProxy("ada", SECRET) as server:
+        with_credentials = server.url.replace("http://", f"http://ada:{SECRET}@")
+        assert ApportionMlflowHook(None, with_credentials).get_conn().tracking_uri == server.url
+        assert server.requests == [("GET", "/health", True)]
+        started = time.monotonic()
+        with pytest.raises(TrackingUnavailable, match=r"after 1 attempts \(HTTP Error 401") as caught:
+            ApportionMlflowHook(None, server.url.replace("http://", "http://ada:wrong-pa55@")).get_conn()
+        assert time.monotonic() - started < 1 and "wrong-pa55" not in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` (SQLite store, proxied artifacts): about 10-15 s to start."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "art")],
+        cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=(folder / "server.log").open("wb"),
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+        yield url
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+
+
+@pytest.mark.integration
+def test_a_server_demanding_basic_auth_gets_the_credentials_and_nothing_keeps_them(
+        mlflow_server, monkeypatch, tmp_path, dag_id, no_credentials_in_env):
+    from apportion.operators.chosen_plan import evaluate_plan
+    from apportion.operators.publishing import record_run
+
+    monkeypatch.chdir(tmp_path)
+    with BasicAuthProxy("ada", SECRET, upstream=mlflow_server) as server:
+        with_credentials = server.url.replace("http://", f"http://ada:{SECRET}@")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", with_credentials)
+        summary = allocate(**SMALL, output_root=tmp_path / "runs", ref=AirflowRef(dag_id, "r1", "allocate"))
+        evaluation = evaluate_plan(summary)
+        record_run(summary, evaluation=evaluation)
+        assert summary["tracking_uri"] == server.url and summary["mlflow_run_url"].startswith(server.url + "/#/")
+        assert evaluation["verified"] and all(authorised for _, _, authorised in server.requests)
+        assert any(method == "PUT" for method, _, _ in server.requests)  # artifacts went through it too
+        assert SECRET not in json.dumps([summary, evaluation]) + json.dumps(server.requests)
+        run = MlflowClient(with_credentials).get_run(summary["mlflow_run_id"])
+        assert SECRET not in json.dumps({**run.data.tags, **run.data.params})
+        written = [path.read_bytes() for path in (tmp_path / "runs").rglob("*") if path.is_file()]
+        assert written and not any(SECRET.encode() in data for data in written)

@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
 
 from apportion.operators.tracking import TrackingUnavailable, check_reachable, without_credentials
 
@@ -181,6 +182,7 @@ def _split_credentials(uri: str) -> str:
             os.environ[USERNAME_ENV] = unquote(parts.username)
         if parts.password:
             os.environ[PASSWORD_ENV] = unquote(parts.password)
+            mask_secret(unquote(parts.password))  # Airflow's task log shows it as ***
     return without_credentials(uri)
 
 

@@ -122,7 +122,7 @@ def ui_base_url(tracking_uri: str) -> str | None:
     """Where the MLflow UI lives: ``APPORTION_MLFLOW_UI_URL``, or an http(s) tracking URI."""
     explicit = os.environ.get(UI_URL_ENV)
     if explicit:
-        return explicit.rstrip("/")
+        return without_credentials(explicit).rstrip("/")
     if tracking_uri.startswith(("http://", "https://")):
         return without_credentials(tracking_uri).rstrip("/")
     return None

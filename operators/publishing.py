@@ -53,9 +53,11 @@ def record_run(allocation: Mapping[str, Any] | Sequence[Mapping[str, Any]], *,
     """Final tags on the DAG run's MLflow run (plan id, verification, published URI) and its
     end status. ``allocation`` may be a list (a benchmark's mapped allocations): their common
     parent run is recorded. Returns ``{"mlflow_run_id", "status"}``."""
+    from apportion.core.errors import SpecError
+
     allocations = [allocation] if isinstance(allocation, Mapping) else list(allocation)
-    if not allocations:
-        raise ValueError("record_run needs at least one allocation result")
+    if not allocations or not all(isinstance(a, Mapping) and a.get("mlflow_run_id") for a in allocations):
+        raise SpecError("allocation", "give one or more allocation results with an mlflow_run_id")
     first = allocations[0]
     run_id = first.get("mlflow_parent_run_id") or first["mlflow_run_id"]
     tags = {"apportion.status": status.lower()}

@@ -38,7 +38,7 @@ CONN_TYPE = "apportion_mlflow"
 USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
 PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
 DEFAULT_ATTEMPTS = 3  # tries per request: rides out a server restart
-DEFAULT_TIMEOUT = 5  # seconds per try (an int: MLflow reads MLFLOW_HTTP_REQUEST_TIMEOUT as one)
+DEFAULT_TIMEOUT = 8  # seconds per try (an int: MLflow reads MLFLOW_HTTP_REQUEST_TIMEOUT as one)
 BACKOFF = 1  # seconds; the pauses between tries grow 1, 2, 4... (MLflow's backoff factor)
 
 
@@ -54,8 +54,9 @@ class ApportionMlflowHook(BaseHook):
         authentication.
     :param tracking_uri: an explicit URI, which wins over ``MLFLOW_TRACKING_URI`` and the connection.
     :param attempts: tries per request before a step fails (default 3).
-    :param timeout: seconds each try may take (default 5). With the pauses between tries, an
-        unreachable server fails a step within about ``attempts * (timeout + 2)`` seconds.
+    :param timeout: seconds each try may take (default 8, room for a busy server on a small
+        machine). With the 1 s and 2 s pauses between tries, a server that never answers fails
+        a step within ``attempts * timeout + 3`` seconds (27 s by default).
     """
 
     conn_name_attr = "mlflow_conn_id"

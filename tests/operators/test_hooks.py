@@ -129,14 +129,15 @@ def test_every_step_fails_within_a_bound_on_an_unreachable_server_and_keeps_its_
 
 
 class _HangingServer(ThreadingHTTPServer):
-    """Answers /health, then never answers anything else in time: a server dying under load."""
+    """Answers /health (unless ``silent``), then never answers anything else in time: a server
+    dying under load."""
 
     daemon_threads = True
 
-    def __init__(self):
+    def __init__(self, silent: bool = False):
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                if self.path.startswith("/health"):
+                if self.path.startswith("/health") and not silent:
                     self.send_response(200)
                     self.send_header("Content-Length", "2")
                     self.end_headers()
@@ -245,3 +246,19 @@ def test_a_server_demanding_basic_auth_gets_the_credentials_and_nothing_keeps_th
         assert SECRET not in json.dumps({**run.data.tags, **run.data.params})
         written = [path.read_bytes() for path in (tmp_path / "runs").rglob("*") if path.is_file()]
         assert written and not any(SECRET.encode() in data for data in written)
+
+
+@pytest.mark.slow
+def test_a_silent_server_fails_a_step_within_the_default_bound(tmp_path):
+    server = _HangingServer(silent=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        started = time.monotonic()
+        with pytest.raises(TrackingUnavailable, match="unreachable after 3 attempts.*results kept in"):
+            with ApportionMlflowHook(None, uri).upload_from(tmp_path):
+                pass
+        assert time.monotonic() - started < 30
+    finally:
+        server.shutdown()
+        server.server_close()

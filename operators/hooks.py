@@ -211,15 +211,16 @@ def _log_in(conn) -> None:
 
 def connection_uri(conn) -> str:
     """``schema://host:port`` from an Airflow connection (schema defaults to http), or its extra
-    ``tracking_uri``; credentials in either are dropped (they travel as login and password)."""
+    ``tracking_uri``; credentials in either are split off for the client (the connection's own
+    login and password, if any, are then set over them)."""
     extra = getattr(conn, "extra_dejson", None) or {}
     if extra.get("tracking_uri"):
-        return without_credentials(str(extra["tracking_uri"]))
+        return _split_credentials(str(extra["tracking_uri"]))
     host = (conn.host or "").rstrip("/")
     if not host:
         raise TrackingNotConfigured(f"Airflow connection {conn.conn_id!r} has no host")
     if "://" in host:
-        return without_credentials(host)
+        return _split_credentials(host)
     scheme = conn.schema or ("https" if conn.conn_type == "https" else "http")
     return f"{scheme}://{host}:{conn.port}" if conn.port else f"{scheme}://{host}"
 

@@ -176,6 +176,11 @@ def test_credentials_in_a_uri_are_split_off_for_the_client(monkeypatch, no_crede
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"https://bob:{SECRET}@mlflow.internal")
     assert resolve_tracking_uri() == "https://mlflow.internal"
     assert (os.environ[USERNAME_ENV], os.environ[PASSWORD_ENV]) == ("bob", SECRET)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_EXTRA", json.dumps({
+        "conn_type": "apportion_mlflow", "extra": {"tracking_uri": f"http://cy:{SECRET}@mlflow.internal:5000"}}))
+    assert resolve_tracking_uri(conn_id="mlflow_extra") == "http://mlflow.internal:5000"
+    assert (os.environ[USERNAME_ENV], os.environ[PASSWORD_ENV]) == ("cy", SECRET)
 
 
 def test_the_reachability_check_logs_in_and_wrong_credentials_fail_at_once(no_credentials_in_env):

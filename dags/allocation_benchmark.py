@@ -51,10 +51,8 @@ def algorithms_to_run() -> list[str]:
 def compare_algorithms(allocations, evaluations) -> dict:
     """One row per algorithm, best makespan first: comparison.csv in the run folder, at the
     published path and on the parent MLflow run."""
-    import csv
-    import os
-    import shutil
-
+    from apportion.core.atomic import copy_file
+    from apportion.operators.csv_cells import write_csv
     from apportion.operators.paths import published_plan_path, task_folder
     from apportion.operators.hooks import ApportionMlflowHook
 
@@ -65,20 +63,12 @@ def compare_algorithms(allocations, evaluations) -> dict:
         for a, e in zip(allocations, evaluations, strict=True)
     ]
     rows.sort(key=lambda row: (row["makespan"], row["algorithm"]))
-    path = task_folder(context) / "comparison.csv"
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COMPARISON_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-    published = published_plan_path(DAG_ID).with_name("comparison.csv")
-    published.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, published.with_name("comparison.csv.tmp"))
-    os.replace(published.with_name("comparison.csv.tmp"), published)
+    path = write_csv(task_folder(context) / "comparison.csv", COMPARISON_COLUMNS, rows)
+    published = copy_file(path, published_plan_path(DAG_ID).with_name("comparison.csv"))
 
     parent = allocations[0]
-    tracker = ApportionMlflowHook(tracking_uri=parent["tracking_uri"]).get_conn()
-    tracker.client.log_artifact(parent["mlflow_parent_run_id"], str(path))
+    with ApportionMlflowHook(tracking_uri=parent["tracking_uri"]).upload_from(path.parent) as tracker:
+        tracker.client.log_artifact(parent["mlflow_parent_run_id"], str(path))
     context["outlet_events"][COMPARISON_ASSET].extra = {
         "path": str(published), "best_algorithm": rows[0]["algorithm"], "best_makespan": rows[0]["makespan"],
         "mlflow_run_id": parent["mlflow_parent_run_id"],

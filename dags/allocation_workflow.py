@@ -247,11 +247,17 @@ def scenario_inputs(scenario: str | None = None, size_param: str = "size") -> di
 
 def _scenario_request(context, scenario: str | None, size_param: str) -> dict[str, Any]:
     """Scenario name, size, nodes, seed and the run's date in the city's time zone."""
-    from zoneinfo import ZoneInfo
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from apportion.core.errors import SpecError
 
     params = context["params"]
     when = context.get("logical_date") or context["dag_run"].run_after
-    local = when.astimezone(ZoneInfo(params.get("city_timezone", "UTC")))
+    try:
+        zone = ZoneInfo(params.get("city_timezone", "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SpecError("city_timezone", f"unknown time zone {params.get('city_timezone')!r}") from None
+    local = when.astimezone(zone)
     return {
         "scenario": scenario or params["scenario"], "size": params[size_param], "nodes": params["nodes"],
         "seed": params["seed"], "logical_date": local.isoformat(),
@@ -262,22 +268,26 @@ def _scenario_request(context, scenario: str | None, size_param: str) -> dict[st
 def build_workload(scenario: str | None = None, size_param: str = "size") -> dict:
     """Build the scenario instance: its workload as workload.json and its cluster as built; the
     output adds the ``scenario_params`` it was built with (each key is also its own XCom)."""
+    from apportion.operators.allocation import fail_on_bad_input
     from apportion.operators.inputs import build_workload as build
 
     context = get_current_context()
-    request = _scenario_request(context, scenario, size_param)
-    name = request.pop("scenario")
-    return {**build(name, **request, context=context), "scenario_params": request}
+    with fail_on_bad_input("build_workload"):
+        request = _scenario_request(context, scenario, size_param)
+        name = request.pop("scenario")
+        return {**build(name, **request, context=context), "scenario_params": request}
 
 
 @task(task_id="snapshot_cluster")
 def snapshot_cluster(built: dict) -> dict:
     """Freeze the cluster this run allocates on as cluster.json: the scenario's cluster from
     ``build_workload``, the ``nodes_down`` Param's nodes marked failed."""
+    from apportion.operators.allocation import fail_on_bad_input
     from apportion.operators.inputs import snapshot_cluster as snapshot
 
     context = get_current_context()
-    return snapshot(built, nodes_down=context["params"].get("nodes_down", ()), context=context)
+    with fail_on_bad_input("snapshot_cluster"):
+        return snapshot(built, nodes_down=context["params"].get("nodes_down", ()), context=context)
 
 
 @task(task_id="simulate_plan")
@@ -285,21 +295,25 @@ def simulate_plan(allocation: dict, evaluation: dict) -> dict:
     """Enact the plan many times under noise (and node failures if ``mtbf``) and log the
     realised metrics and their histograms beside the predicted ones; takes ``evaluation`` so it
     runs only on a verified plan."""
+    from apportion.operators.allocation import fail_on_bad_input
     from apportion.operators.simulation import simulate_plan as simulate
 
     context = get_current_context()
     params = context["params"]
-    return simulate(allocation, noise_sigma=params["noise_sigma"], mtbf=params["mtbf"], samples=params["samples"],
-                    seed=params["seed"], context=context)
+    with fail_on_bad_input("simulate_plan"):
+        return simulate(allocation, noise_sigma=params["noise_sigma"], mtbf=params["mtbf"],
+                        samples=params["samples"], seed=params["seed"], context=context)
 
 
 @task(task_id="publish_plan")
 def publish_plan(allocation: dict, evaluation: dict) -> dict:
     """Copy the verified plan to its stable path and mark the DAG's plan Asset updated."""
+    from apportion.operators.allocation import fail_on_bad_input
     from apportion.operators.publishing import publish_plan as publish
 
     context = get_current_context()
-    publication = publish(allocation, evaluation, context=context)
+    with fail_on_bad_input("publish_plan"):
+        publication = publish(allocation, evaluation, context=context)
     for asset in context["task"].outlets:
         context["outlet_events"][asset].extra = {
             "path": publication["path"], "plan_id": publication["plan_id"],
@@ -311,9 +325,11 @@ def publish_plan(allocation: dict, evaluation: dict) -> dict:
 @task(task_id="record")
 def record(allocation, evaluation: dict | None = None, publication: dict | None = None) -> dict:
     """Close the DAG run's MLflow run with its plan id, verification and published URI."""
+    from apportion.operators.allocation import fail_on_bad_input
     from apportion.operators.publishing import record_run
 
-    return record_run(allocation, evaluation=evaluation, publication=publication)
+    with fail_on_bad_input("record"):
+        return record_run(allocation, evaluation=evaluation, publication=publication)
 
 
 def workflow_steps(scenario: str, size_param: str) -> None:

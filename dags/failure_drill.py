@@ -46,13 +46,15 @@ def inject_failure(allocation: dict, evaluation: dict) -> dict:
     """Fail the node at the chosen time and re-plan the rest; log both Gantt charts and the
     metrics before and after to the run's MLflow run. Takes ``evaluation`` so it drills only a
     verified plan."""
+    from apportion.operators.allocation import fail_on_bad_input
     from apportion.operators.drill import replan_after_failure
 
     context = get_current_context()
     params = context["params"]
-    return replan_after_failure(allocation, fail_node=params["fail_node"], fail_at=params["fail_at"],
-                                repair=params["repair"], migration_objective=params["migration_objective"],
-                                context=context)
+    with fail_on_bad_input("inject_failure"):
+        return replan_after_failure(allocation, fail_node=params["fail_node"], fail_at=params["fail_at"],
+                                    repair=params["repair"], migration_objective=params["migration_objective"],
+                                    context=context)
 
 
 with DAG(

@@ -22,9 +22,7 @@ from apportion.operators.hooks import ApportionMlflowHook
 from apportion.operators.tracking import (
     AirflowRef,
     Tracker,
-    TrackingUnavailable,
     artifact_url,
-    check_reachable,
     history_steps,
     run_url,
     without_credentials,
@@ -174,10 +172,11 @@ def run_allocation(args: AllocationArguments, *, context: Mapping[str, Any] | No
 
         settings = replace(settings, objectives=(*settings.objectives, "migrations"))
     record = compute_allocation(w, c, settings, folder, scenario_info=info, started=started, previous=previous)
-    uri = ApportionMlflowHook(args.mlflow_conn_id, args.tracking_uri).get_tracking_uri()
-    tracked = _track(record, folder, ref, uri, attempts=args.tracking_attempts,
-                     experiment_name=args.experiment_name or ref.dag_id, run_name=args.run_name, nested=args.nested,
-                     child_run_name=args.child_run_name or settings.algorithm)
+    hook = ApportionMlflowHook(args.mlflow_conn_id, args.tracking_uri, attempts=args.tracking_attempts)
+    with hook.upload_from(folder) as tracker:
+        tracked = _track_allocation(record, folder, ref, tracker, experiment_name=args.experiment_name or ref.dag_id,
+                                    run_name=args.run_name, nested=args.nested,
+                                    child_run_name=args.child_run_name or settings.algorithm)
     return _xcom_summary(record, settings, folder, tracked)
 
 
@@ -205,23 +204,6 @@ def _xcom_summary(record: Mapping[str, Any], settings, folder: Path, tracked: Ma
     }
 
 
-def _track(record: dict, folder: Path, ref: AirflowRef, uri: str, *, attempts: int, **where) -> dict:
-    """``_track_allocation``, with an unreachable server reported as ``TrackingUnavailable``
-    naming the folder that keeps the results."""
-    try:
-        check_reachable(uri, attempts=attempts)
-        return _track_allocation(record, folder, ref, uri, **where)
-    except TrackingUnavailable as exc:
-        raise TrackingUnavailable(f"{exc}; results kept in {folder}, a retry uploads them") from exc
-    except Exception as exc:
-        if _is_connection_error(exc):
-            raise TrackingUnavailable(
-                f"MLflow tracking at {without_credentials(uri)} failed ({exc}); results kept in {folder}, "
-                "a retry uploads them"
-            ) from exc
-        raise
-
-
 def _spec_datasets(record: Mapping[str, Any], folder: Path) -> dict:
     """The workload and cluster specs as MLflow input datasets, profiled by their sizes."""
     params = record["params"]
@@ -232,22 +214,10 @@ def _spec_datasets(record: Mapping[str, Any], folder: Path) -> dict:
             "cluster": (params["instance/cluster"], folder / "cluster.json", cluster)}
 
 
-def _is_connection_error(exc: BaseException) -> bool:
-    import requests
-
-    while exc is not None:
-        if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
-            return True
-        if "Max retries exceeded" in str(exc) or "Connection refused" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _track_allocation(record: dict, folder: Path, ref: AirflowRef, uri: str, *, experiment_name: str,
+def _track_allocation(record: dict, folder: Path, ref: AirflowRef, tracker: Tracker, *, experiment_name: str,
                       run_name: str | None, nested: bool, child_run_name: str) -> dict:
     """Log one allocation to the DAG run's MLflow run (or a child of it when ``nested``)."""
-    tracker = Tracker(uri)
+    uri = tracker.tracking_uri
     experiment_id = tracker.experiment_id(experiment_name)
     parent_id, _ = tracker.dag_run(experiment_id, ref, run_name)
     if nested:

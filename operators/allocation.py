@@ -7,6 +7,7 @@ load inside ``execute()``, so DAG files parse in milliseconds.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Sequence
 
 from airflow.sdk import BaseOperator
@@ -17,6 +18,24 @@ from apportion.operators.hooks import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+
+@contextmanager
+def fail_on_bad_input(step: str):
+    """Bad input stays bad on a retry: a ``SpecError`` (naming the field) or a missing tracking
+    configuration fails the task at once, as one ``AirflowFailException`` line, instead of a
+    traceback and two retries. Every Apportion task runs its step inside this."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from apportion.core.errors import SpecError
+    from apportion.operators.hooks import TrackingNotConfigured
+
+    try:
+        yield
+    except SpecError as error:
+        raise AirflowFailException(f"bad {step} input: {error}") from error
+    except TrackingNotConfigured as error:
+        raise AirflowFailException(f"{step}: {error}") from error
 
 
 class AllocationOperator(BaseOperator):
@@ -57,16 +76,10 @@ class AllocationOperator(BaseOperator):
     __init__.__signature__ = AllocationArguments.init_signature()
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from apportion.core.errors import SpecError
         from apportion.operators.allocating import run_allocation
 
-        try:
+        with fail_on_bad_input("allocation"):
             summary = run_allocation(AllocationArguments.of(self), context=context)
-        except SpecError as error:
-            # Bad input stays bad on a retry: fail at once with the field and the reason.
-            raise AirflowFailException(f"bad allocation input: {error}") from error
         self.log.info(
             "plan %s: makespan %.4g s, utilization %.3f, imbalance %.3f, front of %d%s; MLflow run %s; files in %s",
             summary["plan_id"], summary["makespan"], summary["utilization"], summary["imbalance"],
@@ -112,8 +125,9 @@ class EvaluatePlanOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from apportion.operators.chosen_plan import evaluate_plan
 
-        outcome = evaluate_plan(self.allocation, tolerance=self.tolerance, tracking_uri=self.tracking_uri,
-                                mlflow_conn_id=self.mlflow_conn_id, metric_prefix=self.metric_prefix)
+        with fail_on_bad_input("evaluation"):
+            outcome = evaluate_plan(self.allocation, tolerance=self.tolerance, tracking_uri=self.tracking_uri,
+                                    mlflow_conn_id=self.mlflow_conn_id, metric_prefix=self.metric_prefix)
         self.log.info("plan %s verified: %d values agree within %.3g", outcome["plan_id"], outcome["checked"],
                       outcome["max_relative_error"])
         return outcome

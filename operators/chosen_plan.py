@@ -31,17 +31,31 @@ def load_chosen_plan(allocation: Mapping[str, Any]):
     workload and cluster specs it was made for. plan.json is checked against its schema, then
     read by the project's one plan reader (``apportion.core.plan_file.read_plan``: every task
     once on a known, eligible node, the order parents first)."""
+    from apportion.core.errors import SpecError
     from apportion.core.io import load_cluster, load_workload
     from apportion.core.model import Instance
     from apportion.core.plan_file import read_plan
 
-    folder = Path(allocation["artifact_dir"])
-    record = json.loads((folder / PLAN_FILE).read_text())
+    folder = allocation_folder(allocation)
+    try:
+        record = json.loads((folder / PLAN_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise SpecError("plan.json", f"cannot read {folder / PLAN_FILE}: {error}") from None
     check_plan_record(record)
     instance = Instance.build(load_workload(Path(allocation.get("workload") or folder / "workload.json")),
                               load_cluster(Path(allocation.get("cluster") or folder / "cluster.json")))
     plan, _, _ = read_plan(folder / PLAN_FILE, instance)
     return instance, plan, record
+
+
+def allocation_folder(allocation: Any) -> Path:
+    """The run folder an allocation result (an upstream XCom) names; a ``SpecError`` when it is
+    not such a result."""
+    from apportion.core.errors import SpecError
+
+    if not isinstance(allocation, Mapping) or not isinstance(allocation.get("artifact_dir"), str):
+        raise SpecError("allocation", f"give an allocation result with an artifact_dir, got {str(allocation)[:80]!r}")
+    return Path(allocation["artifact_dir"])
 
 
 def check_plan_record(plan: Any) -> None:
@@ -89,7 +103,7 @@ def evaluate_plan(allocation: Mapping[str, Any], *, tolerance: float = 1e-9, tra
     from apportion.core.evaluate import Evaluator
     from apportion.core.metrics import plan_metrics
 
-    folder = Path(allocation["artifact_dir"])
+    folder = allocation_folder(allocation)
     instance, chosen, plan = load_chosen_plan(allocation)
     task_index = {t: i for i, t in enumerate(instance.task_ids)}
     schedule = Evaluator(instance).schedule(chosen)  # checks eligibility and order
@@ -113,13 +127,14 @@ def evaluate_plan(allocation: Mapping[str, Any], *, tolerance: float = 1e-9, tra
     write_json(folder / "evaluation.json", {**outcome, "max_relative_error": worst if math.isfinite(worst) else None},
                sort_keys=True)
     if allocation.get("mlflow_run_id"):
-        tracker = ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).get_conn()
         run_id = allocation["mlflow_run_id"]
-        tracker.log_metrics(run_id, {f"{metric_prefix}max_relative_error": worst,
-                                     f"{metric_prefix}verified": float(verified)})
-        tracker.set_tags(run_id, {"apportion." + metric_prefix.strip("/").replace("/", "."):
-                                  "verified" if verified else "mismatch"})
-        tracker.client.log_artifact(run_id, str(folder / "evaluation.json"), allocation.get("artifact_path"))
+        with ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).upload_from(
+                folder) as tracker:
+            tracker.log_metrics(run_id, {f"{metric_prefix}max_relative_error": worst,
+                                         f"{metric_prefix}verified": float(verified)})
+            tracker.set_tags(run_id, {"apportion." + metric_prefix.strip("/").replace("/", "."):
+                                      "verified" if verified else "mismatch"})
+            tracker.client.log_artifact(run_id, str(folder / "evaluation.json"), allocation.get("artifact_path"))
     if not verified:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise PlanMismatch(f"plan {outcome['plan_id']} re-evaluates differently from the optimiser's claim: "

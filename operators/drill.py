@@ -159,11 +159,12 @@ def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "bus
         "tracking_uri": allocation.get("tracking_uri"),
     }
     if allocation.get("mlflow_run_id"):
-        tracker = ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).get_conn()
         run_id = allocation["mlflow_run_id"]
-        tracker.log_params(run_id, {"drill/fail_node": node, "drill/fail_at": fraction, "drill/repair": repair_seconds,
-                                    "drill/objectives": ",".join(settings.objectives)})
-        tracker.log_metrics(run_id, metrics)
-        tracker.set_tags(run_id, {"apportion.replan_plan_id": out["plan_id"]})
-        tracker.log_artifacts(run_id, folder, "replan")
+        with ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).upload_from(
+                folder) as tracker:
+            tracker.log_params(run_id, {"drill/fail_node": node, "drill/fail_at": fraction,
+                                        "drill/repair": repair_seconds, "drill/objectives": ",".join(settings.objectives)})
+            tracker.log_metrics(run_id, metrics)
+            tracker.set_tags(run_id, {"apportion.replan_plan_id": out["plan_id"]})
+            tracker.log_artifacts(run_id, folder, "replan")
     return out

@@ -53,12 +53,13 @@ def record_run(allocation: Mapping[str, Any] | Sequence[Mapping[str, Any]], *,
     """Final tags on the DAG run's MLflow run (plan id, verification, published URI) and its
     end status. ``allocation`` may be a list (a benchmark's mapped allocations): their common
     parent run is recorded. Returns ``{"mlflow_run_id", "status"}``."""
+    from apportion.core.errors import SpecError
+
     allocations = [allocation] if isinstance(allocation, Mapping) else list(allocation)
-    if not allocations:
-        raise ValueError("record_run needs at least one allocation result")
+    if not allocations or not all(isinstance(a, Mapping) and a.get("mlflow_run_id") for a in allocations):
+        raise SpecError("allocation", "give one or more allocation results with an mlflow_run_id")
     first = allocations[0]
     run_id = first.get("mlflow_parent_run_id") or first["mlflow_run_id"]
-    tracker = ApportionMlflowHook(mlflow_conn_id, tracking_uri or first.get("tracking_uri")).get_conn()
     tags = {"apportion.status": status.lower()}
     if len(allocations) == 1:
         tags["apportion.plan_id"] = first["plan_id"]
@@ -69,6 +70,8 @@ def record_run(allocation: Mapping[str, Any] | Sequence[Mapping[str, Any]], *,
         tags["apportion.verified"] = str(bool(evaluation.get("verified"))).lower()
     if publication is not None:
         tags["apportion.published_uri"] = publication["uri"]
-    tracker.set_tags(run_id, tags)
-    tracker.finish(run_id, status)
+    with ApportionMlflowHook(mlflow_conn_id, tracking_uri or first.get("tracking_uri")).upload_from(
+            first.get("artifact_dir")) as tracker:
+        tracker.set_tags(run_id, tags)
+        tracker.finish(run_id, status)
     return {"mlflow_run_id": run_id, "status": status}

@@ -95,14 +95,15 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | None = 
     write_json(folder / "simulation.json", report, sort_keys=True)
 
     if allocation.get("mlflow_run_id"):
-        tracker = ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).get_conn()
         run_id = allocation["mlflow_run_id"]
-        tracker.log_params(run_id, {"sim/noise_sigma": noise_sigma, "sim/mtbf": mtbf,
-                                    "sim/repair_mean": uncertainty.repair_mean, "sim/samples": samples,
-                                    "sim/seed": seed})
-        tracker.log_metrics(run_id, metrics)
-        tracker.client.log_artifact(run_id, str(folder / "simulation.json"))
-        tracker.client.log_artifact(run_id, str(chart))
+        with ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).upload_from(
+                folder) as tracker:
+            tracker.log_params(run_id, {"sim/noise_sigma": noise_sigma, "sim/mtbf": mtbf,
+                                        "sim/repair_mean": uncertainty.repair_mean, "sim/samples": samples,
+                                        "sim/seed": seed})
+            tracker.log_metrics(run_id, metrics)
+            tracker.client.log_artifact(run_id, str(folder / "simulation.json"))
+            tracker.client.log_artifact(run_id, str(chart))
     return {"plan_id": allocation.get("plan_id"), "samples": samples, "seconds": seconds,
             "predicted_makespan": predicted.get("makespan"), "realised_makespan_mean": realised["makespan"]["mean"],
             "realised_makespan_p95": realised["makespan"]["p95"], "chart": str(chart), "artifact_dir": str(folder)}

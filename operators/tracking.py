@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from apportion.operators.paths import path_component
+
 log = logging.getLogger(__name__)
 
 UI_URL_ENV = "APPORTION_MLFLOW_UI_URL"
@@ -77,11 +79,6 @@ class AirflowRef:
     def task_label(self) -> str:
         return self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
 
-    def folder(self, root: str | Path) -> Path:
-        """``root/<dag_id>/<run_id>/<task_id>[.<map_index>]`` with path-safe names."""
-        leaf = self.task_id if self.map_index < 0 else f"{self.task_id}.{self.map_index}"
-        return Path(root) / _safe(self.dag_id) / _safe(self.run_id) / _safe(leaf)
-
     def dag_run_tags(self) -> dict[str, str]:
         tags = {"airflow.dag_id": self.dag_id, "airflow.dag_run_id": self.run_id, **_system_tags(self.dag_id)}
         if self.logical_date:
@@ -113,11 +110,6 @@ def _system_tags(dag_id: str) -> dict[str, str]:
     return {SOURCE_NAME_TAG: f"airflow:{dag_id}", SOURCE_TYPE_TAG: "JOB", USER_TAG: user}
 
 
-def _safe(name: str) -> str:
-    """A path component: keep letters, digits and ``._-=``; anything else becomes ``_``."""
-    return "".join(c if c.isalnum() or c in "._-=" else "_" for c in str(name)) or "_"
-
-
 def without_credentials(uri: str) -> str:
     """``uri`` without a ``user:password@`` part (what may be logged, tagged or linked)."""
     parts = urlsplit(uri)
@@ -130,7 +122,7 @@ def ui_base_url(tracking_uri: str) -> str | None:
     """Where the MLflow UI lives: ``APPORTION_MLFLOW_UI_URL``, or an http(s) tracking URI."""
     explicit = os.environ.get(UI_URL_ENV)
     if explicit:
-        return explicit.rstrip("/")
+        return without_credentials(explicit).rstrip("/")
     if tracking_uri.startswith(("http://", "https://")):
         return without_credentials(tracking_uri).rstrip("/")
     return None
@@ -146,28 +138,40 @@ def artifact_url(tracking_uri: str, experiment_id: str, run_id: str, path: str) 
     return f"{base}/artifactPath/{path}" if base else None
 
 
-def check_reachable(tracking_uri: str, *, attempts: int = 3, backoff: float = 1.0, timeout: float = 5.0) -> None:
+def check_reachable(tracking_uri: str, *, attempts: int = 3, backoff: float = 1.0, timeout: float = 5.0,
+                    credentials: tuple[str, str] | None = None) -> None:
     """Fail fast, naming the URI, when an http(s) tracking server does not answer ``/health``.
 
     MLflow's own client would retry for minutes; ``attempts`` tries with growing pauses is
-    enough to ride out a restart. Local stores (sqlite, file) need no probe.
+    enough to ride out a restart. ``credentials`` (username, password) log in with basic
+    authentication. Local stores (sqlite, file) need no probe.
     """
     if not tracking_uri.startswith(("http://", "https://")):
         return
-    url = tracking_uri.rstrip("/") + "/health"
+    request = urllib.request.Request(without_credentials(tracking_uri).rstrip("/") + "/health")
+    if credentials is not None:
+        import base64
+
+        token = base64.b64encode(":".join(credentials).encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     error: Exception | None = None
     for attempt in range(attempts):
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 if response.status == 200:
                     return
                 error = RuntimeError(f"HTTP {response.status}")
-        except (urllib.error.URLError, OSError) as exc:
+        except urllib.error.HTTPError as exc:
+            error = exc
+            if exc.code in (401, 403):  # wrong credentials stay wrong: no point in retrying
+                break
+        except (urllib.error.URLError, OSError, ValueError) as exc:
             error = exc
         if attempt + 1 < attempts:
             time.sleep(backoff * 2**attempt)
     raise TrackingUnavailable(
-        f"MLflow tracking server {without_credentials(tracking_uri)} is unreachable after {attempts} attempts ({error})"
+        f"MLflow tracking server {without_credentials(tracking_uri)} is unreachable after {attempt + 1} "
+        f"attempts ({error})"
     )
 
 
@@ -179,7 +183,7 @@ def default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
     default ``./mlruns`` under whatever directory the task happened to start in."""
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri[len("sqlite:///"):])
-        return (db.parent / "mlartifacts" / _safe(experiment)).resolve().as_uri()
+        return (db.parent / "mlartifacts" / path_component(experiment)).resolve().as_uri()
     return None
 
 
@@ -359,9 +363,8 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
     from apportion.operators.hooks import ApportionMlflowHook
 
     hook = ApportionMlflowHook(conn_id or ApportionMlflowHook.default_conn_name, tracking_uri)
-    uri = hook.get_tracking_uri()
-    check_reachable(uri)
-    tracker = hook.get_conn()
+    tracker = hook.get_conn()  # checks the server answers first
+    uri = tracker.tracking_uri
     found = tracker.client.get_experiment_by_name(experiment)
     if found is None:
         raise ValueError(f"no MLflow experiment named {experiment!r} at {without_credentials(uri)}")
@@ -389,7 +392,7 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
         print(f"experiment {experiment!r} has no runs with plan metrics")
     else:
         print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    target = Path(out) if out else Path(f"{_safe(experiment)}-runs.png")
+    target = Path(out) if out else Path(f"{path_component(experiment)}-runs.png")
     from apportion.operators.charts import evolution_chart
 
     evolution_chart(table, COMPARE_COLUMNS, target, title=f"{experiment}: runs over time", by=ALGORITHM_PARAM)

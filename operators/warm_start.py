@@ -54,13 +54,36 @@ def previous_front(dag_id: str, output_root: str | Path | None = None) -> dict |
         return None
     try:
         front = json.loads(path.read_text())
-    except ValueError as exc:
+    except (OSError, ValueError) as exc:
         log.warning("ignoring unreadable %s: %s", path, exc)
         return None
-    if front.get("version") != FRONT_VERSION or not front.get("plans"):
-        log.warning("ignoring %s: version %r or no plans", path, front.get("version"))
+    problem = front_problem(front)
+    if problem is not None:
+        log.warning("ignoring %s: %s", path, problem)
         return None
     return front
+
+
+def _indexes(value, size: int) -> bool:
+    """Whether ``value`` is a list of whole numbers in ``range(size)``."""
+    return isinstance(value, list) and all(type(i) is int and 0 <= i < size for i in value)
+
+
+def front_problem(front) -> str | None:
+    """What makes ``front`` unusable as a front.json (``front_record``'s shape), or ``None``."""
+    if not isinstance(front, dict) or front.get("version") != FRONT_VERSION:
+        return f"not a front.json of version {FRONT_VERSION}"
+    tasks, nodes, plans = front.get("tasks"), front.get("nodes"), front.get("plans")
+    if not (isinstance(tasks, list) and isinstance(nodes, list) and all(isinstance(i, str) for i in tasks + nodes)):
+        return "tasks and nodes must be lists of ids"
+    if not isinstance(plans, list) or not plans or not _indexes([front.get("chosen")], len(plans)):
+        return "no plans, or chosen is not one of them"
+    for k, plan in enumerate(plans):
+        if not isinstance(plan, dict) or len(plan.get("assignment") or ()) != len(tasks) \
+                or not _indexes(plan["assignment"], len(nodes)) or not _indexes(plan.get("order"), len(tasks)) \
+                or sorted(plan["order"]) != list(range(len(tasks))):
+            return f"plans[{k}] does not give every task one node and one place in the order"
+    return None
 
 
 def warm_start_record(front: Mapping[str, Any] | None, instance, result, carried: list) -> tuple[dict, dict]:

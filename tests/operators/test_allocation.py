@@ -19,3 +19,33 @@ def test_operator_fails_without_retry_on_bad_input(dag_id, output_root):
                          log_url=None)
     with pytest.raises(AirflowFailException, match=r"bad allocation input: select: .*makespan"):
         op.execute({"ti": ti, "logical_date": None})
+
+
+def test_evaluation_of_bad_input_fails_at_once_naming_it(allocation, tmp_path, monkeypatch):
+    """A plan.json of another instance, an unreadable one, no allocation result, no tracking
+    configuration: one AirflowFailException line each, no traceback from deep inside."""
+    import shutil
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from apportion.operators.allocation import EvaluatePlanOperator
+    from apportion.operators.inputs import build_workload
+
+    other = build_workload("traffic_prediction", size=2, nodes=4, out_dir=tmp_path / "other")
+    truncated = tmp_path / "truncated"
+    shutil.copytree(allocation["artifact_dir"], truncated)
+    (truncated / "plan.json").write_text('{"tasks": [')
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    cases = {
+        "bad evaluation input: plan.tasks": {**allocation, "workload": other["workload"], "cluster": other["cluster"]},
+        "bad evaluation input: plan.json: cannot read": {**allocation, "artifact_dir": str(truncated),
+                                                         "workload": None, "cluster": None},
+        "bad evaluation input: allocation: give an allocation result": "not a result",
+        "evaluation: no MLflow tracking URI": {**allocation, "tracking_uri": None},
+    }
+    for message, given in cases.items():
+        operator = EvaluatePlanOperator(task_id="evaluate_plan", allocation=given, mlflow_conn_id="no_such_conn")
+        with pytest.raises(AirflowFailException) as failed:
+            operator.execute({})
+        assert str(failed.value).startswith(message) and "\n" not in str(failed.value), (message, failed.value)
+    assert "no_such_conn" in str(failed.value)

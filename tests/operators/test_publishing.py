@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from apportion.operators.allocating import allocate
@@ -29,3 +30,11 @@ def test_steps_chain_from_scenario_to_published_plan(tracking_uri, dag_id, outpu
     record_run(summary, evaluation=evaluation, publication=published)
     tags = MlflowClient(tracking_uri).get_run(summary["mlflow_run_id"]).data.tags
     assert tags["apportion.published_uri"] == published["uri"] and tags["apportion.verified"] == "true"
+
+
+def test_record_refuses_what_is_not_an_allocation_result_naming_it():
+    from apportion.core.errors import SpecError
+
+    for given in ([], [{"plan_id": "x"}], ["text"]):
+        with pytest.raises(SpecError, match="^allocation: "):
+            record_run(given)

@@ -14,7 +14,7 @@ from apportion.operators.chosen_plan import evaluate_plan
 from apportion.operators.inputs import snapshot_cluster
 from apportion.operators.paths import published_front_path
 from apportion.operators.publishing import publish_plan
-from apportion.operators.warm_start import previous_front
+from apportion.operators.warm_start import FRONT_VERSION, front_problem, previous_front
 from apportion.operators.tracking import AirflowRef
 from tests.operators.conftest import SMALL
 
@@ -124,3 +124,29 @@ def test_warm_start_off_ignores_the_published_front(tracking_uri, dag_id, output
     second = allocate(**SMALL, output_root=output_root, ref=ref(dag_id, "scheduled__2"), warm_start=False)
     assert second["warm_start"] is False
     assert mlflow_run(tracking_uri, second).data.params["warm_start/enabled"] == "false"
+
+
+GOOD_FRONT = {"version": FRONT_VERSION, "tasks": ["a", "b"], "nodes": ["n"], "chosen": 0,
+              "plans": [{"assignment": [0, 0], "order": [1, 0]}]}
+
+
+@pytest.mark.parametrize("front", [
+    [], "text", {**GOOD_FRONT, "version": 99}, {**GOOD_FRONT, "tasks": "ab"}, {**GOOD_FRONT, "chosen": 1},
+    {**GOOD_FRONT, "chosen": True}, {**GOOD_FRONT, "plans": []}, {**GOOD_FRONT, "plans": [{"assignment": [0]}]},
+    {**GOOD_FRONT, "plans": [{"assignment": [0, 1], "order": [1, 0]}]},
+    {**GOOD_FRONT, "plans": [{"assignment": [0, 0], "order": [0, 0]}]},
+    {**GOOD_FRONT, "plans": [{"assignment": [0, 0], "order": [0, 2]}]},
+])
+def test_a_front_of_another_shape_means_a_cold_start_not_a_traceback(dag_id, output_root, front):
+    path = published_front_path(dag_id, output_root)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(GOOD_FRONT))
+    assert previous_front(dag_id, output_root) == GOOD_FRONT
+    path.write_text(json.dumps(front))
+    assert front_problem(front) is not None and previous_front(dag_id, output_root) is None
+
+
+def test_a_front_that_cannot_be_read_means_a_cold_start(dag_id, output_root):
+    path = published_front_path(dag_id, output_root)
+    path.mkdir(parents=True)  # a folder where the file should be: reading it fails
+    assert previous_front(dag_id, output_root) is None

@@ -1,14 +1,47 @@
 """The one error type users see for bad input: it names the field and the reason."""
 
+from __future__ import annotations
+
+import reprlib
+
+# An error line quotes at most this much of a value, a field path or a reason: a value can be a
+# megabyte long (an id from a hostile file, an alias-expanded list), the line stays readable.
+EXCERPT_CHARS = 60
+FIELD_CHARS = 160
+REASON_CHARS = 300
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = _repr.maxlong = EXCERPT_CHARS
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
+_repr.maxlevel = 3
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def excerpt(value: object) -> str:
+    """A short ``repr`` of ``value`` for an error message: long strings, big numbers and long or
+    deep containers are cut (the one place error messages quote values from the input)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        # repr of a huge int costs quadratic time (and fails past 4300 digits): say its size.
+        return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
+    try:
+        return shorten(_repr.repr(value), EXCERPT_CHARS)
+    except (ValueError, RecursionError):
+        return f"a {type(value).__name__} value"
+
 
 class SpecError(ValueError):
     """A workload, cluster or setting that cannot be used.
 
     ``field`` is a path into the input (``tasks[3].work``, ``links[a,b].bandwidth``),
-    ``reason`` says what is wrong in words a user can act on.
+    ``reason`` says what is wrong in words a user can act on. Both are cut to a bounded length
+    (``FIELD_CHARS``, ``REASON_CHARS``), so the error line stays one short line whatever the input.
     """
 
     def __init__(self, field: str, reason: str):
-        self.field = field
-        self.reason = reason
-        super().__init__(f"{field}: {reason}")
+        self.field = shorten(str(field), FIELD_CHARS)
+        self.reason = shorten(str(reason), REASON_CHARS)
+        super().__init__(f"{self.field}: {self.reason}")

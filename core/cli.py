@@ -20,7 +20,7 @@ from pathlib import Path
 
 from apportion.core import defaults
 from apportion.core.algorithms.registry import algorithm_names
-from apportion.core.errors import SpecError
+from apportion.core.errors import SpecError, excerpt
 
 COMMANDS_GROUP = "apportion.commands"
 # Exit statuses: bad input; Ctrl-C (128 + SIGINT); stdout closed by its reader (128 + SIGPIPE).
@@ -158,7 +158,7 @@ def _scenario(args: argparse.Namespace) -> int:
         try:
             logical_date = datetime.fromisoformat(args.logical_date)
         except ValueError:
-            raise SpecError("logical_date", f"not an ISO date-time: {args.logical_date!r}") from None
+            raise SpecError("logical_date", f"not an ISO date-time: {excerpt(args.logical_date)}") from None
     with _output_set(args) as outputs:
         workload, cluster = build(args.name, size=args.size, nodes=args.nodes, seed=args.seed,
                                   logical_date=logical_date)
@@ -264,34 +264,38 @@ def _failures(events, instance) -> list:
     for option, value in events or ():
         if option == "fail":
             if value not in instance.node_ids:
-                raise SpecError("fail", f"unknown node {value!r}; the cluster has {list(instance.node_ids)}")
+                raise SpecError("fail", f"unknown node {excerpt(value)}; the cluster has {excerpt(list(instance.node_ids))}")
             if any(f.node == value for f in failures):
-                raise SpecError("fail", f"node {value!r} named twice")
+                raise SpecError("fail", f"node {excerpt(value)} named twice")
             failures.append(NodeFailure(value))
         else:
             if not failures or failures[-1].repair is not None:
                 raise SpecError("repair", "give it after the --fail NODE it repairs (one per --fail)")
             if not math.isfinite(value) or value < 0:
-                raise SpecError("repair", f"must be a finite number of seconds >= 0, got {value!r}")
+                raise SpecError("repair", f"must be a finite number of seconds >= 0, got {excerpt(value)}")
             failures[-1] = NodeFailure(failures[-1].node, repair=value)
     return failures
 
 
-def _document(text: str, option: str):
-    """A JSON/YAML document given as a file path or inline."""
-    from apportion.core.io import read_document
-
-    if Path(text).is_file():
-        return read_document(text)
-    import yaml
-
+def _is_file(text: str) -> bool:
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise SpecError(option, f"neither a file nor inline JSON/YAML: {problem}") from None
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte
+        return False
+
+
+def _document(text: str, option: str):
+    """A JSON/YAML document given as a file path or inline (read as a spec file is)."""
+    from apportion.core.io import parse_yaml, read_document
+
+    if _is_file(text):
+        return read_document(text)
+    try:
+        doc = parse_yaml(text, option)
+    except SpecError as error:
+        raise SpecError(option, f"neither a file nor inline JSON/YAML: {error.reason}") from None
     if not isinstance(doc, dict):
-        raise SpecError(option, f"neither a file nor an inline mapping: {text!r}")
+        raise SpecError(option, f"neither a file nor an inline mapping: {excerpt(text)}")
     return doc
 
 
@@ -327,14 +331,14 @@ def _joins(values, cluster) -> list:
 def _urgent(values, workload) -> list:
     """``--urgent`` workload files as ``UrgentRequests``. A JSON/YAML spec is checked together with
     the workload, so its edges may start at existing tasks; other formats are loaded alone."""
-    from apportion.core.io import load_workload, read_document
+    from apportion.core.io import is_folder, load_workload, read_document
     from apportion.core.model import Workload
     from apportion.core.replan import UrgentRequests
     from apportion.core.spec import workload_from_dict, workload_to_dict
 
     changes = []
     for value in values or ():
-        doc = None if Path(value).is_dir() else read_document(value)
+        doc = None if is_folder(value) else read_document(value)
         if isinstance(doc, dict) and isinstance(doc.get("workload", doc), dict) and "tasks" in doc.get("workload", doc):
             doc = doc.get("workload", doc)
             merged = {**doc, "name": workload.name}
@@ -378,7 +382,7 @@ def _replan(args: argparse.Namespace) -> int:
 
     at = args.at
     if not math.isfinite(at) or at < 0:
-        raise SpecError("at", f"must be a finite time >= 0 (seconds since the plan started), got {at!r}")
+        raise SpecError("at", f"must be a finite time >= 0 (seconds since the plan started), got {excerpt(at)}")
     settings = Settings(population=args.population, generations=args.generations, seed=args.seed,
                         objectives=_objectives(args.objectives), select=args.select)
     _check_select(settings)

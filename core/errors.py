@@ -26,7 +26,8 @@ def excerpt(value: object) -> str:
     deep containers are cut (the one place error messages quote values from the input)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
         # repr of a huge int costs quadratic time (and fails past 4300 digits): say its size.
-        return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
+        sign = "a negative" if value < 0 else "an"
+        return f"{sign} integer of about {int(value.bit_length() * 0.30103):,} digits"
     try:
         return shorten(_repr.repr(value), EXCERPT_CHARS)
     except (ValueError, RecursionError):

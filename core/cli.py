@@ -139,7 +139,7 @@ def _validate(args: argparse.Namespace) -> int:
     try:
         print(describe(args.file))
     except SpecErrors as errors:
-        print(f"apportion: error: {args.file}: {len(errors.errors)} errors", file=sys.stderr)
+        _print_error(SpecError(args.file, f"{len(errors.errors)} errors"))
         for error in errors.errors:
             print(f"  {error}", file=sys.stderr)
         return 2

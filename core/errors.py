@@ -16,6 +16,15 @@ _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
 _repr.maxlevel = 3
 
 
+# Every character str.splitlines breaks a line at, written as an escape: an error is one line.
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks escaped (``\\n``): a value from the input cannot split an error."""
+    return text.translate(_LINE_BREAKS)
+
+
 def shorten(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` characters, the cut marked with an ellipsis."""
     return text if len(text) <= limit else text[:limit - 1] + "…"
@@ -38,11 +47,12 @@ class SpecError(ValueError):
     """A workload, cluster or setting that cannot be used.
 
     ``field`` is a path into the input (``tasks[3].work``, ``links[a,b].bandwidth``),
-    ``reason`` says what is wrong in words a user can act on. Both are cut to a bounded length
-    (``FIELD_CHARS``, ``REASON_CHARS``), so the error line stays one short line whatever the input.
+    ``reason`` says what is wrong in words a user can act on. Both are kept to one line and cut
+    to a bounded length (``FIELD_CHARS``, ``REASON_CHARS``), so the error stays one short line
+    whatever the input.
     """
 
     def __init__(self, field: str, reason: str):
-        self.field = shorten(str(field), FIELD_CHARS)
-        self.reason = shorten(str(reason), REASON_CHARS)
+        self.field = shorten(one_line(str(field)), FIELD_CHARS)
+        self.reason = shorten(one_line(str(reason)), REASON_CHARS)
         super().__init__(f"{self.field}: {self.reason}")

@@ -333,3 +333,10 @@ def test_integers_of_any_length_name_their_field(tmp_path, suffix, digits):
     assert {(e.field, e.reason.split(",")[0]) for e in err.value.errors} == {
         ("tasks['t'].work", "must be >= 0"), ("tasks['t'].memory", "must be a finite number")}
     assert all(len(str(e)) < 200 for e in err.value.errors)
+
+
+def test_a_line_break_in_a_value_cannot_split_the_error_line(tmp_path):
+    (tmp_path / "tasks.csv").write_text('id,work,"bad\ncolumn"\na,1,2\n')
+    with pytest.raises(SpecError) as err:
+        describe(tmp_path)
+    assert len(str(err.value).splitlines()) == 1 and "\\n" in str(err.value)

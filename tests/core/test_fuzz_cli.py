@@ -219,7 +219,7 @@ def _plan_case(workdir, data, good_plan):
 
 OPTION_VALUES = st.sampled_from(["0", "-1", "1", "3", "1.5", "nan", "inf", "-inf", "1e400", "9" * 5000, "", "x",
                                  "knee", "weights:1,1", "weights:1,2,3", "sla:10", "makespan", "utilization,lateness",
-                                 "/dev/null", "plan.json", "=cmd", "\x00"])
+                                 "/dev/null", "plan.json", "=cmd", "a\tb\nc"])
 OPTIONS = {
     "optimize": ["--algorithm", "--population", "--generations", "--seed", "--objectives", "--select", "--robust",
                  "--robust-statistic", "--noise-sigma", "--robust-validation", "--out"],

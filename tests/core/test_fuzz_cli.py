@@ -242,7 +242,7 @@ def _options_case(workdir, data):
     argv = [*positional, *(["--population", "8", "--generations", "2"] if command in ("optimize", "replan") else [])]
     for option in data.draw(st.lists(st.sampled_from(OPTIONS[command]), min_size=1, max_size=3)):
         value = data.draw(OPTION_VALUES)
-        if option in SMALL and value.isdigit() and int(value) > 3:
+        if option in SMALL and value.isdigit() and len(value) < 10 and int(value) > 3:
             value = SMALL[option]
         argv += [option, value]
     if "--out" not in argv and command != "simulate":

@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_simulator.py
 	$(BIN)/python benchmarks/bench_robust.py
 	$(BIN)/python benchmarks/bench_replan.py
+	$(BIN)/python benchmarks/bench_baselines.py
 
 clean:
 	rm -rf $(VENV) .demo out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -12,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from apportion.core import atomic, defaults
+from apportion.core.algorithms.base import check_budget, check_genes
 from apportion.core.algorithms.registry import ITERATIVE
 from apportion.core.defaults import DEFAULT_OBJECTIVES
 from apportion.core.errors import SpecError
@@ -20,6 +20,13 @@ from apportion.core.metrics import plan_metrics
 from apportion.core.model import Instance
 
 _VALIDATION_STREAM = 0x5A11D  # second entropy word of the validation scenarios' generator
+
+
+# Robust mode's sizes (docs/spec-formats.md, "Limits"): each scenario is a copy of the instance's
+# arrays, held together while searching; validation scenarios are built a chunk at a time.
+MAX_ROBUST_SCENARIOS = 1_000
+MAX_ROBUST_VALIDATION = 100_000
+MAX_SCENARIO_CELLS = 1 << 28  # robust_scenarios x tasks x nodes (about 9 bytes each)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class Settings:
             raise SpecError("population", f"must be at least 4, got {self.population}")
         if self.generations < 1:
             raise SpecError("generations", f"must be at least 1, got {self.generations}")
+        check_budget(self.population, self.generations)
         if self.seed < 0:
             raise SpecError("seed", f"must be >= 0, got {self.seed}")
         if not self.objectives:
@@ -70,6 +78,7 @@ class Settings:
 
     def _check_robust(self) -> None:
         from apportion.core.robust import STATISTICS
+        from apportion.core.simulate import MAX_SIGMA
 
         if isinstance(self.robust_scenarios, bool) or not isinstance(self.robust_scenarios, int):
             raise SpecError("robust_scenarios", f"must be an integer, got {self.robust_scenarios!r}")
@@ -81,9 +90,16 @@ class Settings:
         if isinstance(self.noise_sigma, bool) or not isinstance(self.noise_sigma, (int, float)) \
                 or not math.isfinite(self.noise_sigma) or self.noise_sigma < 0:
             raise SpecError("noise_sigma", f"must be a finite number >= 0, got {self.noise_sigma!r}")
+        if self.noise_sigma > MAX_SIGMA:
+            raise SpecError("noise_sigma", f"must be <= {MAX_SIGMA:g}, got {self.noise_sigma:g}")
+        if self.robust_scenarios > MAX_ROBUST_SCENARIOS:
+            raise SpecError("robust_scenarios", f"must be at most {MAX_ROBUST_SCENARIOS:,}, got {self.robust_scenarios:,}")
         if isinstance(self.robust_validation, bool) or not isinstance(self.robust_validation, int) \
                 or self.robust_validation < 1:
             raise SpecError("robust_validation", f"must be an integer >= 1, got {self.robust_validation!r}")
+        if self.robust_validation > MAX_ROBUST_VALIDATION:
+            raise SpecError("robust_validation",
+                            f"must be at most {MAX_ROBUST_VALIDATION:,}, got {self.robust_validation:,}")
 
     def noise(self):
         """The ``Uncertainty`` robust mode samples its scenarios from."""
@@ -138,7 +154,8 @@ class RunResult:
         return len(self.front)
 
     def summary(self) -> dict:
-        """The small JSON-able record: what `--json` prints and the operator returns."""
+        """The small record `--json` prints and the operator returns: standard JSON (a value
+        with no finite number is None)."""
         summary = {
             "algorithm": self.settings.algorithm,
             "seed": self.settings.seed,
@@ -163,7 +180,17 @@ class RunResult:
         if self.nominal_choice_robust_metrics is not None:
             summary.update(robust_validation=self.settings.robust_validation,
                            nominal_choice_robust_makespan=self.nominal_choice_robust_metrics["makespan"])
-        return summary
+        return standard_json(summary)
+
+
+def _check_sizes(instance: Instance, settings: Settings) -> None:
+    """Refuse, before any work, a search whose arrays would not fit for this instance."""
+    if settings.algorithm in ITERATIVE:
+        check_genes(settings.population, instance.n_tasks)
+    cells = settings.robust_scenarios * instance.n_tasks * instance.n_nodes
+    if cells > MAX_SCENARIO_CELLS:
+        raise SpecError("robust_scenarios", f"{settings.robust_scenarios:,} scenarios x {instance.n_tasks:,} tasks x "
+                        f"{instance.n_nodes:,} nodes exceeds {MAX_SCENARIO_CELLS:,} cells; use fewer scenarios")
 
 
 def optimize(instance: Instance, settings: Settings = Settings(), *,
@@ -173,6 +200,7 @@ def optimize(instance: Instance, settings: Settings = Settings(), *,
     ``initial_plans`` warm-start the iterative algorithms (e.g. the previous run's front).
     Robust mode with noise and an iterative algorithm runs ``_optimize_robust``.
     """
+    _check_sizes(instance, settings)
     if settings.robust_scenarios and settings.noise_sigma > 0 and settings.algorithm in ITERATIVE:
         return _optimize_robust(instance, settings, progress=progress, initial_plans=initial_plans)
     from apportion.core.algorithms import get_allocator
@@ -199,7 +227,7 @@ def optimize(instance: Instance, settings: Settings = Settings(), *,
     # Normalise hypervolume by the baselines' spread so every algorithm on one instance is
     # measured against the same box.
     reference = settings.search_evaluator(instance)
-    base = baseline_plans(reference, seed=settings.seed)
+    base = result.baselines or baseline_plans(reference, seed=settings.seed)
     ref_stats = np.vstack([reference.stats(p.assignment, p.order) for p in base.values()] + [front_stats])
     ref_F = objective_matrix(ref_stats, settings.objectives)
     hv = float(hypervolume(objective_matrix(front_stats, settings.objectives), ref_F.min(axis=0), ref_F.max(axis=0)))
@@ -247,7 +275,7 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
                               initial_plans=tuple(nominal.front), objective_bounds=bound)
     searched = allocator.allocate(search, seed=settings.seed, progress=progress)
 
-    base = list(baseline_plans(search, seed=settings.seed).values())
+    base = list((searched.baselines or baseline_plans(search, seed=settings.seed)).values())
     plans = list(searched.plans) + list(nominal.front)
     candidates = plans + base
     stats = validation_stats(instance, settings.noise(), np.array([p.assignment for p in candidates]),
@@ -283,8 +311,24 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
     )
 
 
+def standard_json(value):
+    """``value`` with every float that standard JSON cannot hold (inf, nan) as None (null):
+    the throughput of a plan that takes no time, the times of a plan that cannot be routed
+    (``Instance.build`` refuses overflowing numbers and most unroutable workloads)."""
+    if isinstance(value, dict):
+        return {k: standard_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [standard_json(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 def plan_record(result: RunResult) -> dict:
-    """plan.json: the chosen plan task by task, with its metrics and how it was chosen."""
+    """plan.json: the chosen plan task by task, with its metrics and how it was chosen; standard
+        JSON (``standard_json``)."""
     inst, sched = result.instance, result.chosen
     record = {
         "settings": asdict(result.settings),
@@ -302,7 +346,7 @@ def plan_record(result: RunResult) -> dict:
         record["robust_metrics"] = result.robust_metrics
     if result.nominal_choice_robust_metrics is not None:
         record["nominal_choice_robust_metrics"] = result.nominal_choice_robust_metrics
-    return record
+    return standard_json(record)
 
 
 def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
@@ -310,9 +354,7 @@ def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
     (``core.atomic``); return their paths."""
     out = Path(out_dir)
     paths = {"plan": out / "plan.json", "pareto": out / "pareto.csv", "schedule": out / "schedule.csv"}
-    # Not atomic.write_json: an unroutable or zero-length plan has infinite times or
-    # throughput, which standard JSON cannot hold.
-    atomic.write_text(paths["plan"], json.dumps(plan_record(result), indent=2) + "\n")
+    atomic.write_json(paths["plan"], plan_record(result))
     atomic.write_text(paths["pareto"], _csv(_pareto_rows(result)))
     atomic.write_text(paths["schedule"], _csv(_schedule_rows(result)))
     return paths

@@ -15,22 +15,32 @@ from pathlib import Path
 from typing import Any
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (parents created); returns the path."""
+def _replace(path: str | Path, fill) -> Path:
+    """Create a temporary file beside ``path``, let ``fill(temporary_path)`` write it whole,
+    then rename it over ``path`` (parents created); nothing is left behind on failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        fill(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, flushed to disk; returns the path."""
+    def fill(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    return _replace(path, fill)
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -45,15 +55,4 @@ def write_json(path: str | Path, data: Any, *, indent: int | None = 2, sort_keys
 
 def copy_file(source: str | Path, target: str | Path) -> Path:
     """Copy ``source`` to ``target`` atomically."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return _replace(target, lambda tmp: shutil.copyfile(source, tmp))

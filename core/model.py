@@ -265,6 +265,9 @@ class Instance:
         children = _children(tasks, src, dst, task.pinned_node)
         parent_ptr, child_ptr = _csr_pointers(len(tasks), src, dst)
         _check_routable(workload.edges, nodes, task.eligible, inv_bw, src, dst)
+        topo_order = _topological_order(parent_ptr, children)
+        _check_routes(tasks, nodes, task.eligible, inv_bw, src, dst, topo_order)
+        _check_finite_times(workload, cluster, node, task, requests, latency, inv_bw, data)
         by_child = np.lexsort((src, dst))
         by_parent = np.lexsort((dst, src))
 
@@ -303,7 +306,7 @@ class Instance:
             pinned_start=task.pinned_start,
             pinned_end=task.pinned_end,
             previous_node=task.previous_node,
-            topo_order=_topological_order(parent_ptr, children),
+            topo_order=topo_order,
         )
 
 
@@ -467,7 +470,8 @@ def _task_columns(workload: Workload, cluster: Cluster, node: _NodeColumns, n_in
             col.eligible[i, col.pinned_node[i]] = True
         else:
             col.eligible[i] = _eligible_nodes(t, p, mem, cluster.nodes, node.memory)
-        col.duration[i] = np.where(col.eligible[i], work / rate[:, col.kind_of[i]], math.inf)
+        with np.errstate(over="ignore"):  # an overflowing runtime is refused by _check_finite_times
+            col.duration[i] = np.where(col.eligible[i], work / rate[:, col.kind_of[i]], math.inf)
         if col.pinned_node[i] >= 0:
             col.duration[i, col.pinned_node[i]] = col.pinned_end[i] - col.pinned_start[i]
     return col
@@ -605,6 +609,140 @@ def _check_routable(edges: Sequence[Edge], nodes: Sequence[Node], eligible: np.n
                 f"{e.target!r} on {[nodes[j].id for j in np.flatnonzero(pd)]})",
             )
         checked.add(key)
+
+
+def _check_finite_times(workload: Workload, cluster: Cluster, node: _NodeColumns, task: _TaskColumns,
+                        requests: _RequestColumns, latency: np.ndarray, inv_bw: np.ndarray, data: np.ndarray) -> None:
+    """Refuse numbers whose runtimes, transfers, or any plan's times, energy or cost overflow
+    float64 (work 1e308 on a slow node, data 1e308 over a thin link): every plan must have
+    finite times. The bound used: no plan ends later than the latest release, node start or
+    pinned end plus every task's longest runtime and every edge's longest transfer."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        runtime = np.where(task.eligible, task.duration, 0.0)
+        for i in np.flatnonzero(~np.isfinite(runtime).all(axis=1)).tolist():
+            j = int(np.flatnonzero(~np.isfinite(runtime[i]))[0])
+            t, nd = workload.tasks[i], cluster.nodes[j]
+            raise SpecError(f"tasks[{_short_id(t.id)}].work",
+                            f"runtime on node {_short_id(nd.id)} overflows (work {task.work[i]:g} GFLOP at "
+                            f"{task.rate[j, task.kind_of[i]]:g} GFLOP/s)")
+        linked = np.isfinite(inv_bw)
+        slowest = float(inv_bw[linked].max()) if linked.any() else 0.0
+        transfer = float(latency.max()) + data * slowest
+        for k in np.flatnonzero(~np.isfinite(transfer)).tolist():
+            e = workload.edges[k]
+            raise SpecError(f"edges[{_short_id(e.source)}->{_short_id(e.target)}].data",
+                            f"transfer time overflows ({data[k]:g} MB over the slowest link, {1 / slowest:g} MB/s)")
+        horizon = (max(float(requests.release.max()), float(node.available_from.max()),
+                       float(np.nan_to_num(task.pinned_end, nan=0.0).max()))
+                   + float(runtime.max(axis=1).sum()) + float(transfer.sum()))
+        if not math.isfinite(horizon):
+            raise SpecError("tasks", "the runtimes and transfers add up beyond float range (overflow above 1.8e308 s): "
+                            "scale work, speeds, data or bandwidths")
+        for name, column in (("busy_power", node.busy_power), ("idle_power", node.idle_power),
+                             ("cost_per_hour", node.cost_rate)):
+            over = np.flatnonzero(~np.isfinite(column * horizon * len(node.speed)))
+            if over.size:
+                nd = cluster.nodes[int(over[0])]
+                raise SpecError(f"nodes[{_short_id(nd.id)}].{name}",
+                                f"{name} x the plan's time bound ({horizon:g} s) overflows")
+
+
+def _short_id(task_id: str, limit: int = 40) -> str:
+    """A task id as a message quotes it: repr, cut to ``limit`` characters."""
+    text = repr(task_id)
+    return text if len(text) <= limit else text[:limit - 4] + "...'"
+
+
+def _bits(row: np.ndarray) -> int:
+    """A bool row as a Python int, bit j set when ``row[j]`` (a set of nodes)."""
+    return int.from_bytes(np.packbits(row, bitorder="little").tobytes(), "little")
+
+
+class _Reach:
+    """Node sets as int bitsets, and the nodes a set can send data to (or receive it from)."""
+
+    def __init__(self, connected: np.ndarray):
+        self.out = [_bits(row) for row in connected]  # out[i]: nodes node i can send to
+        self.into = [_bits(col) for col in connected.T]  # into[j]: nodes that can send to j
+        self._cache: dict[tuple[bool, int], int] = {}
+
+    def neighbours(self, nodes: int, forward: bool) -> int:
+        key = (forward, nodes)
+        if key not in self._cache:
+            table, found, j = (self.out if forward else self.into), 0, 0
+            rest = nodes
+            while rest:
+                if rest & 1:
+                    found |= table[j]
+                rest >>= 1
+                j += 1
+            self._cache[key] = found
+        return self._cache[key]
+
+
+def _prunes_nothing(eligible: np.ndarray, connected: np.ndarray, src: np.ndarray, dst: np.ndarray) -> bool:
+    """True when, along every edge, each node either end may use reaches one the other may
+    use: then no placement rule constrains another and the graph is routable as it is."""
+    patterns, pattern_of = np.unique(eligible, axis=0, return_inverse=True)
+    pattern_of = pattern_of.reshape(-1)
+    as_int = patterns.astype(np.int32)
+    sends_to = (as_int @ connected.astype(np.int32)) > 0  # sends_to[p, j]: some node of p sends to j
+    receives = (as_int @ connected.T.astype(np.int32)) > 0
+    pairs = np.unique(np.stack((pattern_of[src], pattern_of[dst]), axis=1), axis=0)
+    for ps, pd in pairs.tolist():
+        if (patterns[pd] & ~sends_to[ps]).any() or (patterns[ps] & ~receives[pd]).any():
+            return False
+    return True
+
+
+def _check_routes(tasks: Sequence[Task], nodes: Sequence[Node], eligible: np.ndarray, inv_bw: np.ndarray,
+                  src: np.ndarray, dst: np.ndarray, topo_order: np.ndarray) -> None:
+    """Refuse a workload no placement can route, deciding on the whole graph: each task's
+    usable nodes shrink to those an input can arrive at (forward, topological order) and an
+    output can leave from (backward), until nothing changes. A task left with no node raises,
+    naming the chain of tasks whose placement rules forced it (each task's last pruner).
+    (This is arc consistency: necessary for a routable plan; the single-edge check above is
+    the one-step case of it.)"""
+    connected = np.isfinite(inv_bw) | np.eye(len(nodes), dtype=bool)
+    if connected.all() or _prunes_nothing(eligible, connected, src, dst):
+        return
+    reach = _Reach(connected)
+    parents: list[list[int]] = [[] for _ in tasks]
+    children: list[list[int]] = [[] for _ in tasks]
+    for s, d in zip(src.tolist(), dst.tolist()):
+        parents[d].append(s)
+        children[s].append(d)
+    usable = [_bits(row) for row in eligible]
+    cause = [-1] * len(tasks)
+    order = topo_order.tolist()
+    changed = True
+    while changed:
+        changed = False
+        for forward, sequence, neighbours in ((True, order, parents), (False, order[::-1], children)):
+            for t in sequence:
+                for other in neighbours[t]:
+                    narrowed = usable[t] & reach.neighbours(usable[other], forward)
+                    if narrowed != usable[t]:
+                        usable[t], cause[t], changed = narrowed, other, True
+                        if not narrowed:
+                            _raise_unroutable(tasks, nodes, eligible, cause, t)
+
+
+def _raise_unroutable(tasks: Sequence[Task], nodes: Sequence[Node], eligible: np.ndarray, cause: list[int],
+                      t: int) -> None:
+    chain = [t]
+    while cause[chain[-1]] >= 0 and cause[chain[-1]] not in chain:
+        chain.append(cause[chain[-1]])
+    shown = [_short_id(tasks[i].id) for i in chain[::-1]]
+    if len(shown) > 8:
+        shown = shown[:4] + [f"... ({len(shown) - 7} more)"] + shown[-3:]
+    names = [nodes[j].id for j in np.flatnonzero(eligible[t])]
+    where = ", ".join(repr(x)[:40] for x in names[:5]) + (", ..." if len(names) > 5 else "")
+    raise SpecError(
+        f"tasks[{_short_id(tasks[t].id)}]",
+        f"no placement routes its data: along the chain {' -> '.join(shown)} the placement rules and the "
+        f"links (bandwidth > 0) leave none of its nodes [{where}] reachable",
+    )
 
 
 def _topological_order(parent_ptr: np.ndarray, children: list[list[int]]) -> np.ndarray:

@@ -47,6 +47,14 @@ METRIC_INDEX = {name: i for i, name in enumerate(METRICS)}
 FAILURE_RULES = ("retry", "backup")
 REPAIR_DISTRIBUTIONS = ("exponential", "fixed")
 
+# Limits that keep a simulation finite in time and memory (docs/simulation.md, "Limits").
+MAX_SIGMA = 4.0  # beyond it a lognormal of mean 1 has its median below 0.0003: samples say nothing
+MAX_FAILURES_PER_MAKESPAN = 10_000  # makespan / mtbf: a node's expected failures over the plan's makespan
+MAX_SAMPLES = 1_000_000  # one row of metrics each: 104 MB
+MAX_SCHEDULE_CELLS = 10_000_000  # samples x tasks kept with return_schedules: 240 MB
+FAILURE_EVENTS = 1 << 18  # failures kept per sample over all nodes (4 MiB); see _failure_cap
+SAMPLE_SLICE_TASKS = 1 << 20  # tasks x samples per kernel call, so Ctrl-C lands between calls
+
 # Random streams: each draw is keyed by (seed, sample, stream, a, b).
 _DURATION, _TRANSFER, _LINK, _UPTIME, _REPAIR = 1, 2, 3, 4, 5
 
@@ -84,7 +92,8 @@ class Uncertainty:
     max_retries: int = 3
 
     def __post_init__(self):
-        _number(self.transfer_sigma, "uncertainty.transfer_sigma")
+        if _number(self.transfer_sigma, "uncertainty.transfer_sigma") > MAX_SIGMA:
+            raise SpecError("uncertainty.transfer_sigma", f"must be <= {MAX_SIGMA:g}, got {self.transfer_sigma:g}")
         p = _number(self.link_slowdown_probability, "uncertainty.link_slowdown_probability")
         if p > 1.0:
             raise SpecError("uncertainty.link_slowdown_probability", f"must be <= 1, got {p:g}")
@@ -99,6 +108,8 @@ class Uncertainty:
                 x = _number(x, field, allow_inf=name != "duration_sigma")
                 if name == "mtbf" and x == 0.0:
                     raise SpecError(field, "must be > 0 (use inf for a node that never fails)")
+                if name == "duration_sigma" and x > MAX_SIGMA:
+                    raise SpecError(field, f"must be <= {MAX_SIGMA:g}, got {x:g}")
         if self.repair_distribution not in REPAIR_DISTRIBUTIONS:
             raise SpecError("uncertainty.repair_distribution",
                             f"must be one of {list(REPAIR_DISTRIBUTIONS)}, got {self.repair_distribution!r}")
@@ -223,20 +234,27 @@ def _transfer_multiplier(skey, edge, a, b, m, transfer_sigma, slow_p, slow_f):
 # Node failure timelines: down periods [fail[j, i], back[j, i]), generated lazily in order.
 
 @jit
-def _cover(j, x, fail, back, count, skey, mtbf, repair, repair_fixed):
+def _cover(j, x, fail, back, count, skey, mtbf, repair, repair_fixed, cap):
     """Generate node j's failures until its latest repair ends after time ``x`` (finite);
-    return the arrays (reallocated when full)."""
+    return the arrays (reallocated when full). The ``cap``-th failure of a node in a sample
+    is its last: it stays down from then on (memory and time stay bounded)."""
     while True:
         c = count[j]
         if c > 0 and back[j, c - 1] > x:
             return fail, back
         if c == fail.shape[1]:
-            grown_fail = np.empty((fail.shape[0], 2 * c))
-            grown_back = np.empty((fail.shape[0], 2 * c))
+            width = min(2 * c, cap)
+            grown_fail = np.empty((fail.shape[0], width))
+            grown_back = np.empty((fail.shape[0], width))
             grown_fail[:, :c] = fail
             grown_back[:, :c] = back
             fail, back = grown_fail, grown_back
         previous = back[j, c - 1] if c > 0 else 0.0
+        if c == cap - 1:
+            fail[j, c] = previous
+            back[j, c] = np.inf
+            count[j] = c + 1
+            continue
         if np.isfinite(mtbf[j]):
             f = previous - np.log(_uniform(skey, _UPTIME, j, c)) * mtbf[j]
         else:
@@ -251,11 +269,11 @@ def _cover(j, x, fail, back, count, skey, mtbf, repair, repair_fixed):
 
 
 @jit
-def _up_from(j, x, fail, back, count, skey, mtbf, repair, repair_fixed):
+def _up_from(j, x, fail, back, count, skey, mtbf, repair, repair_fixed, cap):
     """(s, f, fail, back): the first time s >= x (finite) node j is up (inf if it never is
     again) and its next failure after s."""
     while True:
-        fail, back = _cover(j, x, fail, back, count, skey, mtbf, repair, repair_fixed)
+        fail, back = _cover(j, x, fail, back, count, skey, mtbf, repair, repair_fixed, cap)
         lo, hi = 0, count[j] - 1  # first interval whose repair ends after x
         while lo < hi:
             mid = (lo + hi) // 2
@@ -301,7 +319,7 @@ def _ready_on(t, c, not_before, node_free, release, end, node_of, parent_ptr, pa
 @jit
 def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, parent_ptr, parent_idx, parent_data,
                     latency, inv_bw, release, deadline, request_of, req_size, req_release, req_deadline, sigma_kind,
-                    transfer_sigma, slow_p, slow_f, mtbf, repair, repair_fixed, backup, max_retries, record, out,
+                    transfer_sigma, slow_p, slow_f, mtbf, repair, repair_fixed, cap, backup, max_retries, record, out,
                     out_start, out_end, out_node, out_attempts):
     """Simulate samples ``first..last-1``; write their METRICS rows (and schedules if ``record``)."""
     n, m, n_req = order.shape[0], rate.shape[0], req_release.shape[0]
@@ -357,7 +375,7 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, p
                     s, next_fail = np.inf, np.inf
                 elif failures:
                     s, next_fail, fail, back = _up_from(j, ready, fail, back, count, skey, mtbf, repair,
-                                                        repair_fixed)
+                                                        repair_fixed, cap)
                 else:
                     s, next_fail = ready, np.inf
                 if backup and s != ready:
@@ -372,7 +390,7 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, p
                     c, not_before, fail, back = _backup_node(
                         t, decide, mult, work, kind, rate, eligible, node_free, release, end, node_of, parent_ptr,
                         parent_idx, parent_data, latency, inv_bw, skey, transfer_sigma, slow_p, slow_f, fail, back,
-                        count, mtbf, repair, repair_fixed)
+                        count, mtbf, repair, repair_fixed, cap)
                     if c < 0:
                         break
                     if c != j:
@@ -406,7 +424,7 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, p
                     c, not_before, fail, back = _backup_node(
                         t, next_fail, mult, work, kind, rate, eligible, node_free, release, end, node_of, parent_ptr,
                         parent_idx, parent_data, latency, inv_bw, skey, transfer_sigma, slow_p, slow_f, fail, back,
-                        count, mtbf, repair, repair_fixed)
+                        count, mtbf, repair, repair_fixed, cap)
                     if c < 0:
                         break
                     if c != j:
@@ -435,7 +453,7 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, p
 @jit
 def _backup_node(t, decide, mult, work, kind, rate, eligible, node_free, release, end, node_of, parent_ptr,
                  parent_idx, parent_data, latency, inv_bw, skey, transfer_sigma, slow_p, slow_f, fail, back, count,
-                 mtbf, repair, repair_fixed):
+                 mtbf, repair, repair_fixed, cap):
     """(node, not_before, fail, back) for a task to be placed again at time ``decide``: among
     eligible nodes up at ``decide``, the one where it would finish earliest (from that node's
     queue and its inputs' arrival; lowest index on ties); if none is up, the eligible node its
@@ -450,7 +468,7 @@ def _backup_node(t, decide, mult, work, kind, rate, eligible, node_free, release
                           latency, inv_bw, skey, m, transfer_sigma, slow_p, slow_f)
         if not np.isfinite(ready):
             continue
-        s, _, fail, back = _up_from(c, decide, fail, back, count, skey, mtbf, repair, repair_fixed)
+        s, _, fail, back = _up_from(c, decide, fail, back, count, skey, mtbf, repair, repair_fixed, cap)
         if s == decide:
             finish = ready + work[t] / rate[c, kind[t]] * mult
             if finish < best_finish:
@@ -534,9 +552,10 @@ def _metrics(end, busy, used, active_end, deadline, request_of, req_size, req_re
 
 
 @jit_parallel
-def _simulate_parallel(chunks, samples, *args):
+def _simulate_parallel(first, last, chunks, *args):
+    """Samples ``first..last-1`` in ``chunks`` parts over Numba threads."""
     for c in prange(chunks):
-        _simulate_chunk(c * samples // chunks, (c + 1) * samples // chunks, *args)
+        _simulate_chunk(first + c * (last - first) // chunks, first + (c + 1) * (last - first) // chunks, *args)
 
 
 def _seed_key(seed) -> np.uint64:
@@ -561,6 +580,36 @@ def _kernel_inputs(instance: Instance, uncertainty: Uncertainty) -> dict:
     }
 
 
+def _failure_cap(nodes: int) -> int:
+    """Failures kept per node in one sample (at least 1,024); the last keeps it down."""
+    return max(1024, FAILURE_EVENTS // nodes)
+
+
+def _check_samples(samples, tasks: int, return_schedules: bool) -> None:
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise SpecError("samples", f"must be an integer >= 1, got {samples!r}")
+    if samples > MAX_SAMPLES:
+        raise SpecError("samples", f"must be at most {MAX_SAMPLES:,}, got {samples:,}")
+    if return_schedules and samples * tasks > MAX_SCHEDULE_CELLS:
+        raise SpecError("samples", f"keeping schedules of {samples:,} samples x {tasks:,} tasks exceeds "
+                        f"{MAX_SCHEDULE_CELLS:,} cells; ask for fewer samples")
+
+
+def _check_failure_rates(instance: Instance, uncertainty: Uncertainty, params: dict, makespan: float) -> None:
+    """Refuse failure rates that make a sample mostly failure bookkeeping: an mtbf under
+    1/MAX_FAILURES_PER_MAKESPAN of the plan's makespan (below the resolution of the plan's
+    times, such a node is never up at all and each sample would count failures until the
+    kernel's bound)."""
+    if not (math.isfinite(makespan) and makespan > 0):
+        return
+    for j, nd in enumerate(instance.cluster.nodes):
+        mtbf = params["mtbf"][j]
+        if math.isfinite(mtbf) and makespan > mtbf * MAX_FAILURES_PER_MAKESPAN:
+            field = "uncertainty.mtbf" + (f"[{nd.kind!r}]" if isinstance(uncertainty.mtbf, Mapping) else "")
+            raise SpecError(field, f"must be at least the plan's makespan / {MAX_FAILURES_PER_MAKESPAN:,} "
+                            f"({makespan / MAX_FAILURES_PER_MAKESPAN:.3g} s), got {mtbf:.3g}")
+
+
 def simulate(instance: Instance, plan: Plan, uncertainty: Uncertainty | None = None, samples: int = SAMPLES,
              seed: int | np.random.Generator = 0, *, return_schedules: bool = False,
              parallel: bool = False) -> SimulationResult:
@@ -572,12 +621,13 @@ def simulate(instance: Instance, plan: Plan, uncertainty: Uncertainty | None = N
     :param parallel: spread the samples over Numba threads.
     """
     uncertainty = Uncertainty() if uncertainty is None else uncertainty
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-        raise SpecError("samples", f"must be an integer >= 1, got {samples!r}")
+    _check_samples(samples, instance.n_tasks, return_schedules)
     key = _seed_key(seed)
     inst = instance
-    Evaluator(inst).check(np.atleast_2d(plan.assignment), np.atleast_2d(plan.order))
+    evaluator = Evaluator(inst)
+    evaluator.check(np.atleast_2d(plan.assignment), np.atleast_2d(plan.order))
     params = _kernel_inputs(inst, uncertainty)
+    _check_failure_rates(inst, uncertainty, params, evaluator.schedule(plan).stat("makespan"))
     n = inst.n_tasks
     kept = samples if return_schedules else 1
     out = np.empty((samples, len(METRICS)))
@@ -589,12 +639,19 @@ def simulate(instance: Instance, plan: Plan, uncertainty: Uncertainty | None = N
             inst.request_release, inst.request_deadline, params["sigma_kind"],
             float(uncertainty.transfer_sigma), float(uncertainty.link_slowdown_probability),
             float(uncertainty.link_slowdown_factor), params["mtbf"], params["repair"],
-            uncertainty.repair_distribution == "fixed", uncertainty.failure_rule == "backup",
+            uncertainty.repair_distribution == "fixed", _failure_cap(inst.n_nodes), uncertainty.failure_rule == "backup",
             int(uncertainty.max_retries), return_schedules, out, start, end, node, attempts)
+    # A slice of samples per kernel call, so Ctrl-C lands between calls (samples are keyed by
+    # number: the slicing does not change them).
+    step = max(1, SAMPLE_SLICE_TASKS // n)
     if parallel and samples > 1:
-        _simulate_parallel(min(samples, 4 * numba.get_num_threads()), samples, *args)
-    else:
-        _simulate_chunk(0, samples, *args)
+        step = max(step, 4 * numba.get_num_threads())
+    for first in range(0, samples, step):
+        last = min(samples, first + step)
+        if parallel and last - first > 1:
+            _simulate_parallel(first, last, min(last - first, 4 * numba.get_num_threads()), *args)
+        else:
+            _simulate_chunk(first, last, *args)
     if not return_schedules:
         return SimulationResult(values=out, key=int(key))
     return SimulationResult(values=out, key=int(key), start=start, end=end, node=node, attempts=attempts)

@@ -58,20 +58,29 @@ def _list(obj: Mapping, key: str, path: str, *, required: bool = True) -> list:
     return value
 
 
+def _short(value: object, limit: int = 40) -> str:
+    """A value as an error message quotes it: at most ``limit`` characters; an integer too long
+    to print (Python refuses beyond 4,300 digits) by its size."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1:,} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _name(value: object, path: str) -> str:
     if not isinstance(value, str) or not value:
-        raise SpecError(path, f"must be a non-empty string, got {value!r}")
+        raise SpecError(path, f"must be a non-empty string, got {_short(value)}")
     return value
 
 
 def _amount(obj: Mapping, keys: tuple[str, ...], path: str, *, default: float | None = None) -> float:
-    """The first of ``keys`` present in ``obj``, as a finite number >= 0."""
+    """The first of ``keys`` present in ``obj``, as a finite number >= 0 (float64)."""
     for key in keys:
         if key in obj:
             value = obj[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 <= value < math.inf:
-                raise SpecError(f"{path}.{key}", f"must be a finite number >= 0, got {value!r}")
+                    or not 0 <= value < math.inf or (isinstance(value, int) and value.bit_length() > 1024):
+                raise SpecError(f"{path}.{key}", f"must be a finite number >= 0, got {_short(value)}")
             return float(value)
     if default is None:
         raise SpecError(f"{path}.{keys[0]}", "missing (required)")
@@ -90,6 +99,7 @@ class _Task:
 
     def __init__(self, id: str, kind: str, runtime: float, memory: float, path: str):
         self.id, self.kind, self.runtime, self.memory, self.path = id, kind, runtime, memory, path
+        self.runtime_field = f"{path}.runtimeInSeconds"  # where the runtime was read, for errors
         self.parents: list[str] = []
         self.children: list[str] = []
         self.inputs: dict[str, float] = {}  # file id -> bytes
@@ -116,20 +126,21 @@ def _tasks_15(workflow: Mapping) -> list[_Task]:
     for i, t in enumerate(_list(spec, "tasks", "workflow.specification")):
         t = _mapping(t, f"workflow.specification.tasks[{i}]")
         tid = _name(t.get("id"), f"workflow.specification.tasks[{i}].id")
-        path = f"workflow.specification.tasks[{tid!r}]"
-        run_path = f"workflow.execution.tasks[{tid!r}]"
+        path = f"workflow.specification.tasks[{_short(tid)}]"
+        run_path = f"workflow.execution.tasks[{_short(tid)}]"
         if tid not in runs:
             raise SpecError(run_path, "missing: every task needs its runtimeInSeconds")
         run = runs[tid]
         name = t.get("name") if isinstance(t.get("name"), str) and t.get("name") else tid
         task = _Task(tid, _kind({**t, **run}, name), _amount(run, ("runtimeInSeconds",), run_path),
                      _amount(run, ("memoryInBytes",), run_path, default=0.0), path)
+        task.runtime_field = f"{run_path}.runtimeInSeconds"
         task.parents = [_name(p, f"{path}.parents") for p in _list(t, "parents", path, required=False)]
         task.children = [_name(c, f"{path}.children") for c in _list(t, "children", path, required=False)]
         for key, files in (("inputFiles", task.inputs), ("outputFiles", task.outputs)):
             for fid in _list(t, key, path, required=False):
                 if _name(fid, f"{path}.{key}") not in sizes:
-                    raise SpecError(f"{path}.{key}", f"unknown file {fid!r} (not in workflow.specification.files)")
+                    raise SpecError(f"{path}.{key}", f"unknown file {_short(fid)} (not in workflow.specification.files)")
                 files[fid] = sizes[fid]
         out.append(task)
     return out
@@ -145,9 +156,10 @@ def _tasks_14(workflow: Mapping) -> list[_Task]:
     for i, t in enumerate(_list(workflow, "tasks", "workflow")):
         t = _mapping(t, f"workflow.tasks[{i}]")
         name = _name(t.get("name"), f"workflow.tasks[{i}].name")
-        path = f"workflow.tasks[{name!r}]"
+        path = f"workflow.tasks[{_short(name)}]"
         task = _Task(name, _kind(t, name), _amount(t, ("runtimeInSeconds", "runtime"), path),
                      _amount(t, ("memoryInBytes",), path, default=0.0), path)
+        task.runtime_field = f"{path}.{'runtimeInSeconds' if 'runtimeInSeconds' in t else 'runtime'}"
         aliases.setdefault(name, name)
         if isinstance(t.get("id"), str):
             aliases.setdefault(t["id"], name)
@@ -161,7 +173,7 @@ def _tasks_14(workflow: Mapping) -> list[_Task]:
                 fid = f["path"] + fid
             link = f.get("link")
             if link not in ("input", "output"):
-                raise SpecError(f"{fpath}.link", f"must be 'input' or 'output', got {link!r}")
+                raise SpecError(f"{fpath}.link", f"must be 'input' or 'output', got {_short(link)}")
             (task.inputs if link == "input" else task.outputs)[fid] = _amount(f, ("sizeInBytes", "size"), fpath)
         out.append(task)
     for task in out:
@@ -169,7 +181,7 @@ def _tasks_14(workflow: Mapping) -> list[_Task]:
             refs = getattr(task, key)
             for ref in refs:
                 if ref not in aliases:
-                    raise SpecError(f"{task.path}.{key}", f"unknown task {ref!r}")
+                    raise SpecError(f"{task.path}.{key}", f"unknown task {_short(ref)}")
             setattr(task, key, [aliases[r] for r in refs])
     return out
 
@@ -178,7 +190,7 @@ def workload_from_wfformat(doc: object, *, reference_speed: float = DEFAULT_REFE
     """A checked ``Workload`` from a parsed WfFormat instance (see the module docstring)."""
     if isinstance(reference_speed, bool) or not isinstance(reference_speed, (int, float)) \
             or not 0 < reference_speed < math.inf:
-        raise SpecError("reference_speed", f"must be a finite number > 0, got {reference_speed!r}")
+        raise SpecError("reference_speed", f"must be a finite number > 0, got {_short(reference_speed)}")
     doc = _mapping(doc, "(top level)")
     workflow = _mapping(doc.get("workflow"), "workflow")
     if "specification" in workflow:
@@ -197,13 +209,20 @@ def workload_from_wfformat(doc: object, *, reference_speed: float = DEFAULT_REFE
             for parent, child in pairs:
                 unknown = parent if parent not in by_id else child
                 if unknown not in by_id:
-                    raise SpecError(f"{t.path}.{key}", f"unknown task {unknown!r}")
+                    raise SpecError(f"{t.path}.{key}", f"unknown task {_short(unknown)}")
                 links[(parent, child)] = None
     edges = []
     for parent, child in links:
         out, inp = by_id[parent].outputs, by_id[child].inputs
         shared = sum(out[f] for f in out.keys() & inp.keys())
+        if not math.isfinite(shared):
+            raise SpecError(f"{by_id[parent].path}.outputFiles", f"the files it passes to {_short(child)} add up "
+                            "beyond float range (above 1.8e308 bytes)")
         edges.append(Edge(parent, child, shared / 1e6))
+    for t in tasks:
+        if not math.isfinite(t.runtime * reference_speed):
+            raise SpecError(t.runtime_field, f"times reference_speed {reference_speed:g} overflows "
+                            f"float range (runtime {t.runtime:g} s)")
     workload = Workload(
         tasks=tuple(Task(id=t.id, work=t.runtime * reference_speed, kind=t.kind, memory=t.memory / 1e9,
                          request=name) for t in tasks),
@@ -223,11 +242,11 @@ def wfcommons_instance(recipe: str, num_tasks: int, seed: int) -> dict:
     (not thread-safe). File ids are random UUIDs; tasks, edges, runtimes and sizes are not.
     """
     if not isinstance(recipe, str) or recipe.lower() not in RECIPES:
-        raise SpecError("recipe", f"unknown WfCommons recipe {recipe!r}; choose from {sorted(RECIPES)}")
+        raise SpecError("recipe", f"unknown WfCommons recipe {_short(recipe)}; choose from {sorted(RECIPES)}")
     if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
-        raise SpecError("num_tasks", f"must be a positive integer, got {num_tasks!r}")
+        raise SpecError("num_tasks", f"must be a positive integer, got {_short(num_tasks)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SpecError("seed", f"must be a non-negative integer, got {seed!r}")
+        raise SpecError("seed", f"must be a non-negative integer, got {_short(seed)}")
     from wfcommons.wfchef import recipes
 
     recipe_class = getattr(recipes, RECIPES[recipe.lower()])

@@ -5,7 +5,7 @@ Triggered by hand. Builds one scenario instance (the `scenario`, `size`, `nodes`
 Params: `size` counts cases, regions or streams) and runs each algorithm in `algorithms` on it
 as one mapped `allocate` task, with the same budget and objectives, so their numbers compare.
 The algorithms run one at a time, so they do not compete with each other for the CPU and
-their `optimiser_seconds` compare.
+their `search/seconds` compare.
 
 **Steps** (Graph view): `build_workload` and `snapshot_cluster` write the shared instance;
 `algorithms_to_run` lists the algorithms; `allocate` (mapped, one instance per algorithm)
@@ -18,20 +18,20 @@ optimises; `evaluate_plan` (mapped) re-computes each chosen plan independently;
 the DAG run id; its tags `apportion.best_algorithm` and `apportion.best_plan_id` name the
 winner by makespan, its artifact comparison.csv holds the table) with one child run per
 algorithm (named after it). Select the child runs and press *Compare* to see them side by side.
-Each child has `makespan` (s: lower is better), `utilization` (higher is better), `imbalance`
-(lower is better), `hypervolume` (the front's quality, normalised to the same box for every
+Each child has `plan/makespan` (s: lower is better), `plan/utilization` (higher is better), `plan/imbalance`
+(lower is better), `search/hypervolume` (the front's quality, normalised to the same box for every
 algorithm on this instance: higher is better; a one-plan heuristic scores its single plan),
-`pareto_size`, `optimiser_seconds`, and the same artifacts as a workflow run (plan.json,
+`search/pareto_size`, `search/seconds`, and the same artifacts as a workflow run (plan.json,
 schedule.csv, pareto.csv, charts).
 """
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Asset, Param, get_current_context, task
+from airflow.sdk import DAG, Asset, get_current_context, task
 
 from allocation_workflow import (
-    ALGORITHMS, DEFAULT_ARGS, START_DATE, build_workload, operator_classes, optimiser_arguments, optimiser_params,
-    record, scenario_arguments, snapshot_cluster,
+    DEFAULT_ARGS, START_DATE, algorithms_param, chosen_scenario_params, operator_classes, optimiser_arguments,
+    optimiser_params, record, scenario_inputs,
 )
 
 DAG_ID = "allocation_benchmark"
@@ -55,8 +55,8 @@ def compare_algorithms(allocations, evaluations) -> dict:
     import os
     import shutil
 
-    from apportion.operators.steps import published_plan_path, task_folder
-    from apportion.operators.tracking import Tracker
+    from apportion.operators.paths import published_plan_path, task_folder
+    from apportion.operators.hooks import ApportionMlflowHook
 
     context = get_current_context()
     allocations, evaluations = list(allocations), list(evaluations)
@@ -77,7 +77,8 @@ def compare_algorithms(allocations, evaluations) -> dict:
     os.replace(published.with_name("comparison.csv.tmp"), published)
 
     parent = allocations[0]
-    Tracker(parent["tracking_uri"]).client.log_artifact(parent["mlflow_parent_run_id"], str(path))
+    tracker = ApportionMlflowHook(tracking_uri=parent["tracking_uri"]).get_conn()
+    tracker.client.log_artifact(parent["mlflow_parent_run_id"], str(path))
     context["outlet_events"][COMPARISON_ASSET].extra = {
         "path": str(published), "best_algorithm": rows[0]["algorithm"], "best_makespan": rows[0]["makespan"],
         "mlflow_run_id": parent["mlflow_parent_run_id"],
@@ -96,36 +97,23 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["apportion", "allocation", "benchmark"],
     doc_md=__doc__,
+    render_template_as_native_obj=True,
     params={
-        "scenario": Param(
-            "medical_diagnosis", type="string", enum=["medical_diagnosis", "traffic_prediction", "multimodal_speech"],
-            title="Scenario", description="Which workflow's workload and cluster the algorithms compete on.",
-        ),
-        "size": Param(
-            50, type="integer", minimum=1, maximum=2000, title="Size",
-            description="Workload size in the scenario's unit: patient cases, city regions or streams (1-2000).",
-        ),
-        "nodes": Param(
-            16, type="integer", minimum=1, maximum=512, title="Nodes",
-            description="Cluster size: nodes of the scenario's cluster (1-512).",
-        ),
-        "algorithms": Param(
-            list(ALGORITHMS), type="array", minItems=1, uniqueItems=True,
-            items={"type": "string", "enum": list(ALGORITHMS)}, title="Algorithms",
-            description="The algorithms to compare; each becomes one mapped allocate task and one child MLflow run.",
-        ),
+        **chosen_scenario_params(default_size=50, purpose="the algorithms compete on"),
+        "algorithms": algorithms_param(many=True),
         **optimiser_params(with_algorithm=False),
     },
 ) as dag:
     AllocationOperator, EvaluatePlanOperator = operator_classes()
-    workload = build_workload()
-    cluster = snapshot_cluster()
     allocations = AllocationOperator.partial(
-        task_id="allocate", workload=workload, cluster=cluster, nested=True, **scenario_arguments(),
+        task_id="allocate", nested=True, **scenario_inputs(),
         **optimiser_arguments(algorithm=None),
-        # One algorithm at a time, so optimiser_seconds compare fairly on a small machine.
+        # One algorithm at a time, so search/seconds compare fairly on a small machine.
         max_active_tis_per_dagrun=1,
+        map_index_template="{{ task.algorithm }}",  # the Grid view names each mapped task by its algorithm
     ).expand(algorithm=algorithms_to_run())
-    evaluations = EvaluatePlanOperator.partial(task_id="evaluate_plan").expand(allocation=allocations.output)
+    evaluations = EvaluatePlanOperator.partial(
+        task_id="evaluate_plan", map_index_template="{{ task.allocation['algorithm'] }}",
+    ).expand(allocation=allocations.output)
     comparison = compare_algorithms(allocations.output, evaluations.output)
     record(allocations.output, publication=comparison)

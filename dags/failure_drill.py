@@ -19,11 +19,12 @@ fails the node and re-plans (`core.replan.replan`); `evaluate_replan` re-compute
 plan independently; `record` closes the MLflow run.
 
 **Results**: MLflow experiment `failure_drill`, one run per DAG run. The plan's own metrics
-(`makespan`, `utilization`, `imbalance`, ...) as in the workflow DAGs, and for the drill:
-`before/makespan` and `after/makespan` (s, lower is better), `before/deadline_misses` and
-`after/deadline_misses`, `lost_tasks` (running on the node when it failed), `displaced_tasks`
-(planned on it and not finished), `moved_tasks` (moved although their node still works),
-`finished_tasks`, `failure_time` (s) and `replan_seconds`. Artifacts under `replan/`:
+(`plan/makespan`, `plan/utilization`, `plan/imbalance`, ...) as in the workflow DAGs, and for
+the drill: `drill/before/makespan` and `drill/after/makespan` (s, lower is better),
+`drill/before/deadline_misses` and `drill/after/deadline_misses`, `drill/lost_tasks` (running on
+the node when it failed), `drill/displaced_tasks` (planned on it and not finished),
+`drill/moved_tasks` (moved although their node still works), `drill/finished_tasks`,
+`drill/failure_time` (s) and `drill/seconds`. Artifacts under `replan/`:
 gantt_before.png and gantt_after.png (the failed node shaded from the failure on, the failure
 time a dashed line), the revised plan.json, schedule.csv and pareto.csv, drill.json.
 """
@@ -33,8 +34,8 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param, get_current_context, task
 
 from allocation_workflow import (
-    DEFAULT_ARGS, START_DATE, build_workload, operator_classes, optimiser_arguments, optimiser_params, record,
-    scenario_arguments, snapshot_cluster,
+    DEFAULT_ARGS, START_DATE, chosen_scenario_params, migration_objective_param, operator_classes, optimiser_arguments,
+    optimiser_params, record, scenario_inputs,
 )
 
 DAG_ID = "failure_drill"
@@ -45,7 +46,7 @@ def inject_failure(allocation: dict, evaluation: dict) -> dict:
     """Fail the node at the chosen time and re-plan the rest; log both Gantt charts and the
     metrics before and after to the run's MLflow run. Takes ``evaluation`` so it drills only a
     verified plan."""
-    from apportion.operators.steps import replan_after_failure
+    from apportion.operators.drill import replan_after_failure
 
     context = get_current_context()
     params = context["params"]
@@ -64,47 +65,32 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["apportion", "allocation", "replanning"],
     doc_md=__doc__,
+    render_template_as_native_obj=True,
     params={
-        "scenario": Param(
-            "medical_diagnosis", type="string", enum=["medical_diagnosis", "traffic_prediction", "multimodal_speech"],
-            title="Scenario", description="Which workflow's workload and cluster the drill runs on.",
-        ),
-        "size": Param(
-            30, type="integer", minimum=1, maximum=2000, title="Size",
-            description="Workload size in the scenario's unit: patient cases, city regions or streams (1-2000).",
-        ),
-        "nodes": Param(
-            16, type="integer", minimum=1, maximum=512, title="Nodes",
-            description="Cluster size: nodes of the scenario's cluster (1-512).",
-        ),
+        **chosen_scenario_params(default_size=30, purpose="the drill runs on"),
         **optimiser_params(),
         "fail_node": Param(
-            "busiest", type="string", minLength=1, title="Node that fails",
+            "busiest", type="string", minLength=1, title="Node that fails", section="Failure",
             description="A node id (e.g. hospital/a6000-0), or 'busiest': the node with the most work in the plan "
                         "that the remaining work can do without.",
         ),
         "fail_at": Param(
-            0.5, type="number", minimum=0, maximum=1, title="Failure time (share of the makespan)",
+            0.5, type="number", minimum=0, maximum=1, title="Failure time (share of the makespan)", section="Failure",
             description="When the node fails, as a fraction of the planned makespan (0-1).",
         ),
         "repair": Param(
-            None, type=["null", "number"], minimum=0, title="Repair time (s)",
+            None, type=["null", "number"], minimum=0, title="Repair time (s)", section="Failure",
             description="Seconds until the node is back; empty: it never comes back.",
         ),
-        "migration_objective": Param(
-            False, type="boolean", title="Minimise migrations",
-            description="Also minimise the tasks moved off the node the plan gave them (the 'migrations' objective).",
-        ),
+        "migration_objective": migration_objective_param(
+            "Also minimise the tasks moved off the node the plan gave them (the 'migrations' objective).",
+            section="Failure"),
     },
 ) as dag:
     AllocationOperator, EvaluatePlanOperator = operator_classes()
-    workload = build_workload()
-    cluster = snapshot_cluster()
-    allocation = AllocationOperator(
-        task_id="allocate", workload=workload, cluster=cluster, **scenario_arguments(), **optimiser_arguments(),
-    )
+    allocation = AllocationOperator(task_id="allocate", **scenario_inputs(), **optimiser_arguments())
     evaluation = EvaluatePlanOperator(task_id="evaluate_plan", allocation=allocation.output)
     revision = inject_failure(allocation.output, evaluation.output)
     revision_check = EvaluatePlanOperator(task_id="evaluate_replan", allocation=revision,
-                                          metric_prefix="replan_evaluation/")
+                                          metric_prefix="drill/evaluation/")
     record(allocation.output, revision_check.output)

@@ -1,39 +1,6 @@
-"""
-### Multimodal speech: placing a day's audio-video understanding pipeline
+"""The multimodal_speech DAG (placing a day's audio-video understanding pipeline).
 
-Every day this DAG plans the speech workload: per audio-video stream, capture (decode, face
-tracking, mouth crops) on an edge box of the stream's site, then audio and video front ends,
-Whisper-class speech recognition, AV-HuBERT-class lip reading, audio-visual fusion and
-BERT-class language understanding, anywhere on the site boxes or the cloud's GPU and CPU
-servers. Streams arrive over five minutes and each must be understood within its own duration.
-
-**Steps** (Graph view): `build_workload` and `snapshot_cluster` write workload.json and
-cluster.json; `allocate` searches plans with the chosen algorithm and picks one with the
-selection policy, starting from the front the previous run published (`warm_start`);
-`evaluate_plan` re-computes the chosen plan independently and fails on any mismatch;
-`simulate_plan` enacts it `samples` times under noise (`noise_sigma`, node failures with
-`mtbf`); `publish_plan` copies the verified plan (and its front, for the next run) to
-`$AIRFLOW_HOME/apportion/published/multimodal_speech/plan.json` and updates the Asset
-`apportion://plans/multimodal_speech`; `record` closes the MLflow run.
-
-**Results**: MLflow experiment `multimodal_speech`, one run per DAG run (named after the DAG
-run id). Metrics: `makespan` (s until the last stream is understood: lower is better),
-`deadline_misses` (streams and tasks that fall behind real time),
-`utilization` (busy share of the nodes used: higher is better), `imbalance` (spread of busy
-time over nodes: lower is better), `mean_response`/`p95_response` (per-stream turnaround, s),
-`energy` (J) and `cost`, `hypervolume` (quality of the whole Pareto front), `pareto_size`,
-`optimiser_seconds`; `convergence/*` per generation. Artifacts: plan.json, schedule.csv,
-pareto.csv (`chosen` = 1 marks the picked plan), pareto.html/png, gantt.png, evaluation.json.
-
-**From run to run**: the param `warm_start` (and `warm_start_source`, the MLflow run started
-from), `moved_tasks`/`moved_share` (tasks placed on another node than last time) and
-`delta/makespan`, `delta/utilization`... (this plan minus the previous one). **Predicted versus
-realised**: the metrics above are the plan's predictions; `realised/<metric>_mean`, `_p50`,
-`_p95`... come from the simulation, with simulation.png (histograms, predicted value marked).
-**Robust planning**: `robust_scenarios` K > 0 plans against the `noise_sigma` noise (plans
-scored over K sampled scenarios, the pick no worse under noise than a nominal run's);
-`robust/makespan` (p95 under noise) sits beside `robust/nominal_choice_makespan`, what the
-nominal pick would give.
+Its form, schedule and docs; the steps and the shared doc paragraphs are in allocation_workflow.py.
 """
 
 from __future__ import annotations
@@ -41,10 +8,32 @@ from __future__ import annotations
 from airflow.sdk import DAG
 
 from allocation_workflow import (
-    DEFAULT_ARGS, START_DATE, optimiser_params, replanning_params, scenario_params, simulation_params, workflow_steps,
+    DEFAULT_ARGS, START_DATE, optimiser_params, replanning_params, scenario_params, simulation_params, workflow_doc,
+    workflow_steps,
 )
 
 SCENARIO = "multimodal_speech"
+
+INTRO = """
+### Multimodal speech: placing a day's audio-video understanding pipeline
+
+Every day this DAG plans the speech workload: per audio-video stream, capture (decode, face
+tracking, mouth crops) on an edge box of the stream's site, then audio and video front ends,
+Whisper-class speech recognition, AV-HuBERT-class lip reading, audio-visual fusion and
+BERT-class language understanding, anywhere on the site boxes or the cloud's GPU and CPU
+servers. Streams arrive over five minutes and each must be understood within its own duration.
+"""
+
+RESULTS = """
+**Results**: MLflow experiment `multimodal_speech`, one run per DAG run (named after the DAG
+run id). Metrics: `plan/makespan` (s until the last stream is understood: lower is better),
+`plan/deadline_misses` (streams and tasks that fall behind real time),
+`plan/utilization` (busy share of the nodes used: higher is better), `plan/imbalance` (spread of busy
+time over nodes: lower is better), `plan/mean_response`/`plan/p95_response` (per-stream turnaround, s),
+`plan/energy` (J) and `plan/cost`, `search/hypervolume` (quality of the whole Pareto front), `search/pareto_size`,
+`search/seconds`; `convergence/*` per generation. Artifacts: plan.json, schedule.csv,
+pareto.csv (`chosen` = 1 marks the picked plan), pareto.html/png, gantt.png, evaluation.json.
+"""
 
 with DAG(
     dag_id=SCENARIO,
@@ -55,7 +44,8 @@ with DAG(
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["apportion", "allocation", "speech"],
-    doc_md=__doc__,
+    doc_md=workflow_doc(SCENARIO, INTRO, RESULTS),
+    render_template_as_native_obj=True,
     params={
         **scenario_params(unit="streams", what="audio-video streams", default_size=50, max_size=2000,
                           default_nodes=16),

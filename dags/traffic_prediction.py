@@ -1,4 +1,20 @@
+"""The traffic_prediction DAG (placing a city's 5-minute forecasting cycle, every 15 minutes).
+
+Its form, schedule and docs; the steps and the shared doc paragraphs are in allocation_workflow.py.
 """
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Param
+
+from allocation_workflow import (
+    DEFAULT_ARGS, START_DATE, optimiser_params, replanning_params, scenario_params, simulation_params, workflow_doc,
+    workflow_steps,
+)
+
+SCENARIO = "traffic_prediction"
+
+INTRO = """
 ### Traffic prediction: placing a city's 5-minute forecasting cycle, every 15 minutes
 
 Every 15 minutes this DAG plans one traffic-management cycle for a grid of city regions: per
@@ -7,46 +23,19 @@ graph-network traffic forecast that also reads the neighbouring regions, route p
 signal control. The load follows the time of day: the run's logical date, converted to the
 `city_timezone` Param, sets how busy the roads are (morning and evening rush hours on weekdays
 carry up to 2x the work of an ordinary hour, nights a quarter).
-
-**Steps** (Graph view): `build_workload` and `snapshot_cluster` write workload.json and
-cluster.json; `allocate` searches plans with the chosen algorithm and picks one with the
-selection policy, starting from the front the previous run published (`warm_start`);
-`evaluate_plan` re-computes the chosen plan independently and fails on any mismatch;
-`simulate_plan` enacts it `samples` times under noise (`noise_sigma`, node failures with
-`mtbf`); `publish_plan` copies the verified plan (and its front, for the next run) to
-`$AIRFLOW_HOME/apportion/published/traffic_prediction/plan.json` and updates the Asset
-`apportion://plans/traffic_prediction`; `record` closes the MLflow run.
-
-**Results**: MLflow experiment `traffic_prediction`, one run per DAG run (named after the DAG
-run id). Compare runs over a day to see the rush hours: the `scenario_logical_date` param
-records the local time used. Metrics: `makespan` (s until the cycle's last region finishes;
-it must stay under the 300 s cycle: `deadline_misses` counts regions and tasks that do not),
-`utilization` (busy share of the nodes used: higher is better), `imbalance` (spread of busy
-time over nodes: lower is better), `hypervolume` (quality of the whole Pareto front),
-`pareto_size`, `optimiser_seconds`; `convergence/*` per generation. Artifacts: plan.json,
-schedule.csv, pareto.csv (`chosen` = 1 marks the picked plan), pareto.html/png, gantt.png,
-evaluation.json.
-
-**From run to run**: the param `warm_start` (and `warm_start_source`, the MLflow run started
-from), `moved_tasks`/`moved_share` (tasks placed on another node than last time) and
-`delta/makespan`, `delta/utilization`... (this plan minus the previous one). **Predicted versus
-realised**: the metrics above are the plan's predictions; `realised/<metric>_mean`, `_p50`,
-`_p95`... come from the simulation, with simulation.png (histograms, predicted value marked).
-**Robust planning**: `robust_scenarios` K > 0 plans against the `noise_sigma` noise (plans
-scored over K sampled scenarios, the pick no worse under noise than a nominal run's);
-`robust/makespan` (p95 under noise) sits beside `robust/nominal_choice_makespan`, what the
-nominal pick would give.
 """
 
-from __future__ import annotations
-
-from airflow.sdk import DAG, Param
-
-from allocation_workflow import (
-    DEFAULT_ARGS, START_DATE, optimiser_params, replanning_params, scenario_params, simulation_params, workflow_steps,
-)
-
-SCENARIO = "traffic_prediction"
+RESULTS = """
+**Results**: MLflow experiment `traffic_prediction`, one run per DAG run (named after the DAG
+run id). Compare runs over a day to see the rush hours: the `scenario/logical_date` param
+records the local time used. Metrics: `plan/makespan` (s until the cycle's last region finishes;
+it must stay under the 300 s cycle: `plan/deadline_misses` counts regions and tasks that do not),
+`plan/utilization` (busy share of the nodes used: higher is better), `plan/imbalance` (spread of busy
+time over nodes: lower is better), `search/hypervolume` (quality of the whole Pareto front),
+`search/pareto_size`, `search/seconds`; `convergence/*` per generation. Artifacts: plan.json,
+schedule.csv, pareto.csv (`chosen` = 1 marks the picked plan), pareto.html/png, gantt.png,
+evaluation.json.
+"""
 
 with DAG(
     dag_id=SCENARIO,
@@ -57,12 +46,14 @@ with DAG(
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["apportion", "allocation", "traffic"],
-    doc_md=__doc__,
+    doc_md=workflow_doc(SCENARIO, INTRO, RESULTS),
+    render_template_as_native_obj=True,
     params={
         **scenario_params(unit="regions", what="city regions (5 tasks each)", default_size=36, max_size=2000,
                           default_nodes=16),
         "city_timezone": Param(
             "UTC", type="string", pattern=r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$", title="City time zone",
+            section="Scenario",
             description="IANA time zone of the city (e.g. Europe/Berlin): the logical date is read in it "
                         "to find the rush hours.",
         ),

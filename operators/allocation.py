@@ -1,6 +1,6 @@
 """Airflow operators: allocate a workload on a cluster, and check the chosen plan.
 
-Both are thin over ``operators.steps`` (which DAG ``@task`` functions may call directly).
+Both are thin over the step functions (``allocating.allocate``, ``chosen_plan.evaluate_plan``) (which DAG ``@task`` functions may call directly).
 Only ``airflow.sdk`` is imported at module level; numpy, numba, pymoo, mlflow and the core
 load inside ``execute()``, so DAG files parse in milliseconds.
 """
@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from airflow.sdk import BaseOperator
 
+from apportion.operators.allocation_arguments import AllocationArguments
 from apportion.operators.links import MlflowPlanLink, MlflowRunLink
-from apportion.operators.tracking import DEFAULT_CONN_ID
+from apportion.operators.hooks import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -36,120 +37,33 @@ class AllocationOperator(BaseOperator):
     ``cluster`` (spec paths), ``mlflow_run_id``, ``mlflow_parent_run_id``,
     ``mlflow_experiment_id``, ``mlflow_run_url``, ``mlflow_plan_url``, ``tracking_uri``.
 
-    :param workload: workload spec path, spec dict, or an upstream result dict with a
-        ``"workload"`` entry (and optionally ``"cluster"``). (templated)
-    :param cluster: cluster spec path, spec dict, or an upstream result with a ``"cluster"``
-        entry. (templated)
-    :param scenario: built-in scenario name (``medical_diagnosis``, ``traffic_prediction``,
-        ``multimodal_speech``) used for whichever of workload/cluster is not given. (templated)
-    :param scenario_params: ``size``, ``nodes``, ``seed``, ``logical_date`` for the scenario. (templated)
-    :param algorithm: registered allocator name (``nsga2``, ``nsga3``, baselines). (templated)
-    :param population: population size of iterative algorithms. (templated)
-    :param generations: generations of iterative algorithms. (templated)
-    :param seed: random seed; same seed and inputs give the same plan. (templated)
-    :param objectives: objective names, a list or comma-separated string; default
-        makespan, utilization, imbalance. (templated)
-    :param select: how to pick one plan from the front (``knee``, ...). (templated)
-    :param experiment_name: MLflow experiment; default the DAG id. (templated)
-    :param run_name: name of the DAG run's MLflow run; default the DAG run id. (templated)
-    :param nested: log to a child run of the DAG run's run (benchmarks).
-    :param child_run_name: name of the child run; default the algorithm. (templated)
-    :param tracking_uri: MLflow tracking URI; default ``MLFLOW_TRACKING_URI``, then the
-        connection ``mlflow_conn_id``. (templated)
-    :param mlflow_conn_id: Airflow connection whose host/port/schema give the tracking URI.
-    :param output_root: root of the run folders; default ``$APPORTION_OUTPUT_ROOT`` or
-        ``$AIRFLOW_HOME/apportion``. (templated)
-    :param tracking_attempts: tries to reach an http(s) tracking server before failing.
-    :param warm_start: start from the front this DAG last published (``front.json`` beside the
-        published plan.json), mapped by task and node id onto this run's workload and cluster;
-        logs ``warm_start``/``warm_start_source``, ``moved_tasks``, ``moved_share``,
-        ``warm_start_plans`` and ``delta/<metric>`` versus the previous plan. (templated)
-    :param migration_objective: with a previous plan, also minimise the tasks moved off the
-        node it gave them (objective ``migrations``). (templated)
-    :param robust_scenarios: K > 0 plans against noise (docs/robust.md): scores plans over K
-        sampled scenarios, searching from the plan a nominal run picks; logs ``robust/<metric>``
-        and ``robust/nominal_choice_makespan``. 0: nominal plans. (templated)
-    :param noise_sigma: lognormal sigma of task durations and transfers in those scenarios. (templated)
+    Every argument is keyword-only and declared once, in ``AllocationArguments``:
+
     """
 
-    template_fields: Sequence[str] = (
-        "workload", "cluster", "scenario", "scenario_params", "algorithm", "population", "generations",
-        "seed", "objectives", "select", "experiment_name", "run_name", "child_run_name", "tracking_uri",
-        "output_root", "warm_start", "migration_objective", "robust_scenarios", "noise_sigma",
-    )
-    template_fields_renderers = {"workload": "json", "cluster": "json", "scenario_params": "json"}
+    __doc__ += AllocationArguments.param_docs() + "\n"
+    template_fields: Sequence[str] = AllocationArguments.template_fields()
+    template_fields_renderers = AllocationArguments.template_fields_renderers()
     ui_color = "#d8e7f5"
     operator_extra_links = (MlflowRunLink(), MlflowPlanLink())
 
-    def __init__(
-        self,
-        *,
-        workload: Any = None,
-        cluster: Any = None,
-        scenario: str | None = None,
-        scenario_params: dict[str, Any] | None = None,
-        algorithm: str = "nsga2",
-        population: int | str = 100,
-        generations: int | str = 200,
-        seed: int | str = 0,
-        objectives: Sequence[str] | str | None = None,
-        select: str = "knee",
-        experiment_name: str | None = None,
-        run_name: str | None = None,
-        nested: bool = False,
-        child_run_name: str | None = None,
-        tracking_uri: str | None = None,
-        mlflow_conn_id: str | None = DEFAULT_CONN_ID,
-        output_root: str | None = None,
-        tracking_attempts: int = 3,
-        warm_start: bool | str = False,
-        migration_objective: bool | str = False,
-        robust_scenarios: int | str = 0,
-        noise_sigma: float | str = 0.3,
-        **kwargs,
-    ) -> None:
+    def __init__(self, **kwargs) -> None:
+        arguments = AllocationArguments(**{name: kwargs.pop(name) for name in AllocationArguments.names()
+                                           if name in kwargs})
         super().__init__(**kwargs)
-        self.workload = workload
-        self.cluster = cluster
-        self.scenario = scenario
-        self.scenario_params = scenario_params
-        self.algorithm = algorithm
-        self.population = population
-        self.generations = generations
-        self.seed = seed
-        self.objectives = objectives
-        self.select = select
-        self.experiment_name = experiment_name
-        self.run_name = run_name
-        self.nested = nested
-        self.child_run_name = child_run_name
-        self.tracking_uri = tracking_uri
-        self.mlflow_conn_id = mlflow_conn_id
-        self.output_root = output_root
-        self.tracking_attempts = tracking_attempts
-        self.warm_start = warm_start
-        self.migration_objective = migration_objective
-        self.robust_scenarios = robust_scenarios
-        self.noise_sigma = noise_sigma
+        for name in AllocationArguments.names():
+            setattr(self, name, getattr(arguments, name))
+
+    __init__.__signature__ = AllocationArguments.init_signature()
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
         from apportion.core.errors import SpecError
-        from apportion.operators.steps import allocate
+        from apportion.operators.allocating import run_allocation
 
         try:
-            summary = allocate(
-                self.workload, self.cluster, scenario=self.scenario, scenario_params=self.scenario_params,
-                algorithm=self.algorithm, population=self.population, generations=self.generations,
-                seed=self.seed, objectives=self.objectives, select=self.select,
-                experiment_name=self.experiment_name, run_name=self.run_name, nested=self.nested,
-                child_run_name=self.child_run_name, tracking_uri=self.tracking_uri,
-                mlflow_conn_id=self.mlflow_conn_id, output_root=self.output_root,
-                tracking_attempts=self.tracking_attempts, warm_start=self.warm_start,
-                migration_objective=self.migration_objective, robust_scenarios=self.robust_scenarios,
-                noise_sigma=self.noise_sigma, context=context,
-            )
+            summary = run_allocation(AllocationArguments.of(self), context=context)
         except SpecError as error:
             # Bad input stays bad on a retry: fail at once with the field and the reason.
             raise AirflowFailException(f"bad allocation input: {error}") from error
@@ -180,7 +94,7 @@ class EvaluatePlanOperator(BaseOperator):
     :param tracking_uri: MLflow tracking URI; default the one the allocation used. (templated)
     :param mlflow_conn_id: Airflow connection for the tracking URI.
     :param metric_prefix: prefix of the logged metrics (a failure drill checks its re-plan
-        under ``replan_evaluation/``).
+        under ``drill/evaluation/``).
     """
 
     template_fields: Sequence[str] = ("allocation", "tracking_uri")
@@ -196,7 +110,7 @@ class EvaluatePlanOperator(BaseOperator):
         self.metric_prefix = metric_prefix
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from apportion.operators.steps import evaluate_plan
+        from apportion.operators.chosen_plan import evaluate_plan
 
         outcome = evaluate_plan(self.allocation, tolerance=self.tolerance, tracking_uri=self.tracking_uri,
                                 mlflow_conn_id=self.mlflow_conn_id, metric_prefix=self.metric_prefix)

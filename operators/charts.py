@@ -34,8 +34,9 @@ def pareto_charts(pareto_csv: str | Path, objectives: Sequence[str], html_path: 
     """The front over the first two objectives (colour: the third if any), chosen plan marked.
     An objective is read from its statistic's column (``migrations`` from ``moved``).
 
-    The HTML is interactive (hover shows every objective) and loads plotly.js from its CDN to
-    stay small; the PNG is for quick looks in the MLflow artifact view.
+    The HTML is interactive (hover shows every objective) and embeds plotly.js (about 4.7 MB), so
+    it opens offline, from a downloaded artifact or a server without internet access; the PNG is
+    for quick looks in the MLflow artifact view.
     """
     import plotly.graph_objects as go
 
@@ -64,7 +65,7 @@ def pareto_charts(pareto_csv: str | Path, objectives: Sequence[str], html_path: 
     ))
     fig.update_layout(title=title, xaxis_title=x_name, yaxis_title=y_name, template="plotly_white")
     html_path, png_path = Path(html_path), Path(png_path)
-    fig.write_html(html_path, include_plotlyjs="cdn", full_html=True)
+    fig.write_html(html_path, include_plotlyjs=True, full_html=True)
 
     plt = _pyplot()
     fig2, ax = plt.subplots(figsize=(6.4, 4.8))
@@ -133,13 +134,14 @@ def gantt_chart(schedule_csv: str | Path, png_path: str | Path, *, colour_by: st
     return png_path
 
 
-def evolution_chart(table, columns: Sequence[str], png_path: str | Path, *, title: str) -> Path:
-    """One panel per column against run start time, one marker series per algorithm."""
+def evolution_chart(table, columns: Sequence[str], png_path: str | Path, *, title: str, by: str) -> Path:
+    """One panel per column against ``table["when"]`` (the logical date each run planned for), one
+    marker series per value of ``by`` (the algorithm)."""
     plt = _pyplot()
     fig, axes = plt.subplots(len(columns), 1, figsize=(9, 2.0 * len(columns) + 0.8), sharex=True, squeeze=False)
     for ax, column in zip(axes[:, 0], columns):
-        for algorithm, runs in table.groupby("algorithm", sort=True) if len(table) else []:
-            ax.plot(runs["start_time"], runs[column], marker="o", linestyle="-", label=algorithm or "?")
+        for algorithm, runs in table.groupby(by, sort=True) if len(table) else []:
+            ax.plot(runs["when"], runs[column], marker="o", linestyle="-", label=algorithm or "?")
         ax.set_ylabel(column.replace("_", " "), fontsize=9)
         ax.grid(alpha=0.3)
     if len(table):
@@ -147,7 +149,7 @@ def evolution_chart(table, columns: Sequence[str], png_path: str | Path, *, titl
     else:
         axes[0, 0].text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=axes[0, 0].transAxes)
     axes[0, 0].set_title(title)
-    axes[-1, 0].set_xlabel("run start (UTC)")
+    axes[-1, 0].set_xlabel("logical date, else run start (UTC)")
     fig.autofmt_xdate()
     fig.tight_layout()
     png_path = Path(png_path)

@@ -2,10 +2,10 @@
 
 A retried task finds its run again by the Airflow tags (``airflow.dag_id``,
 ``airflow.dag_run_id`` and, for a task's child run, ``airflow.task_id`` and
-``airflow.map_index``) and resumes it, so a DAG run never gets a second run. The tracking URI
-comes from configuration only: an explicit argument, ``MLFLOW_TRACKING_URI``, or an Airflow
-connection (default ``mlflow_default``). MLflow itself is imported inside the functions that
-use it, so DAG files and the CLI stay quick to import.
+``airflow.map_index``) and resumes it, so a DAG run never gets a second run. Where the server
+is comes from ``hooks.ApportionMlflowHook`` (an explicit URI, ``MLFLOW_TRACKING_URI``, or an
+Airflow connection). MLflow itself is imported inside the functions that use it, so DAG files
+and the CLI stay quick to import.
 """
 
 from __future__ import annotations
@@ -16,26 +16,26 @@ import os
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit, urlunsplit
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONN_ID = "mlflow_default"
 UI_URL_ENV = "APPORTION_MLFLOW_UI_URL"
 ROLE_TAG = "apportion.role"
 DAG_RUN_ROLE = "dag_run"
 TASK_ROLE = "task"
 PARENT_TAG = "mlflow.parentRunId"
+SOURCE_NAME_TAG = "mlflow.source.name"
+SOURCE_TYPE_TAG = "mlflow.source.type"
+USER_TAG = "mlflow.user"
+DATASET_CONTEXT_TAG = "mlflow.data.context"
 # MLflow's limits for one log_batch call.
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
 MAX_TAGS_PER_BATCH = 100
-
-
-class TrackingNotConfigured(RuntimeError):
-    """No tracking URI was given, set in ``MLFLOW_TRACKING_URI`` or found as a connection."""
 
 
 class TrackingUnavailable(RuntimeError):
@@ -83,7 +83,7 @@ class AirflowRef:
         return Path(root) / _safe(self.dag_id) / _safe(self.run_id) / _safe(leaf)
 
     def dag_run_tags(self) -> dict[str, str]:
-        tags = {"airflow.dag_id": self.dag_id, "airflow.dag_run_id": self.run_id}
+        tags = {"airflow.dag_id": self.dag_id, "airflow.dag_run_id": self.run_id, **_system_tags(self.dag_id)}
         if self.logical_date:
             tags["airflow.logical_date"] = self.logical_date
         return tags
@@ -94,10 +94,23 @@ class AirflowRef:
             "airflow.task_id": self.task_id,
             "airflow.map_index": str(self.map_index),
             "airflow.try_number": str(self.try_number),
+            SOURCE_NAME_TAG: f"airflow:{self.dag_id}.{self.task_id}",
         }
         if self.task_url:
             tags["airflow.task_url"] = self.task_url
         return tags
+
+
+def _system_tags(dag_id: str) -> dict[str, str]:
+    """The tags MLflow's UI shows as a run's source and user (the fluent API sets them; the
+    client does not): the DAG as a job, and the account the worker runs as."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. an arbitrary container uid
+        user = "unknown"
+    return {SOURCE_NAME_TAG: f"airflow:{dag_id}", SOURCE_TYPE_TAG: "JOB", USER_TAG: user}
 
 
 def _safe(name: str) -> str:
@@ -105,49 +118,12 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-=" else "_" for c in str(name)) or "_"
 
 
-# --- Configuration -----------------------------------------------------------------------------
-
-
-def resolve_tracking_uri(tracking_uri: str | None = None, conn_id: str | None = DEFAULT_CONN_ID) -> str:
-    """The tracking URI: ``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else the Airflow
-    connection ``conn_id`` (host, port and schema -> ``schema://host:port``, or an extra field
-    ``tracking_uri``). Raises ``TrackingNotConfigured`` when none is set."""
-    if tracking_uri:
-        return str(tracking_uri)
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    conn = _airflow_connection(conn_id) if conn_id else None
-    if conn is None:
-        raise TrackingNotConfigured(
-            "no MLflow tracking URI: pass tracking_uri, set MLFLOW_TRACKING_URI, or define the Airflow "
-            f"connection {conn_id!r} (e.g. AIRFLOW_CONN_{str(conn_id).upper()}='http://127.0.0.1:5000')"
-        )
-    return connection_uri(conn)
-
-
-def connection_uri(conn) -> str:
-    """``schema://host:port`` from an Airflow connection (schema defaults to http)."""
-    extra = getattr(conn, "extra_dejson", None) or {}
-    if extra.get("tracking_uri"):
-        return str(extra["tracking_uri"])
-    host = (conn.host or "").rstrip("/")
-    if not host:
-        raise TrackingNotConfigured(f"Airflow connection {conn.conn_id!r} has no host")
-    if "://" in host:
-        return host
-    scheme = conn.schema or ("https" if conn.conn_type == "https" else "http")
-    return f"{scheme}://{host}:{conn.port}" if conn.port else f"{scheme}://{host}"
-
-
-def _airflow_connection(conn_id: str):
-    try:
-        from airflow.sdk import BaseHook
-
-        return BaseHook.get_connection(conn_id)
-    except Exception as exc:  # not defined, or no Airflow here: the caller reports what to set
-        log.debug("no Airflow connection %r: %s", conn_id, exc)
-        return None
+def without_credentials(uri: str) -> str:
+    """``uri`` without a ``user:password@`` part (what may be logged, tagged or linked)."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def ui_base_url(tracking_uri: str) -> str | None:
@@ -156,7 +132,7 @@ def ui_base_url(tracking_uri: str) -> str | None:
     if explicit:
         return explicit.rstrip("/")
     if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/")
+        return without_credentials(tracking_uri).rstrip("/")
     return None
 
 
@@ -191,7 +167,7 @@ def check_reachable(tracking_uri: str, *, attempts: int = 3, backoff: float = 1.
         if attempt + 1 < attempts:
             time.sleep(backoff * 2**attempt)
     raise TrackingUnavailable(
-        f"MLflow tracking server {tracking_uri} is unreachable after {attempts} attempts ({error})"
+        f"MLflow tracking server {without_credentials(tracking_uri)} is unreachable after {attempts} attempts ({error})"
     )
 
 
@@ -309,6 +285,29 @@ class Tracker:
             self.client.log_batch(run_id, metrics=items[i:i + MAX_METRICS_PER_BATCH])
         return len(items)
 
+    def log_spec_datasets(self, run_id: str, specs: Mapping[str, tuple[str, Path, Mapping[str, Any]]]) -> None:
+        """Log spec files as the run's input datasets: ``context -> (name, path, profile)``,
+        e.g. ``"workload" -> ("medical_diagnosis", .../workload.json, {"tasks": 700})``. The
+        source is the file among the run's artifacts (``runs:/<run id>/<file>``); the digest
+        its content's, so a resumed run does not log the same dataset twice."""
+        import hashlib
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        logged = {(d.dataset.name, d.dataset.digest) for d in self.client.get_run(run_id).inputs.dataset_inputs}
+        inputs = []
+        for context, (name, path, profile) in specs.items():
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+            if (name, digest) in logged:
+                continue
+            dataset = Dataset(name=name, digest=digest, source_type="mlflow_run_artifact",
+                              source=json.dumps({"uri": f"runs:/{run_id}/{Path(path).name}"}),
+                              profile=json.dumps(dict(profile)))
+            inputs.append(DatasetInput(dataset, tags=[InputTag(DATASET_CONTEXT_TAG, context)]))
+        if inputs:
+            self.client.log_inputs(run_id, datasets=inputs)
+
     def log_artifacts(self, run_id: str, folder: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(run_id, str(folder), artifact_path)
 
@@ -338,43 +337,54 @@ def history_steps(history: list[dict], prefix: str = "convergence/") -> list[tup
 
 # --- Comparing runs over time ------------------------------------------------------------------
 
-COMPARE_COLUMNS = ("makespan", "utilization", "imbalance", "hypervolume", "optimiser_seconds")
+# The metrics compared, by their MLflow names (docs/tracking.md, "Names").
+COMPARE_COLUMNS = ("plan/makespan", "plan/utilization", "plan/imbalance", "search/hypervolume",
+                   "warm_start/moved_tasks", "search/seconds")
+ALGORITHM_PARAM = "search/algorithm"
 
 
 def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Path | None = None,
-                 *, conn_id: str | None = DEFAULT_CONN_ID):
+                 *, conn_id: str | None = None):
     """Print how the runs of one workflow evolved over time and plot it to ``out`` (PNG).
 
-    One row per run that logged a plan (start time, run, algorithm, makespan, utilisation,
-    imbalance, hypervolume, optimiser seconds), oldest first. ``out`` defaults to
+    One row per run that logged a plan (when, run, ``search/algorithm``, then
+    ``COMPARE_COLUMNS``: plan makespan, utilisation and imbalance, the search's hypervolume, the
+    tasks moved since the previous plan and the search's seconds), in order of ``when``: the
+    Airflow logical date the run planned for (tag ``airflow.logical_date``), else its start, so
+    a backfilled history lines up by the time of day it planned for. ``out`` defaults to
     ``<experiment>-runs.png`` in the working directory. Returns the table (pandas DataFrame).
     """
     import pandas as pd
 
-    uri = resolve_tracking_uri(tracking_uri, conn_id)
+    from apportion.operators.hooks import ApportionMlflowHook
+
+    hook = ApportionMlflowHook(conn_id or ApportionMlflowHook.default_conn_name, tracking_uri)
+    uri = hook.get_tracking_uri()
     check_reachable(uri)
-    tracker = Tracker(uri)
+    tracker = hook.get_conn()
     found = tracker.client.get_experiment_by_name(experiment)
     if found is None:
-        raise ValueError(f"no MLflow experiment named {experiment!r} at {uri}")
+        raise ValueError(f"no MLflow experiment named {experiment!r} at {without_credentials(uri)}")
     rows, token = [], None
     while True:
         page = tracker.client.search_runs([found.experiment_id], max_results=1000, page_token=token)
         for run in page:
             metrics = run.data.metrics
-            if "makespan" not in metrics:
+            if COMPARE_COLUMNS[0] not in metrics:
                 continue
+            logical = run.data.tags.get("airflow.logical_date")
             rows.append({
-                "start_time": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
+                "when": pd.Timestamp(logical).tz_convert("UTC") if logical
+                else pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
                 "run": run.info.run_name,
-                "algorithm": run.data.params.get("algorithm", ""),
+                ALGORITHM_PARAM: run.data.params.get(ALGORITHM_PARAM, ""),
                 **{c: metrics.get(c, math.nan) for c in COMPARE_COLUMNS},
             })
         token = page.token
         if not token:
             break
-    table = pd.DataFrame(rows, columns=["start_time", "run", "algorithm", *COMPARE_COLUMNS])
-    table = table.sort_values(["start_time", "run"], kind="stable").reset_index(drop=True)
+    table = pd.DataFrame(rows, columns=["when", "run", ALGORITHM_PARAM, *COMPARE_COLUMNS])
+    table = table.sort_values(["when", "run"], kind="stable").reset_index(drop=True)
     if table.empty:
         print(f"experiment {experiment!r} has no runs with plan metrics")
     else:
@@ -382,6 +392,6 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
     target = Path(out) if out else Path(f"{_safe(experiment)}-runs.png")
     from apportion.operators.charts import evolution_chart
 
-    evolution_chart(table, COMPARE_COLUMNS, target, title=f"{experiment}: runs over time")
+    evolution_chart(table, COMPARE_COLUMNS, target, title=f"{experiment}: runs over time", by=ALGORITHM_PARAM)
     print(f"wrote {target}")
     return table

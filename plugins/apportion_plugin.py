@@ -9,8 +9,11 @@
 * ``macros``: ``{{ macros.apportion.published_plan_uri(dag.dag_id) }}`` and
   ``{{ macros.apportion.mlflow_ui_url() }}`` for templates.
 
-Everything it imports comes from the installed ``operators`` package: the API server does not
-put the dags or plugins folder on ``sys.path`` for imports made by links.
+Installed as ``apportion.plugins.apportion_plugin`` and registered through the
+``airflow.plugins`` entry point, so installing the project is all Airflow needs (plugins/
+.airflowignore keeps a plugins folder pointing here from loading it a second time).
+Everything it imports comes from the installed ``apportion.operators`` package: the API server
+does not put the dags or plugins folder on ``sys.path`` for imports made by links.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import os
 from airflow.plugins_manager import AirflowPlugin
 
 from apportion.operators.links import MlflowPlanLink, MlflowRunLink
-from apportion.operators.steps import plan_asset_uri
+from apportion.operators.paths import plan_asset_uri
 from apportion.operators.tracking import ui_base_url
 
 

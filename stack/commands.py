@@ -12,23 +12,37 @@ import argparse
 from contextlib import contextmanager
 from pathlib import Path
 
+from apportion.stack.history import BACKFILL_RUNS
+
 
 def register_demo(subparsers) -> None:
-    """``apportion demo``: Airflow standalone and MLflow locally, the three workflow DAGs run once."""
-    demo = subparsers.add_parser("demo", help="start Airflow and MLflow locally, run the three workflow DAGs once "
+    """``apportion demo``: Airflow standalone and MLflow locally, the three workflow DAGs on their
+    schedules with a short history of runs, compared."""
+    demo = subparsers.add_parser("demo", help="start Airflow and MLflow locally, run the three workflow DAGs on "
+                                              "their schedules with a day's history, compare the runs "
                                               "(docs/demo.md)")
     demo.add_argument("--state-dir", default=".demo", metavar="DIR",
                       help="Airflow home, MLflow store, Numba cache and logs go here")
     demo.add_argument("--exit-when-done", action="store_true",
-                      help="stop the servers once the runs are reported (off: keep them up until Ctrl-C)")
+                      help="stop the servers once the runs are reported (off: keep them up, scheduled runs "
+                           "coming, until Ctrl-C)")
+    demo.add_argument("--backfill-runs", type=_non_negative_int, default=BACKFILL_RUNS, metavar="N",
+                      help="backfill traffic_prediction at N times spread over the past day (0: none)")
     demo.set_defaults(run=_demo)
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
 
 
 def _demo(args: argparse.Namespace) -> int:
     with _needs_airflow_extra("demo"):
         from apportion.stack.demo import run_demo
 
-    return run_demo(state_dir=Path(args.state_dir), exit_when_done=args.exit_when_done)
+    return run_demo(state_dir=Path(args.state_dir), exit_when_done=args.exit_when_done,
+                    backfill_runs=args.backfill_runs)
 
 
 @contextmanager
@@ -61,9 +75,8 @@ def _compare(args: argparse.Namespace) -> int:
     with _needs_airflow_extra("compare"):
         from mlflow.exceptions import MlflowException
 
-        from apportion.operators.tracking import (
-            TrackingNotConfigured, TrackingUnavailable, compare_runs, resolve_tracking_uri,
-        )
+        from apportion.operators.hooks import TrackingNotConfigured, resolve_tracking_uri
+        from apportion.operators.tracking import TrackingUnavailable, compare_runs
 
     try:
         uri = resolve_tracking_uri(args.tracking_uri)

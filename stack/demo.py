@@ -1,5 +1,6 @@
 """``apportion demo``: Airflow standalone and an MLflow server on this machine, the three
-workflow DAGs run once each, their chosen plans printed.
+workflow DAGs on their schedules with a short history of runs (``apportion.stack.history``),
+their chosen plans and ``apportion compare``'s view of each workflow printed.
 
 Everything lives under the state dir (default ``.demo/``): the Airflow home with its SQLite
 metadata DB and task logs, the MLflow store, the Numba cache, the servers' logs and
@@ -13,15 +14,21 @@ tests/integration/test_standalone.py drives them directly.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import signal
 import subprocess
 import time
+import urllib.parse
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from apportion.stack.airflow_client import AirflowClient, quote_part, run_seconds, task_log_path
 from apportion.stack.errors import DemoError
+from apportion.stack.history import BACKFILL_RUNS, History, backfill_dates, run_label
 from apportion.stack.memory import MemoryMonitor
 from apportion.stack.processes import ProcessTree, free_port, stop_servers
 from apportion.stack.servers import (
@@ -44,29 +51,33 @@ def _gib(n_bytes: int) -> str:
     return f"{n_bytes / 2**30:.2f} GiB"
 
 
-def _plan_row(client: AirflowClient, dag_id: str, run: Mapping[str, Any]) -> dict[str, Any]:
-    row = {"dag": dag_id, "state": run["state"], "seconds": run_seconds(run)}
+def _plan_row(client: AirflowClient, run: Mapping[str, Any]) -> dict[str, Any]:
+    dag_id = run["dag_id"]
+    row = {"dag": dag_id, "run": run_label(run), "state": run["state"], "seconds": run_seconds(run)}
     try:
         allocation = client.xcom(dag_id, run["dag_run_id"], "allocate")
     except DemoError:  # no allocation (the run failed before it) or no answer: the row shows "-"
         return row
     row.update({key: allocation.get(key) for key in ("makespan", "utilization", "imbalance", "pareto_size",
-                                                     "mlflow_run_id", "mlflow_run_url")})
+                                                     "warm_start", "moved_tasks", "mlflow_run_id",
+                                                     "mlflow_experiment_id")})
     return row
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The runs' chosen plans as a fixed-width table."""
+    """The runs' chosen plans as a fixed-width table; ``moved`` counts the tasks placed on
+    another node than the previous run's plan (``-``: a cold start)."""
     def num(value, fmt):
         return format(value, fmt) if isinstance(value, (int, float)) else "-"
 
-    lines = [f"{'DAG':<20} {'state':<8} {'run s':>6} {'makespan s':>11} {'utiliz.':>8} {'imbal.':>7} "
-             f"{'front':>5}  MLflow run id"]
+    lines = [f"{'DAG':<19} {'run':<26} {'state':<8} {'run s':>6} {'makespan s':>11} {'utiliz.':>8} "
+             f"{'imbal.':>7} {'front':>5} {'moved':>5}  MLflow run id"]
     for r in rows:
-        lines.append(f"{r['dag']:<20} {r['state']:<8} {num(r.get('seconds'), '.1f'):>6} "
+        moved = r.get("moved_tasks") if r.get("warm_start") else None
+        lines.append(f"{r['dag']:<19} {r.get('run', '-'):<26} {r['state']:<8} {num(r.get('seconds'), '.1f'):>6} "
                      f"{num(r.get('makespan'), '.2f'):>11} {num(r.get('utilization'), '.3f'):>8} "
-                     f"{num(r.get('imbalance'), '.3f'):>7} {num(r.get('pareto_size'), 'd'):>5}  "
-                     f"{r.get('mlflow_run_id') or '-'}")
+                     f"{num(r.get('imbalance'), '.3f'):>7} {num(r.get('pareto_size'), 'd'):>5} "
+                     f"{num(moved, '.0f'):>5}  {r.get('mlflow_run_id') or '-'}")
     return "\n".join(lines)
 
 
@@ -78,23 +89,6 @@ def _report_failures(client: AirflowClient, dag_id: str, run_id: str) -> None:
                  + (f"; log: {where}" if task["state"] == "failed" else ""))
             if task["state"] == "failed":
                 _say(f"    in the UI: {client.url}/dags/{dag_id}/runs/{quote_part(run_id)}/tasks/{task['task_id']}")
-
-
-class _Progress:
-    """Prints the tasks whose state changed since the last poll."""
-
-    def __init__(self) -> None:
-        self.states: dict[tuple[str, str], str | None] = {}
-
-    def __call__(self, dag_id: str, run: Mapping[str, Any], tasks: list[dict]) -> None:
-        changed = []
-        for task in tasks:
-            key, state = (dag_id, task["task_id"]), task.get("state")
-            if state and self.states.get(key) != state:
-                changed.append(f"{task['task_id']} {state}")
-            self.states[key] = state
-        if changed:
-            _say(f"{dag_id}: " + ", ".join(changed))
 
 
 def _raise_stop(signum, frame) -> None:
@@ -133,24 +127,59 @@ def _start_servers(state_dir: Path, trees: list[ProcessTree]) -> tuple[ProcessTr
     return mlflow, airflow, warmup
 
 
-def _run_one_by_one(client: AirflowClient, dag_ids: list[str], conf: Mapping[str, Any] | None,
-                    monitor: MemoryMonitor, run_timeout: float) -> tuple[dict[str, str], dict[str, dict]]:
-    """Trigger each DAG and wait for its run before the next: on two cores concurrent runs only
-    stretch each other, and each run's duration then says what one run costs. Returns the run
-    ids and the finished runs' records."""
-    runs, finished, progress = {}, {}, _Progress()
+def _run_history(client: AirflowClient, dag_ids: list[str], conf: Mapping[str, Any] | None,
+                 backfill_runs: int, monitor: MemoryMonitor, timeout: float) -> list[dict]:
+    """The history (``apportion.stack.history``): this session's runs once all have finished,
+    the memory monitor told which runs are running."""
+    history = History(client, dag_ids, conf, backfill_dates(datetime.now(timezone.utc), backfill_runs), _say)
+    history.start()
+
+    def note_phase(history: History) -> None:
+        running = history.active_labels()
+        monitor.phase = ", ".join(running) + " runs" if running else "a moment with no run running"
+
+    return history.wait(timeout, on_round=note_phase)
+
+
+def compare_workflows(mlflow_url: str, dag_ids: Iterable[str], out_dir: Path) -> list[str]:
+    """What ``apportion compare`` shows for each workflow (``compare_runs``'s table, whatever
+    columns it gives), its chart written to ``out_dir/<dag>-runs.png``; the lines to print."""
+    from apportion.operators.tracking import compare_runs
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
     for dag_id in dag_ids:
-        monitor.phase = f"{dag_id} run"
-        client.unpause(dag_id)
-        runs[dag_id] = client.trigger(dag_id, conf)
-        _say(f"triggered {dag_id}: run {runs[dag_id]}")
-        finished.update(client.wait_for_runs({dag_id: runs[dag_id]}, timeout=run_timeout, on_change=progress))
-        _say(f"{dag_id}: {finished[dag_id]['state']} in {run_seconds(finished[dag_id]) or 0:.1f} s")
-    return runs, finished
+        chart = out_dir / f"{dag_id}-runs.png"
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # its own print of the table: formatted below
+                table = compare_runs(dag_id, tracking_uri=mlflow_url, out=chart)
+        except Exception as error:  # whatever failed, the report goes on: the runs are recorded either way
+            lines.append(f"apportion compare {dag_id}: failed: {_first_line(error)}")
+            continue
+        lines.append(f"apportion compare {dag_id}  (chart: {chart})")
+        lines.append(table.to_string(index=False, float_format=lambda x: f"{x:.4g}") if len(table) else "  no runs")
+        lines.append("")
+    return lines
+
+
+def compare_url(mlflow_url: str, rows: Iterable[Mapping[str, Any]]) -> str | None:
+    """MLflow's compare view of the rows' runs (its ``#/compare-runs`` route)."""
+    runs = [r["mlflow_run_id"] for r in rows if r.get("mlflow_run_id")]
+    experiments = sorted({str(r["mlflow_experiment_id"]) for r in rows if r.get("mlflow_experiment_id")})
+    if len(runs) < 2:
+        return None
+    query = urllib.parse.urlencode({"runs": json.dumps(runs, separators=(",", ":")),
+                                    "experiments": json.dumps(experiments, separators=(",", ":"))},
+                                   quote_via=urllib.parse.quote)
+    return f"{mlflow_url}/#/compare-runs?{query}"
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _print_report(client: AirflowClient, mlflow: ProcessTree, rows: list[dict[str, Any]],
-                  monitor: MemoryMonitor) -> None:
+                  monitor: MemoryMonitor, compared: list[str]) -> None:
     print()
     print(f"Airflow  {client.url}   login: {client.username} / {client.password}")
     print(f"MLflow   {mlflow.url}")
@@ -158,13 +187,21 @@ def _print_report(client: AirflowClient, mlflow: ProcessTree, rows: list[dict[st
     print(format_table(rows))
     print()
     print(f"peak memory of the servers, their tasks and this process: {_gib(monitor.peak_rss)} RSS, "
-          f"{_gib(monitor.peak_pss)} PSS, at most {monitor.peak_processes} processes (RSS peak during the "
+          f"{_gib(monitor.peak_pss)} PSS, at most {monitor.peak_processes} processes (RSS peak during "
           f"{monitor.peak_phase})")
+    print()
+    print("\n".join(compared))
+    for dag_id in dict.fromkeys(row["dag"] for row in rows):
+        url = compare_url(mlflow.url, [row for row in rows if row["dag"] == dag_id])
+        if url:
+            print(f"MLflow compare view of {dag_id}'s runs: {url}")
 
 
 def _serve_until_stopped(servers: Iterable[ProcessTree], pid_file: Path) -> None:
     """Keep the servers up until a signal ends the demo; ``DemoError`` when one exits by itself."""
-    _say(f"servers stay up; stop with Ctrl-C or kill -INT {os.getpid()} (pid also in {pid_file})")
+    _say("servers stay up, the schedules adding runs (traffic_prediction every 15 minutes, medical_diagnosis "
+         "hourly, multimodal_speech daily);")
+    _say(f"stop with Ctrl-C or kill -INT {os.getpid()} (pid also in {pid_file})")
     while True:
         for server in servers:
             if server.process.poll() is not None:
@@ -187,11 +224,14 @@ def _shut_down(monitor: MemoryMonitor | None, trees: list[ProcessTree], pid_file
 
 
 def run_demo(state_dir: Path, exit_when_done: bool = False, *, conf: Mapping[str, Any] | None = None,
-             dag_ids: Iterable[str] = WORKFLOW_DAGS, run_timeout: float = 900.0) -> int:
-    """Start MLflow and Airflow under ``state_dir``, run ``dag_ids`` once each with ``conf``
-    (default: the DAGs' defaults), print the logins and the chosen plans, then keep the
-    servers up until Ctrl-C or SIGTERM (or stop at once with ``exit_when_done``).
-    Returns 0 when every run succeeded, 1 otherwise, 130 when interrupted before the end."""
+             dag_ids: Iterable[str] = WORKFLOW_DAGS, backfill_runs: int = BACKFILL_RUNS,
+             run_timeout: float = 1800.0) -> int:
+    """Start MLflow and Airflow under ``state_dir``, make the history (schedules on, one
+    manual run each with ``conf``, ``backfill_runs`` backfilled runs of traffic_prediction with
+    ``conf``), print the logins, the chosen plans and the comparison of each workflow's runs,
+    then keep the servers up, scheduled runs coming, until Ctrl-C or SIGTERM (or stop at once
+    with ``exit_when_done``). Returns 0 when every run succeeded, 1 otherwise, 130 when
+    interrupted before the end."""
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     pid_file = state_dir / PID_FILE
@@ -217,14 +257,16 @@ def run_demo(state_dir: Path, exit_when_done: bool = False, *, conf: Mapping[str
         dag_ids = list(dag_ids)
         client.wait_for_dags(dag_ids)
         wait_warmup(warmup)
-        runs, finished = _run_one_by_one(client, dag_ids, conf, monitor, run_timeout)
-        rows = [_plan_row(client, dag_id, finished[dag_id]) for dag_id in dag_ids]
+        runs = _run_history(client, dag_ids, conf, backfill_runs, monitor, run_timeout)
+        rows = [_plan_row(client, run) for run in runs]
+        monitor.phase = "the comparison"
+        compared = compare_workflows(mlflow.url, dag_ids, state_dir / "compare")
         monitor.sample()
-        _print_report(client, mlflow, rows, monitor)
-        failed = [dag_id for dag_id in dag_ids if finished[dag_id]["state"] != "success"]
-        for dag_id in failed:
-            _say(f"{dag_id} run {runs[dag_id]} {finished[dag_id]['state']}:")
-            _report_failures(client, dag_id, runs[dag_id])
+        _print_report(client, mlflow, rows, monitor, compared)
+        failed = [run for run in runs if run["state"] != "success"]
+        for run in failed:
+            _say(f"{run['dag_id']} run {run['dag_run_id']} {run['state']}:")
+            _report_failures(client, run["dag_id"], run["dag_run_id"])
         status = 1 if failed else 0
         if exit_when_done or failed:
             return status

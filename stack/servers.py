@@ -37,8 +37,9 @@ def project_dirs() -> dict[str, Path]:
 def airflow_environment(state_dir: Path, *, port: int, mlflow_url: str,
                         parallelism: int = PARALLELISM) -> dict[str, str]:
     """Environment of ``airflow standalone``: home, SQLite DB and Numba cache under
-    ``state_dir``, the project's DAGs and plugin, LocalExecutor with low parallelism, no
-    example DAGs, and no cron schedules (only the runs the demo or a user triggers)."""
+    ``state_dir``, the project's DAGs and plugin, LocalExecutor with low parallelism (it bounds
+    the task processes, hence the memory, however many runs the schedules add) and no example
+    DAGs. The DAGs' schedules stay on: an unpaused DAG runs every interval."""
     dirs = project_dirs()
     home = state_dir / "airflow"
     base_url = f"http://{HOST}:{port}"
@@ -56,7 +57,6 @@ def airflow_environment(state_dir: Path, *, port: int, mlflow_url: str,
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": base_url,
         "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "NUMBA_CACHE_DIR": str(state_dir / "numba-cache"),
         "MLFLOW_TRACKING_URI": mlflow_url,
         "PYTHONUNBUFFERED": "1",

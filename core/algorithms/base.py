@@ -9,7 +9,31 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from apportion.core.algorithms.registry import get_allocator_class
+from apportion.core.errors import SpecError
 from apportion.core.evaluate import Evaluator, Plan
+
+
+# Search sizes that fit in memory and time (docs/spec-formats.md, "Limits"): a population of
+# 2**31 or a budget of 10**12 evaluations is refused up front, not by a MemoryError hours later.
+MAX_POPULATION = 100_000
+MAX_EVALUATIONS = 100_000_000  # population x (generations + 1)
+MAX_GENES = 1 << 27  # population x (tasks + 1): one generation's chromosomes
+
+
+def check_budget(population: int, generations: int) -> None:
+    """Raise ``SpecError`` for a population or evaluation budget beyond the limits above."""
+    if population > MAX_POPULATION:
+        raise SpecError("population", f"must be at most {MAX_POPULATION:,}, got {population:,}")
+    if population * (generations + 1) > MAX_EVALUATIONS:
+        raise SpecError("generations", f"population x (generations + 1) = {population * (generations + 1):,} "
+                        f"evaluations exceeds {MAX_EVALUATIONS:,}")
+
+
+def check_genes(population: int, tasks: int) -> None:
+    """Raise ``SpecError`` when one generation's chromosomes would not fit (``MAX_GENES``)."""
+    if population * (tasks + 1) > MAX_GENES:
+        raise SpecError("population", f"population x (tasks + 1) = {population * (tasks + 1):,} genes exceeds "
+                        f"{MAX_GENES:,}; use a smaller population for {tasks:,} tasks")
 
 
 @dataclass
@@ -24,6 +48,9 @@ class AllocationResult:
     evaluations: int
     seconds: float
     history: list[dict] = field(default_factory=list)
+    # The baselines' plans (``baseline_plans``) when the algorithm built them with the same seed,
+    # e.g. to seed NSGA-II; a caller needing them too (the hypervolume box) reuses them.
+    baselines: dict[str, Plan] = field(default_factory=dict)
 
 
 class Allocator(abc.ABC):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from apportion.core._jit import jit
-from apportion.core.algorithms.constructive import ConstructiveAllocator, data_ready
+from apportion.core.algorithms.constructive import SLICE_TASKS, ConstructiveAllocator, data_ready
 from apportion.core.algorithms.heft import HeftAllocator
 from apportion.core.algorithms.registry import register
 from apportion.core.errors import SpecError
@@ -101,10 +101,12 @@ def _normalise(values, mask, out):
 # One compiled kernel serves every appending rule (one function to load from the cache), hence
 # its size.
 @jit
-def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, topo, duration,  # noqa: C901
-                   eligible, viable, parent_ptr, parent_idx, parent_data, child_ptr, child_idx, latency, inv_bw,
-                   release, assign, order):
-    """Place tasks one at a time, each appended to its node's queue, by ``rule``.
+def _list_schedule(first, last, rule, queue_key, draws, capacity, time_weight, load_weight, topo,  # noqa: C901
+                   duration, eligible, viable, parent_ptr, parent_idx, parent_data, child_ptr, child_idx, latency,
+                   inv_bw, release, end, node_free, busy, waiting, key, task, counters, assign, order):
+    """Place tasks ``first..last-1`` (in placement order) one at a time, each appended to its
+    node's queue, by ``rule``; the state between calls lives in the arrays passed in
+    (``counters`` = [heap size, round-robin cursor]), so Python can run it in slices.
 
     Tasks come in ``topo`` order, or, when ``queue_key`` is not empty, as the ready task of
     smallest (key, index). Candidates for task t: ``viable`` nodes every input reaches, else
@@ -112,9 +114,6 @@ def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, t
     arithmetic, so the placement order decodes to exactly this schedule.
     """
     n, m = duration.shape
-    end = np.zeros(n)
-    node_free = np.zeros(m)
-    busy = np.zeros(m)
     ready = np.empty(m)
     mask = np.empty(m, dtype=np.bool_)
     score = np.empty(m)
@@ -122,16 +121,12 @@ def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, t
     scaled = np.empty(m)
     fit = np.empty(m, dtype=np.bool_)
     use_heap = queue_key.shape[0] > 0
-    waiting = parent_ptr[1:] - parent_ptr[:-1]
-    key = np.empty(n)
-    task = np.empty(n, np.int64)
-    size = 0
-    if use_heap:
+    size, cursor = counters[0], counters[1]
+    if use_heap and first == 0:
         for t in range(n):
             if waiting[t] == 0:
                 size = _heap_push(key, task, size, queue_key[t], t)
-    cursor = 0
-    for k in range(n):
+    for k in range(first, last):
         if use_heap:
             t = task[0]
             size -= 1
@@ -202,21 +197,26 @@ def _list_schedule(rule, queue_key, draws, capacity, time_weight, load_weight, t
                 waiting[c] -= 1
                 if waiting[c] == 0:
                     size = _heap_push(key, task, size, queue_key[c], c)
+    counters[0], counters[1] = size, cursor
 
 
 def _list_plan(inst: Instance, rule: int, *, queue_key=None, draws=None, capacity: float = 0.0,
                time_weight: float = 0.0, load_weight: float = 0.0) -> Plan:
-    """The plan ``_list_schedule`` builds with ``rule`` (placement order = dispatch order)."""
-    n = inst.n_tasks
+    """The plan ``_list_schedule`` builds with ``rule`` (placement order = dispatch order),
+    ``SLICE_TASKS`` placements per kernel call so Ctrl-C lands between calls."""
+    n, m = inst.n_tasks, inst.n_nodes
     latency, inv_bw = link_arrays(inst)
     assign = np.full(n, -1, dtype=np.int32)
     order = np.empty(n, dtype=np.int32)
     empty = np.empty(0)
-    _list_schedule(rule, empty if queue_key is None else np.ascontiguousarray(queue_key, dtype=np.float64),
-                   empty if draws is None else draws, float(capacity), float(time_weight), float(load_weight),
-                   inst.topo_order, np.ascontiguousarray(inst.duration), inst.eligible, inst.viable,
-                   inst.parent_ptr, inst.parent_idx, inst.parent_data, inst.child_ptr, inst.child_idx, latency,
-                   inv_bw, inst.release, assign, order)
+    args = (rule, empty if queue_key is None else np.ascontiguousarray(queue_key, dtype=np.float64),
+            empty if draws is None else draws, float(capacity), float(time_weight), float(load_weight),
+            inst.topo_order, np.ascontiguousarray(inst.duration), inst.eligible, inst.viable, inst.parent_ptr,
+            inst.parent_idx, inst.parent_data, inst.child_ptr, inst.child_idx, latency, inv_bw, inst.release,
+            np.zeros(n), np.zeros(m), np.zeros(m), inst.parent_ptr[1:] - inst.parent_ptr[:-1], np.empty(n),
+            np.empty(n, np.int64), np.zeros(2, np.int64), assign, order)
+    for first in range(0, n, SLICE_TASKS):
+        _list_schedule(first, min(n, first + SLICE_TASKS), *args)
     return Plan(assign, order)
 
 
@@ -343,34 +343,146 @@ def _earliest_completion(t, node_free, duration, eligible, parent_ptr, parent_id
     return best, best_j
 
 
+# Min-min's per-node index. Each node keeps the ready tasks eligible on it in three parts: a
+# min-tree over the tasks sorted by (runtime there, index), holding the index of those whose
+# inputs are already there when the node frees ("active": they would finish at free +
+# runtime); a heap by (ready + runtime, index) of the others ("waiting"); and a heap by ready
+# time that moves waiting tasks to active as the node's free time passes them. The earliest
+# (finish, index) on a node is then found in O(log n), and the next task in O(m log n).
+_NOT_READY, _WAITING, _ACTIVE, _DONE = 0, 1, 2, 3
+
+
 @jit
-def _min_min_kernel(duration, eligible, parent_ptr, parent_idx, parent_data, child_ptr, child_idx, latency, inv_bw,
-                    release, assign, start, end, order):
-    """Min-min with a lazily updated heap of (completion time, task) over the ready tasks."""
-    n, m = duration.shape
-    node_free = np.zeros(m)
-    ready = np.empty(m)
-    waiting = parent_ptr[1:] - parent_ptr[:-1]
-    key = np.empty(n)
-    task = np.empty(n, np.int64)
-    size = 0
-    for t in range(n):
-        if waiting[t] == 0:
-            value, _ = _earliest_completion(t, node_free, duration, eligible, parent_ptr, parent_idx, parent_data,
-                                            latency, inv_bw, release, assign, end, ready)
-            size = _heap_push(key, task, size, value, t)
-    placed = 0
-    while size > 0:
-        t = task[0]
-        value, j = _earliest_completion(t, node_free, duration, eligible, parent_ptr, parent_idx, parent_data,
-                                        latency, inv_bw, release, assign, end, ready)
-        if value != key[0]:
-            key[0] = value
-            _heap_sift_down(key, task, size)
+def _tree_set(tree, base, size, pos, value):
+    """Set leaf ``pos`` of the min-tree in ``tree[base:base + 2 * size]`` and its ancestors."""
+    i = size + pos
+    tree[base + i] = value
+    i //= 2
+    while i >= 1:
+        tree[base + i] = min(tree[base + 2 * i], tree[base + 2 * i + 1])
+        i //= 2
+
+
+@jit
+def _tree_leftmost(tree, base, size, none):
+    """Position of the leftmost leaf holding a value below ``none``; -1 when there is none."""
+    if tree[base + 1] >= none:
+        return -1
+    i = 1
+    while i < size:
+        i = 2 * i if tree[base + 2 * i] < none else 2 * i + 1
+    return i - size
+
+
+@jit
+def _tree_min(tree, base, size, lo, hi):
+    """Smallest value among the leaves ``lo..hi`` (inclusive)."""
+    best = np.int64(9223372036854775807)
+    a, b = lo + size, hi + size + 1
+    while a < b:
+        if a & 1:
+            best = min(best, tree[base + a])
+            a += 1
+        if b & 1:
+            b -= 1
+            best = min(best, tree[base + b])
+        a //= 2
+        b //= 2
+    return best
+
+
+@jit
+def _pop(key, task, size):
+    """Remove the top of the heap ``key[:size]``/``task[:size]``; the new size."""
+    size -= 1
+    _heap_swap(key, task, 0, size)
+    _heap_sift_down(key, task, size)
+    return size
+
+
+@jit
+def _node_earliest(j, node_free, n, state, sorted_d, soff, pos_of, tree, toff, tsize, wkey, wtask, wsize, rkey,
+                   rtask, rsize):
+    """(finish, task): the ready task that would finish earliest appended on node ``j`` (lowest
+    index on ties), ``task == n`` when none is ready there."""
+    free = node_free[j]
+    lo_heap, hi_heap = soff[j], soff[j + 1]
+    rk, rt = rkey[lo_heap:hi_heap], rtask[lo_heap:hi_heap]
+    while rsize[j] > 0 and rk[0] <= free:
+        t = rt[0]
+        rsize[j] = _pop(rk, rt, rsize[j])
+        if state[t, j] == _WAITING:
+            state[t, j] = _ACTIVE
+            _tree_set(tree, toff[j], tsize[j], pos_of[t, j], t)
+    wk, wt = wkey[lo_heap:hi_heap], wtask[lo_heap:hi_heap]
+    while wsize[j] > 0 and state[wt[0], j] != _WAITING:
+        wsize[j] = _pop(wk, wt, wsize[j])
+    best_f, best_t = np.inf, n
+    if wsize[j] > 0:
+        best_f, best_t = wk[0], wt[0]
+    lo = _tree_leftmost(tree, toff[j], tsize[j], n)
+    if lo >= 0:
+        finish = free + sorted_d[lo_heap + lo]
+        # Runtimes are sorted, so the tasks finishing at exactly ``finish`` (rounding can join
+        # different runtimes) are a run of positions; the lowest index among them wins.
+        a, b = lo, hi_heap - lo_heap - 1
+        while a < b:
+            mid = (a + b + 1) // 2
+            if free + sorted_d[lo_heap + mid] <= finish:
+                a = mid
+            else:
+                b = mid - 1
+        t = _tree_min(tree, toff[j], tsize[j], lo, a)
+        if finish < best_f or (finish == best_f and t < best_t):
+            best_f, best_t = finish, t
+    return best_f, best_t
+
+
+@jit
+def _min_min_ready(t, node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
+                   assign, end, state, pos_of, tree, toff, tsize, soff, wkey, wtask, wsize, rkey, rtask, rsize):
+    """Enter task ``t`` (all its inputs placed) into the index of every node it may use."""
+    for j in range(node_free.shape[0]):
+        if not eligible[t, j]:
             continue
-        size -= 1
-        _heap_swap(key, task, 0, size)
-        _heap_sift_down(key, task, size)
+        r = data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
+        if r <= node_free[j]:
+            state[t, j] = _ACTIVE
+            _tree_set(tree, toff[j], tsize[j], pos_of[t, j], t)
+        else:
+            state[t, j] = _WAITING
+            base, top = soff[j], soff[j + 1]
+            wsize[j] = _heap_push(wkey[base:top], wtask[base:top], wsize[j], r + duration[t, j], t)
+            rsize[j] = _heap_push(rkey[base:top], rtask[base:top], rsize[j], r, t)
+
+
+@jit
+def _min_min_kernel(steps, progress, node_free, waiting, duration, eligible, parent_ptr, parent_idx,  # noqa: C901
+                    parent_data, child_ptr, child_idx, latency, inv_bw, release, state, sorted_d, soff, pos_of, tree,
+                    toff, tsize, wkey, wtask, wsize, rkey, rtask, rsize, assign, start, end, order):
+    """Place up to ``steps`` more tasks by min-min; ``progress[0]`` counts the tasks placed so
+    far (0: enter the initially ready tasks first). Run in slices from Python, so Ctrl-C lands
+    between them. One function for the whole step, hence its size."""
+    n, m = duration.shape
+    ready = np.empty(m)
+    if progress[0] == 0:
+        for t in range(n):
+            if waiting[t] == 0:
+                _min_min_ready(t, node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency, inv_bw,
+                               release, assign, end, state, pos_of, tree, toff, tsize, soff, wkey, wtask, wsize,
+                               rkey, rtask, rsize)
+    placed = progress[0]
+    stop = min(n, placed + steps)
+    while placed < stop:
+        best_f, best_t = np.inf, n
+        for j in range(m):
+            f, t = _node_earliest(j, node_free, n, state, sorted_d, soff, pos_of, tree, toff, tsize, wkey, wtask,
+                                  wsize, rkey, rtask, rsize)
+            if t < n and (f < best_f or (f == best_f and t < best_t)):
+                best_f, best_t = f, t
+        t = best_t
+        _, j = _earliest_completion(t, node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency,
+                                    inv_bw, release, assign, end, ready)
         s = max(node_free[j], ready[j])
         assign[t] = j
         start[t] = s
@@ -378,13 +490,49 @@ def _min_min_kernel(duration, eligible, parent_ptr, parent_idx, parent_data, chi
         node_free[j] = end[t]
         order[placed] = t
         placed += 1
+        for i in range(m):
+            if state[t, i] == _ACTIVE:
+                _tree_set(tree, toff[i], tsize[i], pos_of[t, i], n)
+            state[t, i] = _DONE
         for e in range(child_ptr[t], child_ptr[t + 1]):
             c = child_idx[e]
             waiting[c] -= 1
             if waiting[c] == 0:
-                value, _ = _earliest_completion(c, node_free, duration, eligible, parent_ptr, parent_idx,
-                                                parent_data, latency, inv_bw, release, assign, end, ready)
-                size = _heap_push(key, task, size, value, c)
+                _min_min_ready(c, node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency, inv_bw,
+                               release, assign, end, state, pos_of, tree, toff, tsize, soff, wkey, wtask, wsize,
+                               rkey, rtask, rsize)
+    progress[0] = placed
+
+
+def _min_min_plan(inst: Instance) -> Plan:
+    """Min-min's plan: the per-node index built here, the kernel run ``SLICE_TASKS`` tasks at a time."""
+    n, m = inst.n_tasks, inst.n_nodes
+    duration = np.ascontiguousarray(inst.duration)
+    t_idx, j_idx = np.nonzero(inst.eligible)
+    runtime = duration[t_idx, j_idx]
+    by_node = np.lexsort((t_idx, runtime, j_idx))  # by node, then runtime, then task
+    counts = np.bincount(j_idx, minlength=m)
+    soff = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    pos_of = np.full((n, m), -1, dtype=np.int64)
+    pos_of[t_idx[by_node], j_idx[by_node]] = np.arange(by_node.size) - soff[j_idx[by_node]]
+    tsize = (1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64)).astype(np.int64)
+    toff = np.concatenate(([0], np.cumsum(2 * tsize))).astype(np.int64)
+    tree = np.full(toff[-1], n, dtype=np.int64)
+    heap = by_node.size
+    latency, inv_bw = link_arrays(inst)
+    state = np.zeros((n, m), dtype=np.int8)
+    assign = np.full(n, -1, dtype=np.int32)
+    start, end = np.empty(n), np.empty(n)
+    order = np.empty(n, dtype=np.int32)
+    progress = np.zeros(1, dtype=np.int64)
+    args = (np.zeros(m), (inst.parent_ptr[1:] - inst.parent_ptr[:-1]).astype(np.int64), duration, inst.eligible,
+            inst.parent_ptr, inst.parent_idx, inst.parent_data, inst.child_ptr, inst.child_idx, latency, inv_bw,
+            inst.release, state, np.ascontiguousarray(runtime[by_node]), soff, pos_of, tree, toff, tsize,
+            np.empty(heap), np.empty(heap, np.int64), np.zeros(m, np.int64), np.empty(heap), np.empty(heap, np.int64),
+            np.zeros(m, np.int64), assign, start, end, order)
+    while progress[0] < n:
+        _min_min_kernel(SLICE_TASKS, progress, *args)
+    return Plan(assign, order)
 
 
 @register
@@ -392,24 +540,14 @@ class MinMinAllocator(ConstructiveAllocator):
     """Min-min (Ibarra and Kim 1977; Braun et al. 2001): repeatedly, among the ready tasks,
     the one whose earliest completion time over its nodes is smallest, placed on that node.
 
-    Completion times only grow as nodes fill, so a heap of possibly stale values is exact:
-    a popped task whose recomputed value is unchanged is the true minimum (lazy updates).
+    Each node indexes its ready tasks (``_node_earliest``), so a step costs O(m log n) rather
+    than a scan of every ready task: O((n + e) m log n) in all.
     """
 
     name = "min-min"
 
     def build(self, instance: Instance, seed: int = 0) -> Plan:
-        inst = instance
-        n = inst.n_tasks
-        latency, inv_bw = link_arrays(inst)
-        assign = np.full(n, -1, dtype=np.int32)
-        start = np.empty(n)
-        end = np.empty(n)
-        order = np.empty(n, dtype=np.int32)
-        _min_min_kernel(np.ascontiguousarray(inst.duration), inst.eligible, inst.parent_ptr, inst.parent_idx,
-                        inst.parent_data, inst.child_ptr, inst.child_idx, latency, inv_bw, inst.release, assign,
-                        start, end, order)
-        return Plan(assign, order)
+        return _min_min_plan(instance)
 
 
 BASELINES: tuple[type[ConstructiveAllocator], ...] = (

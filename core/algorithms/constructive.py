@@ -12,6 +12,11 @@ from apportion.core.evaluate import STATS, Evaluator, Plan
 from apportion.core.model import Instance
 
 
+# Placements per call of a compiled kernel: Python runs the long loops in slices, so that a
+# KeyboardInterrupt (Ctrl-C) lands between them.
+SLICE_TASKS = 4096
+
+
 @jit_inline
 def data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw):
     """When task ``t`` could start on node ``j``: its release, or its last input's arrival

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from apportion.core._jit import jit
-from apportion.core.algorithms.constructive import ConstructiveAllocator, data_ready
+from apportion.core.algorithms.constructive import SLICE_TASKS, ConstructiveAllocator, data_ready
 from apportion.core.algorithms.registry import register
 from apportion.core.evaluate import Plan, link_arrays
 from apportion.core.model import Instance
@@ -47,68 +47,168 @@ def heft_priority(instance: Instance) -> np.ndarray:
     return np.lexsort((position, -heft_ranks(instance))).astype(np.int32)
 
 
+# Each node's timeline is a skip list of its tasks in time order (level 0 is the plain list;
+# node j's head is the sentinel ``n + j``, present at every level, ending at time 0), so the
+# last task starting before a data-ready time is found in O(log n). Idle gaps are skipped with
+# union-finds, one per gap size class: ``gap_root[c, v]`` leads to the first element at or
+# after v followed by at least ``threshold[c]`` idle seconds (class 0: any idle time), or the
+# last one. Gaps only ever shrink, so an element once skipped stays skipped. A task of
+# duration d searches the class of threshold <= d / 2, which skips only gaps too short for it.
+# Together they replace scans of the whole timeline, which made HEFT quadratic.
+
+
+@jit
+def _link_after(t, a, level, offset, fwd, bwd):
+    """Insert element ``t`` right after ``a`` at each of its levels."""
+    x = a
+    for lv in range(level[t]):
+        while level[x] <= lv:  # back along level lv - 1 to the last element present at level lv
+            x = bwd[offset[x] + lv - 1]
+        y = fwd[offset[x] + lv]
+        fwd[offset[t] + lv], bwd[offset[t] + lv] = y, x
+        fwd[offset[x] + lv] = t
+        if y != -1:
+            bwd[offset[y] + lv] = t
+
+
+@jit
+def _last_starting_before(head, ready, start, level, offset, fwd):
+    """The last element of a timeline (``head`` if none) whose task starts before ``ready``."""
+    x = head
+    for lv in range(level[head] - 1, -1, -1):
+        y = fwd[offset[x] + lv]
+        while y != -1 and start[y] < ready:
+            x = y
+            y = fwd[offset[x] + lv]
+    return x
+
+
+@jit
+def _gap_find(c, v, gap_root):
+    while gap_root[c, v] != v:
+        gap_root[c, v] = gap_root[c, gap_root[c, v]]
+        v = gap_root[c, v]
+    return v
+
+
+@jit
+def _gap_class(d, threshold):
+    """The largest class whose threshold is at most d / 2 (0 when none is)."""
+    c = 0
+    while c + 1 < threshold.shape[0] and threshold[c + 1] <= 0.5 * d:
+        c += 1
+    return c
+
+
+@jit
+def _slot(j, ready, d, start, end, n, level, offset, fwd, gap_root, threshold, tail):
+    """(start, element after which): the first idle gap on node j that starts at or after
+    ``ready`` and holds ``d``, else after its last task; the textbook scan's answer."""
+    a = _last_starting_before(n + j, ready, start, level, offset, fwd)
+    s = max(ready, end[a] if a < n else 0.0)
+    nxt = fwd[offset[a]]
+    if nxt == -1 or s + d <= start[nxt]:
+        return s, a
+    last_end = end[tail[j]]
+    # Every later candidate starts at its predecessor's end e <= last_end. When e + d / 2 > e
+    # for all of those, a gap shorter than d / 2 cannot hold the task, so the union-finds
+    # skip them; else (d below the resolution of the times) every gap is tried.
+    skip = last_end + 0.5 * d > last_end
+    c = _gap_class(d, threshold)
+    a = nxt
+    while True:
+        if skip:
+            a = _gap_find(c, a, gap_root)
+        nxt = fwd[offset[a]]
+        if nxt == -1 or end[a] + d <= start[nxt]:
+            return end[a], a
+        a = nxt
+
+
+@jit
+def _close_gaps(t, a, y, n, start, end, gap_root, threshold):
+    """Update every class after inserting ``t`` between ``a`` and ``y`` (-1: none)."""
+    for c in range(threshold.shape[0]):
+        # t leads on to y unless it is last or followed by enough idle time.
+        if y == -1 or (start[y] - end[t] > 0.0 if c == 0 else start[y] - end[t] >= threshold[c]):
+            gap_root[c, t] = t
+        else:
+            gap_root[c, t] = y
+        idle = start[t] - (end[a] if a < n else 0.0)
+        if gap_root[c, a] == a and not (idle > 0.0 if c == 0 else idle >= threshold[c]):
+            gap_root[c, a] = t
+
+
 @jit
 def _heft_kernel(priority, duration, eligible, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
-                 assign, start, end):
-    """Insertion-based earliest-finish-time placement in ``priority`` order.
-
-    Each node's timeline is a doubly linked list of its tasks in time order (``head``,
-    ``nxt``, ``prv``). A task goes into the first idle gap on a node that starts at or after
-    its data-ready time and is long enough, else after the node's last task.
-    """
+                 assign, start, end, level, offset, fwd, bwd, gap_root, threshold, tail):
+    """Insertion-based earliest-finish-time placement of the tasks in ``priority`` order, onto
+    the timelines built so far (so the priority list can be placed a slice at a time)."""
     n, m = duration.shape
-    head = np.full(m, -1, np.int64)
-    tail = np.full(m, -1, np.int64)
-    nxt = np.full(n, -1, np.int64)
-    prv = np.full(n, -1, np.int64)
     for t in priority:
-        best_j = -1
-        best_finish = np.inf
-        best_start = np.inf
-        best_after = -1
+        best_j, best_finish, best_start, best_after = -1, np.inf, np.inf, -1
         for j in range(m):
             if not eligible[t, j]:
                 continue
             ready = data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
-            d = duration[t, j]
-            # Gaps before tasks that start at or after ``ready`` are the only ones that can fit.
-            after = tail[j]
-            while after != -1 and start[after] >= ready:
-                after = prv[after]
-            prev_end = end[after] if after != -1 else 0.0
-            nxt_task = nxt[after] if after != -1 else head[j]
-            s = max(ready, prev_end)
-            while nxt_task != -1 and s + d > start[nxt_task]:
-                after = nxt_task
-                s = max(ready, end[after])
-                nxt_task = nxt[after]
-            if best_j == -1 or s + d < best_finish:
-                best_j, best_finish, best_start, best_after = j, s + d, s, after
-        t_next = nxt[best_after] if best_after != -1 else head[best_j]
-        prv[t] = best_after
-        nxt[t] = t_next
-        if best_after != -1:
-            nxt[best_after] = t
-        else:
-            head[best_j] = t
-        if t_next != -1:
-            prv[t_next] = t
-        else:
-            tail[best_j] = t
+            s, a = _slot(j, ready, duration[t, j], start, end, n, level, offset, fwd, gap_root, threshold, tail)
+            if best_j == -1 or s + duration[t, j] < best_finish:
+                best_j, best_finish, best_start, best_after = j, s + duration[t, j], s, a
+        a = best_after
+        y = fwd[offset[a]]
         assign[t] = best_j
         start[t] = best_start
         end[t] = best_start + duration[t, best_j]
+        _link_after(t, a, level, offset, fwd, bwd)
+        if y == -1:
+            tail[best_j] = t
+        _close_gaps(t, a, y, n, start, end, gap_root, threshold)
+
+
+def _gap_thresholds(instance: Instance, classes: int = 12) -> np.ndarray:
+    """Idle-time thresholds of the gap classes: 0 (any idle time), then half the shortest
+    positive runtime times powers of 4, up to half the longest (at most ``classes`` more)."""
+    runtimes = instance.duration[instance.eligible & (instance.duration > 0)]
+    if runtimes.size == 0:
+        return np.zeros(1)
+    low, high = 0.5 * float(runtimes.min()), 0.5 * float(runtimes.max())
+    steps = min(classes, int(np.ceil(np.log(high / low) / np.log(4.0))) + 1)
+    return np.concatenate(([0.0], low * 4.0 ** np.arange(steps)))
+
+
+def _skip_levels(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Levels of the skip-list elements (tasks geometric, from a hash of the index; node heads
+    at the top) and each element's offset into the pointer arrays."""
+    top = max(1, int(np.ceil(np.log2(n + 1))))
+    h = np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    h ^= h >> np.uint64(29)
+    low_bit = (h & (~h + np.uint64(1))).astype(np.float64)
+    level = np.minimum(1 + np.where(h == 0, top, np.log2(np.where(low_bit > 0, low_bit, 1.0))), top)
+    level = np.concatenate((level, np.full(m, top))).astype(np.int64)
+    offset = np.concatenate(([0], np.cumsum(level))).astype(np.int64)
+    return level, offset
 
 
 def _heft(instance: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    n = instance.n_tasks
+    """HEFT's (priority, assignment, start, end); placed ``SLICE_TASKS`` at a time so Ctrl-C
+    lands between kernel calls."""
+    n, m = instance.n_tasks, instance.n_nodes
     priority = heft_priority(instance)
     latency, inv_bw = link_arrays(instance)
     assign = np.empty(n, dtype=np.int32)
     start = np.empty(n)
     end = np.empty(n)
-    _heft_kernel(priority, np.ascontiguousarray(instance.duration), instance.eligible, instance.parent_ptr,
-                 instance.parent_idx, instance.parent_data, latency, inv_bw, instance.release, assign, start, end)
+    level, offset = _skip_levels(n, m)
+    fwd = np.full(offset[-1], -1, dtype=np.int64)
+    bwd = np.full(offset[-1], -1, dtype=np.int64)
+    threshold = _gap_thresholds(instance)
+    gap_root = np.tile(np.arange(n + m, dtype=np.int32), (threshold.size, 1))
+    tail = np.arange(n, n + m, dtype=np.int64)
+    duration = np.ascontiguousarray(instance.duration)
+    for first in range(0, n, SLICE_TASKS):
+        _heft_kernel(priority[first:first + SLICE_TASKS], duration, instance.eligible, instance.parent_ptr,
+                     instance.parent_idx, instance.parent_data, latency, inv_bw, instance.release, assign, start, end,
+                     level, offset, fwd, bwd, gap_root, threshold, tail)
     return priority, assign, start, end
 
 

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 from pymoo.optimize import minimize
 
-from apportion.core.algorithms.base import AllocationResult, Allocator
+from apportion.core.algorithms.base import AllocationResult, Allocator, check_budget, check_genes
 from apportion.core.algorithms.baselines import baseline_plans
 from apportion.core.algorithms.heft import heft_priority
 from apportion.core.algorithms.variation import (
@@ -136,6 +136,7 @@ class NSGA2Allocator(Allocator):
                  objective_bounds: Sequence[float] | None = None):
         self.population = _check_int("population", population, 4)
         self.generations = _check_int("generations", generations, 1)
+        check_budget(self.population, self.generations)
         self.objectives = check_objectives(objectives)
         self.seed_with_baselines = bool(seed_with_baselines)
         self.parallel = bool(parallel)
@@ -156,10 +157,11 @@ class NSGA2Allocator(Allocator):
                  progress: Callable[[int, dict], None] | None = None) -> AllocationResult:
         started = time.perf_counter()
         instance = evaluator.instance
+        check_genes(self.population, instance.n_tasks)
         evaluations_before = evaluator.evaluations
         seed_plans = list(self.initial_plans)
-        if self.seed_with_baselines:
-            seed_plans += baseline_plans(evaluator, seed=seed).values()
+        baselines = baseline_plans(evaluator, seed=seed) if self.seed_with_baselines else {}
+        seed_plans += baselines.values()
         codec = PlanCodec(instance, order_pool(instance, [p.order for p in seed_plans]))
         seeds = np.array([codec.encode(p) for p in seed_plans]).reshape(len(seed_plans), codec.n_genes)
         # A plain evaluator is rebuilt for the requested threading; any other kind (robust
@@ -180,7 +182,20 @@ class NSGA2Allocator(Allocator):
         stats = evaluator.stats(assignment, orders, check=True)
         evaluations = evaluator.evaluations - evaluations_before + (hot.evaluations if hot is not evaluator else 0)
         return AllocationResult(algorithm=self.name, plans=plans, stats=stats, evaluations=evaluations,
-                                seconds=time.perf_counter() - started, history=history.records)
+                                seconds=time.perf_counter() - started, history=history.records,
+                                baselines=baselines)
+
+
+def das_dennis_partitions(objectives: int, population: int) -> int:
+    """The most partitions whose Das-Dennis directions (comb(p + k - 1, k - 1) of them for k
+    objectives) fit in ``population``, at least 1. One objective has a single direction
+    whatever the partitions, so 1."""
+    if objectives == 1:
+        return 1
+    partitions = 1
+    while math.comb(partitions + 1 + objectives - 1, objectives - 1) <= population:
+        partitions += 1
+    return partitions
 
 
 @register
@@ -197,10 +212,7 @@ class NSGA3Allocator(NSGA2Allocator):
         from pymoo.util.ref_dirs import get_reference_directions
 
         k = len(self.objectives)
-        partitions = 1
-        while math.comb(partitions + 1 + k - 1, k - 1) <= self.population:
-            partitions += 1
-        ref_dirs = get_reference_directions("das-dennis", k, n_partitions=partitions)
+        ref_dirs = get_reference_directions("das-dennis", k, n_partitions=das_dennis_partitions(k, self.population))
         evaluator = ArrayEvaluator()
         selection = FeasibilityTournament(evaluator)
         crossover, mutation = UniformCrossover(), PlanMutation(codec)

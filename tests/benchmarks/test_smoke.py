@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Fields each script's JSON must carry (benchmarks/README.md).
 FIELDS = {
+    "baselines": ("pairs", "tasks", "seconds", "exponent"),
     "evaluator": ("reference", "scaling", "scaling_exponent", "peak_rss_mb"),
     "optimizer": ("seconds", "cpu_seconds", "evaluations_per_s", "evaluator_share", "pymoo_share", "ours_share",
                   "cold_start_seconds", "cold_numba_setup_seconds", "speedup_vs_stock", "hypervolume"),

@@ -34,7 +34,15 @@ def test_outputs_replace_older_ones_whole_and_leave_no_temporary_files(tmp_path)
         assert len(list(csv.reader(fh))) == 1 + result.pareto_size
 
 
-def test_a_plan_with_infinite_metrics_is_still_written(tmp_path):
-    """Zero work: makespan 0, throughput infinite; plan.json keeps it (as Python's json does)."""
-    paths = write_outputs(optimize(instance(0.0), Settings(algorithm="heft")), tmp_path / "new" / "folder")
-    assert math.isinf(json.loads(paths["plan"].read_text())["metrics"]["throughput"])
+def _refuse(constant):
+    raise AssertionError(f"non-standard JSON constant {constant}")
+
+
+def test_a_plan_with_infinite_metrics_is_written_as_standard_json(tmp_path):
+    """Zero work: makespan 0, throughput infinite; plan.json and the summary say null for it."""
+    result = optimize(instance(0.0), Settings(algorithm="heft"))
+    assert math.isinf(result.metrics["throughput"])
+    paths = write_outputs(result, tmp_path / "new" / "folder")
+    plan = json.loads(paths["plan"].read_text(), parse_constant=_refuse)
+    assert plan["metrics"]["throughput"] is None and plan["metrics"]["makespan"] == 0.0
+    assert json.loads(json.dumps(result.summary(), allow_nan=False))["makespan"] == 0.0

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-STEPS_LOGGED = ("makespan", "utilization", "imbalance", "hypervolume", "pareto_size", "optimiser_seconds")
+STEPS_LOGGED = ("plan/makespan", "plan/utilization", "plan/imbalance", "search/hypervolume", "search/pareto_size",
+                "search/seconds")
 CHARTS_AND_TABLES = {"plan.json", "front.json", "pareto.csv", "schedule.csv", "pareto.png", "pareto.html",
                      "gantt.png", "evaluation.json", "simulation.png", "simulation.json"}
 SMALL = {"nodes": 6, "population": 16, "generations": 8, "seed": 3}
@@ -77,29 +78,30 @@ def check_workflow_run(client, dag_id, dag_run, size, tmp_path):
     metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
     for name in STEPS_LOGGED:
         assert name in metrics, name
-    assert metrics["makespan"] > 0
-    assert 0 < metrics["utilization"] <= 1
-    assert metrics["imbalance"] >= 0 and metrics["hypervolume"] >= 0 and metrics["pareto_size"] >= 1
+    assert metrics["plan/makespan"] > 0
+    assert 0 < metrics["plan/utilization"] <= 1
+    assert metrics["plan/imbalance"] >= 0 and metrics["search/hypervolume"] >= 0 and metrics["search/pareto_size"] >= 1
     assert metrics["evaluation/verified"] == 1.0
     assert any(key.startswith("convergence/") for key in metrics)
-    assert metrics["realised/makespan_p5"] <= metrics["realised/makespan_mean"] <= metrics["realised/makespan_p95"]
-    assert params["simulation_samples"] == "500" and params["simulation_seed"] == str(SMALL["seed"])
+    assert metrics["sim/makespan_p5"] <= metrics["sim/makespan_mean"] <= metrics["sim/makespan_p95"]
+    assert params["sim/samples"] == "1000" and params["sim/seed"] == str(SMALL["seed"])
     assert tags["apportion.status"] == "finished" and tags["apportion.verified"] == "true"
-    assert (params["algorithm"], params["population"], params["generations"], params["seed"], params["nodes"]) == (
+    assert (params["search/algorithm"], params["search/population"], params["search/generations"],
+            params["search/seed"], params["instance/nodes"]) == (
         "nsga2", str(SMALL["population"]), str(SMALL["generations"]), str(SMALL["seed"]), str(SMALL["nodes"]))
-    assert params["scenario"] == dag_id and params["scenario_size"] == str(size)
-    assert params["tasks"] == str(size * SCENARIOS[dag_id].tasks_per_unit)
+    assert params["scenario/name"] == dag_id and params["scenario/size"] == str(size)
+    assert params["instance/tasks"] == str(size * SCENARIOS[dag_id].tasks_per_unit)
     assert CHARTS_AND_TABLES <= artifact_names(client, run.info.run_id)
 
     plan = json.loads(open(read_artifact(client, run.info.run_id, "plan.json", tmp_path)).read())
     workload, cluster = build(dag_id, size=size, nodes=SMALL["nodes"], seed=SMALL["seed"],
-                              logical_date=params.get("scenario_logical_date"))
+                              logical_date=params.get("scenario/logical_date"))
     assert sorted(t["task"] for t in plan["tasks"]) == sorted(t.id for t in workload.tasks)
     assert {t["node"] for t in plan["tasks"]} <= {n.id for n in cluster.nodes}
-    assert plan["metrics"]["makespan"] == pytest.approx(metrics["makespan"], rel=1e-12)
+    assert plan["metrics"]["makespan"] == pytest.approx(metrics["plan/makespan"], rel=1e-12)
     with open(read_artifact(client, run.info.run_id, "pareto.csv", tmp_path)) as fh:
         front = list(csv.DictReader(fh))
-    assert len(front) == metrics["pareto_size"] and sum(int(row["chosen"]) for row in front) == 1
+    assert len(front) == metrics["search/pareto_size"] and sum(int(row["chosen"]) for row in front) == 1
 
     published = tags["apportion.published_uri"]
     assert published.startswith("file://")
@@ -113,8 +115,15 @@ def check_workflow_run(client, dag_id, dag_run, size, tmp_path):
     ("medical_diagnosis", "cases", 6),
     ("multimodal_speech", "streams", 5),
 ])
-def test_workflow_dag_end_to_end(apportion_dagbag, airflow_metadata_db, mlflow_client, tmp_path, dag_id, unit, size):
+def test_workflow_dag_end_to_end(apportion_dagbag, airflow_metadata_db, mlflow_client, tmp_path, dag_id, unit, size,
+                                 monkeypatch):
+    from apportion.core import scenarios
+
+    built = []
+    real_build = scenarios.build
+    monkeypatch.setattr(scenarios, "build", lambda *args, **kwargs: built.append(args) or real_build(*args, **kwargs))
     dag_run = run_dag(apportion_dagbag, dag_id, {**SMALL, unit: size})
+    assert len(built) == 1  # build_workload builds the instance; snapshot_cluster and allocate reuse it
     check_workflow_run(mlflow_client, dag_id, dag_run, size, tmp_path)
 
 
@@ -130,7 +139,7 @@ def test_traffic_reads_the_logical_date_in_the_city_time_zone(apportion_dagbag, 
                       {**SMALL, "regions": size, "city_timezone": "Europe/Berlin"}, logical_date=logical_date)
     run = check_workflow_run(mlflow_client, "traffic_prediction", dag_run, size, tmp_path)
     local = "2025-03-03T08:00:00+01:00"
-    assert run.data.params["scenario_logical_date"] == local
+    assert run.data.params["scenario/logical_date"] == local
 
     logged = json.loads(open(read_artifact(mlflow_client, run.info.run_id, "workload.json", tmp_path)).read())
     rush = build("traffic_prediction", size=size, nodes=SMALL["nodes"], seed=SMALL["seed"], logical_date=local)[0]
@@ -149,7 +158,7 @@ def test_robust_planning_from_the_trigger_form(apportion_dagbag, airflow_metadat
                       {**SMALL, "streams": size, "robust_scenarios": 4, "noise_sigma": 0.3})
     run = check_workflow_run(mlflow_client, "multimodal_speech", dag_run, size, tmp_path)
     params, metrics = run.data.params, run.data.metrics
-    assert (params["robust_scenarios"], params["robust_noise_sigma"]) == ("4", "0.3")
+    assert (params["robust/scenarios"], params["robust/noise_sigma"]) == ("4", "0.3")
     assert metrics["robust/makespan"] <= metrics["robust/nominal_choice_makespan"]
     plan = json.loads(open(read_artifact(mlflow_client, run.info.run_id, "plan.json", tmp_path)).read())
     assert plan["settings"]["robust_scenarios"] == 4
@@ -163,19 +172,20 @@ def check_benchmark_run(client, dag_run, algorithms, tmp_path):
     for child in children:
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert child.data.params["algorithm"] == child.info.run_name
+        assert child.data.params["search/algorithm"] == child.info.run_name
         assert child.data.metrics["evaluation/verified"] == 1.0
         assert {"plan.json", "pareto.csv", "schedule.csv"} <= artifact_names(client, child.info.run_id)
     # Every algorithm solved the same instance.
-    assert len({(c.data.params["tasks"], c.data.params["edges"], c.data.params["nodes"]) for c in children}) == 1
+    assert len({(c.data.params["instance/tasks"], c.data.params["instance/edges"], c.data.params["instance/nodes"])
+                for c in children}) == 1
 
-    by_makespan = sorted(children, key=lambda c: (c.data.metrics["makespan"], c.info.run_name))
+    by_makespan = sorted(children, key=lambda c: (c.data.metrics["plan/makespan"], c.info.run_name))
     assert parent.data.tags["apportion.best_algorithm"] == by_makespan[0].info.run_name
     assert parent.data.tags["apportion.status"] == "finished"
     with open(read_artifact(client, parent.info.run_id, "comparison.csv", tmp_path)) as fh:
         table = list(csv.DictReader(fh))
     assert [row["algorithm"] for row in table] == [c.info.run_name for c in by_makespan]
-    assert [float(row["makespan"]) for row in table] == [c.data.metrics["makespan"] for c in by_makespan]
+    assert [float(row["makespan"]) for row in table] == [c.data.metrics["plan/makespan"] for c in by_makespan]
     (event,) = asset_events("apportion://benchmarks/allocation_benchmark", dag_run.run_id)
     assert event["best_algorithm"] == by_makespan[0].info.run_name
     assert os.path.exists(event["path"])
@@ -187,6 +197,10 @@ def test_benchmark_one_child_run_per_algorithm(apportion_dagbag, airflow_metadat
             "population": 12, "generations": 5}
     dag_run = run_dag(apportion_dagbag, "allocation_benchmark", conf)
     check_benchmark_run(mlflow_client, dag_run, algorithms, tmp_path)
+    names = {(ti.task_id, ti.map_index): ti.rendered_map_index for ti in dag_run.get_task_instances()
+             if ti.task_id in ("allocate", "evaluate_plan")}
+    for task_id in ("allocate", "evaluate_plan"):  # mapped tasks named by their algorithm
+        assert [names[(task_id, i)] for i in range(len(algorithms))] == algorithms, names
 
 
 @pytest.mark.slow

@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 WORKFLOWS = {"medical_diagnosis": "cases", "traffic_prediction": "regions", "multimodal_speech": "streams"}
 ALL_DAGS = (*WORKFLOWS, "allocation_benchmark", "failure_drill")
@@ -175,18 +173,55 @@ def test_dag_test_refuses_bad_conf_before_any_task_runs(apportion_dagbag, airflo
         dag.test(run_conf={"population": -5})
 
 
-def test_form_enums_match_the_core(workflow_module):
-    from apportion.core.algorithms import ALGORITHMS, get_allocator
-    from apportion.core.pareto import OBJECTIVES
+def schema(dag, name):
+    return dag.params.get_param(name).schema
+
+
+@pytest.mark.parametrize("dag_id", ALL_DAGS)
+def test_form_choices_and_defaults_come_from_the_registry_and_core_defaults(apportion_dagbag, dag_id):
+    from apportion.core import defaults
+    from apportion.core.algorithms.registry import algorithm_names
     from apportion.core.scenarios import SCENARIOS
 
-    for name in workflow_module.ALGORITHMS:
-        get_allocator(name)  # every offered algorithm exists (and all modules are registered)
-    assert sorted(workflow_module.ALGORITHMS) == sorted(ALGORITHMS)
+    dag = apportion_dagbag.dags[dag_id]
+    params = dag.params
+    if dag_id == "allocation_benchmark":
+        assert schema(dag, "algorithms")["items"]["enum"] == list(algorithm_names()) == params["algorithms"]
+    else:
+        assert schema(dag, "algorithm")["enum"] == list(algorithm_names())
+        assert params["algorithm"] == defaults.ALGORITHM
     # migrations needs a previous plan: the migration_objective Param adds it, not the list.
-    assert sorted(workflow_module.OBJECTIVES) == sorted(set(OBJECTIVES) - {"migrations"})
-    assert set(workflow_module.DEFAULT_OBJECTIVES) <= set(OBJECTIVES)
-    assert sorted(SCENARIOS) == sorted(WORKFLOWS)
+    assert schema(dag, "objectives")["items"]["enum"] == [o for o in defaults.OBJECTIVES if o != "migrations"]
+    assert params["objectives"] == list(defaults.DEFAULT_OBJECTIVES)
+    assert (params["population"], params["generations"], params["seed"], params["select"]) == (
+        defaults.POPULATION, defaults.GENERATIONS, defaults.SEED, defaults.SELECT)
+    assert schema(dag, "select")["pattern"] == defaults.SELECT_PATTERN
+    if "scenario" in params:
+        assert sorted(schema(dag, "scenario")["enum"]) == sorted(SCENARIOS)
+    if dag_id in WORKFLOWS:  # the command line's simulation defaults
+        assert (params["noise_sigma"], params["samples"]) == (defaults.NOISE_SIGMA, defaults.SAMPLES) == (0.3, 1000)
+
+
+def test_an_allocator_registered_with_register_appears_in_the_forms(workflow_module):
+    from apportion.core.algorithms import registry
+
+    @registry.register
+    class Plugged:
+        name = "plugged-in"
+
+    try:
+        assert "plugged-in" in workflow_module.optimiser_params()["algorithm"].schema["enum"]
+        assert "plugged-in" in workflow_module.algorithms_param(many=True).schema["items"]["enum"]
+    finally:
+        registry.REGISTERED.pop("plugged-in")
+
+
+@pytest.mark.parametrize("dag_id", ALL_DAGS)
+def test_every_param_sits_in_a_form_section(apportion_dagbag, dag_id):
+    dag = apportion_dagbag.dags[dag_id]
+    sections = {name: dag.params.get_param(name).schema.get("section") for name in dag.params}
+    assert all(sections.values()), sections
+    assert {"Scenario", "Optimiser"} <= set(sections.values())
 
 
 def test_budget_bounds_match_what_the_core_accepts(apportion_dagbag):
@@ -200,45 +235,3 @@ def test_budget_bounds_match_what_the_core_accepts(apportion_dagbag):
         with pytest.raises(SpecError) as refused:
             Settings(**{field: lowest - 1})
         assert refused.value.field == field
-
-
-NUMBER = st.one_of(
-    st.integers(0, 10**6).map(str),
-    st.decimals(0, 10**4, places=3, allow_nan=False, allow_infinity=False).map(lambda d: f"{d:f}"),
-)
-NONZERO_WEIGHTS = st.lists(NUMBER, min_size=1, max_size=6).filter(lambda ws: any(float(w) > 0 for w in ws))
-
-
-@settings(max_examples=60, deadline=None)
-@given(policy=st.one_of(
-    st.just("knee"),
-    NONZERO_WEIGHTS.map(lambda ws: "weights:" + ",".join(ws)),
-    st.tuples(NUMBER, st.sampled_from(["", "s"])).map(lambda t: f"sla:{t[0]}{t[1]}"),
-))
-def test_select_pattern_accepts_the_policies_the_core_parses(workflow_module, policy):
-    from apportion.core.pareto import parse_policy
-
-    assert re.fullmatch(workflow_module.SELECT_PATTERN, policy)
-    kind, _ = parse_policy(policy)
-    assert kind == policy.partition(":")[0]
-
-
-@settings(max_examples=60, deadline=None)
-@given(text=st.tuples(
-    st.sampled_from(["knee", "weights:", "sla:", "knee:", "Weights:", "sla", ""]),
-    st.text(alphabet="0123456789.,-es ", max_size=10),
-).map("".join))
-def test_select_pattern_admits_nothing_the_core_refuses(workflow_module, text):
-    """Anything the form lets through parses, except all-zero weights (a JSON-schema pattern
-    cannot see values; the allocate task refuses those with a SpecError on ``select``)."""
-    from apportion.core.errors import SpecError
-    from apportion.core.pareto import parse_policy
-
-    if not re.fullmatch(workflow_module.SELECT_PATTERN, text):
-        return
-    kind, _, arg = text.partition(":")
-    if kind == "weights" and all(float(w) == 0 for w in arg.split(",")):
-        with pytest.raises(SpecError):
-            parse_policy(text)
-    else:
-        parse_policy(text)

@@ -42,21 +42,22 @@ def test_a_scheduled_run_starts_from_the_previous_runs_plan(apportion_dagbag, ai
     (run1,) = runs_of(mlflow_client, "medical_diagnosis", first.run_id, "dag_run")
     (run2,) = runs_of(mlflow_client, "medical_diagnosis", second.run_id, "dag_run")
 
-    assert run1.data.params["warm_start"] == "false"  # nothing was published before it
+    assert run1.data.params["warm_start/enabled"] == "false"  # nothing was published before it
     params, metrics = run2.data.params, run2.data.metrics
-    assert params["warm_start"] == "true" and params["warm_start_source"] == run1.info.run_id
+    assert params["warm_start/enabled"] == "true" and params["warm_start/source"] == run1.info.run_id
     assert run2.data.tags["apportion.warm_start_source"] == run1.info.run_id
-    assert metrics["warm_start_plans"] == run1.data.metrics["pareto_size"] >= 1
+    assert metrics["warm_start/plans"] == run1.data.metrics["search/pareto_size"] >= 1
     # The search saw the previous chosen plan, carried onto this run's (identical) instance.
-    assert metrics["warm_start/previous_plan_makespan"] == run1.data.metrics["makespan"]
-    assert metrics["delta/makespan"] == pytest.approx(metrics["makespan"] - run1.data.metrics["makespan"], abs=1e-9)
+    assert metrics["warm_start/previous_plan_makespan"] == run1.data.metrics["plan/makespan"]
+    assert metrics["warm_start/delta/makespan"] == pytest.approx(
+        metrics["plan/makespan"] - run1.data.metrics["plan/makespan"], abs=1e-9)
 
     before = {t["task"]: t["node"] for t in plan_of(mlflow_client, run1, tmp_path)["tasks"]}
     after = {t["task"]: t["node"] for t in plan_of(mlflow_client, run2, tmp_path)["tasks"]}
-    assert metrics["moved_tasks"] == sum(before[task] != node for task, node in after.items())
+    assert metrics["warm_start/moved_tasks"] == sum(before[task] != node for task, node in after.items())
     # Both runs simulated their plan; the second published front names the second run.
     for run in (run1, run2):
-        assert "realised/makespan_mean" in run.data.metrics
+        assert "sim/makespan_mean" in run.data.metrics
     published = json.loads((output_root / "published" / "medical_diagnosis" / "front.json").read_text())
     assert published["source"]["mlflow_run_id"] == run2.info.run_id
     assert published["source"]["dag_run_id"] == second.run_id
@@ -70,10 +71,10 @@ def test_failure_drill_shows_the_replan(apportion_dagbag, airflow_metadata_db, m
     metrics = run.data.metrics
     assert run.info.status == "FINISHED" and run.data.tags["apportion.verified"] == "true"
     for name in ("makespan", "deadline_misses"):
-        assert f"before/{name}" in metrics and f"after/{name}" in metrics
-    assert {"moved_tasks", "lost_tasks", "displaced_tasks"} <= set(metrics)
-    assert metrics["replan_seconds"] > 0 and metrics["replan_evaluation/verified"] == 1.0
-    assert run.data.params["replan_objectives"] == "makespan,utilization,imbalance,migrations"
+        assert f"drill/before/{name}" in metrics and f"drill/after/{name}" in metrics
+    assert {"drill/moved_tasks", "drill/lost_tasks", "drill/displaced_tasks"} <= set(metrics)
+    assert metrics["drill/seconds"] > 0 and metrics["drill/evaluation/verified"] == 1.0
+    assert run.data.params["drill/objectives"] == "makespan,utilization,imbalance,migrations"
     artifacts = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "replan")}
     assert {"replan/gantt_before.png", "replan/gantt_after.png", "replan/drill.json"} <= artifacts
 
@@ -82,9 +83,9 @@ def test_failure_drill_shows_the_replan(apportion_dagbag, airflow_metadata_db, m
     after = {t["task"]: t for t in plan_of(mlflow_client, run, tmp_path, "replan/plan.json")["tasks"]}
     now, node = drill["failure_time"], drill["fail_node"]
     finished = [task for task, t in before.items() if t["end"] <= now]
-    assert finished and len(finished) == metrics["finished_tasks"]
+    assert finished and len(finished) == metrics["drill/finished_tasks"]
     for task in finished:  # finished work stays where and when it ran
         assert (after[task]["node"], after[task]["start"], after[task]["end"]) == (
             before[task]["node"], before[task]["start"], before[task]["end"])
     assert not any(t["node"] == node and t["start"] >= now for t in after.values())
-    assert metrics["after/makespan"] == max(t["end"] for t in after.values())
+    assert metrics["drill/after/makespan"] == max(t["end"] for t in after.values())

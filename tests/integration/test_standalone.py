@@ -3,7 +3,9 @@ with a throwaway state dir and free ports: a DAG run triggered through the REST 
 MLflow, a bad conf is refused at trigger time, and the shutdown leaves no process behind.
 
 The tests share one pair of servers (starting them takes 30-90 s here) and run in file order:
-the last one stops the servers. About two to three minutes in all.
+the last one stops the servers. The schedules are on, as in the demo: unpausing the DAG also
+brings its scheduled run (default Params), which the triggered run waits for
+(``max_active_runs=1``). About three to four minutes in all.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def test_triggered_run_is_tracked_in_mlflow(stack, tmp_path):
     client = stack.client
     client.unpause(DAG_ID)
     run_id = client.trigger(DAG_ID, SMALL_CONF)
-    run = client.wait_for_runs({DAG_ID: run_id}, timeout=240)[DAG_ID]
+    run = client.wait_for_runs({DAG_ID: run_id}, timeout=600)[DAG_ID]
     tasks = {t["task_id"]: t["state"] for t in client.task_instances(DAG_ID, run_id)}
     assert run["state"] == "success", tasks
     assert set(tasks.values()) == {"success"}
@@ -91,13 +93,13 @@ def test_triggered_run_is_tracked_in_mlflow(stack, tmp_path):
     assert tracked.data.tags["apportion.verified"] == "true"
     assert tracked.data.tags["apportion.plan_id"] == allocation["plan_id"]
     params = tracked.data.params
-    assert (params["scenario_size"], params["scenario_nodes"], params["scenario_seed"]) == ("10", "6", "3")
-    assert (params["population"], params["generations"]) == ("20", "10")
+    assert (params["scenario/size"], params["scenario/nodes"], params["scenario/seed"]) == ("10", "6", "3")
+    assert (params["search/population"], params["search/generations"]) == ("20", "10")
     metrics = tracked.data.metrics
-    assert metrics["makespan"] == pytest.approx(allocation["makespan"])
-    assert metrics["makespan"] > 0
-    assert 0 < metrics["utilization"] <= 1
-    assert metrics["pareto_size"] == allocation["pareto_size"] >= 1
+    assert metrics["plan/makespan"] == pytest.approx(allocation["makespan"])
+    assert metrics["plan/makespan"] > 0
+    assert 0 < metrics["plan/utilization"] <= 1
+    assert metrics["search/pareto_size"] == allocation["pareto_size"] >= 1
     assert metrics["evaluation/verified"] == 1.0
     history = mlflow.get_metric_history(tracked.info.run_id, "convergence/hypervolume")
     assert len({point.step for point in history}) >= SMALL_CONF["generations"]
@@ -113,8 +115,8 @@ def test_triggered_run_is_tracked_in_mlflow(stack, tmp_path):
     node_names = {node["id"] if isinstance(node, dict) else node for node in cluster["nodes"]}
     assert sorted(t["task"] for t in plan["tasks"]) == sorted(t["id"] for t in workload["tasks"])
     assert {t["node"] for t in plan["tasks"]} <= node_names
-    assert plan["metrics"]["makespan"] == pytest.approx(metrics["makespan"])
-    assert max(t["end"] for t in plan["tasks"]) == pytest.approx(metrics["makespan"])
+    assert plan["metrics"]["makespan"] == pytest.approx(metrics["plan/makespan"])
+    assert max(t["end"] for t in plan["tasks"]) == pytest.approx(metrics["plan/makespan"])
 
 
 def _port_open(url: str) -> bool:

@@ -6,6 +6,8 @@ import socket
 
 import pytest
 
+from apportion.operators.tracking import AirflowRef
+
 # A small scenario and a 20 x 10 budget keep one allocation under a second once compiled.
 SMALL = dict(scenario="medical_diagnosis", scenario_params={"size": 3, "nodes": 5, "seed": 1},
              population=20, generations=10)
@@ -38,3 +40,20 @@ def closed_port_uri() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+# Eight nodes: two of each kind in the hospital, so a hospital node can fail and its work move.
+DRILL = {**SMALL, "scenario_params": {"size": 4, "nodes": 8, "seed": 1}}
+
+
+def task_ref(dag_id, task_id, run_id="manual__1"):
+    """The task instance a step runs as, without Airflow."""
+    return AirflowRef(dag_id, run_id, task_id, logical_date="2026-01-01T00:00:00+00:00")
+
+
+@pytest.fixture
+def allocation(tracking_uri, dag_id, output_root):
+    """An allocation of the DRILL instance, logged to MLflow: what simulation and drill start from."""
+    from apportion.operators.allocating import allocate
+
+    return allocate(**DRILL, output_root=output_root, ref=task_ref(dag_id, "allocate"))

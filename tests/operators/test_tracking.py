@@ -5,31 +5,16 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from apportion.operators.steps import allocate
+from apportion.operators.allocating import allocate
 from apportion.operators.tracking import (
     AirflowRef,
     Tracker,
-    TrackingNotConfigured,
     TrackingUnavailable,
     check_reachable,
     compare_runs,
     history_steps,
-    resolve_tracking_uri,
 )
 from tests.operators.conftest import SMALL
-
-
-def test_tracking_uri_comes_from_argument_then_env_then_airflow_connection(monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
-    assert resolve_tracking_uri("http://explicit:1") == "http://explicit:1"
-    assert resolve_tracking_uri() == "http://from-env:5000"
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    # A real Airflow connection, defined the way deployments do: an AIRFLOW_CONN_* variable.
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_TEST", '{"conn_type": "http", "host": "mlflow.internal", '
-                                                  '"port": 5001, "schema": "https"}')
-    assert resolve_tracking_uri(conn_id="mlflow_test") == "https://mlflow.internal:5001"
-    with pytest.raises(TrackingNotConfigured, match="mlflow_missing"):
-        resolve_tracking_uri(conn_id="mlflow_missing")
 
 
 def test_unreachable_server_is_named_in_the_error(closed_port_uri):
@@ -78,11 +63,12 @@ def test_compare_runs_prints_the_evolution_and_plots_it(tracking_uri, dag_id, ou
                  ref=AirflowRef(dag_id, run, "allocate"))
     out = tmp_path / "evolution.png"
     table = compare_runs(dag_id, out=out)
-    assert list(table["run"]) == ["r1", "r2"] and list(table["algorithm"]) == ["greedy", "nsga2"]
-    assert table["start_time"].is_monotonic_increasing
-    assert (table["makespan"] > 0).all() and table["hypervolume"].notna().all()
+    assert list(table["run"]) == ["r1", "r2"] and list(table["search/algorithm"]) == ["greedy", "nsga2"]
+    assert table["when"].is_monotonic_increasing
+    assert table["warm_start/moved_tasks"].isna().all()  # neither run started from a previous plan
+    assert (table["plan/makespan"] > 0).all() and table["search/hypervolume"].notna().all()
     printed = capsys.readouterr().out
-    assert "r1" in printed and "greedy" in printed and "optimiser_seconds" in printed
+    assert "r1" in printed and "greedy" in printed and "search/seconds" in printed
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no MLflow experiment"):
         compare_runs(dag_id + "_absent", out=out)

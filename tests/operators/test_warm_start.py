@@ -9,15 +9,12 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from apportion.core.errors import SpecError
-from apportion.operators.steps import (
-    allocate,
-    evaluate_plan,
-    previous_front,
-    publish_plan,
-    published_front_path,
-    snapshot_cluster,
-)
+from apportion.operators.allocating import allocate
+from apportion.operators.chosen_plan import evaluate_plan
+from apportion.operators.inputs import snapshot_cluster
+from apportion.operators.paths import published_front_path
+from apportion.operators.publishing import publish_plan
+from apportion.operators.warm_start import previous_front
 from apportion.operators.tracking import AirflowRef
 from tests.operators.conftest import SMALL
 
@@ -47,7 +44,8 @@ def test_the_next_run_starts_from_the_published_plan_and_logs_what_changed(track
     first = run_and_publish(dag_id, "scheduled__1", output_root)
     assert first["warm_start"] is False  # nothing published yet
     first_run = mlflow_run(tracking_uri, first)
-    assert first_run.data.params["warm_start"] == "false" and "moved_tasks" not in first_run.data.metrics
+    assert first_run.data.params["warm_start/enabled"] == "false"
+    assert "warm_start/moved_tasks" not in first_run.data.metrics
 
     published = previous_front(dag_id, output_root)
     assert published["source"]["mlflow_run_id"] == first["mlflow_run_id"]
@@ -56,19 +54,20 @@ def test_the_next_run_starts_from_the_published_plan_and_logs_what_changed(track
     second = run_and_publish(dag_id, "scheduled__2", output_root)
     run = mlflow_run(tracking_uri, second)
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
-    assert params["warm_start"] == "true" and params["warm_start_source"] == first["mlflow_run_id"]
+    assert params["warm_start/enabled"] == "true" and params["warm_start/source"] == first["mlflow_run_id"]
     assert tags["apportion.warm_start"] == "true" and tags["apportion.warm_start_source"] == first["mlflow_run_id"]
-    assert metrics["warm_start_plans"] == first["pareto_size"]
+    assert metrics["warm_start/plans"] == first["pareto_size"]
 
     before, after = plan_nodes(first), plan_nodes(second)
     moved = sum(before[task] != after[task] for task in after)
-    assert metrics["moved_tasks"] == moved == second["moved_tasks"]
-    assert metrics["moved_share"] == pytest.approx(moved / len(after))
+    assert metrics["warm_start/moved_tasks"] == moved == second["moved_tasks"]
+    assert metrics["warm_start/moved_share"] == pytest.approx(moved / len(after))
     first_metrics = mlflow_run(tracking_uri, first).data.metrics
     for name in ("makespan", "utilization", "imbalance", "p95_response"):
-        assert metrics[f"delta/{name}"] == pytest.approx(metrics[name] - first_metrics[name], abs=1e-9)
+        assert metrics[f"warm_start/delta/{name}"] == pytest.approx(
+            metrics[f"plan/{name}"] - first_metrics[f"plan/{name}"], abs=1e-9)
     # The same instance both times: the carried-over previous plan is worth exactly what it was.
-    assert metrics["warm_start/previous_plan_makespan"] == first_metrics["makespan"]
+    assert metrics["warm_start/previous_plan_makespan"] == first_metrics["plan/makespan"]
     # The plan with previous nodes re-evaluates from its files like any other.
     assert evaluate_plan(second)["verified"]
 
@@ -78,7 +77,7 @@ def test_the_published_front_seeds_the_search(tracking_uri, dag_id, output_root)
     the migrations objective, the old chosen plan (no task moved) is on the new front."""
     first = run_and_publish(dag_id, "scheduled__1", output_root, population=40, generations=40)
     second = allocate(**{**SMALL, "population": 4, "generations": 1}, output_root=output_root,
-                      ref=ref(dag_id, "scheduled__2"), warm_start=True, migration_objective="True")
+                      ref=ref(dag_id, "scheduled__2"), warm_start=True, migration_objective=True)
     assert set(second["objectives"]) == {"makespan", "utilization", "imbalance", "migrations"}
     with open(f"{second['artifact_dir']}/pareto.csv") as fh:
         front = list(csv.DictReader(fh))
@@ -122,12 +121,6 @@ def test_an_unreadable_front_means_a_cold_start(tracking_uri, dag_id, output_roo
 
 def test_warm_start_off_ignores_the_published_front(tracking_uri, dag_id, output_root):
     run_and_publish(dag_id, "scheduled__1", output_root)
-    second = allocate(**SMALL, output_root=output_root, ref=ref(dag_id, "scheduled__2"), warm_start="False")
+    second = allocate(**SMALL, output_root=output_root, ref=ref(dag_id, "scheduled__2"), warm_start=False)
     assert second["warm_start"] is False
-    assert mlflow_run(tracking_uri, second).data.params["warm_start"] == "false"
-
-
-def test_unknown_nodes_down_are_named(tmp_path):
-    with pytest.raises(SpecError) as refused:
-        snapshot_cluster(scenario="medical_diagnosis", size=2, nodes=4, nodes_down=["no-such-node"], out_dir=tmp_path)
-    assert refused.value.field == "nodes_down" and "no-such-node" in str(refused.value)
+    assert mlflow_run(tracking_uri, second).data.params["warm_start/enabled"] == "false"

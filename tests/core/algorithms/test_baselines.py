@@ -24,7 +24,7 @@ from apportion.core.algorithms.baselines import (
 )
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import STAT_INDEX, STATS, Evaluator
-from apportion.core.model import Cluster, Edge, Instance, Node, Task, Workload
+from apportion.core.model import Cluster, Edge, Instance, Link, Node, Task, Workload
 from tests.core.algorithms.instances import SHAPES, independent, make_cluster, make_instance
 from tests.reference.naive_baselines import (
     appending_reference,
@@ -82,10 +82,15 @@ def test_avoids_nodes_without_a_link_to_the_parent(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_unavoidable_unroutable_plan_is_still_valid(name):
-    # c needs a's output (only on node x) and b's (only on node y); x and y have no link.
-    cluster = Cluster(nodes=(Node("x", "cpu", 10.0, 8.0, zone="zx"), Node("y", "gpu", 10.0, 8.0, zone="zy")))
-    tasks = (Task("a", 1.0, allowed_kinds=("cpu",)), Task("b", 1.0, allowed_kinds=("gpu",)), Task("c", 1.0))
-    inst = Instance.build(Workload(tasks=tasks, edges=(Edge("a", "c", 1.0), Edge("b", "c", 1.0))), cluster)
+    # Every edge alone is routable and every node of every task has a partner along each edge
+    # (so Instance.build accepts it), but no placement routes all three: a on x1 forces b on
+    # x2, hence c on y3, which x1 cannot reach (and symmetrically from y1).
+    nodes = tuple(Node(f"{side}{k}", f"k{k}", 10.0, 8.0) for k in (1, 2, 3) for side in "xy")
+    pairs = (("x1", "x2"), ("y1", "y2"), ("x2", "y3"), ("y2", "x3"), ("x1", "x3"), ("y1", "y3"))
+    cluster = Cluster(nodes=nodes, links=tuple(Link(a, b, 10.0) for a, b in pairs))
+    tasks = tuple(Task(name, 1.0, allowed_kinds=(f"k{k}",)) for k, name in enumerate("abc", start=1))
+    edges = (Edge("a", "b", 1.0), Edge("b", "c", 1.0), Edge("a", "c", 1.0))
+    inst = Instance.build(Workload(tasks=tasks, edges=edges), cluster)
     result = get_allocator(name).allocate(Evaluator(inst))
     assert result.stats[0, STAT_INDEX["unroutable"]] == 1
 

@@ -99,7 +99,7 @@ def _search(instance, settings, args: argparse.Namespace):
 def _print_optimized(result, paths, args: argparse.Namespace) -> int:
     settings, instance, summary = result.settings, result.instance, result.summary()
     if args.json:
-        print(json.dumps(_finite_json({**summary, "outputs": {k: str(v) for k, v in paths.items()}})))
+        print(json.dumps(_standard_json({**summary, "outputs": {k: str(v) for k, v in paths.items()}})))
         return 0
     m = result.metrics
     print(f"{settings.algorithm} on {instance.n_tasks} tasks / {instance.n_nodes} nodes, seed {settings.seed}: "
@@ -170,19 +170,11 @@ def _scenario(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finite_json(value):
-    """``value`` with every NaN or infinite float replaced by None (strict JSON)."""
-    import numpy as np
+def _standard_json(value):
+    """``api.standard_json``, imported when needed (``api`` brings NumPy in; the CLI starts without it)."""
+    from apportion.core.api import standard_json
 
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_json(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+    return standard_json(value)
 
 
 def _predicted(instance, plan) -> dict[str, float]:
@@ -228,7 +220,7 @@ def _simulate(args: argparse.Namespace) -> int:
             output_set.commit()
     summary = result.summary()
     if args.json:
-        print(json.dumps(_finite_json({
+        print(json.dumps(_standard_json({
             "tasks": instance.n_tasks, "nodes": instance.n_nodes, "samples": result.samples, "seed": args.seed,
             "noise_sigma": args.noise_sigma, "mtbf": args.mtbf, "repair": args.repair,
             "failure_rule": args.failure_rule, "predicted": predicted, "realised": summary, "seconds": seconds,
@@ -470,7 +462,7 @@ def _stage_replan_files(outputs, result, progress: _ReplanProgress, changes, arg
     record["replan"] = {"at": progress.at, "changes": _describe_changes(changes), "previous_plan": str(args.plan),
                         "previous_makespan": progress.previous_makespan,
                         "carried_over_makespan": progress.carried_makespan}
-    outputs.write_text("plan.json", json.dumps(record, indent=2) + "\n")
+    outputs.write_text("plan.json", json.dumps(_standard_json(record), indent=2, allow_nan=False) + "\n")
     outputs.write_text("changes.csv", csv_text(progress.changes_rows()))
 
 
@@ -500,7 +492,7 @@ def _print_replanned(result, progress: _ReplanProgress, changes, seconds: float,
         "search_seconds": result.seconds,
     }
     if args.json:
-        print(json.dumps(_finite_json({**report, "outputs": {k: str(v) for k, v in paths.items()}})))
+        print(json.dumps(_standard_json({**report, "outputs": {k: str(v) for k, v in paths.items()}})))
         return 0
     print(f"re-planned at {at:g} s: " + ("; ".join(report["changes"]) or "no change"))
     print(f"  tasks: {counts['finished']} finished and {counts['running']} running stay where they are; "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -363,9 +361,9 @@ def write_outputs(result: RunResult, out_dir: str | Path) -> dict[str, Path]:
 
 
 def _csv(rows) -> str:
-    text = io.StringIO()
-    csv.writer(text).writerows(rows)
-    return text.getvalue()
+    from apportion.core.outputs import csv_text
+
+    return csv_text(rows)
 
 
 def _pareto_rows(result: RunResult):

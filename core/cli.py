@@ -10,21 +10,23 @@ on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
+import os
 import sys
 import time
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 
-import numpy as np
-
 from apportion.core import defaults
 from apportion.core.algorithms.registry import algorithm_names
-from apportion.core.errors import SpecError
+from apportion.core.errors import SpecError, excerpt
 
 COMMANDS_GROUP = "apportion.commands"
+# Exit statuses: bad input; Ctrl-C (128 + SIGINT); stdout closed by its reader (128 + SIGPIPE).
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 # ``replan``'s search budget: smaller than a first plan's, the work left is smaller and time presses.
 REPLAN_POPULATION = 50
 REPLAN_GENERATIONS = 40
@@ -35,15 +37,48 @@ def _objectives(values: list[str]) -> tuple[str, ...]:
     return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
 
 
+def _check_select(settings) -> None:
+    """The selection policy against the objectives (``weights:`` needs one weight each), before
+    the search: ``pareto.select`` on a one-plan front runs the same checks the real choice does."""
+    import numpy as np
+
+    from apportion.core.evaluate import STAT_INDEX
+    from apportion.core.pareto import select
+
+    select(np.zeros((1, len(STAT_INDEX))), settings.objectives, settings.select)
+
+
+def _output_set(args: argparse.Namespace):
+    """The ``--out`` folder's ``OutputSet``: checked (and its staging folder made) before any work.
+    The command's input files are never removed as stale outputs."""
+    from apportion.core.outputs import OutputSet
+
+    inputs = [getattr(args, name, None) for name in ("workload", "cluster", "plan")]
+    inputs += [*(getattr(args, "join", None) or ()), *(getattr(args, "urgent", None) or ())]
+    return OutputSet(args.out, ["apportion", *args.argv], inputs=[path for path in inputs if path])
+
+
 def _optimize(args: argparse.Namespace) -> int:
-    from apportion.core.api import Settings, optimize, write_outputs
+    from apportion.core.api import Settings, write_outputs
     from apportion.core.io import load_instance
 
-    instance = load_instance(args.workload, args.cluster)
     settings = Settings(algorithm=args.algorithm, population=args.population, generations=args.generations,
                         seed=args.seed, objectives=_objectives(args.objectives), select=args.select,
                         robust_scenarios=args.robust, robust_statistic=args.robust_statistic,
                         noise_sigma=args.noise_sigma, robust_validation=args.robust_validation)
+    _check_select(settings)
+    with _output_set(args) as outputs:
+        instance = load_instance(args.workload, args.cluster)
+        result = _search(instance, settings, args)
+        staged = write_outputs(result, outputs.staging)
+        outputs.commit()
+    return _print_optimized(result, {key: outputs.target(path.name) for key, path in staged.items()}, args)
+
+
+def _search(instance, settings, args: argparse.Namespace):
+    """``optimize`` with a progress bar of the generations on a terminal."""
+    from apportion.core.api import optimize
+
     bar = None
     if sys.stderr.isatty() and not args.json and settings.algorithm in ("nsga2", "nsga3"):
         from tqdm import tqdm
@@ -55,14 +90,16 @@ def _optimize(args: argparse.Namespace) -> int:
         bar.set_postfix(hv=f"{record.get('hypervolume', float('nan')):.3f}", refresh=False)
 
     try:
-        result = optimize(instance, settings, progress=progress if bar else None)
+        return optimize(instance, settings, progress=progress if bar else None)
     finally:
         if bar:
             bar.close()
-    paths = write_outputs(result, args.out)
-    summary = result.summary()
+
+
+def _print_optimized(result, paths, args: argparse.Namespace) -> int:
+    settings, instance, summary = result.settings, result.instance, result.summary()
     if args.json:
-        print(json.dumps({**summary, "outputs": {k: str(v) for k, v in paths.items()}}))
+        print(json.dumps(_standard_json({**summary, "outputs": {k: str(v) for k, v in paths.items()}})))
         return 0
     m = result.metrics
     print(f"{settings.algorithm} on {instance.n_tasks} tasks / {instance.n_nodes} nodes, seed {settings.seed}: "
@@ -102,7 +139,7 @@ def _validate(args: argparse.Namespace) -> int:
     try:
         print(describe(args.file))
     except SpecErrors as errors:
-        print(f"apportion: error: {args.file}: {len(errors.errors)} errors", file=sys.stderr)
+        _print_error(SpecError(args.file, f"{len(errors.errors)} errors"))
         for error in errors.errors:
             print(f"  {error}", file=sys.stderr)
         return 2
@@ -121,33 +158,29 @@ def _scenario(args: argparse.Namespace) -> int:
         try:
             logical_date = datetime.fromisoformat(args.logical_date)
         except ValueError:
-            raise SpecError("logical_date", f"not an ISO date-time: {args.logical_date!r}") from None
-    workload, cluster = build(args.name, size=args.size, nodes=args.nodes, seed=args.seed,
-                              logical_date=logical_date)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dump(workload_to_dict(workload), out / "workload.yaml")
-    dump(cluster_to_dict(cluster), out / "cluster.yaml")
+            raise SpecError("logical_date", f"not an ISO date-time: {excerpt(args.logical_date)}") from None
+    with _output_set(args) as outputs:
+        workload, cluster = build(args.name, size=args.size, nodes=args.nodes, seed=args.seed,
+                                  logical_date=logical_date)
+        dump(workload_to_dict(workload), outputs.path("workload.yaml"))
+        dump(cluster_to_dict(cluster), outputs.path("cluster.yaml"))
+        outputs.commit()
     print(f"{args.name}: {len(workload.tasks)} tasks, {len(workload.edges)} edges, {len(cluster.nodes)} nodes "
-          f"-> {out / 'workload.yaml'}, {out / 'cluster.yaml'}")
+          f"-> {outputs.target('workload.yaml')}, {outputs.target('cluster.yaml')}")
     return 0
 
 
-def _finite_json(value):
-    """``value`` with every NaN or infinite float replaced by None (strict JSON)."""
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_json(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+def _standard_json(value):
+    """``api.standard_json``, imported when needed (``api`` brings NumPy in; the CLI starts without it)."""
+    from apportion.core.api import standard_json
+
+    return standard_json(value)
 
 
 def _predicted(instance, plan) -> dict[str, float]:
     """The evaluator's value of each simulator metric for ``plan`` (everything goes to plan)."""
+    import numpy as np
+
     from apportion.core.evaluate import Evaluator
     from apportion.core.metrics import plan_metrics
     from apportion.core.simulate import METRICS
@@ -164,31 +197,30 @@ def _predicted(instance, plan) -> dict[str, float]:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
     from apportion.core.io import load_instance
+    from apportion.core.outputs import csv_text
     from apportion.core.plan_file import read_plan
     from apportion.core.simulate import METRICS, Uncertainty, simulate
 
-    instance = load_instance(args.workload, args.cluster)
-    plan, _, _ = read_plan(args.plan, instance)
     uncertainty = Uncertainty(duration_sigma=args.noise_sigma, transfer_sigma=args.noise_sigma, mtbf=args.mtbf,
                               repair_mean=args.repair, failure_rule=args.failure_rule)
-    predicted = _predicted(instance, plan)
-    started = time.perf_counter()
-    result = simulate(instance, plan, uncertainty, samples=args.samples, seed=args.seed)
-    seconds = time.perf_counter() - started
-    summary = result.summary()
     outputs = {}
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        outputs["simulation"] = out / "simulation.csv"
-        with outputs["simulation"].open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["sample", *METRICS])
-            for s, row in enumerate(result.values):
-                writer.writerow([s, *(repr(float(x)) for x in row)])
+    with _output_set(args) if args.out else nullcontext() as output_set:
+        instance = load_instance(args.workload, args.cluster)
+        plan, _, _ = read_plan(args.plan, instance)
+        predicted = _predicted(instance, plan)
+        started = time.perf_counter()
+        result = simulate(instance, plan, uncertainty, samples=args.samples, seed=args.seed)
+        seconds = time.perf_counter() - started
+        if output_set is not None:
+            outputs["simulation"] = output_set.write_text("simulation.csv", csv_text(
+                [["sample", *METRICS], *([s, *(repr(float(x)) for x in row)] for s, row in enumerate(result.values))]))
+            output_set.commit()
+    summary = result.summary()
     if args.json:
-        print(json.dumps(_finite_json({
+        print(json.dumps(_standard_json({
             "tasks": instance.n_tasks, "nodes": instance.n_nodes, "samples": result.samples, "seed": args.seed,
             "noise_sigma": args.noise_sigma, "mtbf": args.mtbf, "repair": args.repair,
             "failure_rule": args.failure_rule, "predicted": predicted, "realised": summary, "seconds": seconds,
@@ -224,34 +256,38 @@ def _failures(events, instance) -> list:
     for option, value in events or ():
         if option == "fail":
             if value not in instance.node_ids:
-                raise SpecError("fail", f"unknown node {value!r}; the cluster has {list(instance.node_ids)}")
+                raise SpecError("fail", f"unknown node {excerpt(value)}; the cluster has {excerpt(list(instance.node_ids))}")
             if any(f.node == value for f in failures):
-                raise SpecError("fail", f"node {value!r} named twice")
+                raise SpecError("fail", f"node {excerpt(value)} named twice")
             failures.append(NodeFailure(value))
         else:
             if not failures or failures[-1].repair is not None:
                 raise SpecError("repair", "give it after the --fail NODE it repairs (one per --fail)")
             if not math.isfinite(value) or value < 0:
-                raise SpecError("repair", f"must be a finite number of seconds >= 0, got {value!r}")
+                raise SpecError("repair", f"must be a finite number of seconds >= 0, got {excerpt(value)}")
             failures[-1] = NodeFailure(failures[-1].node, repair=value)
     return failures
 
 
-def _document(text: str, option: str):
-    """A JSON/YAML document given as a file path or inline."""
-    from apportion.core.io import read_document
-
-    if Path(text).is_file():
-        return read_document(text)
-    import yaml
-
+def _is_file(text: str) -> bool:
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise SpecError(option, f"neither a file nor inline JSON/YAML: {problem}") from None
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte
+        return False
+
+
+def _document(text: str, option: str):
+    """A JSON/YAML document given as a file path or inline (read as a spec file is)."""
+    from apportion.core.io import parse_yaml, read_document
+
+    if _is_file(text):
+        return read_document(text)
+    try:
+        doc = parse_yaml(text, option)
+    except SpecError as error:
+        raise SpecError(option, f"neither a file nor inline JSON/YAML: {error.reason}") from None
     if not isinstance(doc, dict):
-        raise SpecError(option, f"neither a file nor an inline mapping: {text!r}")
+        raise SpecError(option, f"neither a file nor an inline mapping: {excerpt(text)}")
     return doc
 
 
@@ -287,14 +323,14 @@ def _joins(values, cluster) -> list:
 def _urgent(values, workload) -> list:
     """``--urgent`` workload files as ``UrgentRequests``. A JSON/YAML spec is checked together with
     the workload, so its edges may start at existing tasks; other formats are loaded alone."""
-    from apportion.core.io import load_workload, read_document
+    from apportion.core.io import is_folder, load_workload, read_document
     from apportion.core.model import Workload
     from apportion.core.replan import UrgentRequests
     from apportion.core.spec import workload_from_dict, workload_to_dict
 
     changes = []
     for value in values or ():
-        doc = None if Path(value).is_dir() else read_document(value)
+        doc = None if is_folder(value) else read_document(value)
         if isinstance(doc, dict) and isinstance(doc.get("workload", doc), dict) and "tasks" in doc.get("workload", doc):
             doc = doc.get("workload", doc)
             merged = {**doc, "name": workload.name}
@@ -331,68 +367,112 @@ def _describe_changes(changes) -> list[str]:
 
 
 def _replan(args: argparse.Namespace) -> int:
-    from apportion.core.algorithms.heft import HeftAllocator
-    from apportion.core.api import Settings, plan_record, write_outputs
-    from apportion.core.evaluate import STAT_INDEX, Evaluator
+    from apportion.core.api import Settings, write_outputs
     from apportion.core.io import load_instance
     from apportion.core.plan_file import read_plan
-    from apportion.core.replan import UrgentRequests, carry_over, replan
+    from apportion.core.replan import replan
 
-    instance = load_instance(args.workload, args.cluster)
-    plan, start, end = read_plan(args.plan, instance)
     at = args.at
     if not math.isfinite(at) or at < 0:
-        raise SpecError("at", f"must be a finite time >= 0 (seconds since the plan started), got {at!r}")
-    failures = _failures(args.fail, instance)
-    changes = [*failures, *_joins(args.join, instance.cluster), *_urgent(args.urgent, instance.workload)]
+        raise SpecError("at", f"must be a finite time >= 0 (seconds since the plan started), got {excerpt(at)}")
+    settings = Settings(population=args.population, generations=args.generations, seed=args.seed,
+                        objectives=_objectives(args.objectives), select=args.select)
+    _check_select(settings)
+    with _output_set(args) as outputs:
+        instance = load_instance(args.workload, args.cluster)
+        plan, start, end = read_plan(args.plan, instance)
+        failures = _failures(args.fail, instance)
+        changes = [*failures, *_joins(args.join, instance.cluster), *_urgent(args.urgent, instance.workload)]
+        _check_work_left(instance, plan, at, start, end, failures, changes)
+        started = time.perf_counter()
+        residual, result = replan(instance, plan, at, changes, settings=settings, start=start, end=end)
+        seconds = time.perf_counter() - started
+        progress = _ReplanProgress(instance, plan, residual, result, failures, at, start, end)
+        staged = write_outputs(result, outputs.staging)
+        _stage_replan_files(outputs, result, progress, changes, args)
+        outputs.commit()
+    paths = {key: outputs.target(path.name) for key, path in staged.items()} | {"changes": outputs.target("changes.csv")}
+    return _print_replanned(result, progress, changes, seconds, paths, args)
+
+
+def _check_work_left(instance, plan, at, start, end, failures, changes) -> None:
+    """Refuse a re-plan with nothing to place: every task started by ``at``, none lost, no new work."""
+    import numpy as np
+
+    from apportion.core.replan import UrgentRequests
+
     failed_nodes = np.isin(np.array(instance.node_ids)[plan.assignment], [f.node for f in failures])
     left = ((start >= at) | (failed_nodes & (at < end))).sum() + sum(
         len(c.workload.tasks) for c in changes if isinstance(c, UrgentRequests))
     if not left:
         raise SpecError("at", f"every task of the plan has started by {at:g} s and none is lost: nothing to re-plan")
-    settings = Settings(population=args.population, generations=args.generations, seed=args.seed,
-                        objectives=_objectives(args.objectives), select=args.select)
-    started = time.perf_counter()
-    residual, result = replan(instance, plan, at, changes, settings=settings, start=start, end=end)
-    seconds = time.perf_counter() - started
 
-    # What happened to each task of the old plan, and the old plan carried over unchanged.
-    failed = {f.node for f in failures}
-    n_old = instance.n_tasks
-    old_node = np.array(instance.node_ids)[plan.assignment]
-    new = result.chosen
-    new_node = np.array(residual.node_ids)[new.plan.assignment]
-    pinned = residual.pinned_node >= 0
-    finished = pinned & (residual.pinned_end <= at)
-    lost = np.zeros(residual.n_tasks, dtype=bool)
-    lost[:n_old] = np.isin(old_node, list(failed)) & (start < at) & (at < end)
-    moved = np.zeros(residual.n_tasks, dtype=bool)
-    moved[:n_old] = ~pinned[:n_old] & (new_node[:n_old] != old_node)
-    status = np.full(residual.n_tasks, "new", dtype=object)
-    status[:n_old] = "kept"
-    status[moved] = "moved"
-    status[lost] = "lost"
-    status[pinned] = "running"
-    status[finished] = "finished"
-    carried = carry_over(plan, instance, residual, HeftAllocator().build(residual))
-    carried_makespan = Evaluator(residual).schedule(carried).stat("makespan")
-    previous_makespan = float(end.max())
 
-    paths = write_outputs(result, args.out)
+class _ReplanProgress:
+    """What happened to each task of the old plan (finished, running, lost, moved, kept, new),
+    and the old plan carried over unchanged, for the report and changes.csv."""
+
+    def __init__(self, instance, plan, residual, result, failures, at, start, end):
+        import numpy as np
+
+        from apportion.core.algorithms.heft import HeftAllocator
+        from apportion.core.evaluate import Evaluator
+        from apportion.core.replan import carry_over
+
+        failed = {f.node for f in failures}
+        n_old = self.n_old = instance.n_tasks
+        self.residual, self.start = residual, start
+        self.old_node = np.array(instance.node_ids)[plan.assignment]
+        self.new = new = result.chosen
+        self.new_node = np.array(residual.node_ids)[new.plan.assignment]
+        self.pinned = pinned = residual.pinned_node >= 0
+        finished = pinned & (residual.pinned_end <= at)
+        lost = np.zeros(residual.n_tasks, dtype=bool)
+        lost[:n_old] = np.isin(self.old_node, list(failed)) & (start < at) & (at < end)
+        moved = np.zeros(residual.n_tasks, dtype=bool)
+        moved[:n_old] = ~pinned[:n_old] & (self.new_node[:n_old] != self.old_node)
+        status = np.full(residual.n_tasks, "new", dtype=object)
+        status[:n_old] = "kept"
+        status[moved] = "moved"
+        status[lost] = "lost"
+        status[pinned] = "running"
+        status[finished] = "finished"
+        self.status = status
+        carried = carry_over(plan, instance, residual, HeftAllocator().build(residual))
+        self.carried_makespan = Evaluator(residual).schedule(carried).stat("makespan")
+        self.previous_makespan = float(end.max())
+        self.at = at
+
+    def changes_rows(self):
+        """changes.csv: each task's status, old and new node, old and new times."""
+        yield ["task", "status", "previous_node", "node", "previous_start", "start", "end"]
+        for t in range(self.residual.n_tasks):
+            old = t < self.n_old
+            yield [self.residual.task_ids[t], self.status[t], self.old_node[t] if old else "", self.new_node[t],
+                   repr(float(self.start[t])) if old else "", repr(float(self.new.start[t])),
+                   repr(float(self.new.end[t]))]
+
+
+def _stage_replan_files(outputs, result, progress: _ReplanProgress, changes, args: argparse.Namespace) -> None:
+    """plan.json with what was re-planned, and changes.csv, beside write_outputs' files."""
+    from apportion.core.api import plan_record
+    from apportion.core.outputs import csv_text
+
     record = plan_record(result)
-    record["replan"] = {"at": at, "changes": _describe_changes(changes), "previous_plan": str(args.plan),
-                        "previous_makespan": previous_makespan, "carried_over_makespan": carried_makespan}
-    paths["plan"].write_text(json.dumps(record, indent=2) + "\n")
-    paths["changes"] = Path(args.out) / "changes.csv"
-    with paths["changes"].open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["task", "status", "previous_node", "node", "previous_start", "start", "end"])
-        for t in range(residual.n_tasks):
-            old = t < n_old
-            writer.writerow([residual.task_ids[t], status[t], old_node[t] if old else "", new_node[t],
-                             repr(float(start[t])) if old else "", repr(float(new.start[t])),
-                             repr(float(new.end[t]))])
+    record["replan"] = {"at": progress.at, "changes": _describe_changes(changes), "previous_plan": str(args.plan),
+                        "previous_makespan": progress.previous_makespan,
+                        "carried_over_makespan": progress.carried_makespan}
+    outputs.write_text("plan.json", json.dumps(_standard_json(record), indent=2, allow_nan=False) + "\n")
+    outputs.write_text("changes.csv", csv_text(progress.changes_rows()))
 
+
+def _print_replanned(result, progress: _ReplanProgress, changes, seconds: float, paths, args) -> int:
+    import numpy as np
+
+    from apportion.core.evaluate import STAT_INDEX
+
+    settings, at, status, pinned, new = result.settings, progress.at, progress.status, progress.pinned, progress.new
+    previous_makespan, carried_makespan = progress.previous_makespan, progress.carried_makespan
     counts = {name: int(np.count_nonzero(status == name)) for name in ("finished", "running", "lost", "moved", "new")}
     report = {
         **result.summary(),
@@ -412,7 +492,7 @@ def _replan(args: argparse.Namespace) -> int:
         "search_seconds": result.seconds,
     }
     if args.json:
-        print(json.dumps(_finite_json({**report, "outputs": {k: str(v) for k, v in paths.items()}})))
+        print(json.dumps(_standard_json({**report, "outputs": {k: str(v) for k, v in paths.items()}})))
         return 0
     print(f"re-planned at {at:g} s: " + ("; ".join(report["changes"]) or "no change"))
     print(f"  tasks: {counts['finished']} finished and {counts['running']} running stay where they are; "
@@ -461,11 +541,18 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    """The command line's parsers, plug-ins' included: defaults shown in every help."""
+    """The command line's parsers, plug-ins' included: defaults shown in every help, and a bad
+    option reported as every bad input is, on one line (its value cut short)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        field, _, reason = message.removeprefix("argument ").partition(": ")
+        error = SpecError(field, f"{reason} (see '{self.prog} --help')") if reason else SpecError(self.prog, message)
+        _print_error(error)
+        self.exit(EXIT_BAD_INPUT)
 
 
 def _version() -> str:
@@ -587,17 +674,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _print_error(error: SpecError) -> None:
+    print(f"apportion: error: {error}", file=sys.stderr)
+
+
+def _run(argv: list[str] | None) -> int:
+    """Parse and run one command; bad input and Ctrl-C each end it with one line on stderr."""
     try:
+        args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         return args.run(args)
     except SpecError as error:
-        print(f"apportion: error: {error}", file=sys.stderr)
-        return 2
+        _print_error(error)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("apportion: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        sys.stdout.flush()  # here, so that a closed stdout is met while main can still answer it
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``apportion`` console script. A reader that closes stdout early (``| head``) ends the
+    command quietly with the status a shell gives a process killed by SIGPIPE."""
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # Python flushes stdout once more on exit: point it at /dev/null so that it cannot fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:  # a second Ctrl-C while the first was reported
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -10,18 +10,22 @@ Everything wrong comes out as one ``SpecError`` naming the field and the reason.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
+import stat
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from apportion.core.atomic import write_text
-from apportion.core.errors import SpecError
+from apportion.core.errors import SpecError, excerpt
 from apportion.core.model import Cluster, Instance, Workload
 from apportion.core.spec import (
-    SpecErrors, cluster_from_dict, cluster_to_dict, key_text, workload_from_dict, workload_to_dict,
+    MAX_DOCUMENT_BYTES, MAX_DOCUMENT_NODES, SpecErrors, check_cluster_size, check_workload_size, cluster_from_dict,
+    cluster_to_dict, key_text, workload_from_dict, workload_to_dict,
 )
 from apportion.core.wfformat import DEFAULT_REFERENCE_SPEED, is_wfformat, workload_from_wfformat
 
@@ -34,28 +38,115 @@ Source = str | os.PathLike | Mapping
 _SECTIONS = ("workload", "cluster")
 
 
-def _parse_yaml(text: str, where: str) -> object:
+def _huge_int(digits: str) -> float:
+    """An integer too long for Python to convert (``sys.get_int_max_str_digits``) as the
+    infinity of its sign: no field takes a number that large, so the field's own check refuses
+    it by name ("must be a finite number") instead of the parser failing with no field."""
+    return -math.inf if digits.lstrip().startswith("-") else math.inf
+
+
+def _json_int(digits: str) -> int | float:
+    limit = sys.get_int_max_str_digits()
+    return _huge_int(digits) if limit and len(digits) > limit else int(digits)
+
+
+def _yaml_loader():
+    """The safe YAML loader (C when available) whose integers too long to convert read as
+    infinities, like JSON's (``_huge_int``)."""
     import yaml
 
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class SpecLoader(base):
+        def construct_yaml_int(self, node):
+            try:
+                return super().construct_yaml_int(node)
+            except ValueError:  # past the int string-conversion limit
+                return _huge_int(str(node.value))
+
+    SpecLoader.add_constructor("tag:yaml.org,2002:int", SpecLoader.construct_yaml_int)
+    return SpecLoader
+
+
+def _expanded_size(node, sizes: dict, where: str) -> int:
+    """How many nodes ``node`` stands for with every alias expanded (each anchored node is
+    counted once per reference, computed once): "a billion laughs" is refused before it is
+    built or checked, and so is an alias inside the node it names."""
+    from yaml import MappingNode, SequenceNode
+
+    key = id(node)
+    if key in sizes:
+        if sizes[key] is None:
+            raise SpecError(where, "an alias refers to the node it is inside (a recursive document)")
+        return sizes[key]
+    sizes[key] = None
+    size = 1
+    if isinstance(node, MappingNode):
+        size += sum(_expanded_size(k, sizes, where) + _expanded_size(v, sizes, where) for k, v in node.value)
+    elif isinstance(node, SequenceNode):
+        size += sum(_expanded_size(child, sizes, where) for child in node.value)
+    if size > MAX_DOCUMENT_NODES:
+        raise SpecError(where, f"its aliases expand to more than {MAX_DOCUMENT_NODES:,} values "
+                               "(the limit of a spec document)")
+    sizes[key] = size
+    return size
+
+
+def parse_yaml(text: str, where: str) -> object:
+    """A YAML (or JSON) document from ``text``, safely: no tags beyond YAML's own, alias
+    expansion bounded (``MAX_DOCUMENT_NODES``), integers of any length; ``SpecError`` naming
+    ``where`` otherwise."""
+    import yaml
+
+    loader = _yaml_loader()(text)
     try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, where)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise SpecError(where, f"invalid YAML: {e.problem or e.context}{at}") from None
     except yaml.YAMLError as e:
         raise SpecError(where, f"invalid YAML: {e}") from None
+    finally:
+        loader.dispose()
+
+
+def _check_regular(path: str | os.PathLike, where: str, limit_words: str) -> None:
+    """Refuse, before it is opened, anything but a regular file of at most ``MAX_DOCUMENT_BYTES``:
+    reading a device such as /dev/zero or a named pipe could block forever or never end."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise SpecError(where, "no such file") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise SpecError(where, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SpecError(where, "not a regular file (a device, pipe or folder)")
+    if info.st_size > MAX_DOCUMENT_BYTES:
+        raise SpecError(where, f"{info.st_size:,} bytes; {limit_words} may hold at most {MAX_DOCUMENT_BYTES:,}")
+
+
+def _read_bounded(path: str | os.PathLike, where: str) -> bytes:
+    """The bytes of a regular file of at most ``MAX_DOCUMENT_BYTES`` (``_check_regular``)."""
+    _check_regular(path, where, "a document")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_DOCUMENT_BYTES + 1)
+    except OSError as e:
+        raise SpecError(where, f"cannot read: {e.strerror or e}") from None
+    if len(raw) > MAX_DOCUMENT_BYTES:  # it grew since it was checked
+        raise SpecError(where, f"more than {MAX_DOCUMENT_BYTES:,} bytes; a document may hold at most that")
+    return raw
 
 
 def read_document(path: str | os.PathLike) -> object:
     """Parse a JSON or YAML file (``.json`` is read as JSON, anything else as YAML)."""
     where = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise SpecError(where, "no such file") from None
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-        raise SpecError(where, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
+    raw = _read_bounded(path, where)
     if not raw.strip():
         raise SpecError(where, "empty file")
     try:
@@ -65,12 +156,26 @@ def read_document(path: str | os.PathLike) -> object:
     try:
         if Path(path).suffix.lower() == ".json":
             try:
-                return json.loads(text)
+                return json.loads(text, parse_int=_json_int)
             except json.JSONDecodeError as e:
                 raise SpecError(where, f"invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
-        return _parse_yaml(text, where)
+        return parse_yaml(text, where)
     except RecursionError:
         raise SpecError(where, "nested too deeply") from None
+
+
+def is_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a folder; False for a name no file system takes (too long, a NUL)."""
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def check_table_files(directory: Path) -> None:
+    """Every CSV table of a folder is a regular file of bounded size (``_check_regular``)."""
+    for path in sorted(directory.glob("*.csv")):
+        _check_regular(path, path.name, "a table")
 
 
 def _sections(source: Source, reference_speed: float) -> tuple[str, str, dict[str, Callable[[], object]]]:
@@ -78,10 +183,11 @@ def _sections(source: Source, reference_speed: float) -> tuple[str, str, dict[st
     if isinstance(source, Mapping):
         where, doc = "(top level)", source
     elif isinstance(source, (str, os.PathLike)):
-        if Path(source).is_dir():
+        if is_folder(source):
             from apportion.core.tables import directory_sections
 
-            return str(source), "CSV tables", directory_sections(Path(source))
+            check_table_files(Path(source))
+            return str(source), "CSV tables", _sized(directory_sections(Path(source)))
         where, doc = str(source), read_document(source)
     else:
         raise SpecError("source", f"must be a path or a mapping, got {type(source).__name__}")
@@ -96,8 +202,8 @@ def _sections(source: Source, reference_speed: float) -> tuple[str, str, dict[st
         return where, "spec", {key: (lambda key=key: builders[key](doc[key])) for key in _SECTIONS if key in doc}
     if is_wfformat(doc):
         version = doc.get("schemaVersion")
-        return where, f"WfFormat {version}" if isinstance(version, str) else "WfFormat", {
-            "workload": lambda: workload_from_wfformat(doc, reference_speed=reference_speed)}
+        return where, f"WfFormat {version}" if isinstance(version, str) else "WfFormat", _sized({
+            "workload": lambda: workload_from_wfformat(doc, reference_speed=reference_speed)})
     if "tasks" in doc:
         return where, "spec", {"workload": lambda: workload_from_dict(doc)}
     if "nodes" in doc:
@@ -105,6 +211,21 @@ def _sections(source: Source, reference_speed: float) -> tuple[str, str, dict[st
     keys = sorted(map(str, doc))[:8]
     raise SpecError(where, "not a workload, cluster or WfFormat instance: expected the top-level key "
                            f"'workload', 'cluster', 'tasks', 'nodes' or 'workflow', got {keys}")
+
+
+def _sized(sections: dict[str, Callable[[], object]]) -> dict[str, Callable[[], object]]:
+    """The builders of a format that is not the spec, each followed by the spec's size limits
+    (the spec checks them before building)."""
+    checks = {"workload": check_workload_size, "cluster": check_cluster_size}
+
+    def checked(what: str, build: Callable[[], object]) -> Callable[[], object]:
+        def build_checked():
+            built = build()
+            checks[what](built)
+            return built
+        return build_checked
+
+    return {what: checked(what, build) for what, build in sections.items()}
 
 
 def _section(source: Source, what: str, reference_speed: float):
@@ -197,7 +318,7 @@ def _plain(value: object, where: str) -> object:
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
-    raise SpecError(where, f"cannot be written to a spec: {type(value).__name__} {value!r}")
+    raise SpecError(where, f"cannot be written to a spec: {type(value).__name__} {excerpt(value)}")
 
 
 def dump(obj_dict: Mapping, path: str | os.PathLike) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apportion.core.errors import SpecError
+from apportion.core.errors import SpecError, excerpt
 
 _NOT_A_PLAN = "not a plan: expected the keys 'tasks' and 'order' of a plan.json written by 'apportion optimize'"
 
@@ -45,15 +45,17 @@ def _read_tasks(entries: list, instance) -> tuple[np.ndarray, np.ndarray, np.nda
         if not isinstance(entry, dict) or not isinstance(entry.get("task"), str):
             raise SpecError(f"plan.tasks[{k}]", "must be a mapping with 'task', 'node', 'start' and 'end'")
         name = entry["task"]
-        where = f"plan.tasks[{name!r}]"
+        where = f"plan.tasks[{excerpt(name)}]"
         t = task_index.get(name)
         if t is None:
-            raise SpecError(where, f"unknown task: the workload {instance.workload.name!r} has no task {name!r}")
+            raise SpecError(where, f"unknown task: the workload {excerpt(instance.workload.name)} has no task "
+                                   f"{excerpt(name)}")
         if assignment[t] >= 0:
             raise SpecError(where, "listed twice")
         node = entry.get("node")
         if not isinstance(node, str) or node not in node_index:
-            raise SpecError(f"{where}.node", f"unknown node {node!r}; the cluster has {list(instance.node_ids)}")
+            raise SpecError(f"{where}.node", f"unknown node {excerpt(node)}; the cluster has "
+                                             f"{excerpt(list(instance.node_ids))}")
         assignment[t] = node_index[node]
         start[t] = _time(entry.get("start"), f"{where}.start")
         end[t] = _time(entry.get("end"), f"{where}.end")
@@ -66,9 +68,14 @@ def _read_tasks(entries: list, instance) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def _time(value: object, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise SpecError(where, f"must be a finite time >= 0, got {value!r}")
-    return float(value)
+    """A start or end time: a finite number >= 0 (an integer too large for a float is not)."""
+    try:
+        time = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        time = math.inf
+    if not math.isfinite(time) or time < 0:
+        raise SpecError(where, f"must be a finite time >= 0, got {excerpt(value)}")
+    return time
 
 
 def _read_order(names: list, instance) -> np.ndarray:
@@ -77,7 +84,7 @@ def _read_order(names: list, instance) -> np.ndarray:
     order = []
     for k, name in enumerate(names):
         if not isinstance(name, str) or name not in task_index:
-            raise SpecError(f"plan.order[{k}]", f"unknown task {name!r}")
+            raise SpecError(f"plan.order[{k}]", f"unknown task {excerpt(name)}")
         order.append(task_index[name])
     return np.asarray(order, dtype=np.int32)
 

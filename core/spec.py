@@ -10,29 +10,40 @@ from __future__ import annotations
 import functools
 import json
 import math
-import reprlib
 from collections.abc import Mapping
 from dataclasses import fields, replace
 from pathlib import Path
 
-from apportion.core.errors import SpecError
+from apportion.core.errors import SpecError, excerpt
 from apportion.core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload, ids_to_tuple
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
+
+# Size limits of a spec document (docs/spec-formats.md, "Limits of a spec document"): past them
+# a document is refused with one line before it is checked or built, so that no input can
+# take unbounded time or memory. A document's bytes bound JSON; YAML's aliases can make a small
+# file stand for a huge one, so the values it stands for are bounded too.
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+MAX_DOCUMENT_NODES = 5_000_000
+MAX_TASKS = 100_000
+MAX_EDGES = 500_000
+MAX_REQUESTS = MAX_TASKS
+MAX_CLUSTER_NODES = 2_000  # the model keeps task x node and node x node tables
+MAX_LINKS = 100_000
+_LIMITS = {"tasks": MAX_TASKS, "edges": MAX_EDGES, "requests": MAX_REQUESTS, "nodes": MAX_CLUSTER_NODES,
+           "links": MAX_LINKS}
 
 # How a list entry is named in error paths, as the model names it (tasks['x'], edges['a'->'b']).
 _LABEL_KEYS = {
     "tasks": ("id",), "requests": ("id",), "nodes": ("id",),
     "edges": ("source", "target"), "links": ("a", "b"),
 }
-_LABEL_FORMAT = {"edges": "{!r}->{!r}", "links": "{!r},{!r}"}
+_LABEL_FORMAT = {"edges": "{}->{}", "links": "{},{}"}
 _TYPE_NAMES = {
     "number": "a number", "string": "a string", "array": "a list", "object": "a mapping",
     "null": "null", "integer": "an integer", "boolean": "true or false",
 }
-_repr = reprlib.Repr()
-_repr.maxstring = _repr.maxother = 40
-_short = _repr.repr
+_short = excerpt
 
 
 @functools.cache
@@ -99,7 +110,7 @@ def _label(list_name: object, item: object) -> str | None:
     values = [item.get(k) for k in keys]
     if not all(isinstance(v, str) and v for v in values):
         return None
-    return _LABEL_FORMAT.get(list_name, "{!r}").format(*values)  # type: ignore[arg-type]
+    return _LABEL_FORMAT.get(list_name, "{}").format(*map(excerpt, values))  # type: ignore[arg-type]
 
 
 def _render_path(doc: object, path, root: str) -> str:
@@ -111,7 +122,7 @@ def _render_path(doc: object, path, root: str) -> str:
             label = _label(parent_key, node[key])
             out += f"[{label if label else key}]"
         elif in_map:
-            out += f"[{key!r}]"
+            out += f"[{excerpt(key)}]"
         else:
             out += f".{key}" if out else str(key)
         in_map = in_map or key == "speed_factors"
@@ -120,8 +131,8 @@ def _render_path(doc: object, path, root: str) -> str:
 
 
 def key_text(key: object) -> str:
-    """A mapping key as it appears in an error path: bare when it is a plain name."""
-    return key if isinstance(key, str) and key.isidentifier() else repr(key)
+    """A mapping key as it appears in an error path: bare when it is a plain (short) name."""
+    return key if isinstance(key, str) and key.isidentifier() and len(key) <= 40 else excerpt(key)
 
 
 def _join(field: str, key: object, root: str) -> str:
@@ -188,8 +199,32 @@ def _entry(cls, item: Mapping, list_fields: tuple[str, ...] = ()):
     return cls(**kwargs)
 
 
+def _check_counts(doc: object, keys: tuple[str, ...]) -> None:
+    """Refuse a document with more entries in a list than its limit (``_LIMITS``), before the
+    schema check walks them."""
+    if not isinstance(doc, Mapping):
+        return
+    for key in keys:
+        entries = doc.get(key)
+        if isinstance(entries, list) and len(entries) > _LIMITS[key]:
+            raise SpecError(key, f"{len(entries):,} entries; a spec may hold at most {_LIMITS[key]:,} "
+                                 f"(docs/spec-formats.md, limits)")
+
+
+def check_workload_size(workload: Workload) -> None:
+    """The spec's size limits on a workload read from another format (CSV, WfFormat)."""
+    _check_counts({"tasks": list(workload.tasks), "edges": list(workload.edges),
+                   "requests": list(workload.requests)}, ("tasks", "edges", "requests"))
+
+
+def check_cluster_size(cluster: Cluster) -> None:
+    """The spec's size limits on a cluster read from another format (CSV)."""
+    _check_counts({"nodes": list(cluster.nodes), "links": list(cluster.links)}, ("nodes", "links"))
+
+
 def workload_from_dict(doc: object) -> Workload:
     """A checked ``Workload`` from its spec (the value under a file's ``workload`` key)."""
+    _check_counts(doc, ("tasks", "edges", "requests"))
     check_document(doc, "workload")
     workload = Workload(
         tasks=tuple(_entry(Task, t, ("allowed_kinds", "allowed_zones")) for t in doc["tasks"]),
@@ -203,6 +238,7 @@ def workload_from_dict(doc: object) -> Workload:
 
 def cluster_from_dict(doc: object) -> Cluster:
     """A checked ``Cluster`` from its spec (the value under a file's ``cluster`` key)."""
+    _check_counts(doc, ("nodes", "links"))
     check_document(doc, "cluster")
     scalars = {k: (None if doc[k] is None else float(doc[k]))
                for k in ("default_bandwidth", "default_latency") if k in doc}

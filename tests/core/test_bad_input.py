@@ -3,6 +3,8 @@
 import copy
 import json
 import math
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apportion.core.errors import SpecError
-from apportion.core.io import describe, load_cluster, load_instance, load_workload
+from apportion.core.io import describe, load_cluster, load_instance, load_workload, read_document
+from apportion.core.spec import MAX_CLUSTER_NODES, MAX_DOCUMENT_BYTES, MAX_EDGES, MAX_TASKS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
 WORKLOAD = yaml.safe_load((EXAMPLES / "workload.yaml").read_text())["workload"]
@@ -44,7 +47,8 @@ WORKLOAD_CASES = [
     (changed(WORKLOAD, ["tasks", 1, "work"], math.nan), "tasks['ct_seg_a'].work", "finite"),
     (changed(WORKLOAD, ["tasks", 1, "work"], math.inf), "tasks['ct_seg_a'].work", "finite"),
     (changed(WORKLOAD, ["tasks", 1, "work"], 10 ** 400), "tasks['ct_seg_a'].work", "finite"),
-    (changed(WORKLOAD, ["tasks", 1, "work"], -10 ** 400), "tasks['ct_seg_a'].work", "must be >= 0, got -1000"),
+    (changed(WORKLOAD, ["tasks", 1, "work"], -10 ** 400), "tasks['ct_seg_a'].work",
+     "must be >= 0, got a negative integer of about 400 digits"),
     (changed(WORKLOAD, ["tasks", 1, "memory"], "12GB"), "tasks['ct_seg_a'].memory", "must be a number, got '12GB'"),
     (changed(WORKLOAD, ["tasks", 1, "work"], True), "tasks['ct_seg_a'].work", "must be a number"),
     (changed(WORKLOAD, ["edges", 1, "data"], -1), "edges['ct_seg_a'->'ct_report_a'].data", "must be >= 0"),
@@ -218,3 +222,121 @@ def test_random_files_give_only_spec_errors(tmp_path, content, suffix):
     path = tmp_path / f"random{suffix}"
     path.write_bytes(content)
     load_everything(path)
+
+
+# --- inputs built to take unbounded time or memory ----------------------------------------------
+
+def _laughs(levels: int, where: str) -> str:
+    """A YAML "billion laughs": nine aliases of nine aliases ... ``levels`` deep, at ``where``."""
+    nested = "&l0 [" + ", ".join(["lol"] * 9) + "]"
+    for level in range(1, levels):
+        nested = f"&l{level} [" + ", ".join([nested] + [f"*l{level - 1}"] * 8) + "]"
+    places = {
+        "request ids": "workload: {tasks: [{id: t, work: 1}], requests: [{id: %s}]}",
+        "names": "workload: {name: %s, tasks: [{id: t, work: 1}]}",
+        "allowed kinds": "workload: {tasks: [{id: t, work: 1, allowed_kinds: %s}]}",
+    }
+    return places[where] % nested + "\n"
+
+
+@pytest.mark.parametrize("where", ["request ids", "names", "allowed kinds"])
+@pytest.mark.parametrize("levels", [8, 9, 12])
+def test_yaml_aliases_that_expand_past_the_limit_are_refused_at_once(tmp_path, where, levels):
+    path = tmp_path / "laughs.yaml"
+    path.write_text(_laughs(levels, where))
+    started = time.perf_counter()
+    with pytest.raises(SpecError) as err:
+        describe(path)
+    assert time.perf_counter() - started < 2
+    assert err.value.field == str(path) and "aliases expand to more than 5,000,000 values" in err.value.reason
+
+
+def test_an_alias_inside_its_own_node_is_refused(tmp_path):
+    path = tmp_path / "recursive.yaml"
+    path.write_text("workload: &w {tasks: [{id: t, work: 1, allowed_kinds: *w}]}\n")
+    with pytest.raises(SpecError, match="recursive document"):
+        describe(path)
+
+
+def test_aliases_within_the_limit_still_read(tmp_path):
+    path = tmp_path / "anchors.yaml"
+    path.write_text("workload:\n  tasks:\n    - {id: a, work: 1, allowed_kinds: &gpu [gpu]}\n"
+                    "    - {id: b, work: 2, allowed_kinds: *gpu}\n")
+    assert [t.allowed_kinds for t in load_workload(path).tasks] == [("gpu",), ("gpu",)]
+
+
+def test_every_value_in_an_error_is_a_short_excerpt():
+    long_id = "x" * 200_000
+    spec = changed(WORKLOAD, ["edges", 0, "target"], long_id)
+    with pytest.raises(SpecError) as err:
+        load_workload({"workload": spec})
+    assert len(str(err.value)) < 500 and "unknown task 'xxx" in str(err.value)
+    spec = changed(WORKLOAD, ["tasks", 0, "id"], [long_id] * 1000)
+    with pytest.raises(SpecError) as err:
+        load_workload({"workload": spec})
+    assert len(str(err.value)) < 500
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "/dev/null", "fifo", "folder"])
+def test_devices_pipes_and_folders_are_refused_before_they_are_read(tmp_path, device):
+    if device == "fifo":
+        device = tmp_path / "spec.yaml"
+        os.mkfifo(device)  # opening it would wait for a writer forever
+    elif device == "folder":
+        device = tmp_path / "spec.yaml"
+        device.mkdir()
+    with pytest.raises(SpecError) as err:
+        read_document(device)
+    assert (err.value.field, err.value.reason) == (str(device), "not a regular file (a device, pipe or folder)")
+
+
+def test_a_csv_table_that_is_a_device_is_refused(tmp_path):
+    (tmp_path / "tasks.csv").symlink_to("/dev/zero")
+    with pytest.raises(SpecError) as err:
+        describe(tmp_path)
+    assert (err.value.field, err.value.reason) == ("tasks.csv", "not a regular file (a device, pipe or folder)")
+
+
+def test_a_file_past_the_document_limit_is_refused_unread(tmp_path):
+    path = tmp_path / "big.json"
+    with path.open("wb") as fh:
+        fh.truncate(MAX_DOCUMENT_BYTES + 1)  # sparse: no disk, no memory
+    with pytest.raises(SpecError, match="67,108,865 bytes; a document may hold at most 67,108,864"):
+        read_document(path)
+
+
+@pytest.mark.parametrize("key, limit", [("tasks", MAX_TASKS), ("edges", MAX_EDGES), ("requests", MAX_TASKS)])
+def test_workload_lists_past_their_limit_are_refused_before_the_schema_check(key, limit):
+    spec = dict(WORKLOAD, **{key: [{}] * (limit + 1)})
+    with pytest.raises(SpecError) as err:
+        load_workload({"workload": spec})
+    assert err.value.field == key and f"at most {limit:,}" in err.value.reason
+
+
+def test_cluster_nodes_past_their_limit_are_refused_in_every_format(tmp_path):
+    with pytest.raises(SpecError, match="at most 2,000"):
+        load_cluster({"cluster": dict(CLUSTER, nodes=[{}] * (MAX_CLUSTER_NODES + 1))})
+    rows = "\n".join(f"n{i},cpu,1,1" for i in range(MAX_CLUSTER_NODES + 1))
+    (tmp_path / "nodes.csv").write_text("id,kind,speed,memory\n" + rows + "\n")
+    with pytest.raises(SpecError) as err:
+        load_cluster(tmp_path)
+    assert err.value.field == "nodes" and "at most 2,000" in err.value.reason
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+@pytest.mark.parametrize("digits", [400, 5000, 200_000])
+def test_integers_of_any_length_name_their_field(tmp_path, suffix, digits):
+    path = tmp_path / f"huge{suffix}"
+    path.write_text('{"workload": {"tasks": [{"id": "t", "work": -%s, "memory": %s}]}}' % ("9" * digits, "9" * digits))
+    with pytest.raises(SpecError) as err:
+        load_workload(path)
+    assert {(e.field, e.reason.split(",")[0]) for e in err.value.errors} == {
+        ("tasks['t'].work", "must be >= 0"), ("tasks['t'].memory", "must be a finite number")}
+    assert all(len(str(e)) < 200 for e in err.value.errors)
+
+
+def test_a_line_break_in_a_value_cannot_split_the_error_line(tmp_path):
+    (tmp_path / "tasks.csv").write_text('id,work,"bad\ncolumn"\na,1,2\n')
+    with pytest.raises(SpecError) as err:
+        describe(tmp_path)
+    assert len(str(err.value).splitlines()) == 1 and "\\n" in str(err.value)

@@ -104,3 +104,28 @@ def test_a_number_too_large_for_a_float_is_not_a_time(instance, written, tmp_pat
     with pytest.raises(SpecError) as err:
         read_plan(bad, instance)
     assert err.value.field == f"plan.tasks[{doc['tasks'][0]['task']!r}].end" and "got inf" in err.value.reason
+
+
+@pytest.mark.parametrize("digits", [400, 5000, 100_000])
+@pytest.mark.parametrize("key", ["start", "end"])
+def test_an_integer_of_any_length_is_one_line_naming_the_field(instance, written, tmp_path, key, digits):
+    """400 digits overflow a float; past 4300, Python refuses to convert them at all."""
+    doc = json.loads(written[0].read_text())
+    doc["tasks"][0][key] = "HUGE"
+    bad = tmp_path / "plan.json"
+    bad.write_text(json.dumps(doc).replace('"HUGE"', "9" * digits))
+    with pytest.raises(SpecError) as err:
+        read_plan(bad, instance)
+    assert err.value.field == f"plan.tasks[{doc['tasks'][0]['task']!r}].{key}"
+    assert "must be a finite time" in err.value.reason and len(str(err.value)) < 200
+
+
+def test_a_long_name_is_quoted_short(instance, written, tmp_path):
+    doc = json.loads(written[0].read_text())
+    doc["tasks"][0]["node"] = "n" * 100_000
+    doc["order"][0] = "t" * 100_000
+    bad = tmp_path / "plan.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(SpecError) as err:
+        read_plan(bad, instance)
+    assert "unknown node 'nnnn" in str(err.value) and len(str(err.value)) < 300

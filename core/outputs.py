@@ -48,12 +48,18 @@ def spreadsheet_safe(cell: object) -> object:
 
 
 def csv_text(rows) -> str:
-    """The rows as CSV text, every cell ``spreadsheet_safe``: the one CSV writer of the core."""
+    """The rows as CSV text, every cell ``spreadsheet_safe``: the one CSV writer of the project."""
     text = io.StringIO()
     writer = csv.writer(text)
     for row in rows:
         writer.writerow([spreadsheet_safe(cell) for cell in row])
     return text.getvalue()
+
+
+def write_csv_table(path: str | Path, columns, rows) -> Path:
+    """``rows`` (mappings; a missing key is an empty cell) under a header of ``columns``, every
+    cell ``spreadsheet_safe``, written atomically."""
+    return atomic.write_text(path, csv_text([list(columns), *([row.get(c) for c in columns] for row in rows)]))
 
 
 @contextlib.contextmanager

@@ -52,7 +52,7 @@ def compare_algorithms(allocations, evaluations) -> dict:
     """One row per algorithm, best makespan first: comparison.csv in the run folder, at the
     published path and on the parent MLflow run."""
     from apportion.core.atomic import copy_file
-    from apportion.operators.csv_cells import write_csv
+    from apportion.core.outputs import write_csv_table
     from apportion.operators.paths import published_plan_path, task_folder
     from apportion.operators.hooks import ApportionMlflowHook
 
@@ -63,7 +63,7 @@ def compare_algorithms(allocations, evaluations) -> dict:
         for a, e in zip(allocations, evaluations, strict=True)
     ]
     rows.sort(key=lambda row: (row["makespan"], row["algorithm"]))
-    path = write_csv(task_folder(context) / "comparison.csv", COMPARISON_COLUMNS, rows)
+    path = write_csv_table(task_folder(context) / "comparison.csv", COMPARISON_COLUMNS, rows)
     published = copy_file(path, published_plan_path(DAG_ID).with_name("comparison.csv"))
 
     parent = allocations[0]

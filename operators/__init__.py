@@ -5,7 +5,7 @@ inputs and settings), ``reuse`` (fingerprint of a complete result), ``warm_start
 previous run's front), ``allocating`` (the allocation and its MLflow logging),
 ``chosen_plan`` (reading plan.json back and checking it), ``publishing``, ``simulation``,
 ``drill`` (the failure drill), ``tracking`` (MLflow runs), ``hooks`` (reaching MLflow),
-``charts``, ``csv_cells`` (CSV files for spreadsheets), ``links`` and the operators in
+``charts``, ``links`` and the operators in
 ``allocation``.
 
 Nothing heavy is imported here: DAG files import this package at parse time, and the Airflow

@@ -510,7 +510,7 @@ def test_ctrl_c_stops_a_long_simulation():
         print("started", flush=True)
         simulate(inst, plan, unc, samples=1_000_000)
         print("finished", flush=True)
-    """, after=0.5, within=5.0)
+    """, after=0.5, within=15.0)  # the whole call takes minutes; one slice ~0.15 s alone, more under load
     assert "KeyboardInterrupt" in run.stderr and "finished" not in run.stdout
 
 

@@ -60,7 +60,7 @@ def main() -> None:
     instances = [independent_pairs(p) for p in sizes]
     seconds = {cls.name: [wall(lambda inst=inst, cls=cls: cls().build(inst, 0)) for inst in instances]
                for cls in BASELINES}
-    seconds["all"] = [float(sum(column)) for column in zip(*seconds.values())]
+    seconds["all"] = [float(sum(column)) for column in zip(*seconds.values(), strict=True)]
     tasks = [inst.n_tasks for inst in instances]
     fits = {name: exponent(tasks, s) for name, s in seconds.items()}
 

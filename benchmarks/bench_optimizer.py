@@ -159,8 +159,8 @@ def stock_run(instance: Instance, args) -> tuple[float, np.ndarray]:
     from pymoo.optimize import minimize
 
     from apportion.core.algorithms.nsga import ParetoArchive, order_pool
-    from apportion.core.algorithms.variation import EligibilityRepair, PlanCodec
     from apportion.core.algorithms.pymoo_adapters import PlanProblem
+    from apportion.core.algorithms.variation import EligibilityRepair, PlanCodec
     from apportion.core.pareto import DEFAULT_OBJECTIVES
 
     evaluator = Evaluator(instance)
@@ -271,9 +271,8 @@ def main() -> None:
         record.update({key: statistics.median(c[key] for c in colds) for key in colds[0]})
         record["cold_start_runs"] = [round(c["cold_start_seconds"], 3) for c in colds]
     if not args.no_stock:
-        from apportion.core.pareto import DEFAULT_OBJECTIVES, hypervolume, objective_matrix
-
         from apportion.core.algorithms.baselines import baseline_plans
+        from apportion.core.pareto import DEFAULT_OBJECTIVES, hypervolume, objective_matrix
 
         stock_seconds, stock_F = stock_run(instance, args)
         ours_F = objective_matrix(pick["result"].stats, DEFAULT_OBJECTIVES)

@@ -166,7 +166,7 @@ def run_deap(decoder: ModuloDecoder, budget: int, population: int, seed: int) ->
     def evaluate(individuals) -> int:
         todo = [ind for ind in individuals if not ind.fitness.valid]
         if todo:
-            for ind, f in zip(todo, decoder(np.array(todo))):
+            for ind, f in zip(todo, decoder(np.array(todo)), strict=True):
                 ind.fitness.values = tuple(f)
         return len(todo)
 
@@ -178,7 +178,7 @@ def run_deap(decoder: ModuloDecoder, budget: int, population: int, seed: int) ->
         pop = tools.selNSGA2(pop, population)  # sets the crowding distances selTournamentDCD reads
         while used < budget:
             offspring = [creator.QualityIndividual(ind) for ind in tools.selTournamentDCD(pop, len(pop))]
-            for a, b in zip(offspring[::2], offspring[1::2]):
+            for a, b in zip(offspring[::2], offspring[1::2], strict=False):
                 if random.random() <= crossover_prob:
                     tools.cxUniform(a, b, indpb=0.5)
                 tools.mutUniformInt(a, 0, m - 1, indpb=1.0 / n)

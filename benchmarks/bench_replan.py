@@ -60,7 +60,7 @@ def urgent_requests(instance: Instance, schedule, now: float, count: int, seed: 
     edges = [Edge(f"urgent-{e.source}", f"urgent-{e.target}", e.data) for e in small.edges]
     finished = np.flatnonzero(schedule.end <= now)
     rng = np.random.default_rng(seed)
-    for source, target in zip(rng.choice(finished, 5, replace=False), range(5)):
+    for source, target in zip(rng.choice(finished, 5, replace=False), range(5), strict=True):
         edges.append(Edge(instance.task_ids[source], tasks[target].id, 10.0))
     return UrgentRequests(Workload(tasks=tasks, edges=tuple(edges), requests=(Request("urgent", priority=3.0),),
                                    name="urgent"))

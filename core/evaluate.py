@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 import numba
+import numpy as np
 
 from apportion.core._jit import jit, jit_inline, jit_parallel, prange
 from apportion.core.model import Instance
@@ -177,8 +176,9 @@ def _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, pare
             start[b0], start[b1], start[b2], start[b3] = r0, r1, r2, r3
 
 
+# Complexity: one pass over a lane's tasks, nodes and requests: split, it would pass its 20 arrays between calls.
 @jit
-def _summarise(lane, tag, end, busy, used, req_end, last_pos, last_request, due_pos, due, parent_ptr, parent_pos,
+def _summarise(lane, tag, end, busy, used, req_end, last_pos, last_request, due_pos, due, parent_ptr, parent_pos,  # noqa: C901
                node_col, link, req_release, req_deadline, req_priority, busy_power, idle_power, cost_rate, out):
     """Write one lane's STATS row to ``out``.
 

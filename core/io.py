@@ -24,8 +24,16 @@ from apportion.core.atomic import write_text
 from apportion.core.errors import SpecError, excerpt
 from apportion.core.model import Cluster, Instance, Workload
 from apportion.core.spec import (
-    MAX_DOCUMENT_BYTES, MAX_DOCUMENT_NODES, SpecErrors, check_cluster_size, check_workload_size, cluster_from_dict,
-    cluster_to_dict, key_text, workload_from_dict, workload_to_dict,
+    MAX_DOCUMENT_BYTES,
+    MAX_DOCUMENT_NODES,
+    SpecErrors,
+    check_cluster_size,
+    check_workload_size,
+    cluster_from_dict,
+    cluster_to_dict,
+    key_text,
+    workload_from_dict,
+    workload_to_dict,
 )
 from apportion.core.wfformat import DEFAULT_REFERENCE_SPEED, is_wfformat, workload_from_wfformat
 

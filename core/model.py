@@ -566,7 +566,7 @@ def _edge_arrays(edges: Sequence[Edge], t_index: Mapping[str, int]):
 def _children(tasks: Sequence[Task], src: np.ndarray, dst: np.ndarray, pinned_node: np.ndarray) -> list[list[int]]:
     """Each task's children; raises for a cycle, or a pinned task under a free parent."""
     children: list[list[int]] = [[] for _ in tasks]
-    for s, d in zip(src.tolist(), dst.tolist()):
+    for s, d in zip(src.tolist(), dst.tolist(), strict=True):
         children[s].append(d)
         if pinned_node[d] >= 0 and pinned_node[s] < 0:
             raise SpecError(f"tasks[{tasks[d].id!r}]", f"pinned, but its parent {tasks[s].id!r} is not: "
@@ -709,7 +709,7 @@ def _check_routes(tasks: Sequence[Task], nodes: Sequence[Node], eligible: np.nda
     reach = _Reach(connected)
     parents: list[list[int]] = [[] for _ in tasks]
     children: list[list[int]] = [[] for _ in tasks]
-    for s, d in zip(src.tolist(), dst.tolist()):
+    for s, d in zip(src.tolist(), dst.tolist(), strict=True):
         parents[d].append(s)
         children[s].append(d)
     usable = [_bits(row) for row in eligible]

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from apportion.core._jit import jit, jit_inline
 from apportion.core import defaults
+from apportion.core._jit import jit, jit_inline
 from apportion.core.defaults import DEFAULT_OBJECTIVES
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import STAT_INDEX

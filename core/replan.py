@@ -86,17 +86,7 @@ def residual_instance(instance: Instance, plan: Plan, now: float, changes: Seque
             previous_node=None if node in failures else node,
         ))
 
-    nodes = []
-    for nd in instance.cluster.nodes:
-        failure = failures.get(nd.id)
-        if failure is None:
-            nodes.append(replace(nd, available_from=max(now, nd.available_from)))
-        elif failure.repair is None:
-            nodes.append(replace(nd, available_from=max(now, nd.available_from), failed=True))
-        else:
-            if not np.isfinite(failure.repair) or failure.repair < 0:
-                raise SpecError("changes.repair", f"must be a finite time >= 0 or None, got {failure.repair!r}")
-            nodes.append(replace(nd, available_from=max(now + failure.repair, nd.available_from)))
+    nodes = [_node_at(nd, failures.get(nd.id), now) for nd in instance.cluster.nodes]
     links = list(instance.cluster.links)
     for change in changes:
         if isinstance(change, NodeJoin):
@@ -112,6 +102,18 @@ def residual_instance(instance: Instance, plan: Plan, now: float, changes: Seque
     workload = replace(instance.workload, tasks=tuple(tasks), edges=tuple(edges), requests=tuple(requests))
     cluster: Cluster = replace(instance.cluster, nodes=tuple(nodes), links=tuple(links))
     return Instance.build(workload, cluster)
+
+
+def _node_at(node, failure: NodeFailure | None, now: float):
+    """``node`` as the residual problem sees it at ``now``: free from then on, failed for good,
+    or back after its repair."""
+    if failure is None:
+        return replace(node, available_from=max(now, node.available_from))
+    if failure.repair is None:
+        return replace(node, available_from=max(now, node.available_from), failed=True)
+    if not np.isfinite(failure.repair) or failure.repair < 0:
+        raise SpecError("changes.repair", f"must be a finite time >= 0 or None, got {failure.repair!r}")
+    return replace(node, available_from=max(now + failure.repair, node.available_from))
 
 
 def carry_over(plan: Plan, old: Instance, new: Instance, fallback: Plan) -> Plan:

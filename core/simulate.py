@@ -316,8 +316,9 @@ def _ready_on(t, c, not_before, node_free, release, end, node_of, parent_ptr, pa
     return ready
 
 
+# Complexity: one sample's event loop: dispatch, noise, failures, repair and retries share its state.
 @jit
-def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, parent_ptr, parent_idx, parent_data,
+def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, parent_ptr, parent_idx, parent_data,  # noqa: C901
                     latency, inv_bw, release, deadline, request_of, req_size, req_release, req_deadline, sigma_kind,
                     transfer_sigma, slow_p, slow_f, mtbf, repair, repair_fixed, cap, backup, max_retries, record, out,
                     out_start, out_end, out_node, out_attempts):
@@ -491,8 +492,9 @@ def _lerp_percentile(sorted_values, count, q):
     return b - diff * (1.0 - frac) if frac >= 0.5 else a + diff * frac
 
 
+# Complexity: one pass over a sample's tasks, nodes and requests, as the evaluator's.
 @jit
-def _metrics(end, busy, used, active_end, deadline, request_of, req_size, req_release, req_deadline, req_end,
+def _metrics(end, busy, used, active_end, deadline, request_of, req_size, req_release, req_deadline, req_end,  # noqa: C901
              req_done, responses, n_failed, n_retried, n_moved, row):
     n, m, n_req = end.shape[0], busy.shape[0], req_end.shape[0]
     req_end[:] = 0.0

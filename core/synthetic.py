@@ -39,7 +39,7 @@ def random_workload(n_tasks: int, n_edges: int, *, seed: int, n_requests: int = 
             # Mostly local edges, as in real workflows, with a tail of long-range ones.
             near = rng.random(2 * k) < 0.8
             b = np.where(near, np.minimum(a + 1 + rng.integers(0, 20, size=2 * k), n_tasks - 1), b)
-            for s, d, size in zip(a, b, rng.lognormal(2.0, 1.0, size=2 * k)):
+            for s, d, size in zip(a, b, rng.lognormal(2.0, 1.0, size=2 * k), strict=True):
                 s, d = (int(s), int(d)) if s < d else (int(d), int(s))
                 if s != d and (s, d) not in edges and len(edges) < target:
                     edges[(s, d)] = float(size)

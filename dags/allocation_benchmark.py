@@ -28,10 +28,16 @@ schedule.csv, pareto.csv, charts).
 from __future__ import annotations
 
 from airflow.sdk import DAG, Asset, get_current_context, task
-
 from allocation_workflow import (
-    DEFAULT_ARGS, START_DATE, algorithms_param, chosen_scenario_params, operator_classes, optimiser_arguments,
-    optimiser_params, record, scenario_inputs,
+    DEFAULT_ARGS,
+    START_DATE,
+    algorithms_param,
+    chosen_scenario_params,
+    operator_classes,
+    optimiser_arguments,
+    optimiser_params,
+    record,
+    scenario_inputs,
 )
 
 DAG_ID = "allocation_benchmark"
@@ -53,8 +59,8 @@ def compare_algorithms(allocations, evaluations) -> dict:
     published path and on the parent MLflow run."""
     from apportion.core.atomic import copy_file
     from apportion.core.outputs import write_csv_table
-    from apportion.operators.paths import published_plan_path, task_folder
     from apportion.operators.hooks import ApportionMlflowHook
+    from apportion.operators.paths import published_plan_path, task_folder
 
     context = get_current_context()
     allocations, evaluations = list(allocations), list(evaluations)

@@ -32,10 +32,16 @@ time a dashed line), the revised plan.json, schedule.csv and pareto.csv, drill.j
 from __future__ import annotations
 
 from airflow.sdk import DAG, Param, get_current_context, task
-
 from allocation_workflow import (
-    DEFAULT_ARGS, START_DATE, chosen_scenario_params, migration_objective_param, operator_classes, optimiser_arguments,
-    optimiser_params, record, scenario_inputs,
+    DEFAULT_ARGS,
+    START_DATE,
+    chosen_scenario_params,
+    migration_objective_param,
+    operator_classes,
+    optimiser_arguments,
+    optimiser_params,
+    record,
+    scenario_inputs,
 )
 
 DAG_ID = "failure_drill"

@@ -6,9 +6,14 @@ Its form, schedule and docs; the steps and the shared doc paragraphs are in allo
 from __future__ import annotations
 
 from airflow.sdk import DAG
-
 from allocation_workflow import (
-    DEFAULT_ARGS, START_DATE, optimiser_params, replanning_params, scenario_params, simulation_params, workflow_doc,
+    DEFAULT_ARGS,
+    START_DATE,
+    optimiser_params,
+    replanning_params,
+    scenario_params,
+    simulation_params,
+    workflow_doc,
     workflow_steps,
 )
 

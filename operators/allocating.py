@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from apportion.operators.allocation_arguments import AllocationArguments
+from apportion.operators.chosen_plan import PLAN_SCHEMA
+from apportion.operators.hooks import ApportionMlflowHook
 from apportion.operators.inputs import check_flag, cluster_summary, make_settings, resolve_inputs, scenario_kwargs
 from apportion.operators.paths import FRONT_FILE, PLAN_FILE, current_context, run_folder
 from apportion.operators.reuse import RESULT_FILE, RESULT_VERSION, complete_result, fingerprint, plan_id
-from apportion.operators.chosen_plan import PLAN_SCHEMA
-from apportion.operators.hooks import ApportionMlflowHook
 from apportion.operators.tracking import (
     AirflowRef,
     Tracker,

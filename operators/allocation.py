@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from airflow.sdk import BaseOperator
 
 from apportion.operators.allocation_arguments import AllocationArguments
-from apportion.operators.links import MlflowPlanLink, MlflowRunLink
 from apportion.operators.hooks import DEFAULT_CONN_ID
+from apportion.operators.links import MlflowPlanLink, MlflowRunLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -139,7 +139,7 @@ def evolution_chart(table, columns: Sequence[str], png_path: str | Path, *, titl
     marker series per value of ``by`` (the algorithm)."""
     plt = _pyplot()
     fig, axes = plt.subplots(len(columns), 1, figsize=(9, 2.0 * len(columns) + 0.8), sharex=True, squeeze=False)
-    for ax, column in zip(axes[:, 0], columns):
+    for ax, column in zip(axes[:, 0], columns, strict=True):
         for algorithm, runs in table.groupby(by, sort=True) if len(table) else []:
             ax.plot(runs["when"], runs[column], marker="o", linestyle="-", label=algorithm or "?")
         ax.set_ylabel(column.replace("_", " "), fontsize=9)
@@ -167,7 +167,7 @@ def simulation_chart(realised, predicted, png_path: str | Path, *, title: str) -
     plt = _pyplot()
     names = list(realised)
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.8), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=True):
         values = np.asarray(realised[name], dtype=float)
         values = values[np.isfinite(values)]
         if values.size:

@@ -14,10 +14,9 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
 from apportion.operators.paths import PLAN_FILE
 from apportion.operators.reuse import plan_id
-from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
-
 
 PLAN_SCHEMA = "urn:apportion:schema:plan:1"  # the $id of core/schema/plan.schema.json
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from apportion.operators.chosen_plan import load_chosen_plan
+from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
 from apportion.operators.inputs import check_flag
 from apportion.operators.paths import FRONT_FILE, run_folder
 from apportion.operators.reuse import plan_id
-from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
 from apportion.operators.tracking import AirflowRef
 from apportion.operators.warm_start import DELTA_METRICS
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from apportion.operators.chosen_plan import PlanMismatch
-from apportion.operators.paths import FRONT_FILE, current_context, published_plan_path
 from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
+from apportion.operators.paths import FRONT_FILE, current_context, published_plan_path
 from apportion.operators.tracking import AirflowRef
 
 

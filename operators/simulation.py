@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from apportion.operators.chosen_plan import load_chosen_plan
-from apportion.operators.paths import run_folder
 from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
+from apportion.operators.paths import run_folder
 from apportion.operators.tracking import AirflowRef
 
 # Realised metrics the simulate step logs (``sim/<name>_<statistic>``).

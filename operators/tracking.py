@@ -16,10 +16,10 @@ import os
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit, urlunsplit
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 from apportion.operators.paths import path_component
 

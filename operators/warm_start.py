@@ -41,7 +41,7 @@ def front_record(result, chosen_plan_id: str) -> dict:
         "plans": [
             {"assignment": plan.assignment.tolist(), "order": plan.order.tolist(),
              "objectives": {name: float(stats[STAT_INDEX[OBJECTIVES[name][0]]]) for name in result.settings.objectives}}
-            for plan, stats in zip(result.front, result.front_stats)
+            for plan, stats in zip(result.front, result.front_stats, strict=True)
         ],
     }
 

@@ -32,7 +32,13 @@ from apportion.stack.history import BACKFILL_RUNS, History, backfill_dates, run_
 from apportion.stack.memory import MemoryMonitor
 from apportion.stack.processes import ProcessTree, free_port, stop_servers
 from apportion.stack.servers import (
-    AIRFLOW_PORT, MLFLOW_PORT, WORKFLOW_DAGS, start_airflow, start_mlflow, start_numba_warmup, wait_healthy,
+    AIRFLOW_PORT,
+    MLFLOW_PORT,
+    WORKFLOW_DAGS,
+    start_airflow,
+    start_mlflow,
+    start_numba_warmup,
+    wait_healthy,
 )
 
 FAILED_TASK_STATES = ("failed", "upstream_failed")

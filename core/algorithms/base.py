@@ -12,7 +12,6 @@ from apportion.core.algorithms.registry import get_allocator_class
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import Evaluator, Plan
 
-
 # Search sizes that fit in memory and time (docs/spec-formats.md, "Limits"): a population of
 # 2**31 or a budget of 10**12 evaluations is refused up front, not by a MemoryError hours later.
 MAX_POPULATION = 100_000

@@ -11,7 +11,6 @@ from apportion.core.algorithms.base import AllocationResult, Allocator
 from apportion.core.evaluate import STATS, Evaluator, Plan
 from apportion.core.model import Instance
 
-
 # Placements per call of a compiled kernel: Python runs the long loops in slices, so that a
 # KeyboardInterrupt (Ctrl-C) lands between them.
 SLICE_TASKS = 4096
@@ -45,6 +44,6 @@ class ConstructiveAllocator(Allocator):
         stats = evaluator.stats(plan.assignment, plan.order)
         seconds = time.perf_counter() - began
         if progress is not None:
-            progress(1, dict(zip(STATS, stats[0].tolist())))
+            progress(1, dict(zip(STATS, stats[0].tolist(), strict=True)))
         return AllocationResult(algorithm=self.name, plans=[plan], stats=stats, evaluations=1,
                                 seconds=seconds)

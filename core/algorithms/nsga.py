@@ -23,6 +23,14 @@ from pymoo.optimize import minimize
 from apportion.core.algorithms.base import AllocationResult, Allocator, check_budget, check_genes
 from apportion.core.algorithms.baselines import baseline_plans
 from apportion.core.algorithms.heft import heft_priority
+from apportion.core.algorithms.pymoo_adapters import (
+    ArrayEvaluator,
+    ArrayNSGA2,
+    FeasibilityTournament,
+    HistoryCallback,
+    PlanProblem,
+)
+from apportion.core.algorithms.registry import register
 from apportion.core.algorithms.variation import (
     ArrayMating,
     KeepRepair,
@@ -32,14 +40,6 @@ from apportion.core.algorithms.variation import (
     RowHashDuplicateElimination,
     UniformCrossover,
 )
-from apportion.core.algorithms.pymoo_adapters import (
-    ArrayEvaluator,
-    ArrayNSGA2,
-    FeasibilityTournament,
-    HistoryCallback,
-    PlanProblem,
-)
-from apportion.core.algorithms.registry import register
 from apportion.core.defaults import GENERATIONS, POPULATION
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import Evaluator, Plan

@@ -121,7 +121,7 @@ class ArrayEvaluator(PymooEvaluator):
             capacity = max(2 * self.CV.shape[0], end)
             grown = np.empty((capacity, F.shape[1])), np.empty((capacity, G.shape[1])), np.empty(capacity)
             if self.size:
-                for old, new in zip((self.F, self.G, self.CV), grown):
+                for old, new in zip((self.F, self.G, self.CV), grown, strict=True):
                     new[: self.size] = old[: self.size]
             self.F, self.G, self.CV = grown
         self.F[self.size:end], self.G[self.size:end], self.CV[self.size:end] = F, G, CV
@@ -133,7 +133,7 @@ class ArrayEvaluator(PymooEvaluator):
     def individuals(self, X: np.ndarray, rows: np.ndarray) -> Population:
         """Evaluated individuals for the chromosomes X, whose results are at ``rows``."""
         pop = new_population(X)
-        for ind, row in zip(pop, rows.tolist()):
+        for ind, row in zip(pop, rows.tolist(), strict=True):
             self._set(ind, row)
         return pop
 
@@ -156,7 +156,7 @@ class ArrayEvaluator(PymooEvaluator):
         if todo:
             if X is None or len(todo) != len(pop):
                 X = population_matrix(todo)
-            for ind, row in zip(todo, self.evaluate(problem, X, count_evals).tolist()):
+            for ind, row in zip(todo, self.evaluate(problem, X, count_evals).tolist(), strict=True):
                 self._set(ind, row)
         self.last_rows = (np.arange(self.size - len(pop), self.size) if len(todo) == len(pop)
                           else np.fromiter((ind.row for ind in pop), dtype=np.int64, count=len(pop)))
@@ -359,7 +359,7 @@ class HistoryCallback(Callback):
             "front_size": len(archive),
             "feasible": archive.feasible,
         }
-        record.update({f"best_{name}": float(v) for name, v in zip(self.objectives, best)})
+        record.update({f"best_{name}": float(v) for name, v in zip(self.objectives, best, strict=True)})
         self.records.append(record)
         if self.progress is not None:
             self.progress(record["generation"], record)

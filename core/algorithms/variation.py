@@ -103,7 +103,7 @@ def new_population(X: np.ndarray) -> Population:
 
 def set_rows(pop, X: np.ndarray) -> None:
     """Give each individual its row of X as its own array (no view keeps X alive)."""
-    for ind, row in zip(pop, X):
+    for ind, row in zip(pop, X, strict=True):
         ind.X = row.copy()
 
 

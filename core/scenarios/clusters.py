@@ -69,7 +69,7 @@ def _build(nodes: int, slots: tuple[Slot, ...], *, replicated: dict[str, int], l
     counts = apportion(nodes, slots)
     out: list[Node] = []
     for group, per_zone in replicated.items():
-        members = [(s.hardware, c) for s, c in zip(slots, counts) if s.group == group]
+        members = [(s.hardware, c) for s, c in zip(slots, counts, strict=True) if s.group == group]
         queues = [[hw] * c for hw, c in members]
         boxes = [q[i] for i in range(max((len(q) for q in queues), default=0)) for q in queues if i < len(q)]
         zones = _replicated_zones(group, len(boxes), per_zone)
@@ -79,7 +79,7 @@ def _build(nodes: int, slots: tuple[Slot, ...], *, replicated: dict[str, int], l
             k = seen.get((zone, hw.name), 0)
             seen[(zone, hw.name)] = k + 1
             out.append(_node(zone, hw, k))
-    for s, c in zip(slots, counts):
+    for s, c in zip(slots, counts, strict=True):
         if s.group not in replicated:
             out.extend(_node(s.group, s.hardware, k) for k in range(c))
     zones = sorted({nd.zone for nd in out})

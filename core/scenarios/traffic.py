@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from itertools import pairwise
 
 import numpy as np
 
@@ -60,7 +61,7 @@ POLICY_FLOP = 2 * (64 * 256 + 256 * 256 + 256 * 8)  # MLP policy 64-256-256-8 pe
 
 
 def _interpolate(curve, hour: float) -> float:
-    for (h0, v0), (h1, v1) in zip(curve, curve[1:]):
+    for (h0, v0), (h1, v1) in pairwise(curve):
         if h0 <= hour <= h1:
             return v0 + (v1 - v0) * (hour - h0) / (h1 - h0)
     raise AssertionError(f"hour {hour} outside the curve")

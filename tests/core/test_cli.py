@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ def test_optimize_writes_plan_front_and_schedule(tmp_path, capsys):
         by_node.setdefault(r["node"], []).append((float(r["start"]), float(r["end"])))
     for spans in by_node.values():
         spans.sort()
-        assert all(a[1] <= b[0] + 1e-9 for a, b in zip(spans, spans[1:])), "a node runs one task at a time"
+        assert all(a[1] <= b[0] + 1e-9 for a, b in pairwise(spans)), "a node runs one task at a time"
 
     with (out / "pareto.csv").open() as fh:
         front = list(csv.DictReader(fh))

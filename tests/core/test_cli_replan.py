@@ -2,6 +2,7 @@
 
 import csv
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,7 @@ def test_replan_keeps_finished_and_running_tasks(planned, tmp_path, capsys):
     starts = sorted({t["start"] for t in old.values()})
     # The first moment between two task starts when a node runs a task that is not the only
     # GPU (so the lost task has somewhere else to go): that node fails.
-    at, victim = next(((a + b) / 2, t["node"]) for a, b in zip(starts, starts[1:]) for t in old.values()
+    at, victim = next(((a + b) / 2, t["node"]) for a, b in pairwise(starts) for t in old.values()
                       if t["start"] < (a + b) / 2 < t["end"] and t["node"] != "gpu1")
     report = run_json(capsys, ["replan", WORKLOAD, CLUSTER, str(planned), "--at", repr(at), "--fail", victim,
                                "--repair", "100", *BUDGET, "--out", str(tmp_path), "--json"])

@@ -4,13 +4,14 @@ spreadsheet would run as formulas."""
 
 import csv
 import json
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.interrupts import interrupt, popen_interruptible
 
 EXE = str(Path(sys.executable).with_name("apportion"))
 EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
@@ -74,11 +75,10 @@ def test_a_closed_stdout_ends_every_command_quietly(argv, tmp_path, plan_dir):
 @pytest.mark.parametrize("delay", [0.3, 1.0, 3.0])
 def test_ctrl_c_at_any_moment_is_one_line_and_status_130(delay, tmp_path):
     """From parsing and loading (0.3 s) to the search (3 s): one line, no traceback."""
-    proc = subprocess.Popen([EXE, "optimize", WORKLOAD, CLUSTER, *LONG_SEARCH, "--out", str(tmp_path / "o")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen_interruptible([EXE, "optimize", WORKLOAD, CLUSTER, *LONG_SEARCH, "--out", str(tmp_path / "o")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = interrupt(proc, within=60)
     assert proc.returncode == 130, err
     assert err == "apportion: interrupted\n"
     assert not (tmp_path / "o").exists(), "an interrupted run leaves no folder behind"
@@ -161,11 +161,10 @@ def test_an_interrupted_search_leaves_the_previous_set_whole(tmp_path):
     assert apportion("optimize", WORKLOAD, CLUSTER, "--population", "8", "--generations", "2",
                      "--out", out).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    proc = subprocess.Popen([EXE, "optimize", WORKLOAD, CLUSTER, *LONG_SEARCH, "--seed", "5", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = popen_interruptible([EXE, "optimize", WORKLOAD, CLUSTER, *LONG_SEARCH, "--seed", "5", "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    interrupt(proc, within=60)
     assert proc.returncode == 130
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "no staging folder, no file changed"
 

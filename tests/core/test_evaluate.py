@@ -1,5 +1,7 @@
 """The compiled evaluator against the plain-Python reference, and schedule invariants."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -145,8 +147,8 @@ def test_schedule_is_valid_and_exact(evaluator_class, instance, plan_seed, repla
     # One task at a time on each node.
     for j in range(instance.n_nodes):
         on = np.flatnonzero(assign == j)
-        spans = sorted(zip(sched.start[on], sched.end[on]))
-        assert all(a_end <= b_start + 1e-9 for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+        spans = sorted(zip(sched.start[on], sched.end[on], strict=True))
+        assert all(a_end <= b_start + 1e-9 for (_, a_end), (b_start, _) in pairwise(spans))
 
 
 def test_parallel_equals_serial_and_groups_by_order():

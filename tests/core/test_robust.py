@@ -46,7 +46,7 @@ def test_scenarios_are_deterministic_for_a_seed(instance):
     first = scenario_instances(instance, NOISE, 5, seed=11)
     again = scenario_instances(instance, NOISE, 5, seed=11)
     other = scenario_instances(instance, NOISE, 5, seed=12)
-    for a, b, c in zip(first, again, other):
+    for a, b, c in zip(first, again, other, strict=True):
         for name in ("work", "duration", "parent_data", "child_data", "latency", "inv_bandwidth"):
             assert np.array_equal(getattr(a, name), getattr(b, name))
         assert not np.array_equal(a.work, c.work)

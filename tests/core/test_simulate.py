@@ -5,6 +5,7 @@ lose or duplicate a task that can still run, and the same seed gives the same sa
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from apportion.core.simulate import METRICS, Uncertainty, simulate
 from apportion.core.synthetic import random_cluster, random_workload
 from tests.core.test_evaluate import instances, random_assignment, random_topological_order
 from tests.reference.naive_simulate import Timeline, reference_sample, splitmix
+
 
 def random_plan(instance, seed):
     rng = np.random.default_rng(seed)
@@ -169,8 +171,8 @@ def test_every_task_completes_exactly_once_under_heavy_failures(rule):
                 up_at, next_fail = timeline.up_from(start[t])
                 assert up_at == start[t] and end[t] <= next_fail
             # ... and a node runs one task at a time.
-            spans = sorted(zip(start[mine], end[mine]))
-            assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+            spans = sorted(zip(start[mine], end[mine], strict=True))
+            assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairwise(spans))
         for t in range(inst.n_tasks):
             for e in range(inst.parent_ptr[t], inst.parent_ptr[t + 1]):
                 p = inst.parent_idx[e]

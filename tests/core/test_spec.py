@@ -14,7 +14,12 @@ from apportion.core.errors import SpecError
 from apportion.core.io import describe, dump, load_cluster, load_instance, load_workload
 from apportion.core.model import Cluster, Edge, Instance, Link, Node, Request, Task, Workload
 from apportion.core.spec import (
-    SpecErrors, cluster_from_dict, cluster_to_dict, schema, workload_from_dict, workload_to_dict,
+    SpecErrors,
+    cluster_from_dict,
+    cluster_to_dict,
+    schema,
+    workload_from_dict,
+    workload_to_dict,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
@@ -44,7 +49,7 @@ def test_example_workload_maps_field_for_field():
     workload = load_workload(EXAMPLES / "workload.yaml")
     assert workload.name == raw["name"]
     assert [t.id for t in workload.tasks] == [t["id"] for t in raw["tasks"]]
-    for task, spec in zip(workload.tasks, raw["tasks"]):
+    for task, spec in zip(workload.tasks, raw["tasks"], strict=True):
         for key, value in spec.items():
             got = getattr(task, key)
             assert (list(got) if isinstance(got, tuple) else got) == value

@@ -134,7 +134,7 @@ def test_workloads_round_trip_through_csv(tmp_path, workload):
     directory = tmp_path / "w"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir()
-    for name, frame in zip(("tasks", "edges", "requests"), frames_of(workload)):
+    for name, frame in zip(("tasks", "edges", "requests"), frames_of(workload), strict=True):
         frame.to_csv(directory / f"{name}.csv", index=False)
     loaded = load_workload(directory)
     assert (loaded.tasks, loaded.edges, loaded.requests) == (workload.tasks, workload.edges, workload.requests)

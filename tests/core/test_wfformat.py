@@ -38,7 +38,7 @@ def test_recipe_instance_matches_its_file(path):
 
     runtime = {t["id"]: t["runtimeInSeconds"] for t in execution["tasks"]}
     assert all(t.work == pytest.approx(runtime[t.id] * 10.0) for t in workload.tasks)
-    assert all(t.kind == s["name"] for t, s in zip(workload.tasks, spec["tasks"]))
+    assert all(t.kind == s["name"] for t, s in zip(workload.tasks, spec["tasks"], strict=True))
     size = {f["id"]: f["sizeInBytes"] for f in spec["files"]}
     outputs = {t["id"]: set(t["outputFiles"]) for t in spec["tasks"]}
     inputs = {t["id"]: set(t["inputFiles"]) for t in spec["tasks"]}

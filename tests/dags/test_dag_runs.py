@@ -55,10 +55,9 @@ def read_artifact(client, run_id, path, tmp_path):
 
 
 def asset_events(uri, run_id):
-    from sqlalchemy import select
-
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         rows = session.scalars(

@@ -139,7 +139,7 @@ def run_console(block: Block, cwd: Path, where: str, timeout: float) -> None:
     parts = re.split(r"@@EXIT (\d+)@@\n", done.stdout)
     outputs, statuses = parts[0:-1:2], [int(s) for s in parts[1::2]]
     assert len(statuses) == len(commands), f"{where}: the block stopped early:\n{done.stdout}{done.stderr}"
-    for (command, expected), output, status in zip(commands, outputs, statuses):
+    for (command, expected), output, status in zip(commands, outputs, statuses, strict=True):
         wanted = _EXIT.search(command.splitlines()[0])
         assert status == (int(wanted.group(1)) if wanted else 0), \
             f"{where}: `{command}` exited {status}:\n{output}"

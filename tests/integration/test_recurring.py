@@ -82,7 +82,7 @@ def test_each_run_is_in_mlflow_with_its_logical_date_and_warm_starts_from_the_se
         local = by_dag_run[run_id].data.params["scenario/logical_date"]  # what the scenario planned for
         assert local[:16] == by_dag_run[run_id].data.tags.get("airflow.logical_date", local)[:16]
     warm = [run.data.params.get("warm_start/enabled") for run in tracked]
-    assert warm == ["false"] + ["true"] * (len(tracked) - 1), [(r.info.run_name, w) for r, w in zip(tracked, warm)]
+    assert warm == ["false"] + ["true"] * (len(tracked) - 1), [(r.info.run_name, w) for r, w in zip(tracked, warm, strict=True)]
     sources = [run.data.params["warm_start/source"] for run in tracked[1:]]
     assert all(source in {run.info.run_id for run in tracked} for source in sources)
 

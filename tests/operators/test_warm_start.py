@@ -14,8 +14,8 @@ from apportion.operators.chosen_plan import evaluate_plan
 from apportion.operators.inputs import snapshot_cluster
 from apportion.operators.paths import published_front_path
 from apportion.operators.publishing import publish_plan
-from apportion.operators.warm_start import FRONT_VERSION, front_problem, previous_front
 from apportion.operators.tracking import AirflowRef
+from apportion.operators.warm_start import FRONT_VERSION, front_problem, previous_front
 from tests.operators.conftest import SMALL
 
 

@@ -75,7 +75,7 @@ def naive_stats(instance, assignment, order):
         makespan,
         total / (len(used) * makespan) if makespan > 0 else 1.0,
         std / mean if mean > 0 else 0.0,
-        sum(w * r for w, r in zip(weights, responses)) / sum(weights) if sum(weights) > 0 else 0.0,
+        sum(w * r for w, r in zip(weights, responses, strict=True)) / sum(weights) if sum(weights) > 0 else 0.0,
         energy,
         cost,
         lateness,

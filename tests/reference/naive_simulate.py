@@ -12,8 +12,6 @@ from apportion.core.evaluate import Plan
 from apportion.core.model import Instance
 from apportion.core.simulate import METRICS, Uncertainty
 
-
-
 MASK = 2**64 - 1
 DURATION, TRANSFER, LINK, UPTIME, REPAIR = 1, 2, 3, 4, 5
 
@@ -74,7 +72,8 @@ class Timeline:
             return x, f
 
 
-def reference_sample(inst: Instance, plan: Plan, unc: Uncertainty, key: int, sample: int):
+# Complexity: the plain-Python twin of simulate._simulate_chunk, kept line for line beside it.
+def reference_sample(inst: Instance, plan: Plan, unc: Uncertainty, key: int, sample: int):  # noqa: C901
     n, m = inst.n_tasks, inst.n_nodes
     skey = splitmix(key ^ sample)
     node_kinds = [nd.kind for nd in inst.cluster.nodes]

@@ -19,7 +19,7 @@ def reference_survival(F, cv, n_survive: int, rng: np.random.Generator):
         members = [p for p, r in enumerate(rank) if r == level]
         values = brute_crowding([F[feasible[p]].tolist() for p in members]) if len(members) > 2 \
             else [np.inf] * len(members)
-        for p, value in zip(members, values):
+        for p, value in zip(members, values, strict=True):
             crowd[p] = value
     best = sorted(range(len(feasible)), key=lambda p: (rank[p], -crowd[p], draws[p]))[:n_survive]
     infeasible = sorted((i for i in range(len(F)) if cv[i] > 0.0), key=lambda i: cv[i])[:n_survive - len(best)]

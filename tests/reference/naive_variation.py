@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def reference_reassign(X, rows, genes, u, codec):
     X = X.copy()
-    for r, t, x in zip(rows, genes, u):
+    for r, t, x in zip(rows, genes, u, strict=True):
         others = [j for j in codec.instance.eligible_nodes(t) if j != X[r, t]]
         if others:
             X[r, t] = others[int(x * len(others))]
@@ -15,7 +15,7 @@ def reference_reassign(X, rows, genes, u, codec):
 def reference_shift(X, rows, u, instance):
     X = X.copy()
     n, m = instance.n_tasks, instance.n_nodes
-    for r, x in zip(rows, u):
+    for r, x in zip(rows, u, strict=True):
         load = [0.0] * m
         for t in range(n):
             load[X[r, t]] += instance.duration[t, X[r, t]]

@@ -21,7 +21,7 @@ def test_unreachable_server_is_one_error_quickly(tmp_path):
 
 def test_missing_password_names_the_file(tmp_path):
     with pytest.raises(DemoError, match="simple_auth_manager_passwords.json.generated"):
-        AirflowClient("http://127.0.0.1:1", tmp_path).password
+        _ = AirflowClient("http://127.0.0.1:1", tmp_path).password
 
 
 def test_run_seconds_and_task_log_path(tmp_path):

@@ -55,7 +55,7 @@ def test_plan_is_valid_scored_and_deterministic(name, shape, m):
     ev = Evaluator(inst)
     reports = []
     result = get_allocator(name).allocate(ev, seed=5, progress=lambda step, info: reports.append((step, info)))
-    assert reports == [(1, {s: float(v) for s, v in zip(STATS, result.stats[0])})]
+    assert reports == [(1, {s: float(v) for s, v in zip(STATS, result.stats[0], strict=True)})]
     assert result.algorithm == name and len(result.plans) == 1 and result.evaluations == 1
     plan = result.plans[0]
     assert inst.eligible[np.arange(inst.n_tasks), plan.assignment].all()

@@ -1,6 +1,8 @@
 """NSGA-II/III allocators: fronts, constraints, options, the order pool and the archive, on
 small instances."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -40,7 +42,7 @@ def test_same_seed_gives_the_same_front_bit_for_bit(instance, run):
     _, first = run
     second = NSGA2Allocator(population=24, generations=25).allocate(Evaluator(instance), seed=7)
     assert len(first.plans) == len(second.plans)
-    for a, b in zip(first.plans, second.plans):
+    for a, b in zip(first.plans, second.plans, strict=True):
         assert a.assignment.tobytes() == b.assignment.tobytes() and a.order.tobytes() == b.order.tobytes()
     assert first.stats.tobytes() == second.stats.tobytes()
     assert [h["hypervolume"] for h in first.history] == [h["hypervolume"] for h in second.history]
@@ -94,7 +96,7 @@ def test_history_records_every_generation_and_hypervolume_never_drops(instance):
     assert [g for g, _ in seen] == list(range(13))
     assert [r for _, r in seen] == result.history
     hv = [r["hypervolume"] for r in result.history]
-    assert all(b >= a * (1 - 1e-12) for a, b in zip(hv, hv[1:]))
+    assert all(b >= a * (1 - 1e-12) for a, b in pairwise(hv))
     assert result.history[-1]["best_makespan"] == pytest.approx(result.stats[:, STAT_INDEX["makespan"]].min())
     evaluations = [r["evaluations"] for r in result.history]
     assert evaluations[0] >= 16 and evaluations == sorted(evaluations)
@@ -140,7 +142,7 @@ def test_parallel_evaluation_gives_the_same_front(instance, run):
     _, serial = run
     parallel = NSGA2Allocator(population=24, generations=25, parallel=True).allocate(Evaluator(instance), seed=7)
     assert parallel.stats.tobytes() == serial.stats.tobytes()
-    assert all(np.array_equal(a.assignment, b.assignment) for a, b in zip(parallel.plans, serial.plans))
+    assert all(np.array_equal(a.assignment, b.assignment) for a, b in zip(parallel.plans, serial.plans, strict=True))
     assert parallel.evaluations == serial.evaluations
 
 

@@ -101,7 +101,7 @@ def test_mutation_kernels_match_python_reference(codec, seed):
     # The move takes work off the busiest node.
     n = codec.n_tasks
     duration = np.where(instance.eligible, instance.duration, 0.0)
-    for before, after in zip(X, got):
+    for before, after in zip(X, got, strict=True):
         if (before != after).any():
             lb = np.bincount(before[:n], weights=duration[np.arange(n), before[:n]], minlength=instance.n_nodes)
             la = np.bincount(after[:n], weights=duration[np.arange(n), after[:n]], minlength=instance.n_nodes)
@@ -124,7 +124,7 @@ def test_release_node_kernel_matches_python_reference(codec, seed):
                   np.empty(instance.n_nodes), np.empty(instance.n_nodes, dtype=np.bool_))
     np.testing.assert_array_equal(got, reference_release(X, rows, instance))
     assert instance.eligible[np.arange(n), got[:, :n]].all()
-    for before, after in zip(X[rows], got[rows]):
+    for before, after in zip(X[rows], got[rows], strict=True):
         used_before, used_after = set(before[:n].tolist()), set(after[:n].tolist())
         assert used_after <= used_before  # tasks only move onto nodes already in use
         if (before != after).any():  # it took work off one node only, moving tasks off it
@@ -152,7 +152,7 @@ def test_duplicate_elimination_removes_exact_duplicates_only(X, other):
     expected = first_unseen(X, other)
     pop = new_population(X)
     kept = RowHashDuplicateElimination().do(pop, new_population(other))
-    assert [tuple(ind.X) for ind in kept] == [tuple(r) for r, k in zip(X, expected) if k]
+    assert [tuple(ind.X) for ind in kept] == [tuple(r) for r, k in zip(X, expected, strict=True) if k]
     assert RowHashDuplicateElimination.keep_mask(X, other).tolist() == expected
 
 

@@ -5,8 +5,9 @@ Importing the package loads nothing heavy (DAG files read ``apportion.core.defau
 on first use.
 """
 
-import importlib
 import os
+
+from apportion.core.lazy import lazy_exports
 
 # One OpenBLAS thread unless told otherwise (before NumPy loads it): nothing here makes large
 # BLAS calls, and the worker threads of NumPy's and SciPy's OpenBLAS copies spin as they start,
@@ -20,11 +21,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -14,7 +14,7 @@ API server imports ``operators.links`` to render extra links. Names resolve lazi
 
 from __future__ import annotations
 
-import importlib
+from apportion.core.lazy import lazy_exports  # noqa: TID253 (standard library only)
 
 _EXPORTS = {
     "AllocationOperator": "apportion.operators.allocation",
@@ -41,11 +41,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'apportion.operators' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

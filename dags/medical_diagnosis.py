@@ -5,17 +5,8 @@ Its form, schedule and docs; the steps and the shared doc paragraphs are in allo
 
 from __future__ import annotations
 
+import allocation_workflow as workflow
 from airflow.sdk import DAG
-from allocation_workflow import (
-    DEFAULT_ARGS,
-    START_DATE,
-    optimiser_params,
-    replanning_params,
-    scenario_params,
-    simulation_params,
-    workflow_doc,
-    workflow_steps,
-)
 
 SCENARIO = "medical_diagnosis"
 
@@ -44,18 +35,18 @@ with DAG(
     dag_id=SCENARIO,
     description="Allocate the hospital's diagnostic pipeline (per patient case) to its nodes, hourly.",
     schedule="@hourly",
-    start_date=START_DATE,
+    start_date=workflow.START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=workflow.DEFAULT_ARGS,
     tags=["apportion", "allocation", "medical"],
-    doc_md=workflow_doc(SCENARIO, INTRO, RESULTS),
+    doc_md=workflow.workflow_doc(SCENARIO, INTRO, RESULTS),
     render_template_as_native_obj=True,
     params={
-        **scenario_params(unit="cases", what="patient cases", default_size=100, max_size=2000, default_nodes=16),
-        **optimiser_params(),
-        **replanning_params(),
-        **simulation_params(),
+        **workflow.scenario_params(unit="cases", what="patient cases", default_size=100, max_size=2000, default_nodes=16),
+        **workflow.optimiser_params(),
+        **workflow.replanning_params(),
+        **workflow.simulation_params(),
     },
 ) as dag:
-    workflow_steps(SCENARIO, size_param="cases")
+    workflow.workflow_steps(SCENARIO, size_param="cases")

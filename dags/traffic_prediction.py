@@ -5,17 +5,8 @@ Its form, schedule and docs; the steps and the shared doc paragraphs are in allo
 
 from __future__ import annotations
 
+import allocation_workflow as workflow
 from airflow.sdk import DAG, Param
-from allocation_workflow import (
-    DEFAULT_ARGS,
-    START_DATE,
-    optimiser_params,
-    replanning_params,
-    scenario_params,
-    simulation_params,
-    workflow_doc,
-    workflow_steps,
-)
 
 SCENARIO = "traffic_prediction"
 
@@ -46,15 +37,15 @@ with DAG(
     dag_id=SCENARIO,
     description="Allocate a city's traffic forecasting cycle to edge and cloud nodes, every 15 minutes.",
     schedule="*/15 * * * *",
-    start_date=START_DATE,
+    start_date=workflow.START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=workflow.DEFAULT_ARGS,
     tags=["apportion", "allocation", "traffic"],
-    doc_md=workflow_doc(SCENARIO, INTRO, RESULTS),
+    doc_md=workflow.workflow_doc(SCENARIO, INTRO, RESULTS),
     render_template_as_native_obj=True,
     params={
-        **scenario_params(unit="regions", what="city regions (5 tasks each)", default_size=36, max_size=2000,
+        **workflow.scenario_params(unit="regions", what="city regions (5 tasks each)", default_size=36, max_size=2000,
                           default_nodes=16),
         "city_timezone": Param(
             "UTC", type="string", pattern=r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$", title="City time zone",
@@ -62,9 +53,9 @@ with DAG(
             description="IANA time zone of the city (e.g. Europe/Berlin): the logical date is read in it "
                         "to find the rush hours.",
         ),
-        **optimiser_params(),
-        **replanning_params(),
-        **simulation_params(),
+        **workflow.optimiser_params(),
+        **workflow.replanning_params(),
+        **workflow.simulation_params(),
     },
 ) as dag:
-    workflow_steps(SCENARIO, size_param="regions")
+    workflow.workflow_steps(SCENARIO, size_param="regions")

@@ -209,9 +209,12 @@ def _wfformat_case(workdir, data):
 
 
 def _plan_case(workdir, data, good_plan):
-    path = workdir / "plan.json"
+    # A folder of its own: an options case may have made ``plan.json`` a folder (``--out plan.json``).
+    folder = workdir / "plan_case"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
     fmt = data.draw(st.sampled_from(["json", "yaml"]))
-    path = path.with_suffix(f".{fmt}")
+    path = folder / f"plan.{fmt}"
     path.write_text(spec_text(data.draw(mutated(good_plan)), fmt))
     check_outcome(apportion("simulate", EXAMPLES / "workload.yaml", EXAMPLES / "cluster.yaml", path,
                             "--samples", "5", cwd=workdir))

@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[airflow,test,bench]'
+	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[airflow,cluster,test,bench]'
 	touch $@
 
 demo: install

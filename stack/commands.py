@@ -38,7 +38,7 @@ def _non_negative_int(text: str) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    with _needs_airflow_extra("demo"):
+    with _needs_extra("demo"):
         from apportion.stack.demo import run_demo
 
     return run_demo(state_dir=Path(args.state_dir), exit_when_done=args.exit_when_done,
@@ -46,14 +46,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _needs_airflow_extra(command: str):
+def _needs_extra(command: str, extra: str = "airflow"):
     """A command whose libraries are not installed is one error line saying what to install."""
     try:
         yield
     except ImportError as error:
         from apportion.core.errors import SpecError
 
-        raise SpecError(command, f"needs the 'airflow' extra: pip install 'apportion[airflow]' ({error})") from None
+        raise SpecError(command, f"needs the '{extra}' extra: pip install 'apportion[{extra}]' ({error})") from None
 
 
 def register_compare(subparsers) -> None:
@@ -72,7 +72,7 @@ def _compare(args: argparse.Namespace) -> int:
     become one ``SpecError`` line."""
     from apportion.core.errors import SpecError
 
-    with _needs_airflow_extra("compare"):
+    with _needs_extra("compare"):
         from mlflow.exceptions import MlflowException
 
         from apportion.operators.hooks import TrackingNotConfigured, resolve_tracking_uri
@@ -100,6 +100,130 @@ def _check_sqlite_store(uri: str) -> None:
         path = Path(uri.removeprefix("sqlite:///"))
         if not path.is_file():
             raise SpecError("tracking_uri", f"no MLflow store at {path} (from {uri})")
+
+
+def register_cluster(subparsers) -> None:
+    """``apportion cluster up|down|status``: Airflow on Celery workers and MLflow on PostgreSQL and
+    Redis, on this machine (docs/cluster.md)."""
+    cluster = subparsers.add_parser("cluster", help="start, stop or check Airflow with Celery workers and MLflow "
+                                                    "on PostgreSQL and Redis (docs/cluster.md)")
+    actions = cluster.add_subparsers(dest="action", required=True, metavar="{up,down,status}")
+    up = actions.add_parser("up", help="create the databases, start API server, scheduler, DAG processor, "
+                                       "Celery workers and MLflow in the background")
+    up.add_argument("--workers", type=_positive_int, metavar="N",
+                    help="N workers serving 'default' and 'optimizer' in turn (default: 2, one of each)")
+    up.add_argument("--queues", action="append", metavar="Q1,Q2",
+                    help="one worker serving these queues; repeat for each worker (instead of --workers)")
+    up.add_argument("--concurrency", type=_positive_int, default=1, metavar="N", help="tasks each worker runs at once")
+    up.add_argument("--postgres", default=None, metavar="URL",
+                    help="PostgreSQL server for Airflow's and MLflow's databases (default: "
+                         "postgresql://postgres@127.0.0.1:5432)")
+    up.add_argument("--redis", default=None, metavar="URL",
+                    help="Redis, the Celery broker (default: redis://127.0.0.1:6379/0)")
+    up.add_argument("--airflow-database", default="apportion_airflow", metavar="NAME",
+                    help="Airflow metadata database (created if absent)")
+    up.add_argument("--mlflow-database", default="apportion_mlflow", metavar="NAME",
+                    help="MLflow backend database (created if absent)")
+    up.add_argument("--artifacts", metavar="URI",
+                    help="MLflow's shared artifact destination (default: STATE_DIR/mlartifacts)")
+    up.add_argument("--api-port", type=_port, default=8080, metavar="PORT", help="Airflow API server and UI port")
+    up.add_argument("--mlflow-port", type=_port, default=5000, metavar="PORT", help="MLflow server port")
+    for action in (up, actions.add_parser("down", help="stop every process of the cluster and check none is left"),
+                   actions.add_parser("status", help="each component's state and where the UIs are")):
+        action.add_argument("--state-dir", default=".cluster", metavar="DIR",
+                            help="pids, URLs, logs, Airflow home, secrets and cluster.env go here")
+    cluster.set_defaults(run=_cluster)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port (1-65535), got {text!r}")
+    return int(text)
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    """Run ``cluster up``, ``down`` or ``status``; a missing service or a bad setting is one
+    error line (exit 2), a component that fails to start one line naming its log (exit 1)."""
+    import sys
+
+    from apportion.core.errors import SpecError
+
+    with _needs_extra("cluster", "cluster"):
+        import psycopg2  # noqa: F401  (the cluster extra: checked here, used by apportion.stack.cluster)
+        import redis  # noqa: F401
+
+        from apportion.stack import cluster
+    try:
+        return {"up": _cluster_up, "down": _cluster_down, "status": _cluster_status}[args.action](args, cluster)
+    except cluster.ClusterError as error:
+        raise SpecError(error.field, error.reason) from None
+    except cluster.DemoError as error:
+        print(f"apportion: error: cluster: {_first_line(error)}", file=sys.stderr)
+        return 1
+
+
+def _cluster_up(args: argparse.Namespace, cluster) -> int:
+    from apportion.stack.processes import free_port
+
+    config = cluster.ClusterConfig(
+        state_dir=Path(args.state_dir).resolve(), postgres_url=args.postgres or cluster.POSTGRES_URL,
+        redis_url=args.redis or cluster.REDIS_URL, airflow_database=args.airflow_database,
+        mlflow_database=args.mlflow_database, worker_queues=cluster.worker_queues(args.workers, args.queues),
+        concurrency=args.concurrency, artifacts_destination=args.artifacts,
+        api_port=free_port(args.api_port), mlflow_port=free_port(args.mlflow_port))
+    if config.api_port == config.mlflow_port:
+        raise cluster.ClusterError("mlflow-port", f"same port as the API server: {config.api_port}")
+    cluster.start_cluster(config, say=lambda line: print(f"[cluster] {line}", flush=True))
+    _print_cluster(cluster.read_state(config.state_dir))
+    print(f"stop it with: apportion cluster down --state-dir {args.state_dir}")
+    return 0
+
+
+def _cluster_down(args: argparse.Namespace, cluster) -> int:
+    import sys
+
+    state_dir = Path(args.state_dir).resolve()
+    cluster.read_state(state_dir)
+    before = len(cluster.cluster_processes(state_dir))
+    left = cluster.stop_cluster(state_dir)
+    left += [proc for proc in cluster.cluster_processes(state_dir) if proc not in left]
+    if left:
+        print(f"apportion: error: cluster: still running after SIGKILL: {', '.join(str(p.pid) for p in left)}",
+              file=sys.stderr)
+        return 1
+    print(f"[cluster] stopped {before} processes; none is left")
+    return 0
+
+
+def _cluster_status(args: argparse.Namespace, cluster) -> int:
+    state = cluster.read_state(Path(args.state_dir))
+    states = _print_cluster(state)
+    return 0 if all(value in ("running", "healthy") for value in states) else 1
+
+
+def _print_cluster(state: dict) -> list[str]:
+    """One line per component with its state; the UIs and the login; the component states."""
+    from apportion.stack import cluster
+
+    queues = {worker["name"]: worker for worker in state["workers"]}
+    states = []
+    for entry in state["processes"]:
+        value = cluster.component_status(entry)
+        states.append(value)
+        worker = queues.get(entry["name"])
+        where = (f"queues {','.join(worker['queues'])}, hostname {worker['hostname']}" if worker
+                 else entry.get("url") or "")
+        print(f"  {entry['name']:<14} {value:<9} pid {entry['pid']:<8} {where}")
+    password = cluster.admin_password(Path(state["airflow_home"]))
+    print(f"Airflow  {state['api_url']}   login: admin / {password or '(not generated yet)'}")
+    print(f"MLflow   {state['mlflow_url']}   (backend: PostgreSQL database {state['config']['mlflow_database']})")
+    return states
 
 
 def _first_line(error: Exception) -> str:

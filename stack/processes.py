@@ -117,22 +117,27 @@ def start_process(name: str, cmd: list[str], env: Mapping[str, str], log_path: P
 
 
 
-def stop_servers(servers: Iterable[ProcessTree], grace: float = 10.0) -> list[psutil.Process]:
-    """Stop every process the trees have had: SIGINT to each session's group (Airflow
-    standalone stops its components on it), SIGTERM to what is left after ``grace`` seconds
-    (LocalExecutor workers ignore SIGINT), SIGKILL after 10 more. Returns the processes still
-    alive (none, unless unkillable)."""
+def stop_servers(servers: Iterable[ProcessTree], grace: float = 10.0, *, also: Iterable[psutil.Process] = (),
+                 groups: Iterable[int] = ()) -> list[psutil.Process]:
+    """Stop every process the trees have had, the processes ``also`` and the process ``groups``
+    (sessions started by another process, e.g. the cluster ``down`` stops) with their
+    descendants: SIGINT to each session's group (Airflow standalone stops its components on
+    it), SIGTERM to what is left after ``grace`` seconds (LocalExecutor workers ignore SIGINT),
+    SIGKILL after 10 more. Returns the processes still alive (none, unless unkillable)."""
     servers = list(servers)
-    procs = [proc for server in servers for proc in server.processes()]
-    for server in servers:
-        _signal_group(server.process.pid, signal.SIGINT)
+    groups = [*groups, *(server.process.pid for server in servers)]
+    procs = {proc.pid: proc for proc in [*(p for server in servers for p in server.processes()), *also,
+                                         *_trees_of(groups)]}
+    procs = list(procs.values())
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGINT)
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
         _, procs = psutil.wait_procs([p for p in procs if _alive(p)], timeout=wait)
         procs = [p for p in procs if _alive(p)]
         if not procs:
             break
-        for server in servers:
-            _signal_group(server.process.pid, sig)
+        for pgid in groups:
+            _signal_group(pgid, sig)
         for proc in procs:
             try:
                 proc.send_signal(sig)
@@ -146,6 +151,18 @@ def stop_servers(servers: Iterable[ProcessTree], grace: float = 10.0) -> list[ps
         except subprocess.TimeoutExpired:
             pass
     return [p for p in procs if _alive(p)]
+
+
+def _trees_of(pids: Iterable[int]) -> list[psutil.Process]:
+    """The processes ``pids`` and all their descendants that are alive now."""
+    found = []
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            found += [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -9,7 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from apportion.stack.errors import DemoError
 from apportion.stack.processes import HOST, ProcessTree, clean_environ, start_process
@@ -18,6 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_DAGS = ("medical_diagnosis", "traffic_prediction", "multimodal_speech")
 AIRFLOW_PORT = 8080
 MLFLOW_PORT = 5000
+AIRFLOW_HEALTH_PATH = "/api/v2/monitor/health"
 # LocalExecutor forks `parallelism` workers up front (default 32: ~40 processes, several GB);
 # two match the two independent first steps of a workflow DAG, and two cores.
 PARALLELISM = 2
@@ -64,15 +65,21 @@ def airflow_environment(state_dir: Path, *, port: int, mlflow_url: str,
 
 
 
-def start_mlflow(state_dir: Path, port: int) -> ProcessTree:
-    """The tracking server (mlflow/start_server.py: SQLite store and artifacts under
-    ``state_dir/mlflow``, no job runner), logging to ``state_dir/logs/mlflow.log``."""
+def start_mlflow(state_dir: Path, port: int, *, host: str = HOST, backend_store_uri: str | None = None,
+                 artifacts_destination: str | None = None, extra_env: Mapping[str, str] | None = None) -> ProcessTree:
+    """The tracking server (mlflow/start_server.py: by default SQLite store and artifacts under
+    ``state_dir/mlflow``; no job runner), logging to ``state_dir/logs/mlflow.log``."""
     state_dir = state_dir.resolve()
     script = project_dirs()["mlflow_script"]
-    cmd = [sys.executable, str(script), str(state_dir / "mlflow"), "--host", HOST, "--port", str(port)]
-    env = {**clean_environ(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, str(script), str(state_dir / "mlflow"), "--host", host, "--port", str(port)]
+    if backend_store_uri:
+        cmd += ["--backend-store-uri", backend_store_uri]
+    if artifacts_destination:
+        cmd += ["--artifacts-destination", artifacts_destination]
+    env = {**clean_environ(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PYTHONUNBUFFERED": "1",
+           **(extra_env or {})}
     return start_process("MLflow", cmd, env, state_dir / "logs" / "mlflow.log", state_dir,
-                  url=f"http://{HOST}:{port}", health_path="/health")
+                  url=f"http://{host}:{port}", health_path="/health")
 
 
 def start_airflow(state_dir: Path, port: int, mlflow_url: str, parallelism: int = PARALLELISM) -> ProcessTree:
@@ -82,7 +89,7 @@ def start_airflow(state_dir: Path, port: int, mlflow_url: str, parallelism: int 
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     cmd = [str(Path(sys.executable).with_name("airflow")), "standalone"]
     return start_process("Airflow", cmd, env, state_dir / "logs" / "airflow.log", state_dir,
-                  url=f"http://{HOST}:{port}", health_path="/api/v2/monitor/health")
+                  url=f"http://{HOST}:{port}", health_path=AIRFLOW_HEALTH_PATH)
 
 
 def warm_numba_cache() -> None:
@@ -102,10 +109,10 @@ def warm_numba_cache() -> None:
         simulate(instance, result.chosen.plan, Uncertainty(duration_sigma=0.2), samples=4, seed=0)
 
 
-def start_numba_warmup(state_dir: Path) -> ProcessTree:
+def start_numba_warmup(state_dir: Path, extra_env: Mapping[str, str] | None = None) -> ProcessTree:
     """``warm_numba_cache`` in a process of its own, while the servers start."""
     state_dir = state_dir.resolve()
-    env = {**clean_environ(), "NUMBA_CACHE_DIR": str(state_dir / "numba-cache")}
+    env = {**clean_environ(), "NUMBA_CACHE_DIR": str(state_dir / "numba-cache"), **(extra_env or {})}
     cmd = [sys.executable, "-c", "from apportion.stack.servers import warm_numba_cache; warm_numba_cache()"]
     return start_process("Numba warm-up", cmd, env, state_dir / "logs" / "numba-warmup.log", state_dir)
 
@@ -120,13 +127,19 @@ def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 
 
 def _healthy(server: ProcessTree) -> bool:
+    return server_healthy(server.url, server.health_path)
+
+
+def server_healthy(url: str, health_path: str) -> bool:
+    """The health endpoint answers 200; Airflow's also reports its metadata database,
+    scheduler and DAG processor healthy."""
     try:
-        status, body = _get(server.url + server.health_path)
+        status, body = _get(url + health_path)
     except (OSError, urllib.error.URLError):
         return False
     if status != 200:
         return False
-    if server.name != "Airflow":
+    if health_path != AIRFLOW_HEALTH_PATH:
         return True
     report = json.loads(body)
     return all(report.get(part, {}).get("status") == "healthy"

@@ -84,10 +84,14 @@ def island_configs(seed: int, islands: int, objectives: Sequence[str], *, round:
     return configs
 
 
-def island_budget(population: int, generations: int, islands: int, rounds: int) -> int:
-    """Generations per island and round that keep the total near one search of
-    ``population`` x ``generations`` (at least 1)."""
-    return max(1, generations // (islands * rounds))
+def island_budget(generations: int, islands: int, rounds: int = 1) -> int:
+    """Generations per island and round that spend about the evaluations of one search of
+    ``generations`` at the same population: each island also scores its initial population,
+    so K x R islands of g generations score K R (g + 1) populations against G + 1 (at least
+    1 generation)."""
+    for name, value in (("generations", generations), ("islands", islands), ("rounds", rounds)):
+        _check_count(name, value, 1 << 30)
+    return max(1, round((generations + 1) / (islands * rounds)) - 1)
 
 
 # --- Merging ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from apportion.core.islands import (
     carry_migrants,
     covers,
     is_non_dominated,
+    island_budget,
     island_configs,
     island_seeds,
     merge_fronts,
@@ -39,7 +40,7 @@ def instance_of(n_tasks=24, n_nodes=4, seed=3):
                           random_cluster(n_nodes, seed=seed, n_zones=1))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(fronts)
 def test_a_merged_front_is_non_dominated_without_duplicates_and_weakly_dominates_every_island(islands):
     merged = merge_fronts(islands)
@@ -52,7 +53,7 @@ def test_a_merged_front_is_non_dominated_without_duplicates_and_weakly_dominates
         assert np.array_equal(islands[island][row], values)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(fronts, st.data())
 def test_with_constraints_the_merge_keeps_least_violation_and_still_covers_every_island(islands, data):
     violations = [data.draw(arrays(np.float64, F.shape[0], elements=st.sampled_from([0.0, 0.0, 1.5, 3.0])))
@@ -151,3 +152,11 @@ def test_an_island_search_is_repeatable_bit_for_bit_and_its_rounds_only_improve(
                            seconds=1.0)
     assert result.hypervolume > 0 and result.chosen_index in range(len(first.plans))
     assert first.evaluations > 2 * 3 * 8 * 3
+
+
+def test_island_budget_spends_about_the_evaluations_of_one_search():
+    assert island_budget(119, 4) == 29  # 4 x 30 populations = 120 = 119 + 1
+    assert island_budget(119, 4, 2) == 14
+    assert island_budget(3, 8) == 1  # at least one generation
+    with pytest.raises(SpecError, match="islands"):
+        island_budget(10, 0)

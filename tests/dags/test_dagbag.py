@@ -11,13 +11,14 @@ from datetime import timedelta
 import pytest
 
 WORKFLOWS = ("medical_diagnosis", "traffic_prediction", "multimodal_speech")
-DAG_IDS = (*WORKFLOWS, "allocation_benchmark", "failure_drill")
+DAG_IDS = (*WORKFLOWS, "allocation_benchmark", "failure_drill", "island_search")
 SCHEDULES = {
     "medical_diagnosis": "@hourly",
     "traffic_prediction": "*/15 * * * *",
     "multimodal_speech": "@daily",
     "allocation_benchmark": None,
     "failure_drill": None,
+    "island_search": None,
 }
 STEPS = ("build_workload", "snapshot_cluster", "allocate", "evaluate_plan", "simulate_plan", "publish_plan", "record")
 DRILL_STEPS = ("build_workload", "snapshot_cluster", "allocate", "evaluate_plan", "inject_failure", "evaluate_replan",

@@ -1,0 +1,344 @@
+"""The island_search DAG's steps: plan the islands, search one island, merge a round, record.
+
+Each step writes its files into its own run folder (``operators.paths``) with
+``core.atomic`` and returns a small summary whose file entries are paths, so XComs stay small.
+Only ``record_islands`` talks to MLflow: one run per DAG run, found again on a retry
+(``Tracker.dag_run``), so a retried step never makes a second run. An island's search is
+reused on a retry when its folder already holds the result for the same job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from apportion.operators.paths import FRONT_FILE, PLAN_FILE, current_context, run_folder
+from apportion.operators.tracking import AirflowRef, artifact_url, run_url, without_credentials
+
+ISLAND_FILE = "island.json"  # an island's summary, written last: its presence marks a complete search
+MERGED_FILE = "merged.json"
+MIGRANTS_FILE = "migrants.json"
+
+
+def _settings(population, generations, seed, objectives, select):
+    from apportion.operators.inputs import make_settings
+
+    return make_settings(algorithm="nsga2", population=population, generations=generations, seed=seed,
+                         objectives=objectives, select=select)
+
+
+def _instance(workload: str, cluster: str):
+    from apportion.core.model import Instance
+    from apportion.operators.inputs import resolve_inputs
+
+    w, c = resolve_inputs(workload, cluster)
+    return Instance.build(w, c)
+
+
+def _ref(context: Mapping[str, Any] | None, ref: AirflowRef | None) -> AirflowRef:
+    return ref or AirflowRef.from_context(current_context(context))
+
+
+def island_jobs(workload: str, cluster: str, *, islands: int, seed: int, objectives: Sequence[str],
+                emphasis: bool = True, round: int = 1, migrants: str | None = None) -> list[dict]:
+    """One job per island of ``round`` (what the search step is mapped over): the island's
+    config (``core.islands.island_configs``), the spec files and the migrants file, if any.
+
+    :param workload: path of the run's workload.json.
+    :param cluster: path of the run's cluster.json.
+    :param islands: K, how many islands.
+    :param seed: the run's seed; every island's seed derives from it.
+    :param objectives: the run's objectives (emphasis islands search all but one).
+    :param emphasis: give islands 1..K-1 one objective less each, in turn.
+    :param round: which round (1 for the first).
+    :param migrants: the previous round's migrants file (front.json format), or None.
+    """
+    from apportion.core.islands import island_configs
+    from apportion.operators.inputs import check_flag
+
+    configs = island_configs(seed, islands, objectives, round=round, emphasis=check_flag(emphasis, "emphasis"))
+    return [{**config.as_dict(), "workload": str(workload), "cluster": str(cluster), "migrants": migrants}
+            for config in configs]
+
+
+def _job_key(job: Mapping[str, Any], settings) -> str:
+    """What an island's result depends on: the job, the settings, the specs' and migrants' bytes."""
+    from dataclasses import asdict
+
+    files = [job["workload"], job["cluster"]] + ([job["migrants"]] if job.get("migrants") else [])
+    digests = [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files]
+    blob = json.dumps({"job": dict(job), "settings": asdict(settings), "files": digests}, sort_keys=True,
+                      default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def search_island(job: Mapping[str, Any], *, population: int, generations: int, seed: int,
+                  objectives: Sequence[str], select: str = "knee", context: Mapping[str, Any] | None = None,
+                  ref: AirflowRef | None = None, output_root: str | Path | None = None) -> dict:
+    """Run one island (``core.islands.run_island``) and write its front (front.json) and its
+    summary (island.json) into the task's run folder. Returns the summary: the island, its
+    seed, the host it ran on, its front's size and hypervolume (in the instance's fixed box,
+    on the run's objectives), evaluations, seconds and the front's path.
+
+    :param job: one of ``island_jobs``.
+    :param population: NSGA-II population of each island.
+    :param generations: NSGA-II generations of each island in each round.
+    :param seed: the run's seed (the reference box's baselines use it).
+    :param objectives: the run's objectives.
+    :param select: selection policy (checked here, so bad input fails the first step it reaches).
+    """
+    from apportion.core.atomic import write_json
+    from apportion.core.islands import IslandConfig, carry_migrants, reference_box, run_island
+    from apportion.core.pareto import hypervolume, objective_matrix
+    from apportion.operators.warm_start import front_record
+
+    folder = run_folder(_ref(context, ref), output_root=output_root)
+    run_settings = _settings(population, generations, seed, objectives, select)
+    key = _job_key(job, run_settings)
+    done = _complete(folder / ISLAND_FILE, key)
+    if done is not None:
+        return {**done, "reused": True, "hostname": socket.gethostname()}
+
+    config = IslandConfig(island=int(job["island"]), round=int(job["round"]), seed=int(job["seed"]),
+                          objectives=tuple(job["objectives"]))
+    instance = _instance(job["workload"], job["cluster"])
+    seeds = carry_migrants(json.loads(Path(job["migrants"]).read_text()) if job.get("migrants") else None, instance)
+    result = run_island(instance, run_settings, config, seeds)
+    box = reference_box(instance, run_settings.objectives, run_settings.seed)
+    hv = hypervolume(objective_matrix(result.front_stats, run_settings.objectives), *box)
+    front_path = write_json(folder / FRONT_FILE, front_record(result, f"island-{config.island}"), indent=None)
+    summary = {
+        "key": key, "island": config.island, "round": config.round, "seed": config.seed,
+        "objectives": list(config.objectives), "hostname": socket.gethostname(),
+        "pareto_size": len(result.front), "hypervolume": float(hv), "evaluations": int(result.evaluations),
+        "seconds": float(result.seconds), "front": str(front_path), "workload": job["workload"],
+        "cluster": job["cluster"], "migrants": len(seeds),
+    }
+    write_json(folder / ISLAND_FILE, summary, sort_keys=True)
+    return {**summary, "reused": False}
+
+
+def _complete(path: Path, key: str) -> dict | None:
+    """The summary at ``path`` when it was written for ``key``, else None."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if record.get("key") == key else None
+
+
+def _front_plans(front: Mapping[str, Any], instance) -> list:
+    """A front.json's plans, which must be for exactly ``instance``'s tasks and nodes."""
+    import numpy as np
+
+    from apportion.core.errors import SpecError
+    from apportion.core.evaluate import Plan
+
+    if front["tasks"] != list(instance.task_ids) or front["nodes"] != list(instance.node_ids):
+        raise SpecError("islands", "an island's front is for another workload or cluster than the run's")
+    return [Plan(np.array(p["assignment"], dtype=np.int32), np.array(p["order"], dtype=np.int32))
+            for p in front["plans"]]
+
+
+def _read_front(path: str, instance, config) -> Any:
+    """An island (or the previous merge) as a ``core.islands.IslandFront``, its statistics
+    re-computed from its plans (bit for bit what the island computed)."""
+    import numpy as np
+
+    from apportion.core.evaluate import Evaluator
+    from apportion.core.islands import IslandFront
+
+    plans = _front_plans(json.loads(Path(path).read_text()), instance)
+    stats = Evaluator(instance).stats(np.array([p.assignment for p in plans]), np.array([p.order for p in plans]))
+    return IslandFront(config=config, plans=tuple(plans), stats=stats, evaluations=0, seconds=0.0)
+
+
+def merge_round(previous: Mapping[str, Any] | None, islands: Sequence[Mapping[str, Any]], *, round: int,
+                rounds: int, population: int, generations: int, seed: int, objectives: Sequence[str],
+                select: str = "knee", emphasis: bool = True, context: Mapping[str, Any] | None = None, ref: AirflowRef | None = None,
+                output_root: str | Path | None = None) -> dict:
+    """Merge a round's island fronts, and the previous round's merged front, into one
+    non-dominated front without duplicates (``core.islands.merge_islands``); check that it is
+    non-dominated and weakly dominates every island's front; write it (front.json), the
+    migrants for the next round (migrants.json) and merged.json. Returns the summary, with the
+    next round's ``jobs`` (empty after the last round) and every round's island figures in
+    ``history``. A round past ``rounds`` has no islands: the previous summary passes through.
+
+    :param previous: the previous round's summary, or None in round 1.
+    :param islands: the round's ``search_island`` summaries.
+    :param round: this round's number (1 for the first).
+    :param rounds: how many rounds the run has.
+    :param population: the islands' population: at most this many migrants.
+    :param generations: the islands' generations (the run's settings, logged with the front).
+    :param seed: the run's seed.
+    :param objectives: the run's objectives, which the merge compares on.
+    :param select: selection policy (applied by ``record_islands``).
+    :param emphasis: whether the next round's islands get objective emphasis.
+    """
+    import numpy as np
+
+    from apportion.core.atomic import write_json
+    from apportion.core.errors import SpecError
+    from apportion.core.islands import (
+        IslandConfig,
+        covers,
+        is_non_dominated,
+        merge_islands,
+        migrant_indices,
+        reference_box,
+        violation_of,
+    )
+    from apportion.core.pareto import objective_matrix
+    from apportion.operators.warm_start import front_record
+
+    islands = sorted((dict(i) for i in islands), key=lambda i: i["island"])
+    if not islands:
+        if previous is None:
+            raise SpecError("islands", f"round {round} has no island results and there is no earlier round")
+        return {**previous, "jobs": []}
+    folder = run_folder(_ref(context, ref), output_root=output_root)
+    settings = _settings(population, generations, seed, objectives, select)
+    workload, cluster = islands[0]["workload"], islands[0]["cluster"]
+    instance = _instance(workload, cluster)
+    fronts = [_read_front(i["front"], instance, IslandConfig(i["island"], round, i["seed"], tuple(i["objectives"])))
+              for i in islands]
+    pool = fronts + ([_read_front(previous["front"], instance, None)]
+                     if previous else [])
+    plans, stats, merged = merge_islands(instance, settings.objectives, pool)
+
+    covered = [covers(merged.F, merged.violation, objective_matrix(f.stats, settings.objectives),
+                      violation_of(instance, f.stats)) for f in pool]
+    box = reference_box(instance, settings.objectives, seed)
+    result = _front_result(instance, settings, plans, stats, box, islands, previous)
+    front_path = write_json(folder / FRONT_FILE, front_record(result, f"merged-round-{round}"), indent=None)
+    migrant_front = {**front_record(result, f"migrants-round-{round}"), "chosen": 0}
+    migrant_front["plans"] = [migrant_front["plans"][i] for i in migrant_indices(merged.F, population)]
+    migrants_path = write_json(folder / MIGRANTS_FILE, migrant_front, indent=None)
+
+    round_figures = {
+        "round": round, "pareto_size": len(merged), "hypervolume": float(result.hypervolume),
+        "islands": [{k: i[k] for k in ("island", "seed", "objectives", "hostname", "pareto_size", "hypervolume",
+                                       "evaluations", "seconds")} for i in islands],
+        "from_islands": np.bincount(merged.island, minlength=len(pool)).tolist()[:len(islands)],
+    }
+    history = [*(previous or {}).get("history", []), round_figures]
+    summary = {
+        "round": round, "rounds": rounds, "pareto_size": len(merged), "hypervolume": float(result.hypervolume),
+        "non_dominated": bool(is_non_dominated(merged.F)),
+        "weakly_dominates_islands": bool(all(covered[:len(islands)])),
+        "weakly_dominates_previous": bool(covered[len(islands)]) if previous else None,
+        "evaluations": int(result.evaluations), "seconds": float(result.seconds),
+        "hostnames": sorted({i["hostname"] for i in islands}),
+        "front": str(front_path), "migrants": str(migrants_path), "workload": workload, "cluster": cluster,
+        "history": history,
+    }
+    summary["jobs"] = island_jobs(workload, cluster, islands=len(islands), seed=seed, objectives=settings.objectives,
+                                  emphasis=emphasis, round=round + 1, migrants=str(migrants_path)) \
+        if round < rounds else []
+    write_json(folder / MERGED_FILE, summary, sort_keys=True)
+    return summary
+
+
+def _front_result(instance, settings, plans, stats, box, islands, previous):
+    from apportion.core.islands import merged_result
+
+    return merged_result(instance, settings, plans, stats, box=box,
+                         evaluations=sum(i["evaluations"] for i in islands) + (previous or {}).get("evaluations", 0),
+                         seconds=sum(i["seconds"] for i in islands) + (previous or {}).get("seconds", 0.0))
+
+
+def record_islands(merged: Mapping[str, Any], *, population: int, generations: int, seed: int,
+                   objectives: Sequence[str], select: str = "knee", islands: int, rounds: int,
+                   scenario_params: Mapping[str, Any] | None = None, tracking_uri: str | None = None,
+                   mlflow_conn_id: str | None = None, context: Mapping[str, Any] | None = None,
+                   ref: AirflowRef | None = None, output_root: str | Path | None = None) -> dict:
+    """Pick the plan from the final merged front and write plan.json, pareto.csv,
+    schedule.csv and front.json; then log them, the settings, the merged front's and every
+    island's figures (``island/<i>/hypervolume`` and ``island/<i>/pareto_size``, one step per
+    round; ``merged/...`` likewise) to the DAG run's one MLflow run, and finish it.
+
+    :param merged: the last ``merge_round`` summary.
+    :param islands: K. :param rounds: the number of rounds.
+    :param scenario_params: how the scenario was built (logged as ``scenario/<name>``).
+    :param tracking_uri: MLflow tracking URI (else the connection or ``MLFLOW_TRACKING_URI``).
+    :param mlflow_conn_id: Airflow connection naming the MLflow server.
+    """
+    from apportion.core.api import write_outputs
+    from apportion.core.atomic import write_json
+    from apportion.core.islands import reference_box
+    from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
+    from apportion.operators.reuse import plan_id
+    from apportion.operators.warm_start import front_record
+
+    ref = _ref(context, ref)
+    folder = run_folder(ref, output_root=output_root)
+    settings = _settings(population, generations, seed, objectives, select)
+    instance = _instance(merged["workload"], merged["cluster"])
+    front = _read_front(merged["front"], instance, None)
+    box = reference_box(instance, settings.objectives, seed)
+    result = _front_result(instance, settings, list(front.plans), front.stats, box, [], merged)
+    paths = write_outputs(result, folder)
+    chosen_id = plan_id(json.loads(paths["plan"].read_text()))
+    write_json(folder / FRONT_FILE, front_record(result, chosen_id), indent=None)
+    params, metrics, steps = _tracked_figures(result, merged, islands=islands, rounds=rounds,
+                                              scenario_params=scenario_params)
+    hook = ApportionMlflowHook(mlflow_conn_id or DEFAULT_CONN_ID, tracking_uri)
+    with hook.upload_from(folder) as tracker:
+        experiment_id = tracker.experiment_id(ref.dag_id)
+        run_id, _ = tracker.dag_run(experiment_id, ref)
+        try:
+            tracker.set_tags(run_id, {**ref.task_tags(), "apportion.plan_id": chosen_id,
+                                      "apportion.artifact_dir": str(folder),
+                                      "apportion.non_dominated": str(merged["non_dominated"]).lower(),
+                                      "apportion.weakly_dominates_islands":
+                                          str(merged["weakly_dominates_islands"]).lower()})
+            tracker.log_params(run_id, params)
+            tracker.log_metrics(run_id, metrics, steps)
+            tracker.log_artifacts(run_id, folder)
+        except Exception:
+            tracker.finish(run_id, "FAILED")
+            raise
+        tracker.finish(run_id, "FINISHED")
+        uri = tracker.tracking_uri
+    return {
+        "plan_id": chosen_id, "makespan": result.metrics["makespan"], "utilization": result.metrics["utilization"],
+        "imbalance": result.metrics["imbalance"], "hypervolume": result.hypervolume,
+        "pareto_size": result.pareto_size, "plan_path": str(folder / PLAN_FILE), "artifact_dir": str(folder),
+        "mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id,
+        "mlflow_run_url": run_url(uri, experiment_id, run_id),
+        "mlflow_plan_url": artifact_url(uri, experiment_id, run_id, PLAN_FILE),
+        "tracking_uri": without_credentials(uri),
+    }
+
+
+def _tracked_figures(result, merged: Mapping[str, Any], *, islands: int, rounds: int,
+                     scenario_params: Mapping[str, Any] | None) -> tuple[dict, dict, list]:
+    """(params, scalar metrics, step metrics) of an island search's MLflow run."""
+    s, inst = result.settings, result.instance
+    params = {
+        "search/algorithm": "nsga2-islands", "search/islands": islands, "search/rounds": rounds,
+        "search/population": s.population, "search/generations": s.generations, "search/seed": s.seed,
+        "search/objectives": ",".join(s.objectives), "search/select": s.select,
+        "instance/workload": inst.workload.name, "instance/cluster": inst.cluster.name,
+        "instance/tasks": inst.n_tasks, "instance/nodes": inst.n_nodes,
+        **{f"scenario/{k}": v for k, v in (scenario_params or {}).items() if v is not None},
+    }
+    metrics = {
+        **{f"plan/{name}": value for name, value in result.metrics.items()},
+        "search/hypervolume": result.hypervolume, "search/pareto_size": result.pareto_size,
+        "search/evaluations": result.evaluations, "search/seconds": result.seconds,
+        "merged/non_dominated": float(merged["non_dominated"]),
+        "merged/weakly_dominates_islands": float(merged["weakly_dominates_islands"]),
+    }
+    steps = []
+    for entry in merged["history"]:
+        r = entry["round"]
+        steps += [("merged/hypervolume", entry["hypervolume"], r), ("merged/pareto_size", entry["pareto_size"], r)]
+        for i in entry["islands"]:
+            steps += [(f"island/{i['island']}/hypervolume", i["hypervolume"], r),
+                      (f"island/{i['island']}/pareto_size", i["pareto_size"], r),
+                      (f"island/{i['island']}/seconds", i["seconds"], r)]
+    return params, metrics, steps

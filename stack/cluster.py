@@ -52,6 +52,7 @@ AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor")
 STATE_FILE = "cluster.json"
 ENV_FILE = "cluster.env"
 SECRETS_FILE = "secrets.json"
+RUN_DIR = "run"  # the Airflow components' working folder: ``down`` also finds them by it
 # Every process of a cluster inherits this variable (the state dir): ``down`` finds them all by it.
 CLUSTER_ENV = "APPORTION_CLUSTER"
 # Scheduler, DAG processor, API server and workers each hold a pool of connections; a small one
@@ -373,10 +374,12 @@ def _start_components(config: ClusterConfig, env: Mapping[str, str], trees: list
                               artifacts_destination=config.artifacts(), extra_env=mlflow_env_marker))
     trees.append(start_numba_warmup(state_dir, extra_env=mlflow_env_marker))
     api_url = f"http://{config.host}:{config.api_port}"
+    run_dir = state_dir / RUN_DIR
+    run_dir.mkdir(exist_ok=True)
     for name, cmd in component_commands(config):
         is_api = name == "api-server"
         trees.append(start_process(name, cmd, component_environment(config, env, name), logs / f"{name}.log",
-                                   state_dir, url=api_url if is_api else None,
+                                   run_dir, url=api_url if is_api else None,
                                    health_path=AIRFLOW_HEALTH_PATH if is_api else None))
     return Cluster(config, trees, api_url, trees[0].url)
 
@@ -451,13 +454,16 @@ def read_state(state_dir: Path, missing_ok: bool = False) -> dict | None:
 
 
 def cluster_processes(state_dir: Path) -> list[psutil.Process]:
-    """Every live process whose environment carries this cluster's marker: its servers, workers
-    and their task processes, wherever they were reparented."""
+    """Every live process of the cluster, wherever it was reparented: its environment carries
+    the cluster's marker, or it works in the cluster's ``run`` folder (Airflow's components
+    and Celery retitle themselves, which overwrites what /proc shows of their environment)."""
     marker = str(Path(state_dir).resolve())
+    run_dir = str(Path(marker) / RUN_DIR)
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.environ().get(CLUSTER_ENV) == marker and proc.status() != psutil.STATUS_ZOMBIE:
+            ours = proc.environ().get(CLUSTER_ENV) == marker or proc.cwd() == run_dir
+            if ours and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue

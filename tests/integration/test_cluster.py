@@ -1,0 +1,274 @@
+"""``apportion cluster`` on the real services: a database of its own in PostgreSQL, Redis as the
+Celery broker, API server, scheduler, DAG processor, three Celery workers (one on ``default``,
+two on ``optimizer``) and MLflow on PostgreSQL, started by ``apportion.stack.cluster``.
+
+The island DAG with K=4 runs its light steps on the ``default`` worker and its islands on the
+``optimizer`` workers, each task instance recording its queue and its worker's hostname; the
+merged front is non-dominated and weakly dominates every island's front; the DAG run's one
+MLflow run is a row of the PostgreSQL backend. Then a worker is killed (SIGKILL to its whole
+process tree) while it runs an island: the scheduler finds the task without heartbeat, the
+retry runs on the other optimizer worker, the DAG run succeeds with one MLflow run and every
+island's front. ``apportion cluster down`` then stops everything and no process is left; the
+database and the broker's keys are dropped even when a test fails.
+
+The tests share one cluster and run in file order. The scheduler's heartbeat timeout is 30 s
+here (default 300) so that the killed worker's task is retried within the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from apportion.stack.airflow_client import AirflowClient
+from apportion.stack.processes import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DAG_ID = "island_search"
+ISLANDS = 4
+CONF = {"scenario": "traffic_prediction", "size": 3, "nodes": 6, "islands": ISLANDS, "rounds": 1,
+        "population": 16, "generations": 10, "seed": 5}
+# Islands long enough to be killed mid-search.
+LONG_CONF = {**CONF, "seed": 6, "size": 8, "population": 40, "generations": 400}
+WORKER_QUEUES = (("default",), ("optimizer",), ("optimizer",))
+HEARTBEAT_TIMEOUT = 30
+APPORTION = str(Path(sys.executable).with_name("apportion"))
+
+
+def _services_answer() -> bool:
+    from apportion.stack.cluster import POSTGRES_URL, REDIS_URL, ClusterConfig, ClusterError, check_services
+
+    try:
+        check_services(ClusterConfig(Path("."), POSTGRES_URL, REDIS_URL))
+    except ClusterError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from apportion.stack import cluster as stack_cluster
+
+    if not _services_answer():
+        pytest.fail("PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) must run for the cluster tests")
+    name = f"apportion_test_{uuid.uuid4().hex[:10]}"
+    # Not under pytest's basetemp: another pytest run on the machine may prune it while the cluster runs.
+    state_dir = Path(tempfile.mkdtemp(prefix="apportion-cluster-"))
+    config = stack_cluster.ClusterConfig(
+        state_dir=state_dir, airflow_database=name, mlflow_database=f"{name}_mlflow",
+        worker_queues=WORKER_QUEUES, api_port=free_port(), mlflow_port=free_port(), parallelism=4,
+        airflow_settings={"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
+                          "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5"})
+    try:
+        running = stack_cluster.start_cluster(config, say=lambda line: print(line, flush=True), timeout=420)
+        client = AirflowClient(running.api_url, running.airflow_home)
+        client.wait_for_dags([DAG_ID], timeout=180)
+        client.unpause(DAG_ID)
+        yield running, client
+    finally:
+        left = stack_cluster.stop_cluster(config.state_dir)
+        for database in (config.airflow_database, config.mlflow_database):
+            stack_cluster.drop_database(config.postgres_url, database)
+        _drop_broker_keys(config)
+        shutil.rmtree(state_dir, ignore_errors=True)
+        assert left == []
+
+
+def _drop_broker_keys(config) -> None:
+    import redis
+
+    broker = redis.Redis.from_url(config.redis_url)
+    for key in broker.scan_iter(match=f"{config.broker_prefix}*"):
+        broker.delete(key)
+
+
+def _task_instances(client: AirflowClient, run_id: str) -> list[dict]:
+    return client.request("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
+
+
+def _worker_hostnames(running) -> dict[tuple[str, ...], set[str]]:
+    from apportion.stack.cluster import worker_hostname
+
+    hostnames: dict[tuple[str, ...], set[str]] = {}
+    for index, queues in enumerate(running.config.worker_queues):
+        hostnames.setdefault(queues, set()).add(worker_hostname(index))
+    return hostnames
+
+
+def _mlflow_runs(running, run_id: str) -> list[tuple[str, str]]:
+    """(run id, status) of every MLflow run tagged with the DAG run, read from PostgreSQL."""
+    from apportion.stack.cluster import _postgres
+
+    connection = _postgres(running.config.postgres_url, running.config.mlflow_database)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT r.run_uuid, r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+                           "WHERE t.key = 'airflow.dag_run_id' AND t.value = %s AND r.lifecycle_stage = 'active'",
+                           (run_id,))
+            return cursor.fetchall()
+    finally:
+        connection.close()
+
+
+def _front_matrix(path: str, objectives: list[str], instance) -> tuple:
+    """(F in minimisation form, constraint violation) of a front.json, its plans re-evaluated."""
+    import numpy as np
+
+    from apportion.core.evaluate import Evaluator
+    from apportion.core.islands import violation_of
+    from apportion.core.pareto import objective_matrix
+
+    front = json.loads(Path(path).read_text())
+    assignment = np.array([p["assignment"] for p in front["plans"]], dtype=np.int32)
+    order = np.array([p["order"] for p in front["plans"]], dtype=np.int32)
+    stats = Evaluator(instance).stats(assignment, order)
+    return objective_matrix(stats, objectives), violation_of(instance, stats)
+
+
+def _check_merged_front(client: AirflowClient, run_id: str) -> dict:
+    """The merged front is non-dominated and weakly dominates each island's front (plans of less
+    constraint violation win; among equal violation, no worse in every objective)."""
+    import numpy as np
+
+    from apportion.core.model import Instance
+    from apportion.operators.inputs import resolve_inputs
+
+    merged = client.xcom(DAG_ID, run_id, "merge_round_1")
+    summaries = [_mapped_xcom(client, run_id, "search_round_1", index) for index in range(ISLANDS)]
+    objectives = next(s for s in summaries if s["island"] == 0)["objectives"]  # island 0 searches them all
+    instance = Instance.build(*resolve_inputs(merged["workload"], merged["cluster"]))
+    F, v = _front_matrix(merged["front"], objectives, instance)
+    assert len(F) == merged["pareto_size"] >= 1
+    best = v.min()
+    assert np.all(v == best)  # the merge keeps the plans of least violation only
+    for i in range(len(F)):
+        others = np.delete(F, i, axis=0)
+        assert not np.any(np.all(others <= F[i], axis=1) & np.any(others < F[i], axis=1)), f"plan {i} dominated"
+        assert not np.any(np.all(others == F[i], axis=1)), f"plan {i} repeated"
+    for summary in summaries:
+        G, w = _front_matrix(summary["front"], objectives, instance)
+        for j in range(len(G)):
+            covered = (best < w[j]) or np.any(np.all(F <= G[j], axis=1))
+            assert covered, f"island {summary['island']}'s plan {j} is better than the merged front"
+    return merged
+
+
+def _mapped_xcom(client: AirflowClient, run_id: str, task_id: str, map_index: int) -> dict:
+    path = (f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+            f"?map_index={map_index}")
+    value = client.request("GET", path)["value"]
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def test_island_run_uses_both_queues_and_lands_in_postgres(cluster):
+    running, client = cluster
+    run_id = client.trigger(DAG_ID, CONF)
+    run = client.wait_for_runs({DAG_ID: run_id}, timeout=600)[DAG_ID]
+    tis = [ti for ti in _task_instances(client, run_id) if ti["state"] == "success"]
+    assert run["state"] == "success", [(ti["task_id"], ti["state"]) for ti in _task_instances(client, run_id)]
+
+    hostnames = _worker_hostnames(running)
+    islands = [ti for ti in tis if ti["task_id"] == "search_round_1"]
+    light = [ti for ti in tis if ti["task_id"] != "search_round_1"]
+    assert sorted(ti["map_index"] for ti in islands) == list(range(ISLANDS))
+    assert {ti["queue"] for ti in islands} == {"optimizer"}
+    assert {ti["hostname"] for ti in islands} <= hostnames[("optimizer",)]
+    assert {"build_workload", "plan_islands", "merge_round_1", "record"} <= {ti["task_id"] for ti in light}
+    assert {ti["queue"] for ti in light} == {"default"}
+    assert {ti["hostname"] for ti in light} == hostnames[("default",)]
+
+    _check_merged_front(client, run_id)
+    record = client.xcom(DAG_ID, run_id, "record")
+    assert _mlflow_runs(running, run_id) == [(record["mlflow_run_id"], "FINISHED")]
+
+
+def _running_island(client: AirflowClient, run_id: str, timeout: float = 300.0) -> dict:
+    """The first island task instance seen running with its worker's hostname recorded."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        for ti in _task_instances(client, run_id):
+            if ti["task_id"] == "search_round_1" and ti["state"] == "running" and ti.get("hostname"):
+                return ti
+        time.sleep(0.5)
+    raise AssertionError(f"no island ran within {timeout:.0f} s")
+
+
+def _kill_worker(running, hostname: str) -> list[psutil.Process]:
+    """SIGKILL the worker whose task instances record ``hostname``, with its whole process tree
+    (as if its machine died); the processes killed."""
+    from apportion.stack.cluster import worker_hostname
+
+    index = next(i for i in range(len(running.config.worker_queues)) if worker_hostname(i) == hostname)
+    root = psutil.Process(running.tree(f"worker-{index + 1}").process.pid)
+    tree = [root, *root.children(recursive=True)]
+    os.killpg(root.pid, signal.SIGKILL)
+    for proc in tree:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(tree, timeout=10)
+    return tree
+
+
+def test_killed_worker_task_is_retried_elsewhere(cluster):
+    running, client = cluster
+    run_id = client.trigger(DAG_ID, LONG_CONF)
+    victim = _running_island(client, run_id)
+    killed = _kill_worker(running, victim["hostname"])
+    assert all(not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE for proc in killed)
+
+    run = client.wait_for_runs({DAG_ID: run_id}, timeout=900)[DAG_ID]
+    tis = _task_instances(client, run_id)
+    assert run["state"] == "success", [(ti["task_id"], ti["map_index"], ti["state"]) for ti in tis]
+    retried = next(ti for ti in tis if ti["task_id"] == "search_round_1" and ti["map_index"] == victim["map_index"])
+    assert retried["try_number"] >= 2
+    assert retried["hostname"] != victim["hostname"]
+    assert retried["hostname"] in _worker_hostnames(running)[("optimizer",)]
+
+    merged = _check_merged_front(client, run_id)
+    assert len(merged["history"][0]["islands"]) == ISLANDS
+    record = client.xcom(DAG_ID, run_id, "record")
+    assert _mlflow_runs(running, run_id) == [(record["mlflow_run_id"], "FINISHED")]
+
+
+def _port_open(url: str) -> bool:
+    host, port = url.rsplit("//", 1)[1].split(":")
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, int(port))) == 0
+
+
+def test_cluster_down_leaves_no_process(cluster):
+    from apportion.stack.cluster import cluster_processes
+
+    running, _ = cluster
+    for tree in running.trees:
+        tree.processes()
+    seen = list({proc.pid: proc for tree in running.trees for proc in tree.seen.values()}.values())
+    seen += cluster_processes(running.config.state_dir)
+    status = subprocess.run([APPORTION, "cluster", "status", "--state-dir", str(running.config.state_dir)],
+                            capture_output=True, text=True, timeout=60)
+    assert "worker-1" in status.stdout and "healthy" in status.stdout, status.stdout + status.stderr
+    down = subprocess.run([APPORTION, "cluster", "down", "--state-dir", str(running.config.state_dir)],
+                          capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "none is left" in down.stdout
+    survivors = [(proc.pid, proc.name()) for proc in seen
+                 if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE]
+    assert survivors == []
+    assert cluster_processes(running.config.state_dir) == []
+    assert not _port_open(running.api_url) and not _port_open(running.mlflow_url)

@@ -103,7 +103,9 @@ def main() -> None:
         done = subprocess.run([sys.executable, __file__, "--population", str(args.population), "--generations",
                                str(args.generations), "--child", str(specs / "workload.yaml"),
                                str(specs / "cluster.yaml"), str(Path(scratch) / "runs")],
-                              env=env, check=True, capture_output=True, text=True)
+                              env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"the allocate step failed:\n{done.stderr[-3000:]}")
     record = json.loads(done.stdout.strip().splitlines()[-1])
     tasks = args.size * 7
     print(f"allocate step: {tasks} tasks x {args.nodes} nodes, population {args.population} x "

@@ -20,7 +20,7 @@ from apportion.operators.hooks import ApportionMlflowHook
 from apportion.operators.inputs import check_flag, cluster_summary, make_settings, resolve_inputs, scenario_kwargs
 from apportion.operators.paths import FRONT_FILE, PLAN_FILE, current_context
 from apportion.operators.reuse import RESULT_FILE, RESULT_VERSION, complete_result, fingerprint, plan_id
-from apportion.operators.storage import as_path, fetch_folder, is_folder, save_folder, task_folders
+from apportion.operators.storage import as_path, fetch_folder, is_folder, local_files_in, save_folder, task_folders
 from apportion.operators.tracking import (
     AirflowRef,
     Tracker,
@@ -82,8 +82,7 @@ def compute_allocation(workload, cluster, settings, folder: str | Path, *, store
     record = _result_record(result, workload, cluster, instance, key, chosen_id, scenario_info,
                             warm_start_record(previous, instance, result, carried), started)
     write_json(folder / RESULT_FILE, record, sort_keys=True)
-    files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name != RESULT_FILE)
-    save_folder(folder, store, files, last=RESULT_FILE)
+    save_folder(folder, store, local_files_in(folder), last=RESULT_FILE)
     return {**record, "reused": False}
 
 

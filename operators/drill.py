@@ -18,7 +18,7 @@ from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
 from apportion.operators.inputs import check_flag
 from apportion.operators.paths import FRONT_FILE, PLAN_FILE
 from apportion.operators.reuse import plan_id
-from apportion.operators.storage import local_files, save_folder, task_folders
+from apportion.operators.storage import local_files, local_files_in, save_folder, task_folders
 from apportion.operators.tracking import AirflowRef
 from apportion.operators.warm_start import DELTA_METRICS
 
@@ -154,7 +154,7 @@ def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "bus
              "back_at": back_at, "objectives": list(settings.objectives), "metrics": metrics,
              "before_plan_id": allocation.get("plan_id")}
     write_json(folder / "drill.json", drill, sort_keys=True)
-    save_folder(folder, store, sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")))
+    save_folder(folder, store, local_files_in(folder))
     out = {
         "plan_id": plan_id(json.loads(paths["plan"].read_text())), "fail_node": node, "failure_time": now,
         "makespan": after_metrics["makespan"], "before_makespan": before_metrics["makespan"], **counts,

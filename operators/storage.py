@@ -101,7 +101,7 @@ def put_file(source: str | Path, target: Any) -> str:
             copy_file(source, local)
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.fs.put_file(str(source), target.path)
+        target.write_bytes(Path(source).read_bytes())  # one object, whole (files here are a few MB)
     return str(target)
 
 
@@ -115,7 +115,7 @@ def write_bytes(target: Any, data: bytes) -> str:
         atomic.write_bytes(local, data)
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.fs.pipe_file(target.path, data)
+        target.write_bytes(data)
     return str(target)
 
 
@@ -139,10 +139,15 @@ def save_folder(folder: str | Path, target: Any, names: Iterable[str], *, last: 
     skipped), then ``last`` (a completion marker), so a reader that finds ``last`` finds every
     file. Returns the folder's URI."""
     target, folder = as_path(target), Path(folder)
-    for name in [*names, *([last] if last else [])]:
+    for name in [*(n for n in names if n != last), *([last] if last else [])]:
         if (folder / name).is_file():
             put_file(folder / name, target / name)
     return str(target)
+
+
+def local_files_in(folder: str | Path) -> list[str]:
+    """The names of the files in a local ``folder``, temporary (dot) files left out."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
 
 
 def fetch(source: Any, into: str | Path) -> Path:
@@ -152,10 +157,14 @@ def fetch(source: Any, into: str | Path) -> Path:
     local = local_path(source)
     if local is not None:
         return local
-    target = Path(into) / source.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    source.fs.get_file(source.path, str(target))
-    return target
+    return download(source, Path(into) / source.name)
+
+
+def download(source: Any, target: str | Path) -> Path:
+    """Copy the stored file ``source`` to the local ``target``, whole or not at all."""
+    from apportion.core.atomic import write_bytes as write_local
+
+    return write_local(target, as_path(source).read_bytes())
 
 
 def is_folder(stored: Any, folder: str | Path) -> bool:
@@ -167,19 +176,12 @@ def is_folder(stored: Any, folder: str | Path) -> bool:
 def fetch_folder(source: Any, into: str | Path) -> None:
     """Copy the files of the stored folder ``source`` into the local folder ``into`` (nothing
     to do when they are the same folder)."""
-    from apportion.core.atomic import copy_file
-
     source = as_path(source)
     if is_folder(source, into):
         return
     for child in source.iterdir():
-        if not child.is_file():
-            continue
-        local = local_path(child)
-        if local is not None:
-            copy_file(local, Path(into) / child.name)
-        else:
-            child.fs.get_file(child.path, str(Path(into) / child.name))
+        if child.is_file():
+            download(child, Path(into) / child.name)
 
 
 @contextmanager

@@ -43,7 +43,13 @@ def storage_root(output_root: str | Path | None = None) -> ObjectStoragePath:
     url = os.environ.get(STORAGE_URL_ENV)
     if url:
         return ObjectStoragePath(url.rstrip("/"))
-    return ObjectStoragePath(Path(output_root or default_output_root()).resolve().as_uri())
+    return ObjectStoragePath(file_uri(output_root or default_output_root()))
+
+
+def file_uri(path: str | Path) -> str:
+    """``file://`` and the absolute path, unquoted: ``ObjectStoragePath`` takes the rest of the
+    URL as the path as written (``Path.as_uri()`` would turn a space into a literal ``%20``)."""
+    return f"file://{Path(path).resolve()}"
 
 
 def task_store(ref: AirflowRef, output_root: str | Path | None = None) -> ObjectStoragePath:
@@ -76,7 +82,7 @@ def as_path(target: Any) -> ObjectStoragePath:
     if isinstance(target, ObjectStoragePath):
         return target
     text = str(target)
-    return ObjectStoragePath(text if "://" in text else Path(text).resolve().as_uri())
+    return ObjectStoragePath(text if "://" in text else file_uri(text))
 
 
 def is_uri(value: Any) -> bool:

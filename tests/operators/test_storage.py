@@ -17,6 +17,7 @@ from apportion.operators.storage import (
     STORAGE_URL_ENV,
     as_path,
     fetch,
+    file_uri,
     local_files,
     put_file,
     read_json,
@@ -41,13 +42,13 @@ def test_the_root_is_the_setting_else_the_output_root(monkeypatch, tmp_path):
 
 
 def test_local_writes_are_atomic_and_in_place(tmp_path):
-    target = tmp_path / "store" / "a.json"
-    uri = write_json(target.as_uri(), {"x": 1})
-    assert uri == target.as_uri() and read_json(uri) == {"x": 1}
+    target = tmp_path / "store with a space" / "a.json"
+    uri = write_json(file_uri(target), {"x": 1})
+    assert uri == f"file://{target.resolve()}" and read_json(uri) == {"x": 1} and target.is_file()
     assert [p.name for p in target.parent.iterdir()] == ["a.json"]  # no temporary file left
     source = tmp_path / "source.txt"
     source.write_text("whole")
-    assert put_file(source, source.as_uri()) == source.as_uri()  # storing a file onto itself: nothing to do
+    assert put_file(source, file_uri(source)) == file_uri(source)  # storing a file onto itself: nothing to do
     assert fetch(uri, tmp_path / "unused") == target  # a local file is read where it is
 
 

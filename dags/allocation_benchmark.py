@@ -11,7 +11,7 @@ their `search/seconds` compare.
 `algorithms_to_run` lists the algorithms; `allocate` (mapped, one instance per algorithm)
 optimises; `evaluate_plan` (mapped) re-computes each chosen plan independently;
 `compare_algorithms` writes comparison.csv (best makespan first) to
-`$AIRFLOW_HOME/apportion/published/allocation_benchmark/comparison.csv` and updates the Asset
+`<storage root>/published/allocation_benchmark/comparison.csv` and updates the Asset
 `apportion://benchmarks/allocation_benchmark`; `record` closes the MLflow run.
 
 **Results**: MLflow experiment `allocation_benchmark`: one parent run per DAG run (named after
@@ -55,12 +55,11 @@ def algorithms_to_run() -> list[str]:
 
 @task(task_id="compare_algorithms", outlets=[COMPARISON_ASSET])
 def compare_algorithms(allocations, evaluations) -> dict:
-    """One row per algorithm, best makespan first: comparison.csv in the run folder, at the
-    published path and on the parent MLflow run."""
-    from apportion.core.atomic import copy_file
+    """One row per algorithm, best makespan first: comparison.csv in the task's stored folder,
+    at the published URI and on the parent MLflow run."""
     from apportion.core.outputs import write_csv_table
     from apportion.operators.hooks import ApportionMlflowHook
-    from apportion.operators.paths import published_plan_path, task_folder
+    from apportion.operators.storage import published_store, put_file, task_folders
 
     context = get_current_context()
     allocations, evaluations = list(allocations), list(evaluations)
@@ -69,17 +68,19 @@ def compare_algorithms(allocations, evaluations) -> dict:
         for a, e in zip(allocations, evaluations, strict=True)
     ]
     rows.sort(key=lambda row: (row["makespan"], row["algorithm"]))
-    path = write_csv_table(task_folder(context) / "comparison.csv", COMPARISON_COLUMNS, rows)
-    published = copy_file(path, published_plan_path(DAG_ID).with_name("comparison.csv"))
+    folder, store = task_folders(context=context)
+    path = write_csv_table(folder / "comparison.csv", COMPARISON_COLUMNS, rows)
+    put_file(path, store / path.name)
+    published = put_file(path, published_store(DAG_ID) / path.name)
 
     parent = allocations[0]
-    with ApportionMlflowHook(tracking_uri=parent["tracking_uri"]).upload_from(path.parent) as tracker:
+    with ApportionMlflowHook(tracking_uri=parent["tracking_uri"]).upload_from(str(store)) as tracker:
         tracker.client.log_artifact(parent["mlflow_parent_run_id"], str(path))
     context["outlet_events"][COMPARISON_ASSET].extra = {
-        "path": str(published), "best_algorithm": rows[0]["algorithm"], "best_makespan": rows[0]["makespan"],
+        "uri": published, "best_algorithm": rows[0]["algorithm"], "best_makespan": rows[0]["makespan"],
         "mlflow_run_id": parent["mlflow_parent_run_id"],
     }
-    return {"uri": published.resolve().as_uri(), "path": str(published), "best_algorithm": rows[0]["algorithm"],
+    return {"uri": published, "best_algorithm": rows[0]["algorithm"],
             "algorithms": [row["algorithm"] for row in rows]}
 
 

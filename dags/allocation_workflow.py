@@ -219,7 +219,7 @@ algorithm and picks one with the selection policy, starting from the front the p
 published (`warm_start`); `evaluate_plan` re-computes the chosen plan independently and fails on
 any mismatch; `simulate_plan` enacts it `samples` times under noise (`noise_sigma`, node failures
 with `mtbf`); `publish_plan` copies the verified plan (and its front, for the next run) to
-`$AIRFLOW_HOME/apportion/published/{dag_id}/plan.json` and updates the Asset
+`<storage root>/published/{dag_id}/plan.json` (docs/storage.md) and updates the Asset
 `apportion://plans/{dag_id}` (schedule other DAGs on it); `record` closes the MLflow run.
 """
     return "\n".join(part.strip("\n") for part in (intro, steps, results, WORKFLOW_DOC)) + "\n"
@@ -307,7 +307,8 @@ def simulate_plan(allocation: dict, evaluation: dict) -> dict:
 
 @task(task_id="publish_plan")
 def publish_plan(allocation: dict, evaluation: dict) -> dict:
-    """Copy the verified plan to its stable path and mark the DAG's plan Asset updated."""
+    """Copy the verified plan to its stable URI in the storage root and mark the DAG's plan
+    Asset updated (its extra names that URI, never a worker's local path)."""
     from apportion.operators.allocation import fail_on_bad_input
     from apportion.operators.publishing import publish_plan as publish
 
@@ -316,7 +317,7 @@ def publish_plan(allocation: dict, evaluation: dict) -> dict:
         publication = publish(allocation, evaluation, context=context)
     for asset in context["task"].outlets:
         context["outlet_events"][asset].extra = {
-            "path": publication["path"], "plan_id": publication["plan_id"],
+            "uri": publication["uri"], "plan_id": publication["plan_id"],
             "mlflow_run_id": allocation.get("mlflow_run_id"), "makespan": allocation["makespan"],
         }
     return publication

@@ -2,7 +2,7 @@
 
 One concern per module: ``paths`` (run folders, published files), ``inputs`` (scenario
 inputs and settings), ``reuse`` (fingerprint of a complete result), ``warm_start`` (the
-previous run's front), ``allocating`` (the allocation and its MLflow logging),
+previous run's front), ``storage`` (files every worker can reach), ``allocating`` (the allocation and its MLflow logging),
 ``chosen_plan`` (reading plan.json back and checking it), ``publishing``, ``simulation``,
 ``drill`` (the failure drill), ``tracking`` (MLflow runs), ``hooks`` (reaching MLflow),
 ``charts``, ``links`` and the operators in
@@ -33,7 +33,7 @@ _EXPORTS = {
     "replan_after_failure": "apportion.operators.drill",
     "previous_front": "apportion.operators.warm_start",
     "task_folder": "apportion.operators.paths",
-    "published_plan_path": "apportion.operators.paths",
+    "published_plan_uri": "apportion.operators.paths",
     "plan_asset_uri": "apportion.operators.paths",
     "compare_runs": "apportion.operators.tracking",
     "resolve_tracking_uri": "apportion.operators.hooks",

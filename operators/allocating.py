@@ -1,7 +1,8 @@
-"""The allocation step: optimise, write the run folder, then log it all to MLflow.
+"""The allocation step: optimise, write the run folder, store it, then log it all to MLflow.
 
-``allocate`` writes every result to the folder before it talks to MLflow, so an unreachable
-server loses nothing: the retry finds the complete result (same inputs and settings,
+``allocate`` writes every result to its run folder and stores it in the storage root
+(``operators.storage``) before it talks to MLflow, so an unreachable server loses nothing: the
+retry, on this worker or another, finds the complete stored result (same inputs and settings,
 ``operators.reuse``) and only uploads it. With ``warm_start`` the front the DAG last
 published seeds the search (``operators.warm_start``).
 """
@@ -17,8 +18,9 @@ from apportion.operators.allocation_arguments import AllocationArguments
 from apportion.operators.chosen_plan import PLAN_SCHEMA
 from apportion.operators.hooks import ApportionMlflowHook
 from apportion.operators.inputs import check_flag, cluster_summary, make_settings, resolve_inputs, scenario_kwargs
-from apportion.operators.paths import FRONT_FILE, PLAN_FILE, current_context, run_folder
+from apportion.operators.paths import FRONT_FILE, PLAN_FILE, current_context
 from apportion.operators.reuse import RESULT_FILE, RESULT_VERSION, complete_result, fingerprint, plan_id
+from apportion.operators.storage import as_path, fetch_folder, is_folder, local_files_in, save_folder, task_folders
 from apportion.operators.tracking import (
     AirflowRef,
     Tracker,
@@ -30,12 +32,15 @@ from apportion.operators.tracking import (
 from apportion.operators.warm_start import front_record, previous_front, warm_start_record
 
 
-def compute_allocation(workload, cluster, settings, folder: str | Path, *, scenario_info: Mapping | None = None,
-                       started: float | None = None, previous: Mapping[str, Any] | None = None) -> dict:
+def compute_allocation(workload, cluster, settings, folder: str | Path, *, store: Any = None,
+                       scenario_info: Mapping | None = None, started: float | None = None,
+                       previous: Mapping[str, Any] | None = None) -> dict:
     """Optimise and write plan.json, front.json, pareto.csv, schedule.csv, charts, the specs
-    and, last, result.json into ``folder``; if result.json there already matches these inputs
-    and settings, reuse it. ``previous`` (a published front.json) warm-starts the search and
-    sets each task's previous node. Returns the result record (with ``"reused"``)."""
+    and, last, result.json into the local ``folder``, and store them in ``store`` (a URI or
+    ``ObjectStoragePath``; default: ``folder`` itself), result.json last. If the stored
+    result.json already matches these inputs and settings, reuse it (downloaded into
+    ``folder``). ``previous`` (a published front.json) warm-starts the search and sets each
+    task's previous node. Returns the result record (with ``"reused"``)."""
     from apportion.core.algorithms.heft import HeftAllocator
     from apportion.core.api import optimize, write_outputs
     from apportion.core.atomic import write_json
@@ -46,16 +51,20 @@ def compute_allocation(workload, cluster, settings, folder: str | Path, *, scena
     started = time.perf_counter() if started is None else started
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    store = as_path(folder if store is None else store)
     if previous is not None:
         workload = with_previous_nodes(workload, cluster, previous)
     workload_spec, cluster_spec = workload_to_dict(workload), cluster_to_dict(cluster)
     source = None if previous is None else json.dumps([previous.get("plan_id"), previous.get("source")], sort_keys=True)
     key = fingerprint(settings, workload_spec, cluster_spec, source)
-    done = complete_result(folder, key)
+    done = complete_result(store, key)
     if done is not None:
+        fetch_folder(store, folder)  # MLflow uploads from the local folder
         return {**done, "reused": True}
 
     (folder / RESULT_FILE).unlink(missing_ok=True)
+    if not is_folder(store, folder) and (store / RESULT_FILE).exists():
+        (store / RESULT_FILE).unlink()  # an earlier try's, for other inputs: not complete any more
     instance = Instance.build(workload, cluster)
     carried = carry_front(previous, instance, HeftAllocator().build(instance)) if previous is not None else []
     result = optimize(instance, settings, initial_plans=carried)
@@ -73,6 +82,7 @@ def compute_allocation(workload, cluster, settings, folder: str | Path, *, scena
     record = _result_record(result, workload, cluster, instance, key, chosen_id, scenario_info,
                             warm_start_record(previous, instance, result, carried), started)
     write_json(folder / RESULT_FILE, record, sort_keys=True)
+    save_folder(folder, store, local_files_in(folder), last=RESULT_FILE)
     return {**record, "reused": False}
 
 
@@ -158,7 +168,7 @@ def run_allocation(args: AllocationArguments, *, context: Mapping[str, Any] | No
     """
     started = time.perf_counter()
     ref = ref or AirflowRef.from_context(current_context(context))
-    folder = run_folder(ref, output_root=args.output_root)
+    folder, store = task_folders(ref, output_root=args.output_root)
     settings = make_settings(algorithm=args.algorithm, population=args.population, generations=args.generations,
                              seed=args.seed, objectives=args.objectives, select=args.select,
                              robust_scenarios=args.robust_scenarios, noise_sigma=args.noise_sigma)
@@ -171,17 +181,19 @@ def run_allocation(args: AllocationArguments, *, context: Mapping[str, Any] | No
         from dataclasses import replace
 
         settings = replace(settings, objectives=(*settings.objectives, "migrations"))
-    record = compute_allocation(w, c, settings, folder, scenario_info=info, started=started, previous=previous)
+    record = compute_allocation(w, c, settings, folder, store=store, scenario_info=info, started=started,
+                                previous=previous)
     hook = ApportionMlflowHook(args.mlflow_conn_id, args.tracking_uri, attempts=args.tracking_attempts)
-    with hook.upload_from(folder) as tracker:
-        tracked = _track_allocation(record, folder, ref, tracker, experiment_name=args.experiment_name or ref.dag_id,
+    with hook.upload_from(str(store)) as tracker:
+        tracked = _track_allocation(record, folder, str(store), ref, tracker, experiment_name=args.experiment_name or ref.dag_id,
                                     run_name=args.run_name, nested=args.nested,
                                     child_run_name=args.child_run_name or settings.algorithm)
-    return _xcom_summary(record, settings, folder, tracked)
+    return _xcom_summary(record, settings, store, tracked)
 
 
-def _xcom_summary(record: Mapping[str, Any], settings, folder: Path, tracked: Mapping[str, Any]) -> dict:
-    """What ``allocate`` returns to XCom: the plan's headline numbers, the files and MLflow ids."""
+def _xcom_summary(record: Mapping[str, Any], settings, store, tracked: Mapping[str, Any]) -> dict:
+    """What ``allocate`` returns to XCom: the plan's headline numbers, the stored files' URIs
+    and MLflow ids."""
     s = record["summary"]
     return {
         "plan_id": record["plan_id"],
@@ -196,10 +208,10 @@ def _xcom_summary(record: Mapping[str, Any], settings, folder: Path, tracked: Ma
         "moved_tasks": record["metrics"].get("warm_start/moved_tasks"),
         "robust_makespan": record["metrics"].get("robust/makespan"),
         "reused": record["reused"],
-        "artifact_dir": str(folder),
-        "plan_path": str(folder / PLAN_FILE),
-        "workload": str(folder / "workload.json"),
-        "cluster": str(folder / "cluster.json"),
+        "artifact_uri": str(store),
+        "plan_uri": str(store / PLAN_FILE),
+        "workload": str(store / "workload.json"),
+        "cluster": str(store / "cluster.json"),
         **tracked,
     }
 
@@ -214,7 +226,8 @@ def _spec_datasets(record: Mapping[str, Any], folder: Path) -> dict:
             "cluster": (params["instance/cluster"], folder / "cluster.json", cluster)}
 
 
-def _track_allocation(record: dict, folder: Path, ref: AirflowRef, tracker: Tracker, *, experiment_name: str,
+def _track_allocation(record: dict, folder: Path, stored: str, ref: AirflowRef, tracker: Tracker, *,
+                      experiment_name: str,
                       run_name: str | None, nested: bool, child_run_name: str) -> dict:
     """Log one allocation to the DAG run's MLflow run (or a child of it when ``nested``)."""
     uri = tracker.tracking_uri
@@ -226,7 +239,7 @@ def _track_allocation(record: dict, folder: Path, ref: AirflowRef, tracker: Trac
         run_id = parent_id
         tracker.set_tags(parent_id, ref.task_tags())
     try:
-        tracker.set_tags(run_id, {"apportion.plan_id": record["plan_id"], "apportion.artifact_dir": str(folder),
+        tracker.set_tags(run_id, {"apportion.plan_id": record["plan_id"], "apportion.artifact_uri": stored,
                                   "apportion.plan_schema": PLAN_SCHEMA,
                                   "apportion.reused_result": str(record.get("reused", False)).lower(),
                                   "apportion.warm_start": record["params"].get("warm_start/enabled", "false"),

@@ -52,8 +52,8 @@ class AllocationOperator(BaseOperator):
 
     Returns to XCom: ``plan_id``, ``algorithm``, ``seed``, ``objectives`` (name -> value),
     ``makespan``, ``utilization``, ``imbalance``, ``hypervolume``, ``pareto_size``,
-    ``optimiser_seconds``, ``reused``, ``artifact_dir``, ``plan_path``, ``workload``,
-    ``cluster`` (spec paths), ``mlflow_run_id``, ``mlflow_parent_run_id``,
+    ``optimiser_seconds``, ``reused``, ``artifact_uri``, ``plan_uri``, ``workload``,
+    ``cluster`` (URIs in the storage root, docs/storage.md), ``mlflow_run_id``, ``mlflow_parent_run_id``,
     ``mlflow_experiment_id``, ``mlflow_run_url``, ``mlflow_plan_url``, ``tracking_uri``.
 
     Every argument is keyword-only and declared once, in ``AllocationArguments``:
@@ -84,7 +84,7 @@ class AllocationOperator(BaseOperator):
             "plan %s: makespan %.4g s, utilization %.3f, imbalance %.3f, front of %d%s; MLflow run %s; files in %s",
             summary["plan_id"], summary["makespan"], summary["utilization"], summary["imbalance"],
             summary["pareto_size"], " (reused the folder's result)" if summary["reused"] else "",
-            summary["mlflow_run_url"] or summary["mlflow_run_id"], summary["artifact_dir"],
+            summary["mlflow_run_url"] or summary["mlflow_run_id"], summary["artifact_uri"],
         )
         if summary["robust_makespan"] is not None:
             self.log.info("robust plan: p95 makespan %.4g s under noise", summary["robust_makespan"])

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from apportion.operators.chosen_plan import load_chosen_plan
+from apportion.operators.chosen_plan import PLAN_FILES, allocation_folder, plan_from_folder
 from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
 from apportion.operators.inputs import check_flag
-from apportion.operators.paths import FRONT_FILE, run_folder
+from apportion.operators.paths import FRONT_FILE, PLAN_FILE
 from apportion.operators.reuse import plan_id
+from apportion.operators.storage import local_files, local_files_in, save_folder, task_folders
 from apportion.operators.tracking import AirflowRef
 from apportion.operators.warm_start import DELTA_METRICS
 
@@ -99,8 +100,9 @@ def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "bus
     failure time marked), logs them under ``replan/`` and the metrics ``drill/before/*``,
     ``drill/after/*``, ``drill/moved_tasks``, ``drill/lost_tasks``, ``drill/displaced_tasks``,
     ``drill/finished_tasks``, ``drill/failure_time`` and ``drill/seconds`` to the allocation's
-    MLflow run. Returns an allocation-like result
-    (``artifact_dir``, ``plan_path``, ``workload``, ``cluster``, ...) that ``evaluate_plan`` checks.
+    MLflow run. Everything is stored in the task's folder of the storage root first. Returns an
+    allocation-like result (``artifact_uri``, ``plan_uri``, ``workload``, ``cluster``: URIs, ...)
+    that ``evaluate_plan`` checks.
     """
     from apportion.core.api import write_outputs
     from apportion.core.atomic import write_json
@@ -111,16 +113,22 @@ def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "bus
     from apportion.core.warm_start import carry_front
     from apportion.operators.charts import gantt_chart
 
-    folder = run_folder(ref, context=context, output_root=output_root)
+    folder, store = task_folders(ref, context=context, output_root=output_root)
     fraction = _checked_time(fail_at, "fail_at", "a fraction of the planned makespan in [0, 1]", upper=1.0)
     repair_seconds = None if repair is None else _checked_time(repair, "repair", "a number of seconds >= 0")
-    instance, plan, record = load_chosen_plan(allocation)
-    before = Evaluator(instance).schedule(plan)
-    now = fraction * before.stat("makespan")
-    node = _failure_node(instance, plan, before, str(fail_node), now, repair_seconds)
+    with local_files(allocation_folder(allocation), (*PLAN_FILES, FRONT_FILE, "schedule.csv")) as source:
+        instance, plan, record = plan_from_folder(source)
+        before = Evaluator(instance).schedule(plan)
+        now = fraction * before.stat("makespan")
+        node = _failure_node(instance, plan, before, str(fail_node), now, repair_seconds)
+        back_at = None if repair_seconds is None else now + repair_seconds
+        marks = dict(failed_node=node, failure_time=now, back_at=back_at)
+        gantt_chart(source / "schedule.csv", folder / "gantt_before.png", title=f"before: {node} fails at {now:.4g} s",
+                    **marks)
+        front_file = source / FRONT_FILE
+        previous = json.loads(front_file.read_text()) if front_file.exists() else None
     settings = _drill_settings(record, check_flag(migration_objective, "migration_objective"))
-    source = Path(allocation["artifact_dir"]) / FRONT_FILE
-    old_front = carry_front(json.loads(source.read_text()), instance, plan) if source.exists() else []
+    old_front = carry_front(previous, instance, plan) if previous is not None else []
 
     started = time.perf_counter()
     residual, result = replan(instance, plan, now, [NodeFailure(node, repair_seconds)], settings=settings,
@@ -131,10 +139,6 @@ def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "bus
     write_json(folder / "cluster.json", cluster_to_dict(residual.cluster), sort_keys=True)
 
     counts = _task_counts(instance, plan, before, result, node, now)
-    back_at = None if repair_seconds is None else now + repair_seconds
-    marks = dict(failed_node=node, failure_time=now, back_at=back_at)
-    gantt_chart(Path(allocation["artifact_dir"]) / "schedule.csv", folder / "gantt_before.png",
-                title=f"before: {node} fails at {now:.4g} s", **marks)
     gantt_chart(paths["schedule"], folder / "gantt_after.png", title=f"after re-planning ({counts['moved_tasks']} moved)",
                 **marks)
     after_metrics = result.metrics
@@ -150,18 +154,19 @@ def replan_after_failure(allocation: Mapping[str, Any], *, fail_node: str = "bus
              "back_at": back_at, "objectives": list(settings.objectives), "metrics": metrics,
              "before_plan_id": allocation.get("plan_id")}
     write_json(folder / "drill.json", drill, sort_keys=True)
+    save_folder(folder, store, local_files_in(folder))
     out = {
         "plan_id": plan_id(json.loads(paths["plan"].read_text())), "fail_node": node, "failure_time": now,
         "makespan": after_metrics["makespan"], "before_makespan": before_metrics["makespan"], **counts,
-        "replan_seconds": replan_seconds, "artifact_dir": str(folder), "plan_path": str(paths["plan"]),
-        "workload": str(folder / "workload.json"), "cluster": str(folder / "cluster.json"),
+        "replan_seconds": replan_seconds, "artifact_uri": str(store), "plan_uri": str(store / PLAN_FILE),
+        "workload": str(store / "workload.json"), "cluster": str(store / "cluster.json"),
         "artifact_path": "replan", "mlflow_run_id": allocation.get("mlflow_run_id"),
         "tracking_uri": allocation.get("tracking_uri"),
     }
     if allocation.get("mlflow_run_id"):
         run_id = allocation["mlflow_run_id"]
         with ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).upload_from(
-                folder) as tracker:
+                str(store)) as tracker:
             tracker.log_params(run_id, {"drill/fail_node": node, "drill/fail_at": fraction,
                                         "drill/repair": repair_seconds, "drill/objectives": ",".join(settings.objectives)})
             tracker.log_metrics(run_id, metrics)

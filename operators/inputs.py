@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from apportion.operators.paths import task_folder
+from apportion.operators.storage import is_uri, put_file, task_folders
 
 SCENARIO_KEYS = ("size", "nodes", "seed", "logical_date")
 
@@ -25,10 +25,18 @@ def _unwrap(value, key: str):
 
 
 def _load(kind: str, value):
-    """A workload or cluster from a spec path or a spec dict."""
+    """A workload or cluster from a spec URI (an upstream result's, read through the storage
+    root), a spec path or a spec dict."""
     from apportion.core import io
 
     loader = io.load_workload if kind == "workload" else io.load_cluster
+    if is_uri(value):
+        import tempfile
+
+        from apportion.operators.storage import fetch
+
+        with tempfile.TemporaryDirectory(prefix="apportion-spec-") as scratch:
+            return loader(fetch(value, scratch))
     if isinstance(value, (str, os.PathLike)):
         return loader(Path(value))
     if isinstance(value, Mapping):
@@ -137,19 +145,32 @@ def build_workload(scenario: str, *, size: int | None = None, nodes: int | None 
     as built, as ``cluster.json`` (``snapshot_cluster`` starts from it, so a DAG run builds its
     scenario once).
 
-    ``out_dir`` defaults to the current task's run folder. Returns ``{"workload": path,
-    "cluster": path, "scenario", "tasks", "requests", "edges"}``.
+    ``out_dir`` (a local folder) defaults to the current task's run folder, stored in the
+    storage root. Returns ``{"workload": URI, "cluster": URI, "scenario", "tasks", "requests",
+    "edges"}``.
     """
     from apportion.core.atomic import write_json
     from apportion.core.io import cluster_to_dict, workload_to_dict
 
-    folder = Path(out_dir) if out_dir else task_folder(context)
+    folder, store = _output_folders(out_dir, context)
     params = {"size": size, "nodes": nodes, "seed": seed, "logical_date": logical_date}
     workload, cluster = scenario_instance(scenario, params)
-    path = write_json(folder / "workload.json", workload_to_dict(workload), sort_keys=True)
-    cluster_path = write_json(folder / "cluster.json", cluster_to_dict(cluster), sort_keys=True)
-    return {"workload": str(path), "cluster": str(cluster_path), "scenario": scenario, "tasks": len(workload.tasks),
+    workload_uri = put_file(write_json(folder / "workload.json", workload_to_dict(workload), sort_keys=True),
+                            store / "workload.json")
+    cluster_uri = put_file(write_json(folder / "cluster.json", cluster_to_dict(cluster), sort_keys=True),
+                           store / "cluster.json")
+    return {"workload": workload_uri, "cluster": cluster_uri, "scenario": scenario, "tasks": len(workload.tasks),
             "requests": len(workload.requests), "edges": len(workload.edges)}
+
+
+def _output_folders(out_dir: str | Path | None, context):
+    """(local folder, stored folder): ``out_dir`` is both when given, else the task's folders."""
+    from apportion.operators.storage import as_path
+
+    if out_dir:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        return Path(out_dir), as_path(out_dir)
+    return task_folders(context=context)
 
 
 def snapshot_cluster(cluster=None, *, scenario: str | None = None, nodes: int | None = None, seed: int = 0,
@@ -157,14 +178,14 @@ def snapshot_cluster(cluster=None, *, scenario: str | None = None, nodes: int | 
                      out_dir: str | Path | None = None, context: Mapping[str, Any] | None = None) -> dict:
     """Freeze the cluster this run allocates on as ``cluster.json``: a spec path, a spec dict
     or ``build_workload``'s result if given, else the scenario's cluster; the nodes named in ``nodes_down`` are marked failed
-    (they take no work). Returns ``{"cluster": path, "nodes", "nodes_<kind>"..., "nodes_down"}``."""
+    (they take no work). Returns ``{"cluster": URI, "nodes", "nodes_<kind>"..., "nodes_down"}``."""
     from dataclasses import replace
 
     from apportion.core.atomic import write_json
     from apportion.core.errors import SpecError
     from apportion.core.io import cluster_to_dict
 
-    folder = Path(out_dir) if out_dir else task_folder(context)
+    folder, store = _output_folders(out_dir, context)
     cluster = _unwrap(cluster, "cluster")
     if cluster is not None:
         snapshot = _load("cluster", cluster)
@@ -180,5 +201,6 @@ def snapshot_cluster(cluster=None, *, scenario: str | None = None, nodes: int | 
         raise SpecError("nodes_down", f"unknown nodes {unknown}; the cluster has {sorted(known)}")
     if down:
         snapshot = replace(snapshot, nodes=tuple(replace(n, failed=True) if n.id in down else n for n in snapshot.nodes))
-    path = write_json(folder / "cluster.json", cluster_to_dict(snapshot), sort_keys=True)
-    return {"cluster": str(path), **cluster_summary(snapshot), "nodes_down": sorted(set(down))}
+    uri = put_file(write_json(folder / "cluster.json", cluster_to_dict(snapshot), sort_keys=True),
+                   store / "cluster.json")
+    return {"cluster": uri, **cluster_summary(snapshot), "nodes_down": sorted(set(down))}

@@ -1,8 +1,11 @@
 """Where each step's files go: the task instance's run folder and the published plan.
 
-Run folders are ``<output root>/<dag_id>/<run_id>/<task_id>[.<map_index>]``; a DAG publishes
-its latest verified plan (and its front) under ``<output root>/published/<dag_id>/``. The
-output root is ``$APPORTION_OUTPUT_ROOT``, else ``$AIRFLOW_HOME/apportion``.
+Run folders (a task's local working folder) are
+``<output root>/<dag_id>/<run_id>/<task_id>[.<map_index>]``; the output root is
+``$APPORTION_OUTPUT_ROOT``, else ``$AIRFLOW_HOME/apportion``. What other tasks read is stored
+in the same layout under the storage root (``operators.storage``), by default the output root
+itself; a DAG publishes its latest verified plan (and its front) under
+``<storage root>/published/<dag_id>/``.
 
 Every id that names a file or folder goes through ``path_component`` (here, and nowhere else):
 Airflow may be configured to allow ids with ``..``, ``/``, NUL or hundreds of characters, and
@@ -121,16 +124,21 @@ def task_folder(context: Mapping[str, Any] | None = None, output_root: str | Pat
     return run_folder(context=context, output_root=output_root)
 
 
-def published_plan_path(dag_id: str, output_root: str | Path | None = None) -> Path:
-    """The stable path the latest verified plan of ``dag_id`` is published to."""
-    return Path(output_root or default_output_root()).resolve() / "published" / path_component(dag_id) / PLAN_FILE
+def published_plan_uri(dag_id: str, output_root: str | Path | None = None) -> str:
+    """The stable URI the latest verified plan of ``dag_id`` is published to, in the storage
+    root (``operators.storage``): ``<root>/published/<dag_id>/plan.json``."""
+    from apportion.operators.storage import published_store
+
+    return str(published_store(dag_id, output_root) / PLAN_FILE)
 
 
-def published_front_path(dag_id: str, output_root: str | Path | None = None) -> Path:
+def published_front_uri(dag_id: str, output_root: str | Path | None = None) -> str:
     """Where ``publish_plan`` puts the front of the plan it publishes: beside plan.json."""
-    return published_plan_path(dag_id, output_root).with_name(FRONT_FILE)
+    from apportion.operators.storage import published_store
+
+    return str(published_store(dag_id, output_root) / FRONT_FILE)
 
 
 def plan_asset_uri(dag_id: str, output_root: str | Path | None = None) -> str:
-    """``file://`` URI of ``published_plan_path``: where the published plan can be read."""
-    return published_plan_path(dag_id, output_root).as_uri()
+    """The URI an ``Asset`` on the published plan names: ``published_plan_uri``."""
+    return published_plan_uri(dag_id, output_root)

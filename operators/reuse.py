@@ -1,15 +1,14 @@
 """Fingerprint and reuse: a retried allocation finds its complete result and only uploads it.
 
-``allocate`` writes result.json last, with a fingerprint of its settings, workload, cluster
-and the front it started from; a retry with the same fingerprint reuses the folder instead of
-searching again. ``plan_id`` names a plan by its placement and order.
+``allocate`` stores result.json last, with a fingerprint of its settings, workload, cluster
+and the front it started from; a retry with the same fingerprint, on any worker, reuses the
+stored folder instead of searching again. ``plan_id`` names a plan by its placement and order.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any, Mapping
 
 from apportion.operators.paths import FRONT_FILE, PLAN_FILE
@@ -35,13 +34,16 @@ def fingerprint(settings, workload_spec: dict, cluster_spec: dict, warm_start_fr
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def complete_result(folder: Path, fingerprint: str) -> dict | None:
-    """The folder's result record when it is complete and has ``fingerprint``, else ``None``."""
-    path = folder / RESULT_FILE
-    if not path.exists() or not all((folder / n).exists() for n in RESULT_FILES):
+def complete_result(folder: Any, fingerprint: str) -> dict | None:
+    """The stored folder's result record (``folder``: a URI, local path or
+    ``ObjectStoragePath``) when it is complete and has ``fingerprint``, else ``None``."""
+    from apportion.operators.storage import as_path, read_json
+
+    folder = as_path(folder)
+    if not (folder / RESULT_FILE).exists() or not all((folder / n).exists() for n in RESULT_FILES):
         return None
     try:
-        record = json.loads(path.read_text())
+        record = read_json(folder / RESULT_FILE)
     except ValueError:
         return None
-    return record if record.get("fingerprint") == fingerprint else None
+    return record if isinstance(record, dict) and record.get("fingerprint") == fingerprint else None

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from apportion.operators.chosen_plan import load_chosen_plan
 from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
-from apportion.operators.paths import run_folder
+from apportion.operators.storage import save_folder, task_folders
 from apportion.operators.tracking import AirflowRef
 
 # Realised metrics the simulate step logs (``sim/<name>_<statistic>``).
@@ -52,7 +52,8 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | None = 
     Unset ``noise_sigma`` and ``samples`` take the command line's defaults
     (``apportion.core.defaults``: 0.3 and 1000).
 
-    Writes simulation.json and simulation.png (histograms of the realised makespan and p95
+    Writes simulation.json and simulation.png (stored in the task's folder of the storage
+    root; histograms of the realised makespan and p95
     response, the predicted values marked) and logs ``sim/<metric>_<mean|std|p5|p50|p95>``
     beside the predicted ``plan/<metric>`` of the allocation's MLflow run. Returns a small summary.
     """
@@ -63,7 +64,7 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | None = 
     from apportion.core.simulate import simulate
     from apportion.operators.charts import simulation_chart
 
-    folder = run_folder(ref, context=context, output_root=output_root)
+    folder, store = task_folders(ref, context=context, output_root=output_root)
     from apportion.core import defaults
 
     noise_sigma = defaults.NOISE_SIGMA if noise_sigma is None else noise_sigma
@@ -93,11 +94,12 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | None = 
               "uncertainty": uncertainty_record, "predicted": {n: predicted.get(n) for n in REALISED_METRICS},
               "realised": {n: realised[n] for n in REALISED_METRICS}}
     write_json(folder / "simulation.json", report, sort_keys=True)
+    save_folder(folder, store, ("simulation.png", "simulation.json"))
 
     if allocation.get("mlflow_run_id"):
         run_id = allocation["mlflow_run_id"]
         with ApportionMlflowHook(mlflow_conn_id, tracking_uri or allocation.get("tracking_uri")).upload_from(
-                folder) as tracker:
+                str(store)) as tracker:
             tracker.log_params(run_id, {"sim/noise_sigma": noise_sigma, "sim/mtbf": mtbf,
                                         "sim/repair_mean": uncertainty.repair_mean, "sim/samples": samples,
                                         "sim/seed": seed})
@@ -106,4 +108,4 @@ def simulate_plan(allocation: Mapping[str, Any], *, noise_sigma: float | None = 
             tracker.client.log_artifact(run_id, str(chart))
     return {"plan_id": allocation.get("plan_id"), "samples": samples, "seconds": seconds,
             "predicted_makespan": predicted.get("makespan"), "realised_makespan_mean": realised["makespan"]["mean"],
-            "realised_makespan_p95": realised["makespan"]["p95"], "chart": str(chart), "artifact_dir": str(folder)}
+            "realised_makespan_p95": realised["makespan"]["p95"], "chart": str(store / chart.name), "artifact_uri": str(store)}

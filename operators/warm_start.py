@@ -7,12 +7,11 @@ the next run, whose ``allocate`` carries it over (``core.warm_start``) and logs
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from apportion.operators.paths import published_front_path
+from apportion.operators.paths import published_front_uri
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +46,22 @@ def front_record(result, chosen_plan_id: str) -> dict:
 
 
 def previous_front(dag_id: str, output_root: str | Path | None = None) -> dict | None:
-    """The front the last run of ``dag_id`` published (front.json with its ``source``), or
-    ``None`` when there is none or it cannot be read (the run then starts cold)."""
-    path = published_front_path(dag_id, output_root)
-    if not path.exists():
+    """The front the last run of ``dag_id`` published (front.json with its ``source``, read
+    from the storage root), or ``None`` when there is none or it cannot be read (the run then
+    starts cold)."""
+    from apportion.operators.storage import as_path, read_json
+
+    uri = published_front_uri(dag_id, output_root)
+    if not as_path(uri).exists():
         return None
     try:
-        front = json.loads(path.read_text())
+        front = read_json(uri)
     except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable %s: %s", path, exc)
+        log.warning("ignoring unreadable %s: %s", uri, exc)
         return None
     problem = front_problem(front)
     if problem is not None:
-        log.warning("ignoring %s: %s", path, problem)
+        log.warning("ignoring %s: %s", uri, problem)
         return None
     return front
 

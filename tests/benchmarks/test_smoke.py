@@ -27,6 +27,7 @@ FIELDS = {
     "simulator": ("static_makespan", "no_noise_seconds", "cases"),
     "robust": ("summary", "runs", "knee_shift_correlation"),
     "replan": ("first_makespan", "first_front", "cases", "target_seconds"),
+    "allocate_memory": ("tasks", "nodes", "peak_rss_mb", "phase_peak_rss_mb", "dominant_phase", "target_mb"),
 }
 
 

@@ -102,12 +102,68 @@ def check_workflow_run(client, dag_id, dag_run, size, tmp_path):
         front = list(csv.DictReader(fh))
     assert len(front) == metrics["search/pareto_size"] and sum(int(row["chosen"]) for row in front) == 1
 
+    root = storage_root()
     published = tags["apportion.published_uri"]
-    assert published.startswith("file://")
+    assert published == f"{root}/published/{dag_id}/plan.json"
     assert json.loads(open(published[len("file://"):]).read()) == plan
+    assert tags["apportion.artifact_uri"] == f"{root}/{dag_id}/{dag_run.run_id.replace(':', '_').replace('+', '_')}/allocate"
     (event,) = asset_events(f"apportion://plans/{dag_id}", dag_run.run_id)
     assert event["plan_id"] == tags["apportion.plan_id"] and event["mlflow_run_id"] == run.info.run_id
+    assert event["uri"] == published
+    check_no_worker_paths(dag_run, tags, event)
     return run
+
+
+def storage_root() -> str:
+    """The storage root the run used: ``APPORTION_STORAGE_URL``, else the output root's URI."""
+    from apportion.operators.storage import storage_root as root
+
+    return str(root())
+
+
+def _decoded(value):
+    """An XCom value as stored: JSON text, or a plain string (links, single strings)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def check_no_worker_paths(dag_run, tags, event):
+    """No XCom, Asset extra or MLflow tag names a file by a worker's local path: files travel as
+    URIs in the storage root."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from apportion.operators.paths import default_output_root
+
+    worker_root = str(default_output_root().resolve())
+    with create_session() as session:
+        values = [row.value for row in session.scalars(select(XComModel).where(
+            XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id)).all()]
+    values = [_decoded(v) for v in values]
+    assert values, "the run left no XComs"
+    texts = [*_strings(values), *_strings(event), *tags.values()]
+    files = [t for t in texts if t.endswith((".json", ".csv", ".png")) or "/allocate" in t]
+    assert files, "no file URIs at all"
+    for text in texts:
+        assert not text.startswith("/") and not text.startswith(worker_root), text
+    root = storage_root()
+    assert all(t.startswith(root) for t in files if "://" in t and not t.startswith(("runs:/", "http"))), files
 
 
 @pytest.mark.parametrize(("dag_id", "unit", "size"), [
@@ -116,7 +172,12 @@ def check_workflow_run(client, dag_id, dag_run, size, tmp_path):
 ])
 def test_workflow_dag_end_to_end(apportion_dagbag, airflow_metadata_db, mlflow_client, tmp_path, dag_id, unit, size,
                                  monkeypatch):
+    """medical_diagnosis keeps the default storage root (the output root); multimodal_speech
+    stores its files under another file:// root, so every reader must go through the URIs."""
     from apportion.core import scenarios
+
+    if dag_id == "multimodal_speech":
+        monkeypatch.setenv("APPORTION_STORAGE_URL", (tmp_path / "shared_storage").as_uri())
 
     built = []
     real_build = scenarios.build
@@ -187,7 +248,8 @@ def check_benchmark_run(client, dag_run, algorithms, tmp_path):
     assert [float(row["makespan"]) for row in table] == [c.data.metrics["plan/makespan"] for c in by_makespan]
     (event,) = asset_events("apportion://benchmarks/allocation_benchmark", dag_run.run_id)
     assert event["best_algorithm"] == by_makespan[0].info.run_name
-    assert os.path.exists(event["path"])
+    assert event["uri"] == f"{storage_root()}/published/allocation_benchmark/comparison.csv"
+    assert os.path.exists(event["uri"].removeprefix("file://"))
 
 
 def test_benchmark_one_child_run_per_algorithm(apportion_dagbag, airflow_metadata_db, mlflow_client, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,12 @@ def closed_port_uri() -> str:
 
 # Eight nodes: two of each kind in the hospital, so a hospital node can fail and its work move.
 DRILL = {**SMALL, "scenario_params": {"size": 4, "nodes": 8, "seed": 1}}
+
+
+def local(uri: str) -> Path:
+    """The local file or folder a ``file://`` URI (what steps return by default) names."""
+    assert uri.startswith("file:///"), uri
+    return Path(uri.removeprefix("file://"))
 
 
 def task_ref(dag_id, task_id, run_id="manual__1"):

@@ -32,7 +32,9 @@ def test_allocation_is_logged_with_metrics_steps_and_artifacts(tracking_uri, dag
     summary = allocate(**SMALL, output_root=output_root, ref=ref(dag_id))
 
     folder = output_root / dag_id / "manual__2026-01-01" / "allocate"
-    assert summary["artifact_dir"] == str(folder)
+    assert summary["artifact_uri"] == folder.resolve().as_uri()
+    assert (summary["plan_uri"], summary["workload"]) == ((folder / "plan.json").resolve().as_uri(),
+                                                         (folder / "workload.json").resolve().as_uri())
     assert FILES <= {p.name for p in folder.iterdir()}
     client, runs = all_runs(tracking_uri, dag_id)
     assert len(runs) == 1

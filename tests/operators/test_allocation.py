@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.operators.conftest import local
+
 
 def test_operator_fails_without_retry_on_bad_input(dag_id, output_root):
     """A SpecError will not go away on a retry: the operator fails the task at once."""
@@ -33,13 +35,16 @@ def test_evaluation_of_bad_input_fails_at_once_naming_it(allocation, tmp_path, m
 
     other = build_workload("traffic_prediction", size=2, nodes=4, out_dir=tmp_path / "other")
     truncated = tmp_path / "truncated"
-    shutil.copytree(allocation["artifact_dir"], truncated)
+    shutil.copytree(local(allocation["artifact_uri"]), truncated)
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(local(allocation["artifact_uri"]), mismatched)
+    for name in ("workload", "cluster"):
+        shutil.copyfile(local(other[name]), mismatched / f"{name}.json")
     (truncated / "plan.json").write_text('{"tasks": [')
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     cases = {
-        "bad evaluation input: plan.tasks": {**allocation, "workload": other["workload"], "cluster": other["cluster"]},
-        "bad evaluation input: plan.json: cannot read": {**allocation, "artifact_dir": str(truncated),
-                                                         "workload": None, "cluster": None},
+        "bad evaluation input: plan.tasks": {**allocation, "artifact_uri": mismatched.as_uri()},
+        "bad evaluation input: plan.json: cannot read": {**allocation, "artifact_uri": truncated.as_uri()},
         "bad evaluation input: allocation: give an allocation result": "not a result",
         "evaluation: no MLflow tracking URI": {**allocation, "tracking_uri": None},
     }

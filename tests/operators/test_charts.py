@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from apportion.operators.charts import pareto_charts
+from tests.operators.conftest import local
 
 
 def test_the_gantt_marks_the_failure(allocation, tmp_path):
     """The chart is drawn from schedule.csv alone, the failed node's row kept even if empty."""
     from apportion.operators.charts import gantt_chart
 
-    schedule = f"{allocation['artifact_dir']}/schedule.csv"
+    schedule = local(allocation["artifact_uri"]) / "schedule.csv"
     plain = gantt_chart(schedule, tmp_path / "plain.png")
     marked = gantt_chart(schedule, tmp_path / "marked.png", failed_node="spare/node-9", failure_time=100.0)
     import matplotlib.image as mpimg
@@ -24,7 +25,7 @@ def test_the_gantt_marks_the_failure(allocation, tmp_path):
 
 def test_the_pareto_html_works_offline(allocation, tmp_path):
     """plotly.js is embedded: no script is fetched from a CDN."""
-    folder = allocation["artifact_dir"]
+    folder = local(allocation["artifact_uri"])
     html, png = pareto_charts(f"{folder}/pareto.csv", ["makespan", "utilization", "imbalance"], tmp_path / "p.html",
                               tmp_path / "p.png")
     text = html.read_text()

@@ -12,7 +12,7 @@ from apportion.core.errors import SpecError
 from apportion.operators.allocating import allocate
 from apportion.operators.chosen_plan import evaluate_plan
 from apportion.operators.drill import replan_after_failure
-from tests.operators.conftest import SMALL, task_ref
+from tests.operators.conftest import SMALL, local, task_ref
 
 
 def tasks_of(path):
@@ -23,7 +23,7 @@ def test_the_replan_keeps_finished_and_running_work_and_leaves_the_failed_node(a
                                                                                tracking_uri):
     drill = replan_after_failure(allocation, fail_node="busiest", fail_at=0.5, output_root=output_root,
                                  ref=task_ref(dag_id, "inject_failure"))
-    before, after = tasks_of(allocation["plan_path"]), tasks_of(drill["plan_path"])
+    before, after = tasks_of(local(allocation["plan_uri"])), tasks_of(local(drill["plan_uri"]))
     node, now = drill["fail_node"], drill["failure_time"]
     assert now == pytest.approx(0.5 * allocation["makespan"])
     assert sorted(after) == sorted(before)
@@ -56,10 +56,10 @@ def test_a_repaired_node_takes_work_again_only_after_the_repair(allocation, dag_
     busiest = replan_after_failure(allocation, fail_at=0.3, repair=600, output_root=output_root,
                                    ref=task_ref(dag_id, "inject_failure"))
     node, back = busiest["fail_node"], busiest["failure_time"] + 600
-    (spec,) = [n for n in json.loads(open(busiest["cluster"]).read())["nodes"] if n["id"] == node]
+    (spec,) = [n for n in json.loads(local(busiest["cluster"]).read_text())["nodes"] if n["id"] == node]
     assert spec["available_from"] == pytest.approx(back) and not spec.get("failed", False)
-    before = tasks_of(allocation["plan_path"])
-    for task, new in tasks_of(busiest["plan_path"]).items():
+    before = tasks_of(local(allocation["plan_uri"]))
+    for task, new in tasks_of(local(busiest["plan_uri"])).items():
         if new["node"] == node and before[task]["end"] > busiest["failure_time"]:
             assert new["start"] >= back - 1e-9, task
 

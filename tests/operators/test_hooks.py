@@ -8,7 +8,6 @@ import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -23,7 +22,7 @@ from apportion.operators.hooks import (
 )
 from apportion.operators.tracking import AirflowRef, TrackingUnavailable, run_url
 from tests.operators.basic_auth import BasicAuthProxy
-from tests.operators.conftest import SMALL
+from tests.operators.conftest import SMALL, local
 
 SECRET = "s3cr3t-pa55"
 
@@ -101,7 +100,7 @@ def _steps(allocation, dag_id, output_root):
     from tests.operators.conftest import task_ref
 
     return {
-        "evaluate": (lambda: evaluate_plan(allocation), Path(allocation["artifact_dir"]) / "evaluation.json"),
+        "evaluate": (lambda: evaluate_plan(allocation), local(allocation["artifact_uri"]) / "evaluation.json"),
         "simulate": (lambda: simulate_plan(allocation, samples=20, output_root=output_root,
                                            ref=task_ref(dag_id, "simulate_plan")),
                      output_root / dag_id / "manual__1" / "simulate_plan" / "simulation.json"),

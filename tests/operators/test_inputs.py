@@ -11,7 +11,7 @@ from apportion.core.errors import SpecError
 from apportion.operators.allocating import allocate
 from apportion.operators.inputs import build_workload, make_settings, snapshot_cluster
 from apportion.operators.tracking import AirflowRef
-from tests.operators.conftest import SMALL
+from tests.operators.conftest import SMALL, local
 
 
 def ref(dag_id):
@@ -20,10 +20,10 @@ def ref(dag_id):
 
 def test_the_snapshot_starts_from_the_cluster_the_scenario_was_built_with(tmp_path):
     built = build_workload("medical_diagnosis", size=2, nodes=4, seed=3, out_dir=tmp_path / "build")
-    as_built = json.loads(open(built["cluster"]).read())
+    as_built = json.loads(open(local(built["cluster"])).read())
     down = as_built["nodes"][0]["id"]
     snap = snapshot_cluster(built, nodes_down=[down], out_dir=tmp_path / "snap")
-    snapshot = json.loads(open(snap["cluster"]).read())
+    snapshot = json.loads(open(local(snap["cluster"])).read())
     assert [n["id"] for n in snapshot["nodes"]] == [n["id"] for n in as_built["nodes"]]
     assert [n.get("failed", False) for n in snapshot["nodes"]] == [n["id"] == down for n in as_built["nodes"]]
     assert (snap["nodes"], snap["nodes_failed"], snap["nodes_down"]) == (4, 1, [down])

@@ -15,8 +15,8 @@ from apportion.operators.paths import (
     default_output_root,
     path_component,
     plan_asset_uri,
-    published_front_path,
-    published_plan_path,
+    published_front_uri,
+    published_plan_uri,
     run_folder,
     run_folder_path,
     task_component,
@@ -41,11 +41,14 @@ def test_each_task_instance_has_its_own_path_safe_folder(tmp_path):
     assert mapped.name == "allocate.2"
 
 
-def test_the_published_plan_and_its_front_sit_side_by_side(tmp_path):
-    plan = published_plan_path("medical_diagnosis", tmp_path)
-    assert plan == tmp_path.resolve() / "published" / "medical_diagnosis" / "plan.json"
-    assert published_front_path("medical_diagnosis", tmp_path) == plan.with_name("front.json")
-    assert Path(plan_asset_uri("medical_diagnosis", tmp_path)[len("file://"):]) == plan
+def test_the_published_plan_and_its_front_sit_side_by_side(tmp_path, monkeypatch):
+    monkeypatch.delenv("APPORTION_STORAGE_URL", raising=False)
+    plan = published_plan_uri("medical_diagnosis", tmp_path)
+    assert plan == (tmp_path.resolve() / "published" / "medical_diagnosis" / "plan.json").as_uri()
+    assert published_front_uri("medical_diagnosis", tmp_path) == plan.removesuffix("plan.json") + "front.json"
+    assert plan_asset_uri("medical_diagnosis", tmp_path) == plan
+    monkeypatch.setenv("APPORTION_STORAGE_URL", "s3://bucket/apportion/")
+    assert published_plan_uri("medical_diagnosis", tmp_path) == "s3://bucket/apportion/published/medical_diagnosis/plan.json"
 
 
 # --- Ids Airflow may be configured to allow -----------------------------------------------------
@@ -75,7 +78,7 @@ def test_every_run_folder_is_created_inside_its_root(dag_id, run_id, task_id, ma
         assert folder.is_dir()
         assert folder.resolve().relative_to(root.resolve()).parts == folder.relative_to(root).parts
         assert len(folder.relative_to(root).parts) == 3
-        published = published_plan_path(dag_id, root)
+        published = Path(published_plan_uri(dag_id, root).removeprefix("file://"))
         assert published.resolve().relative_to((root / "published").resolve()).parts == (published.parent.name,
                                                                                          "plan.json")
 

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from apportion.core.errors import SpecError
 from apportion.operators.simulation import simulate_plan
-from tests.operators.conftest import task_ref
+from tests.operators.conftest import local, task_ref
 
 
 def simulate(allocation, dag_id, output_root, **kwargs):
@@ -18,7 +18,7 @@ def simulate(allocation, dag_id, output_root, **kwargs):
 
 def test_without_noise_the_realised_metrics_are_the_predicted_ones(allocation, dag_id, output_root):
     outcome = simulate(allocation, dag_id, output_root, noise_sigma=0, samples=20)
-    report = json.loads(open(f"{outcome['artifact_dir']}/simulation.json").read())
+    report = json.loads(open(local(outcome["artifact_uri"]) / "simulation.json").read())
     for name in ("makespan", "mean_response", "p95_response", "utilization"):
         assert report["realised"][name]["mean"] == pytest.approx(report["predicted"][name], rel=1e-12), name
         assert report["realised"][name]["std"] == pytest.approx(0.0, abs=1e-9)
@@ -39,7 +39,7 @@ def test_noise_and_failures_spread_the_realised_metrics_and_go_to_the_same_run(a
         "0.3", "2000.0", "300")
     artifacts = {a.path for a in MlflowClient(tracking_uri).list_artifacts(allocation["mlflow_run_id"])}
     assert {"simulation.png", "simulation.json"} <= artifacts
-    with open(outcome["chart"], "rb") as fh:
+    with open(local(outcome["chart"]), "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
 
     again = simulate(allocation, dag_id, output_root, noise_sigma=0.3, mtbf=2000, samples=300, seed=4)

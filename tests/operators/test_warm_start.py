@@ -12,11 +12,11 @@ from mlflow.tracking import MlflowClient
 from apportion.operators.allocating import allocate
 from apportion.operators.chosen_plan import evaluate_plan
 from apportion.operators.inputs import snapshot_cluster
-from apportion.operators.paths import published_front_path
+from apportion.operators.paths import published_front_uri
 from apportion.operators.publishing import publish_plan
 from apportion.operators.tracking import AirflowRef
 from apportion.operators.warm_start import FRONT_VERSION, front_problem, previous_front
-from tests.operators.conftest import SMALL
+from tests.operators.conftest import SMALL, local
 
 
 def ref(dag_id, run_id):
@@ -32,7 +32,7 @@ def run_and_publish(dag_id, run_id, output_root, **kwargs):
 
 
 def plan_nodes(allocation) -> dict[str, str]:
-    plan = json.loads(open(allocation["plan_path"]).read())
+    plan = json.loads(open(local(allocation["plan_uri"])).read())
     return {t["task"]: t["node"] for t in plan["tasks"]}
 
 
@@ -79,7 +79,7 @@ def test_the_published_front_seeds_the_search(tracking_uri, dag_id, output_root)
     second = allocate(**{**SMALL, "population": 4, "generations": 1}, output_root=output_root,
                       ref=ref(dag_id, "scheduled__2"), warm_start=True, migration_objective=True)
     assert set(second["objectives"]) == {"makespan", "utilization", "imbalance", "migrations"}
-    with open(f"{second['artifact_dir']}/pareto.csv") as fh:
+    with open(local(second["artifact_uri"]) / "pareto.csv") as fh:
         front = list(csv.DictReader(fh))
     unmoved = [row for row in front if float(row["moved"]) == 0]
     assert unmoved, "the previous chosen plan (0 moves) should be on the front"
@@ -102,7 +102,7 @@ def test_vanished_tasks_and_nodes_down_fall_back_to_heft(tracking_uri, dag_id, o
     after = plan_nodes(second)
     assert down not in after.values()
     assert len(after) > len(before)  # a fourth case arrived
-    workload = json.loads(open(second["workload"]).read())
+    workload = json.loads(open(local(second["workload"])).read())
     previous = {t["id"]: t.get("previous_node") for t in workload["tasks"]}
     # Remembered: tasks of the last plan whose node is still up; new tasks and those on the
     # failed node have no previous node (they move without it counting as a migration).
@@ -114,7 +114,7 @@ def test_vanished_tasks_and_nodes_down_fall_back_to_heft(tracking_uri, dag_id, o
 
 def test_an_unreadable_front_means_a_cold_start(tracking_uri, dag_id, output_root):
     run_and_publish(dag_id, "scheduled__1", output_root)
-    published_front_path(dag_id, output_root).write_text("{not json")
+    local(published_front_uri(dag_id, output_root)).write_text("{not json")
     second = allocate(**SMALL, output_root=output_root, ref=ref(dag_id, "scheduled__2"), warm_start=True)
     assert second["warm_start"] is False and second["moved_tasks"] is None
 
@@ -138,7 +138,7 @@ GOOD_FRONT = {"version": FRONT_VERSION, "tasks": ["a", "b"], "nodes": ["n"], "ch
     {**GOOD_FRONT, "plans": [{"assignment": [0, 0], "order": [0, 2]}]},
 ])
 def test_a_front_of_another_shape_means_a_cold_start_not_a_traceback(dag_id, output_root, front):
-    path = published_front_path(dag_id, output_root)
+    path = local(published_front_uri(dag_id, output_root))
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(GOOD_FRONT))
     assert previous_front(dag_id, output_root) == GOOD_FRONT
@@ -147,6 +147,6 @@ def test_a_front_of_another_shape_means_a_cold_start_not_a_traceback(dag_id, out
 
 
 def test_a_front_that_cannot_be_read_means_a_cold_start(dag_id, output_root):
-    path = published_front_path(dag_id, output_root)
+    path = local(published_front_uri(dag_id, output_root))
     path.mkdir(parents=True)  # a folder where the file should be: reading it fails
     assert previous_front(dag_id, output_root) is None

@@ -52,7 +52,9 @@ with DAG(
         scheduler, set pools or queues, or notify the team)."""
         import json
 
-        plan = json.loads(Path(allocation["plan_path"]).read_text())
+        from airflow.sdk import ObjectStoragePath
+
+        plan = json.loads(ObjectStoragePath(allocation["plan_uri"]).read_text())
         placement = {row["task"]: row["node"] for row in plan["tasks"]}
         metrics = plan["metrics"]
         print(f"plan {allocation['plan_id']}: mean response {metrics['mean_response']:.1f} s, "

@@ -84,11 +84,34 @@ class SpecErrors(SpecError):
         self.errors = errors
 
 
+@functools.cache
+def _fast_check(what: str):
+    """The same schema compiled to Python by fastjsonschema (draft 7 covers every keyword the
+    schemas use): about 40 times faster than jsonschema on 21,000 tasks. It only says whether a
+    document passes; jsonschema, the authority, names the errors of one that does not."""
+    import fastjsonschema
+
+    inlined = _inline_refs(schema(what), schema(what)["$defs"])
+    return fastjsonschema.compile({k: v for k, v in inlined.items() if k != "$schema"})
+
+
+def _passes_fast_check(doc: object, what: str) -> bool:
+    from fastjsonschema import JsonSchemaException
+
+    try:
+        _fast_check(what)(doc)
+    except (JsonSchemaException, TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
 def check_document(doc: object, what: str) -> None:
     """Raise ``SpecErrors`` for every way ``doc`` breaks the ``what`` schema; it reads as the
     most relevant one."""
     from jsonschema.exceptions import best_match, by_relevance
 
+    if _passes_fast_check(doc, what):
+        return
     found = list(_validator(what).iter_errors(doc))
     if not found:
         return

@@ -17,7 +17,6 @@ import re
 import stat
 import sys
 from collections.abc import Callable, Mapping
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +46,10 @@ __all__ = [
 Source = str | os.PathLike | Mapping
 _SECTIONS = ("workload", "cluster")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")  # JSON joins escaped pairs; PyYAML refuses them
+# A JSON number that YAML 1.1 reads as a string: an exponent without a point (1e5) or without a
+# sign (1.5e5). Every JSON number follows ':', '[' or ','; a match inside a string only sends the
+# text to the YAML parser.
+_YAML_STRING_FLOAT = re.compile(r"[:\[,]\s*-?\d+(?:[eE]|\.\d*[eE]\d)")
 
 
 def _huge_int(digits: str) -> float:
@@ -104,23 +107,7 @@ def _expanded_size(node, sizes: dict, where: str) -> int:
 
 
 class _NotReadAlike(Exception):
-    """A JSON value that YAML would read differently (a float YAML 1.1 takes for a string)."""
-
-
-@cache
-def _yaml_rules():
-    """PyYAML's own rules for characters it refuses and for what reads as a float."""
-    from yaml.reader import Reader
-    from yaml.resolver import Resolver
-
-    floats = next(rx for tag, rx in Resolver.yaml_implicit_resolvers["1"] if tag.endswith(":float"))
-    return Reader.NON_PRINTABLE, floats
-
-
-def _yaml_float(literal: str) -> float:
-    if not _yaml_rules()[1].match(literal):  # e.g. 1e5: a string to YAML 1.1
-        raise _NotReadAlike(literal)
-    return float(literal)
+    """A JSON value that YAML reads differently (NaN, Infinity: strings to YAML), or one JSON cannot write."""
 
 
 def _refuse_constant(name: str):
@@ -135,10 +122,12 @@ def _as_json(text: str) -> tuple[bool, object]:
     a constant YAML 1.1 reads as a string."""
     if text.lstrip()[:1] not in ("{", "[") or "\t" in text or _SURROGATE_ESCAPE.search(text):
         return False, None
-    if _yaml_rules()[0].search(text):
+    from yaml.reader import Reader
+
+    if Reader.NON_PRINTABLE.search(text) or _YAML_STRING_FLOAT.search(text):
         return False, None
     try:
-        return True, json.loads(text, parse_int=_json_int, parse_float=_yaml_float, parse_constant=_refuse_constant)
+        return True, json.loads(text, parse_int=_json_int, parse_constant=_refuse_constant)
     except (json.JSONDecodeError, _NotReadAlike, RecursionError):
         return False, None
 

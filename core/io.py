@@ -49,6 +49,7 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")  # JSON joins escaped
 # A JSON number that YAML 1.1 reads as a string: an exponent without a point (1e5) or without a
 # sign (1.5e5). Every JSON number follows ':', '[' or ','; a match inside a string only sends the
 # text to the YAML parser.
+_YAML_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")  # line breaks to YAML, even inside quotes
 _YAML_STRING_FLOAT = re.compile(r"[:\[,]\s*-?\d+(?:[eE]|\.\d*[eE]\d)")
 
 
@@ -118,13 +119,13 @@ def _as_json(text: str) -> tuple[bool, object]:
     """(True, document) when ``text`` is JSON that YAML reads as the same document, which the
     JSON parser reads 50 times faster than libyaml (``dump`` writes YAML so); (False, None)
     for anything else, which then goes to the YAML parser and its errors (with line numbers).
-    Left to YAML: text with a tab, a surrogate escape or a character YAML refuses, a float or
-    a constant YAML 1.1 reads as a string."""
+    Left to YAML: text with a tab, a surrogate escape, a character YAML refuses or takes for a
+    line break, a float or a constant YAML 1.1 reads as a string."""
     if text.lstrip()[:1] not in ("{", "[") or "\t" in text or _SURROGATE_ESCAPE.search(text):
         return False, None
     from yaml.reader import Reader
 
-    if Reader.NON_PRINTABLE.search(text) or _YAML_STRING_FLOAT.search(text):
+    if Reader.NON_PRINTABLE.search(text) or _YAML_LINE_BREAKS.search(text) or _YAML_STRING_FLOAT.search(text):
         return False, None
     try:
         return True, json.loads(text, parse_int=_json_int, parse_constant=_refuse_constant)
@@ -389,7 +390,7 @@ def _inline(value: object) -> str:
     """``value`` as JSON on one line whose floats YAML 1.1 reads as floats too (``1.0e+20``,
     not ``1e+20``); raises ``_NotReadAlike`` for a NaN or an infinity."""
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)}: {_inline(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_json_string(k)}: {_inline(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(map(_inline, value)) + "]"
     if isinstance(value, float):
@@ -397,7 +398,18 @@ def _inline(value: object) -> str:
             raise _NotReadAlike(repr(value))
         text = repr(value)
         return text.replace("e", ".0e") if "e" in text and "." not in text else text
-    return json.dumps(value)
+    return _json_string(value) if isinstance(value, str) else json.dumps(value)
+
+
+def _json_string(text: str) -> str:
+    """A JSON string with the characters YAML refuses raw escaped; the others written as they
+    are (an escaped pair of surrogates is not YAML)."""
+    from yaml.reader import Reader
+
+    escaped = json.dumps(text, ensure_ascii=False)
+    for unsafe in (Reader.NON_PRINTABLE, _YAML_LINE_BREAKS):
+        escaped = unsafe.sub(lambda m: f"\\u{ord(m.group()):04x}", escaped)
+    return escaped
 
 
 def _layout(value: object, indent: str) -> str:
@@ -407,6 +419,6 @@ def _layout(value: object, indent: str) -> str:
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         return "[\n" + ",\n".join(inner + _inline(v) for v in value) + f"\n{indent}]"
     if isinstance(value, dict) and any(isinstance(v, (dict, list)) for v in value.values()):
-        return "{\n" + ",\n".join(f"{inner}{json.dumps(k)}: {_layout(v, inner)}" for k, v in value.items()) + \
+        return "{\n" + ",\n".join(f"{inner}{_json_string(k)}: {_layout(v, inner)}" for k, v in value.items()) + \
             f"\n{indent}}}"
     return _inline(value)

@@ -393,7 +393,7 @@ def _link_tables(cluster: Cluster, n_index: Mapping[str, int], zones: Sequence[s
     latency = zone_lat[np.ix_(zone_of, zone_of)]
     for (a, b), ln in node_links.items():
         bandwidth[n_index[a], n_index[b]], latency[n_index[a], n_index[b]] = ln.bandwidth, ln.latency
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # a subnormal bandwidth: inf s/MB, as Python divides
         inv_bw = np.where(bandwidth == 0, math.inf, 1.0 / bandwidth)
     np.fill_diagonal(latency, 0.0)
     np.fill_diagonal(inv_bw, 0.0)

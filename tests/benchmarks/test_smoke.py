@@ -49,7 +49,7 @@ def test_benchmark_quick_run_ends_with_its_json(name):
         assert math.isfinite(record["scaling_exponent"])
     if name == "load":
         assert set(record["phases"]) == {"yaml", "json"}
-        assert record["memory"]["peak_rss_mb"] > 0 and record["optimize"]["ratio"] >= 1.0
+        assert record["memory"]["load_build_peak_rss_mb"] > 0 and record["optimize"]["ratio"] >= 1.0
     if name == "optimizer":
         shares = [record[f"{category}_share"] for category in ("evaluator", "pymoo")]
         assert all(0.0 <= share <= 1.0 for share in shares)

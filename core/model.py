@@ -127,6 +127,16 @@ def _unique_ids(items, what: str) -> dict[str, int]:
     return index
 
 
+def eligibility_patterns(eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of an (n, m) bool table, sorted, and each row's index among them: what
+    ``np.unique(eligible, axis=0, return_inverse=True)`` gives, 20 times faster (rows packed
+    to bytes compare as one value each; big-endian bits keep the rows' order)."""
+    packed = np.ascontiguousarray(np.packbits(eligible, axis=1))
+    rows = packed.view(np.dtype((np.void, max(packed.shape[1], 1)))).reshape(-1)
+    _, first, pattern_of = np.unique(rows, return_index=True, return_inverse=True)
+    return eligible[first], pattern_of.reshape(-1)
+
+
 def _find_cycle(n: int, children: list[list[int]]) -> list[int]:
     """Return the task indices of one directed cycle (iterative DFS), or [] if acyclic."""
     colour = [0] * n  # 0 new, 1 on stack, 2 done
@@ -229,7 +239,7 @@ class Instance:
         over a single edge. Rows with no viable node fall back to eligibility."""
         n, m = self.n_tasks, self.n_nodes
         connected = (np.isfinite(self.inv_bandwidth) | np.eye(m, dtype=bool)).astype(np.int32)
-        patterns, pattern_of = np.unique(self.eligible, axis=0, return_inverse=True)
+        patterns, pattern_of = eligibility_patterns(self.eligible)
         reach = (patterns.astype(np.int32) @ connected.T) > 0  # reach[p, j]: pattern p has a node j feeds
         blocked = np.zeros((n, m), dtype=bool)
         parent_of_edge = np.repeat(np.arange(n), np.diff(self.child_ptr))
@@ -373,17 +383,20 @@ def _link_tables(cluster: Cluster, n_index: Mapping[str, int], zones: Sequence[s
                                                                         "default_bandwidth")
     default_lat = _finite(cluster.default_latency, "default_latency")
     node_links, zone_links = _index_links(cluster, n_index, zones)
-    nodes, m = cluster.nodes, len(cluster.nodes)
-    latency = np.zeros((m, m))
-    inv_bw = np.zeros((m, m))
-    for a in range(m):
-        for b in range(m):
-            if a == b:
-                continue
-            ln = node_links.get((nodes[a].id, nodes[b].id)) or zone_links.get((zones[a], zones[b]))
-            bw, lat = (ln.bandwidth, ln.latency) if ln else (default_bw, default_lat)
-            latency[a, b] = lat
-            inv_bw[a, b] = math.inf if bw == 0 else 1.0 / bw
+    zone_index = {z: k for k, z in enumerate(dict.fromkeys(zones))}
+    zone_of = np.array([zone_index[z] for z in zones], dtype=np.int64)
+    zone_bw = np.full((len(zone_index),) * 2, float(default_bw))
+    zone_lat = np.full((len(zone_index),) * 2, float(default_lat))
+    for (a, b), ln in zone_links.items():
+        zone_bw[zone_index[a], zone_index[b]], zone_lat[zone_index[a], zone_index[b]] = ln.bandwidth, ln.latency
+    bandwidth = zone_bw[np.ix_(zone_of, zone_of)]
+    latency = zone_lat[np.ix_(zone_of, zone_of)]
+    for (a, b), ln in node_links.items():
+        bandwidth[n_index[a], n_index[b]], latency[n_index[a], n_index[b]] = ln.bandwidth, ln.latency
+    with np.errstate(divide="ignore", over="ignore"):  # a subnormal bandwidth: inf s/MB, as Python divides
+        inv_bw = np.where(bandwidth == 0, math.inf, 1.0 / bandwidth)
+    np.fill_diagonal(latency, 0.0)
+    np.fill_diagonal(inv_bw, 0.0)
     return latency, inv_bw
 
 
@@ -440,20 +453,38 @@ def _kind_rates(tasks: Sequence[Task], cluster: Cluster, speed: np.ndarray) -> t
 
 def _task_columns(workload: Workload, cluster: Cluster, node: _NodeColumns, n_index: Mapping[str, int],
                   r_index: Mapping[str, int]) -> _TaskColumns:
-    """Check every task's numbers, request, pin and placement rules; the tasks' columns."""
-    tasks, n, m = workload.tasks, len(workload.tasks), len(cluster.nodes)
-    kinds, rate = _kind_rates(tasks, cluster, node.speed)
-    kind_index = {k: i for i, k in enumerate(kinds)}
-    col = _TaskColumns(
+    """Check every task's numbers, request, pin and placement rules; the tasks' columns.
+
+    The columns are read in bulk (``_bulk_task_columns``); when that finds anything it does
+    not take as it is, the tasks are checked one by one (``_task_columns_one_by_one``), which
+    reports the first fault in task order, worded as always, and takes what only it accepts
+    (NumPy integers, numeric strings)."""
+    kinds, rate = _kind_rates(workload.tasks, cluster, node.speed)
+    col = (_bulk_task_columns(workload, cluster, node, n_index, r_index, kinds, rate)
+           or _task_columns_one_by_one(workload, cluster, node, n_index, r_index, kinds, rate))
+    _fill_durations(col)
+    return col
+
+
+def _empty_task_columns(n: int, m: int, kinds: tuple[str, ...], rate: np.ndarray) -> _TaskColumns:
+    return _TaskColumns(
         kinds, rate, work=np.empty(n), kind_of=np.empty(n, dtype=np.int32), duration=np.empty((n, m)),
         eligible=np.zeros((n, m), dtype=bool), pinned_node=np.full(n, -1, dtype=np.int32),
         pinned_start=np.full(n, math.nan), pinned_end=np.full(n, math.nan),
         previous_node=np.full(n, -1, dtype=np.int32), deadline=np.full(n, math.inf), priority=np.empty(n),
         request_of=np.empty(n, dtype=np.int32),
     )
+
+
+def _task_columns_one_by_one(workload: Workload, cluster: Cluster, node: _NodeColumns, n_index: Mapping[str, int],
+                             r_index: Mapping[str, int], kinds: tuple[str, ...], rate: np.ndarray) -> _TaskColumns:
+    """The columns task by task: the first fault raises ``SpecError``, saying why a task fits no node."""
+    tasks = workload.tasks
+    kind_index = {k: i for i, k in enumerate(kinds)}
+    col = _empty_task_columns(len(tasks), len(cluster.nodes), kinds, rate)
     for i, t in enumerate(tasks):
         p = f"tasks[{t.id!r}]"
-        work = col.work[i] = _finite(t.work, f"{p}.work")
+        col.work[i] = _finite(t.work, f"{p}.work")
         col.kind_of[i] = kind_index[t.kind]
         mem = _finite(t.memory, f"{p}.memory")
         col.priority[i] = _finite(t.priority, f"{p}.priority")
@@ -470,11 +501,103 @@ def _task_columns(workload: Workload, cluster: Cluster, node: _NodeColumns, n_in
             col.eligible[i, col.pinned_node[i]] = True
         else:
             col.eligible[i] = _eligible_nodes(t, p, mem, cluster.nodes, node.memory)
-        with np.errstate(over="ignore"):  # an overflowing runtime is refused by _check_finite_times
-            col.duration[i] = np.where(col.eligible[i], work / rate[:, col.kind_of[i]], math.inf)
-        if col.pinned_node[i] >= 0:
-            col.duration[i, col.pinned_node[i]] = col.pinned_end[i] - col.pinned_start[i]
     return col
+
+
+_ROWS_AT_ONCE = 4096  # rows of a task x node table made at once: temporaries stay ~30 MB at 1,000 nodes
+
+
+def _fill_durations(col: _TaskColumns) -> None:
+    """Each task's runtime on each node (inf where not eligible; a pinned task's own span on
+    its node), a block of rows at a time."""
+    for lo in range(0, len(col.work), _ROWS_AT_ONCE):
+        rows = slice(lo, lo + _ROWS_AT_ONCE)
+        with np.errstate(over="ignore"):  # an overflowing runtime is refused by _check_finite_times
+            col.duration[rows] = np.where(col.eligible[rows], col.work[rows, None] / col.rate[:, col.kind_of[rows]].T,
+                                          math.inf)
+    pinned = np.flatnonzero(col.pinned_node >= 0)
+    col.duration[pinned, col.pinned_node[pinned]] = col.pinned_end[pinned] - col.pinned_start[pinned]
+
+
+_BULK_NUMBER_TYPES = frozenset({float, int, np.float64})  # others (bool, strings, ...) go one by one
+
+
+def _bulk_amounts(values: list, *, optional: bool = False) -> np.ndarray | None:
+    """``values`` as floats when each is a finite number >= 0 (or None, read as inf, when
+    ``optional``); None when any is not, for the one-by-one check to name it."""
+    present = [v for v in values if v is not None] if optional else values
+    if not set(map(type, present)) <= _BULK_NUMBER_TYPES:
+        return None
+    try:
+        amounts = np.array(present, dtype=float)
+    except OverflowError:  # an integer past float range
+        return None
+    if not (np.isfinite(amounts).all() and (amounts >= 0).all()):
+        return None
+    if not optional:
+        return amounts
+    out = np.full(len(values), math.inf)
+    out[[i for i, v in enumerate(values) if v is not None]] = amounts
+    return out
+
+
+def _bulk_lookup(values: list, index: Mapping[str, int], absent: int) -> np.ndarray | None:
+    """The index of each name (``absent`` for None); None when a name is unknown."""
+    try:
+        found = np.array([absent if v is None else index.get(v, -2) for v in values], dtype=np.int64)
+    except TypeError:  # an unhashable name
+        return None
+    return None if (found == -2).any() else found
+
+
+def _bulk_task_columns(workload: Workload, cluster: Cluster, node: _NodeColumns, n_index: Mapping[str, int],
+                       r_index: Mapping[str, int], kinds: tuple[str, ...], rate: np.ndarray) -> _TaskColumns | None:
+    """The columns read a column at a time, or None when any value needs the one-by-one check."""
+    tasks = workload.tasks
+    col = _empty_task_columns(len(tasks), len(cluster.nodes), kinds, rate)
+    columns = [_bulk_amounts([t.work for t in tasks]), _bulk_amounts([t.memory for t in tasks]),
+               _bulk_amounts([t.priority for t in tasks]), _bulk_amounts([t.deadline for t in tasks], optional=True),
+               _bulk_lookup([t.request for t in tasks], r_index, len(workload.requests)),
+               _bulk_lookup([t.previous_node for t in tasks], n_index, -1)]
+    if any(c is None for c in columns) or not _bulk_pins(tasks, n_index, col):
+        return None
+    col.work[:], memory, col.priority[:], col.deadline[:], col.request_of[:], col.previous_node[:] = columns
+    kind_index = {k: i for i, k in enumerate(kinds)}
+    col.kind_of[:] = [kind_index[t.kind] for t in tasks]
+    return col if _bulk_eligible(tasks, cluster.nodes, node.memory, memory, col) else None
+
+
+def _bulk_pins(tasks: Sequence[Task], n_index: Mapping[str, int], col: _TaskColumns) -> bool:
+    """Fill the pins of the (few) pinned tasks; False when one is wrong."""
+    for i, t in enumerate(tasks):
+        if t.pinned_node is not None or t.pinned_start is not None or t.pinned_end is not None:
+            try:
+                col.pinned_node[i], col.pinned_start[i], col.pinned_end[i] = _pin(t, "", n_index)
+            except (SpecError, TypeError):
+                return False
+    return True
+
+
+def _bulk_eligible(tasks: Sequence[Task], nodes: Sequence[Node], node_memory: np.ndarray, memory: np.ndarray,
+                   col: _TaskColumns) -> bool:
+    """Fill eligibility from each distinct pair of placement rules (few) and the memory
+    column; False when a free task fits no node (the one-by-one check says why)."""
+    try:
+        rules = [(t.allowed_kinds, t.allowed_zones) for t in tasks]
+        rule_index = {rule: k for k, rule in enumerate(dict.fromkeys(rules))}
+    except TypeError:  # rules given as lists
+        return False
+    working = np.array([not nd.failed for nd in nodes], dtype=bool)
+    allowed = np.array([[(kinds is None or nd.kind in kinds) and (zones is None or nd.zone in zones) for nd in nodes]
+                        for kinds, zones in rule_index], dtype=bool).reshape(len(rule_index), len(nodes)) & working
+    rule_of = np.array([rule_index[rule] for rule in rules], dtype=np.int64)
+    for lo in range(0, len(tasks), _ROWS_AT_ONCE):
+        rows = slice(lo, lo + _ROWS_AT_ONCE)
+        col.eligible[rows] = allowed[rule_of[rows]] & (memory[rows, None] <= node_memory)
+    pinned = np.flatnonzero(col.pinned_node >= 0)
+    col.eligible[pinned] = False
+    col.eligible[pinned, col.pinned_node[pinned]] = True
+    return bool(col.eligible.any(axis=1).all())
 
 
 def _request_of(t: Task, p: str, r_index: Mapping[str, int], default: int) -> int:
@@ -532,15 +655,26 @@ def _complete_requests(requests: Sequence[Request], col: _RequestColumns, task: 
         col = col._replace(ids=col.ids + ("(no request)",))
     else:
         col = _RequestColumns(col.ids, col.release[:R], col.deadline[:R], col.priority[:R])
-    for r in range(len(col.ids)):
-        if math.isnan(col.priority[r]):
-            priorities = task.priority[task.request_of == r]
-            col.priority[r] = priorities.max() if priorities.size else 1.0
+    highest = np.full(len(col.ids), -math.inf)
+    np.maximum.at(highest, task.request_of, task.priority)
+    unset = np.isnan(col.priority)
+    col.priority[unset] = np.where(np.isfinite(highest[unset]), highest[unset], 1.0)
     return col
 
 
 def _edge_arrays(edges: Sequence[Edge], t_index: Mapping[str, int]):
-    """(source, target, data) of every edge, as task indices and MB."""
+    """(source, target, data) of every edge, as task indices and MB: read in bulk, or edge by
+    edge (``_edge_arrays_one_by_one``, which names the first fault) when anything is wrong."""
+    src = _bulk_lookup([e.source for e in edges], t_index, -2)
+    dst = _bulk_lookup([e.target for e in edges], t_index, -2)
+    data = _bulk_amounts([e.data for e in edges])
+    if src is None or dst is None or data is None or (src == dst).any() or \
+            np.unique(src * len(t_index) + dst).size < len(edges):
+        return _edge_arrays_one_by_one(edges, t_index)
+    return src.astype(np.int32), dst.astype(np.int32), data
+
+
+def _edge_arrays_one_by_one(edges: Sequence[Edge], t_index: Mapping[str, int]):
     E = len(edges)
     src = np.empty(E, dtype=np.int32)
     dst = np.empty(E, dtype=np.int32)
@@ -592,8 +726,7 @@ def _check_routable(edges: Sequence[Edge], nodes: Sequence[Node], eligible: np.n
     """Every edge must be routable for at least one eligible placement of its ends; tasks
     share few eligibility patterns, so check each pair of patterns once."""
     connected = np.isfinite(inv_bw) | np.eye(len(nodes), dtype=bool)
-    patterns, pattern_of = np.unique(eligible, axis=0, return_inverse=True)
-    pattern_of = pattern_of.reshape(-1)
+    patterns, pattern_of = eligibility_patterns(eligible)
     checked: set[tuple[int, int]] = set()
     for k in range(len(edges)):
         key = (int(pattern_of[src[k]]), int(pattern_of[dst[k]]))
@@ -618,13 +751,7 @@ def _check_finite_times(workload: Workload, cluster: Cluster, node: _NodeColumns
     finite times. The bound used: no plan ends later than the latest release, node start or
     pinned end plus every task's longest runtime and every edge's longest transfer."""
     with np.errstate(over="ignore", invalid="ignore"):
-        runtime = np.where(task.eligible, task.duration, 0.0)
-        for i in np.flatnonzero(~np.isfinite(runtime).all(axis=1)).tolist():
-            j = int(np.flatnonzero(~np.isfinite(runtime[i]))[0])
-            t, nd = workload.tasks[i], cluster.nodes[j]
-            raise SpecError(f"tasks[{_short_id(t.id)}].work",
-                            f"runtime on node {_short_id(nd.id)} overflows (work {task.work[i]:g} GFLOP at "
-                            f"{task.rate[j, task.kind_of[i]]:g} GFLOP/s)")
+        longest = _longest_runtimes(workload, cluster, task)
         linked = np.isfinite(inv_bw)
         slowest = float(inv_bw[linked].max()) if linked.any() else 0.0
         transfer = float(latency.max()) + data * slowest
@@ -634,7 +761,7 @@ def _check_finite_times(workload: Workload, cluster: Cluster, node: _NodeColumns
                             f"transfer time overflows ({data[k]:g} MB over the slowest link, {1 / slowest:g} MB/s)")
         horizon = (max(float(requests.release.max()), float(node.available_from.max()),
                        float(np.nan_to_num(task.pinned_end, nan=0.0).max()))
-                   + float(runtime.max(axis=1).sum()) + float(transfer.sum()))
+                   + float(longest.sum()) + float(transfer.sum()))
         if not math.isfinite(horizon):
             raise SpecError("tasks", "the runtimes and transfers add up beyond float range (overflow above 1.8e308 s): "
                             "scale work, speeds, data or bandwidths")
@@ -645,6 +772,22 @@ def _check_finite_times(workload: Workload, cluster: Cluster, node: _NodeColumns
                 nd = cluster.nodes[int(over[0])]
                 raise SpecError(f"nodes[{_short_id(nd.id)}].{name}",
                                 f"{name} x the plan's time bound ({horizon:g} s) overflows")
+
+
+def _longest_runtimes(workload: Workload, cluster: Cluster, task: _TaskColumns) -> np.ndarray:
+    """Each task's longest runtime over its eligible nodes, a block of rows at a time; raises
+    for the first runtime that overflows."""
+    longest = np.empty(len(task.work))
+    for lo in range(0, len(longest), _ROWS_AT_ONCE):
+        runtime = np.where(task.eligible[lo:lo + _ROWS_AT_ONCE], task.duration[lo:lo + _ROWS_AT_ONCE], 0.0)
+        for row in np.flatnonzero(~np.isfinite(runtime).all(axis=1)).tolist():
+            i, j = lo + row, int(np.flatnonzero(~np.isfinite(runtime[row]))[0])
+            t, nd = workload.tasks[i], cluster.nodes[j]
+            raise SpecError(f"tasks[{_short_id(t.id)}].work",
+                            f"runtime on node {_short_id(nd.id)} overflows (work {task.work[i]:g} GFLOP at "
+                            f"{task.rate[j, task.kind_of[i]]:g} GFLOP/s)")
+        longest[lo:lo + _ROWS_AT_ONCE] = runtime.max(axis=1)
+    return longest
 
 
 def _short_id(task_id: str, limit: int = 40) -> str:
@@ -683,8 +826,7 @@ class _Reach:
 def _prunes_nothing(eligible: np.ndarray, connected: np.ndarray, src: np.ndarray, dst: np.ndarray) -> bool:
     """True when, along every edge, each node either end may use reaches one the other may
     use: then no placement rule constrains another and the graph is routable as it is."""
-    patterns, pattern_of = np.unique(eligible, axis=0, return_inverse=True)
-    pattern_of = pattern_of.reshape(-1)
+    patterns, pattern_of = eligibility_patterns(eligible)
     as_int = patterns.astype(np.int32)
     sends_to = (as_int @ connected.astype(np.int32)) > 0  # sends_to[p, j]: some node of p sends to j
     receives = (as_int @ connected.T.astype(np.int32)) > 0

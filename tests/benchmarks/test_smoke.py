@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Fields each script's JSON must carry (benchmarks/README.md).
 FIELDS = {
     "baselines": ("pairs", "tasks", "seconds", "exponent"),
+    "load": ("phases", "reference", "read_speedup_vs_libyaml", "schema_speedup_vs_jsonschema", "optimize", "memory"),
     "evaluator": ("reference", "scaling", "scaling_exponent", "peak_rss_mb"),
     "optimizer": ("seconds", "cpu_seconds", "evaluations_per_s", "evaluator_share", "pymoo_share", "ours_share",
                   "cold_start_seconds", "cold_numba_setup_seconds", "speedup_vs_stock", "hypervolume"),
@@ -47,6 +48,9 @@ def test_benchmark_quick_run_ends_with_its_json(name):
         reference = record["reference"]
         assert reference["evals_per_s"] > 0 and reference["ratio_vs_python"] > 0
         assert math.isfinite(record["scaling_exponent"])
+    if name == "load":
+        assert set(record["phases"]) == {"yaml", "json"}
+        assert record["memory"]["load_build_peak_rss_mb"] > 0 and record["optimize"]["ratio"] >= 1.0
     if name == "optimizer":
         shares = [record[f"{category}_share"] for category in ("evaluator", "pymoo")]
         assert all(0.0 <= share <= 1.0 for share in shares)

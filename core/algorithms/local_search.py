@@ -247,11 +247,11 @@ class MemeticStep:
         empty = np.empty((0, self.codec.n_genes), dtype=np.int32)
         if not len(archive):
             return empty
-        X = archive.X
         for i in np.argsort(archive.stats[:, self.column], kind="stable").tolist():
-            key = X[i].tobytes()
+            row = archive.row(i)
+            key = row.tobytes()
             if key not in self._tried:
                 self._tried.add(key)
-                plan, _ = self.search.improve(self.codec.decode(X[i]), self.budget, rng.random())
+                plan, _ = self.search.improve(self.codec.decode(row), self.budget, rng.random())
                 return self.codec.encode(plan)[None, :]
         return empty

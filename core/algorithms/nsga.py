@@ -85,6 +85,10 @@ class ParetoArchive:
     def X(self) -> np.ndarray | None:
         return np.array(self._rows) if self._rows else None
 
+    def row(self, i: int) -> np.ndarray:
+        """The chromosome of entry ``i`` (without building ``X``)."""
+        return self._rows[i]
+
     @property
     def feasible(self) -> bool:
         return self.cv is not None and bool(self.cv[0] <= 0.0)

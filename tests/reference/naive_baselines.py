@@ -130,30 +130,46 @@ def appending_reference(inst: Instance, name: str, seed: int = 0, **options) -> 
     return Plan(assign, np.asarray(order))
 
 
-def min_min_reference(inst: Instance) -> Plan:
-    """Min-min by brute force: every step recomputes every ready task's best completion."""
+def batch_reference(inst: Instance, pick) -> Plan:
+    """Min-min and max-min by brute force, in batches as Braun et al. (2001) and SAGA define
+    them: the tasks ready at the start of a batch are all placed before their children join the
+    next one. Each step recomputes every batch task's best completion (``finish_times``) and
+    places the task ``pick`` chooses from {task: (completion, node)} on that node."""
     n = inst.n_tasks
     assign = np.full(n, -1, dtype=np.int32)
     end = [0.0] * n
     free = [0.0] * inst.n_nodes
     order = []
     waiting = np.diff(inst.parent_ptr).tolist()
-    ready = {t for t in range(n) if waiting[t] == 0}
-    while ready:
-        best = None
-        for t in sorted(ready):
-            finish = finish_times(inst, t, free, assign, end)
-            j = first_argmin(finish)
-            if best is None or finish[j] < best[0]:
-                best = (finish[j], t, j)
-        value, t, j = best
-        assign[t] = j
-        end[t] = value
-        free[j] = value
-        order.append(t)
-        ready.remove(t)
-        for c in inst.child_idx[inst.child_ptr[t]:inst.child_ptr[t + 1]].tolist():
-            waiting[c] -= 1
-            if waiting[c] == 0:
-                ready.add(c)
+    batch = {t for t in range(n) if waiting[t] == 0}
+    while batch:
+        following = set()
+        while batch:
+            best = {}
+            for t in sorted(batch):
+                finish = finish_times(inst, t, free, assign, end)
+                j = first_argmin(finish)
+                best[t] = (finish[j], j)
+            t = pick(best)
+            value, j = best[t]
+            assign[t] = j
+            end[t] = value
+            free[j] = value
+            order.append(t)
+            batch.remove(t)
+            for c in inst.child_idx[inst.child_ptr[t]:inst.child_ptr[t + 1]].tolist():
+                waiting[c] -= 1
+                if waiting[c] == 0:
+                    following.add(c)
+        batch = following
     return Plan(assign, np.asarray(order))
+
+
+def min_min_reference(inst: Instance) -> Plan:
+    """The task of smallest best completion (lowest index on ties)."""
+    return batch_reference(inst, lambda best: min(best, key=lambda t: (best[t][0], t)))
+
+
+def max_min_reference(inst: Instance) -> Plan:
+    """The task of largest best completion (lowest index on ties)."""
+    return batch_reference(inst, lambda best: min(best, key=lambda t: (-best[t][0], t)))

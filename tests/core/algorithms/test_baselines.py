@@ -264,6 +264,15 @@ def test_min_min_matches_brute_force(seed, n, density, m, shape, requests):
     np.testing.assert_array_equal(plan.assignment, reference.assignment)
 
 
+def test_min_min_places_a_batch_before_the_children_it_frees():
+    # a -> c, and b alone, on one node. Ready first: {a, b}. a finishes first (1 s); its child c
+    # (1 s) would finish before b (5 s), but c waits for the next batch, as in SAGA's MinMin.
+    cluster = Cluster(nodes=(Node("solo", "cpu", 1.0, 8.0),))
+    inst = Instance.build(Workload(tasks=(Task("a", 1.0), Task("b", 5.0), Task("c", 1.0)), edges=(Edge("a", "c"),)),
+                          cluster)
+    np.testing.assert_array_equal(MinMinAllocator().build(inst).order, [0, 1, 2])
+
+
 def test_min_min_on_a_tiny_independent_instance():
     # Durations (rows tasks, columns nodes): speeds 1 and 2.
     cluster = Cluster(nodes=(Node("slow", "cpu", 1.0, 8.0), Node("fast", "cpu", 2.0, 8.0)))

@@ -618,8 +618,10 @@ class MinMinAllocator(ConstructiveAllocator):
 BASELINES: tuple[type[ConstructiveAllocator], ...] = (
     RandomAllocator, RoundRobinAllocator, GreedyAllocator, LeastLoadedAllocator,
     ShortestFirstAllocator, WeightedBalanceAllocator, HeftAllocator, MinMinAllocator,
-    MctAllocator, MetAllocator, OlbAllocator, FastestNodeAllocator,
+    MctAllocator, MetAllocator, OlbAllocator,
 )
+# Fastest-node is registered but seeds nothing: without speed factors its plan is MET's, and a
+# duplicate seed only takes a random plan's place in the initial population.
 
 
 # Heuristics that scan the ready tasks at every step: quadratic on wide workflows, so they seed

@@ -36,8 +36,8 @@ from tests.reference.naive_baselines import (
 )
 
 NAMES = [cls.name for cls in BASELINES]
-# The list heuristics that scan the ready tasks (core/algorithms/list_heuristics.py).
-SCANNING = ["max-min", "sufferage", "duplex"]
+# The heuristics outside BASELINES: those that scan the ready tasks (list_heuristics.py), and fastest-node.
+OTHERS = ["max-min", "sufferage", "duplex", "fastest-node"]
 
 
 # --- every baseline ------------------------------------------------------------------------------
@@ -45,13 +45,13 @@ SCANNING = ["max-min", "sufferage", "duplex"]
 
 def test_all_baselines_registered_and_buildable_by_name():
     assert set(NAMES) <= set(algorithm_names())
-    assert len(NAMES) == 12
-    assert set(SCANNING) <= set(algorithm_names())
-    for name in NAMES + SCANNING:
+    assert len(NAMES) == 11
+    assert set(OTHERS) <= set(algorithm_names())
+    for name in NAMES + OTHERS:
         assert get_allocator(name).name == name
 
 
-@pytest.mark.parametrize("name", NAMES + SCANNING)
+@pytest.mark.parametrize("name", NAMES + OTHERS)
 @pytest.mark.parametrize("shape,m", [("random", 6), ("uniform", 3), ("split", 4), ("single", 1)])
 def test_plan_is_valid_scored_and_deterministic(name, shape, m):
     inst = make_instance(80, 160, m, seed=3, shape=shape, requests=3, gpu_only=0.2)
@@ -69,7 +69,7 @@ def test_plan_is_valid_scored_and_deterministic(name, shape, m):
     np.testing.assert_array_equal(plan.order, again.order)
 
 
-@pytest.mark.parametrize("name", NAMES + SCANNING)
+@pytest.mark.parametrize("name", NAMES + OTHERS)
 def test_avoids_nodes_without_a_link_to_the_parent(name):
     # An out-tree (one parent per task) on two zones with no link between them: every task
     # can always join its parent's zone, so a plan that crosses zones is the baseline's fault.
@@ -83,7 +83,7 @@ def test_avoids_nodes_without_a_link_to_the_parent(name):
     assert np.isfinite(stats[STAT_INDEX["makespan"]])
 
 
-@pytest.mark.parametrize("name", NAMES + SCANNING)
+@pytest.mark.parametrize("name", NAMES + OTHERS)
 def test_unavoidable_unroutable_plan_is_still_valid(name):
     # Every edge alone is routable and every node of every task has a partner along each edge
     # (so Instance.build accepts it), but no placement routes all three: a on x1 forces b on

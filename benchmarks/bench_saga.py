@@ -81,7 +81,7 @@ CASES = (
     Case("montage", 100, "random", 1),
     Case("montage", 300, "star", 2),
     Case("epigenomics", 200, "two-clusters", 3),
-    Case("epigenomics", 1000, "random", 4),
+    Case("epigenomics", 400, "random", 4),
     Case("cycles", 300, "star", 5),
     Case("bwa", 500, "two-clusters", 6),
     Case("soykb", 200, "random", 7),
@@ -361,8 +361,8 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=None, help=f"default {defaults.POPULATION} (quick: 20)")
     parser.add_argument("--generations", type=int, default=None, help=f"default {defaults.GENERATIONS} (quick: 10)")
     parser.add_argument("--seed", type=int, default=defaults.SEED)
-    parser.add_argument("--timeout", type=float, default=120.0,
-                        help="seconds one SAGA scheduler may take on one instance (default 120)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds one SAGA scheduler may take on one instance (default 60)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these instances (e.g. montage-100-random)")
     args = parser.parse_args()
     _fix_hash_seed()

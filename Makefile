@@ -36,6 +36,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_replan.py
 	$(BIN)/python benchmarks/bench_baselines.py
 	$(BIN)/python benchmarks/bench_load.py
+	$(BIN)/python -m pip install --quiet --no-deps -r benchmarks/requirements-saga.txt
+	$(BIN)/python benchmarks/bench_saga.py
 
 clean:
 	rm -rf $(VENV) .demo out

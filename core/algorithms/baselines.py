@@ -22,6 +22,7 @@ import numpy as np
 from apportion.core._jit import jit
 from apportion.core.algorithms.constructive import SLICE_TASKS, ConstructiveAllocator, data_ready
 from apportion.core.algorithms.heft import HeftAllocator
+from apportion.core.algorithms.list_heuristics import MaxMinAllocator, SufferageAllocator, affordable
 from apportion.core.algorithms.registry import register
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import Evaluator, Plan, link_arrays
@@ -67,7 +68,8 @@ def _heap_sift_down(key, task, size):
 
 # Placement rules of the list-scheduling kernel (one compiled kernel serves every appending
 # baseline: fewer functions to load from the Numba cache in a fresh process).
-_RANDOM, _ROUND_ROBIN, _BEST_FIT, _LEAST_LOADED, _EARLIEST_FINISH, _WEIGHTED = range(6)
+_RANDOM, _ROUND_ROBIN, _BEST_FIT, _LEAST_LOADED, _EARLIEST_FINISH, _WEIGHTED, _MIN_RUNTIME, _EARLIEST_FREE, \
+    _NODE_KEY = range(9)
 
 
 @jit
@@ -101,7 +103,7 @@ def _normalise(values, mask, out):
 # One compiled kernel serves every appending rule (one function to load from the cache), hence
 # its size.
 @jit
-def _list_schedule(first, last, rule, queue_key, draws, capacity, time_weight, load_weight, topo,  # noqa: C901
+def _list_schedule(first, last, rule, queue_key, values, capacity, time_weight, load_weight, topo,  # noqa: C901
                    duration, eligible, viable, parent_ptr, parent_idx, parent_data, child_ptr, child_idx, latency,
                    inv_bw, release, end, node_free, busy, waiting, key, task, counters, assign, order):
     """Place tasks ``first..last-1`` (in placement order) one at a time, each appended to its
@@ -109,7 +111,8 @@ def _list_schedule(first, last, rule, queue_key, draws, capacity, time_weight, l
     (``counters`` = [heap size, round-robin cursor]), so Python can run it in slices.
 
     Tasks come in ``topo`` order, or, when ``queue_key`` is not empty, as the ready task of
-    smallest (key, index). Candidates for task t: ``viable`` nodes every input reaches, else
+    smallest (key, index). ``values`` holds a draw per task (``_RANDOM``) or a key per node
+    (``_NODE_KEY``: the candidate of smallest key). Candidates for task t: ``viable`` nodes every input reaches, else
     eligible nodes every input reaches, else all eligible nodes. Times follow the decoder's
     arithmetic, so the placement order decodes to exactly this schedule.
     """
@@ -148,7 +151,7 @@ def _list_schedule(first, last, rule, queue_key, draws, capacity, time_weight, l
             for j in range(m):
                 mask[j] = eligible[t, j]
         if rule == _RANDOM:
-            pick = int(draws[t] * mask.sum())
+            pick = int(values[t] * mask.sum())
             j = 0
             while not mask[j] or pick > 0:
                 if mask[j]:
@@ -173,6 +176,12 @@ def _list_schedule(first, last, rule, queue_key, draws, capacity, time_weight, l
                 j = _first_min(-score, mask)
         elif rule == _LEAST_LOADED:
             j = _first_min(busy, mask)
+        elif rule == _MIN_RUNTIME:
+            j = _first_min(duration[t], mask)
+        elif rule == _EARLIEST_FREE:
+            j = _first_min(node_free, mask)
+        elif rule == _NODE_KEY:
+            j = _first_min(values, mask)
         else:
             for i in range(m):
                 score[i] = max(node_free[i], ready[i]) + duration[t, i] if mask[i] else np.inf
@@ -200,7 +209,7 @@ def _list_schedule(first, last, rule, queue_key, draws, capacity, time_weight, l
     counters[0], counters[1] = size, cursor
 
 
-def _list_plan(inst: Instance, rule: int, *, queue_key=None, draws=None, capacity: float = 0.0,
+def _list_plan(inst: Instance, rule: int, *, queue_key=None, values=None, capacity: float = 0.0,
                time_weight: float = 0.0, load_weight: float = 0.0) -> Plan:
     """The plan ``_list_schedule`` builds with ``rule`` (placement order = dispatch order),
     ``SLICE_TASKS`` placements per kernel call so Ctrl-C lands between calls."""
@@ -210,7 +219,7 @@ def _list_plan(inst: Instance, rule: int, *, queue_key=None, draws=None, capacit
     order = np.empty(n, dtype=np.int32)
     empty = np.empty(0)
     args = (rule, empty if queue_key is None else np.ascontiguousarray(queue_key, dtype=np.float64),
-            empty if draws is None else draws, float(capacity), float(time_weight), float(load_weight),
+            empty if values is None else np.ascontiguousarray(values, dtype=np.float64), float(capacity), float(time_weight), float(load_weight),
             inst.topo_order, np.ascontiguousarray(inst.duration), inst.eligible, inst.viable, inst.parent_ptr,
             inst.parent_idx, inst.parent_data, inst.child_ptr, inst.child_idx, latency, inv_bw, inst.release,
             np.zeros(n), np.zeros(m), np.zeros(m), inst.parent_ptr[1:] - inst.parent_ptr[:-1], np.empty(n),
@@ -228,7 +237,7 @@ class RandomAllocator(ConstructiveAllocator):
 
     def build(self, instance: Instance, seed: int = 0) -> Plan:
         draws = np.random.default_rng(seed).random(instance.n_tasks)
-        return _list_plan(instance, _RANDOM, draws=draws)
+        return _list_plan(instance, _RANDOM, values=draws)
 
 
 @register
@@ -314,6 +323,51 @@ class WeightedBalanceAllocator(ConstructiveAllocator):
 
     def build(self, instance: Instance, seed: int = 0) -> Plan:
         return _list_plan(instance, _WEIGHTED, time_weight=self.time_weight, load_weight=self.load_weight)
+
+
+@register
+class MctAllocator(ConstructiveAllocator):
+    """MCT, minimum completion time (Armstrong et al. 1998; Braun et al. 2001): tasks in
+    topological order, each appended on the node where it would finish earliest."""
+
+    name = "mct"
+
+    def build(self, instance: Instance, seed: int = 0) -> Plan:
+        return _list_plan(instance, _EARLIEST_FINISH)
+
+
+@register
+class MetAllocator(ConstructiveAllocator):
+    """MET, minimum execution time (Braun et al. 2001): tasks in topological order, each on
+    the node where it runs fastest, however busy that node is."""
+
+    name = "met"
+
+    def build(self, instance: Instance, seed: int = 0) -> Plan:
+        return _list_plan(instance, _MIN_RUNTIME)
+
+
+@register
+class OlbAllocator(ConstructiveAllocator):
+    """OLB, opportunistic load balancing (Braun et al. 2001): tasks in topological order, each
+    on the node that becomes free first, however slow it runs the task there."""
+
+    name = "olb"
+
+    def build(self, instance: Instance, seed: int = 0) -> Plan:
+        return _list_plan(instance, _EARLIEST_FREE)
+
+
+@register
+class FastestNodeAllocator(ConstructiveAllocator):
+    """Every task on the fastest node (highest speed) it may use: SAGA's FastestNode, which
+    runs the whole workflow on the fastest node, under Apportion's placement rules."""
+
+    name = "fastest-node"
+
+    def build(self, instance: Instance, seed: int = 0) -> Plan:
+        speed = np.array([node.speed for node in instance.cluster.nodes], dtype=np.float64)
+        return _list_plan(instance, _NODE_KEY, values=-speed)
 
 
 @jit
@@ -457,23 +511,30 @@ def _min_min_ready(t, node_free, duration, eligible, parent_ptr, parent_idx, par
 
 
 @jit
-def _min_min_kernel(steps, progress, node_free, waiting, duration, eligible, parent_ptr, parent_idx,  # noqa: C901
+def _min_min_kernel(steps, progress, pending, node_free, waiting, duration, eligible, parent_ptr, parent_idx,  # noqa: C901
                     parent_data, child_ptr, child_idx, latency, inv_bw, release, state, sorted_d, soff, pos_of, tree,
                     toff, tsize, wkey, wtask, wsize, rkey, rtask, rsize, assign, start, end, order):
-    """Place up to ``steps`` more tasks by min-min; ``progress[0]`` counts the tasks placed so
-    far (0: enter the initially ready tasks first). Run in slices from Python, so Ctrl-C lands
-    between them. One function for the whole step, hence its size."""
+    """Place up to ``steps`` more tasks by min-min, a batch at a time: the tasks ready when a
+    batch starts are all placed before the children they free (held in ``pending``) enter the
+    index. ``progress`` = [tasks placed, tasks left in the batch, tasks pending] (all 0: enter
+    the initially ready tasks first). Run in slices from Python, so Ctrl-C lands between them.
+    One function for the whole step, hence its size."""
     n, m = duration.shape
     ready = np.empty(m)
-    if progress[0] == 0:
+    placed, batch, held = progress[0], progress[1], progress[2]
+    if placed == 0 and batch == 0:
         for t in range(n):
             if waiting[t] == 0:
-                _min_min_ready(t, node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency, inv_bw,
-                               release, assign, end, state, pos_of, tree, toff, tsize, soff, wkey, wtask, wsize,
-                               rkey, rtask, rsize)
-    placed = progress[0]
+                pending[held] = t
+                held += 1
     stop = min(n, placed + steps)
     while placed < stop:
+        if batch == 0:
+            for i in range(held):
+                _min_min_ready(pending[i], node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency,
+                               inv_bw, release, assign, end, state, pos_of, tree, toff, tsize, soff, wkey, wtask, wsize,
+                               rkey, rtask, rsize)
+            batch, held = held, 0
         best_f, best_t = np.inf, n
         for j in range(m):
             f, t = _node_earliest(j, node_free, n, state, sorted_d, soff, pos_of, tree, toff, tsize, wkey, wtask,
@@ -490,6 +551,7 @@ def _min_min_kernel(steps, progress, node_free, waiting, duration, eligible, par
         node_free[j] = end[t]
         order[placed] = t
         placed += 1
+        batch -= 1
         for i in range(m):
             if state[t, i] == _ACTIVE:
                 _tree_set(tree, toff[i], tsize[i], pos_of[t, i], n)
@@ -498,10 +560,9 @@ def _min_min_kernel(steps, progress, node_free, waiting, duration, eligible, par
             c = child_idx[e]
             waiting[c] -= 1
             if waiting[c] == 0:
-                _min_min_ready(c, node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency, inv_bw,
-                               release, assign, end, state, pos_of, tree, toff, tsize, soff, wkey, wtask, wsize,
-                               rkey, rtask, rsize)
-    progress[0] = placed
+                pending[held] = c
+                held += 1
+    progress[0], progress[1], progress[2] = placed, batch, held
 
 
 def _min_min_plan(inst: Instance) -> Plan:
@@ -524,8 +585,8 @@ def _min_min_plan(inst: Instance) -> Plan:
     assign = np.full(n, -1, dtype=np.int32)
     start, end = np.empty(n), np.empty(n)
     order = np.empty(n, dtype=np.int32)
-    progress = np.zeros(1, dtype=np.int64)
-    args = (np.zeros(m), (inst.parent_ptr[1:] - inst.parent_ptr[:-1]).astype(np.int64), duration, inst.eligible,
+    progress = np.zeros(3, dtype=np.int64)
+    args = (np.empty(n, np.int64), np.zeros(m), (inst.parent_ptr[1:] - inst.parent_ptr[:-1]).astype(np.int64), duration, inst.eligible,
             inst.parent_ptr, inst.parent_idx, inst.parent_data, inst.child_ptr, inst.child_idx, latency, inv_bw,
             inst.release, state, np.ascontiguousarray(runtime[by_node]), soff, pos_of, tree, toff, tsize,
             np.empty(heap), np.empty(heap, np.int64), np.zeros(m, np.int64), np.empty(heap), np.empty(heap, np.int64),
@@ -537,10 +598,14 @@ def _min_min_plan(inst: Instance) -> Plan:
 
 @register
 class MinMinAllocator(ConstructiveAllocator):
-    """Min-min (Ibarra and Kim 1977; Braun et al. 2001): repeatedly, among the ready tasks,
-    the one whose earliest completion time over its nodes is smallest, placed on that node.
+    """Min-min (Ibarra and Kim 1977; Braun et al. 2001): repeatedly, among the tasks of the
+    current batch, the one whose earliest completion time over its nodes is smallest, placed on
+    that node. A batch is the set of tasks ready when it starts; the children it frees wait for
+    the next batch, as in SAGA's MinMin. (Letting each child join as soon as it is freed let
+    short successors overtake long ready tasks again and again: 5-10 % longer makespans on
+    WfCommons workflows than SAGA's MinMin, benchmarks/bench_saga.py.)
 
-    Each node indexes its ready tasks (``_node_earliest``), so a step costs O(m log n) rather
+    Each node indexes its batch's tasks (``_node_earliest``), so a step costs O(m log n) rather
     than a scan of every ready task: O((n + e) m log n) in all.
     """
 
@@ -553,9 +618,21 @@ class MinMinAllocator(ConstructiveAllocator):
 BASELINES: tuple[type[ConstructiveAllocator], ...] = (
     RandomAllocator, RoundRobinAllocator, GreedyAllocator, LeastLoadedAllocator,
     ShortestFirstAllocator, WeightedBalanceAllocator, HeftAllocator, MinMinAllocator,
+    MctAllocator, MetAllocator, OlbAllocator,
 )
+# Fastest-node is registered but seeds nothing: without speed factors its plan is MET's, and a
+# duplicate seed only takes a random plan's place in the initial population.
+
+
+# Heuristics that scan the ready tasks at every step: quadratic on wide workflows, so they seed
+# only instances ``list_heuristics.affordable`` accepts. (Duplex's plan is min-min's or
+# max-min's, both already there.)
+SCANNING: tuple[type[ConstructiveAllocator], ...] = (MaxMinAllocator, SufferageAllocator)
 
 
 def baseline_plans(evaluator: Evaluator, seed: int = 0) -> dict[str, Plan]:
-    """The plan of every baseline (default settings) for ``evaluator.instance``, by name."""
-    return {cls.name: cls().build(evaluator.instance, seed) for cls in BASELINES}
+    """The plan of every baseline (default settings) for ``evaluator.instance``, by name: the
+    near-linear ones always, the scanning ones when affordable."""
+    instance = evaluator.instance
+    chosen = BASELINES + (SCANNING if affordable(instance) else ())
+    return {cls.name: cls().build(instance, seed) for cls in chosen}

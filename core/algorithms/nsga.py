@@ -3,9 +3,14 @@
 The allocators here set up a run; ``pymoo_adapters`` holds the array-based glue pymoo's loop
 runs on, ``variation`` the chromosome and its variation operators.
 
-* the chromosome is a node per task plus one gene choosing the dispatch order from a pool of
-  topological orders (``order_pool``), so every baseline plan is exactly representable and
-  the initial population holds them all (``seed_with_baselines``);
+* the chromosome is a node per task plus the dispatch order (``variation``), so every
+  topological order is reachable, every baseline plan is exactly representable and the
+  initial population holds them all (``seed_with_baselines``), with each one's insertion
+  schedule and the earliest-finish placement of its order (``insertion_seeds``); random
+  plans share two orders (``order_pool``);
+* each generation a short local search (``local_search.MemeticStep``: insertion decoding and
+  critical-path moves) improves the archive's fastest plan not improved yet, when makespan
+  is an objective; its plan joins the children;
 * every evaluated batch updates a ``ParetoArchive`` of the non-dominated feasible plans seen,
   so crowding never loses a good plan: the result is the archive, which therefore weakly
   dominates every seeded baseline plan.
@@ -23,6 +28,7 @@ from pymoo.optimize import minimize
 from apportion.core.algorithms.base import AllocationResult, Allocator, check_budget, check_genes
 from apportion.core.algorithms.baselines import baseline_plans
 from apportion.core.algorithms.heft import heft_priority
+from apportion.core.algorithms.local_search import LocalSearch, MemeticStep
 from apportion.core.algorithms.pymoo_adapters import (
     ArrayEvaluator,
     ArrayNSGA2,
@@ -42,14 +48,15 @@ from apportion.core.algorithms.variation import (
 )
 from apportion.core.defaults import GENERATIONS, POPULATION
 from apportion.core.errors import SpecError
-from apportion.core.evaluate import Evaluator, Plan
+from apportion.core.evaluate import STAT_INDEX, Evaluator, Plan
 from apportion.core.model import Instance
 from apportion.core.pareto import DEFAULT_OBJECTIVES, check_objectives, non_dominated
 
 
 def order_pool(instance: Instance, orders=()) -> np.ndarray:
-    """(K, n) distinct dispatch orders: ``instance.topo_order``, HEFT's upward-rank order,
-    then ``orders`` (e.g. each baseline plan's own), first occurrence kept."""
+    """(K, n) distinct dispatch orders random chromosomes start from: ``instance.topo_order``,
+    HEFT's upward-rank order, then ``orders`` (e.g. each baseline plan's own), first
+    occurrence kept."""
     pool: dict[bytes, np.ndarray] = {}
     for order in (instance.topo_order, heft_priority(instance), *orders):
         order = np.ascontiguousarray(order, dtype=np.int32)
@@ -77,6 +84,10 @@ class ParetoArchive:
     @property
     def X(self) -> np.ndarray | None:
         return np.array(self._rows) if self._rows else None
+
+    def row(self, i: int) -> np.ndarray:
+        """The chromosome of entry ``i`` (without building ``X``)."""
+        return self._rows[i]
 
     @property
     def feasible(self) -> bool:
@@ -106,6 +117,16 @@ class ParetoArchive:
 # with 0.9 the node-release move still wins all 15 quality instances.
 CROSSOVER_PROB = 0.9
 
+# Decodes per generation of the memetic step: at 1,000 tasks about a third of a generation's time.
+LOCAL_SEARCH_BUDGET = 24
+
+
+def insertion_seeds(instance: Instance, plans) -> list[Plan]:
+    """For each plan, its insertion schedule as a plan and the earliest-finish placement of
+    its order (HEFT's rule with that priority list): cheap seeds, often faster than the plan."""
+    search = LocalSearch(instance)
+    return [search.insertion_plan(plan, choose_nodes=choose)[0] for plan in plans for choose in (False, True)]
+
 
 def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -127,13 +148,15 @@ class NSGA2Allocator(Allocator):
     :param initial_plans: plans to start from as well (a warm start: the previous run's front).
     :param objective_bounds: objective values (minimisation form, ``objectives`` order) every
         returned plan must weakly beat, as constraints; None for none.
+    :param local_search: decodes per generation of the memetic step (``local_search``) when
+        makespan is an objective; 0 turns it off.
     """
 
     name = "nsga2"
 
     def __init__(self, *, population: int = POPULATION, generations: int = GENERATIONS, objectives=DEFAULT_OBJECTIVES,
                  seed_with_baselines: bool = True, parallel: bool = False, initial_plans: Sequence[Plan] = (),
-                 objective_bounds: Sequence[float] | None = None):
+                 objective_bounds: Sequence[float] | None = None, local_search: int = LOCAL_SEARCH_BUDGET):
         self.population = _check_int("population", population, 4)
         self.generations = _check_int("generations", generations, 1)
         check_budget(self.population, self.generations)
@@ -141,16 +164,17 @@ class NSGA2Allocator(Allocator):
         self.seed_with_baselines = bool(seed_with_baselines)
         self.parallel = bool(parallel)
         self.initial_plans = tuple(initial_plans)
+        self.local_search = _check_int("local_search", local_search, 0)
         self.objective_bounds = None if objective_bounds is None else np.asarray(objective_bounds, dtype=np.float64)
         if self.objective_bounds is not None and self.objective_bounds.shape != (len(self.objectives),):
             raise SpecError("objective_bounds", f"needs one value per objective {list(self.objectives)}, "
                             f"got {objective_bounds!r}")
 
-    def _algorithm(self, codec: PlanCodec, seeds: np.ndarray):
+    def _algorithm(self, codec: PlanCodec, seeds: np.ndarray, memetic: MemeticStep | None):
         return ArrayNSGA2(
             pop_size=self.population, sampling=PlanSampling(codec, seeds),
             crossover=UniformCrossover(prob=CROSSOVER_PROB),
-            mutation=PlanMutation(codec), eliminate_duplicates=RowHashDuplicateElimination(),
+            mutation=PlanMutation(codec), eliminate_duplicates=RowHashDuplicateElimination(), memetic=memetic,
         )
 
     def allocate(self, evaluator: Evaluator, *, seed: int = 0,
@@ -162,15 +186,21 @@ class NSGA2Allocator(Allocator):
         seed_plans = list(self.initial_plans)
         baselines = baseline_plans(evaluator, seed=seed) if self.seed_with_baselines else {}
         seed_plans += baselines.values()
-        codec = PlanCodec(instance, order_pool(instance, [p.order for p in seed_plans]))
+        if self.seed_with_baselines:
+            seed_plans += insertion_seeds(instance, baselines.values())
+        # Random plans share two orders: each distinct order costs the evaluator a layout.
+        codec = PlanCodec(instance, order_pool(instance))
         seeds = np.array([codec.encode(p) for p in seed_plans]).reshape(len(seed_plans), codec.n_genes)
+        seeds = seeds[RowHashDuplicateElimination.keep_mask(seeds)]
         # A plain evaluator is rebuilt for the requested threading; any other kind (robust
         # scenarios) is used as given.
         rebuild = type(evaluator) is Evaluator and evaluator.parallel != self.parallel
         hot = Evaluator(instance, parallel=self.parallel) if rebuild else evaluator
         problem = PlanProblem(hot, codec, self.objectives, ParetoArchive(), self.objective_bounds)
         history = HistoryCallback(problem, self.objectives, progress)
-        minimize(problem, self._algorithm(codec, seeds), ("n_gen", self.generations + 1), seed=seed,
+        memetic = (MemeticStep(codec, problem.archive, STAT_INDEX["makespan"], self.local_search)
+                   if self.local_search and "makespan" in self.objectives else None)
+        minimize(problem, self._algorithm(codec, seeds, memetic), ("n_gen", self.generations + 1), seed=seed,
                  callback=history, copy_algorithm=False)
 
         archive = problem.archive
@@ -201,12 +231,13 @@ def das_dennis_partitions(objectives: int, population: int) -> int:
 @register
 class NSGA3Allocator(NSGA2Allocator):
     """NSGA-III (reference directions instead of crowding) for four or more objectives; the
-    same chromosome, operators, constraints and archive as ``nsga2``. Das-Dennis directions,
-    as many as fit in the population."""
+    same chromosome, operators, seeds, constraints and archive as ``nsga2``, on pymoo's own
+    loop (so without the memetic step). Das-Dennis directions, as many as fit in the
+    population."""
 
     name = "nsga3"
 
-    def _algorithm(self, codec: PlanCodec, seeds: np.ndarray):
+    def _algorithm(self, codec: PlanCodec, seeds: np.ndarray, memetic: MemeticStep | None):
         # Imported here: pymoo's NSGA-III pulls in SciPy, which nsga2 runs do not need.
         from pymoo.algorithms.moo.nsga3 import NSGA3
         from pymoo.util.ref_dirs import get_reference_directions

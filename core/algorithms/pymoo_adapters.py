@@ -45,6 +45,7 @@ from apportion.core.model import Instance
 from apportion.core.pareto import hypervolume, objective_columns, ranks_and_crowding
 
 if TYPE_CHECKING:
+    from apportion.core.algorithms.local_search import MemeticStep
     from apportion.core.algorithms.nsga import ParetoArchive
 
 
@@ -75,8 +76,8 @@ class PlanProblem(Problem):
         self.bound = None if bound is None else np.asarray(bound, dtype=np.float64)
         self.archive = archive
         self.evaluations = 0
-        xu = np.full(codec.n_genes, evaluator.instance.n_nodes - 1)
-        xu[-1] = codec.n_orders - 1
+        n = codec.n_tasks
+        xu = np.concatenate((np.full(n, evaluator.instance.n_nodes - 1), np.full(n, n - 1)))
         n_bounds = 0 if self.bound is None else len(self.columns)
         super().__init__(n_var=codec.n_genes, n_obj=len(self.columns), n_ieq_constr=len(self.constraints) + n_bounds,
                          xl=0, xu=xu, vtype=int)
@@ -257,12 +258,14 @@ class ArrayNSGA2(GeneticAlgorithm):
     its chromosomes (``pop_X``) and evaluation rows (``pop_rows``); mating reads ``pop_X``,
     the children's matrix goes straight to the evaluator and survival gathers objectives by
     row. ``pop`` makes the Individuals only when read (the first callback, the result), and
-    the optimum is set once, when the run ends (pymoo reads it only then).
+    the optimum is set once, when the run ends (pymoo reads it only then). ``memetic``, if
+    given, adds its locally improved plan to each generation's children.
     """
 
     def __init__(self, *, crossover: UniformCrossover, mutation: PlanMutation,
-                 eliminate_duplicates: RowHashDuplicateElimination, **kwargs):
+                 eliminate_duplicates: RowHashDuplicateElimination, memetic: MemeticStep | None = None, **kwargs):
         self._pop = None
+        self.memetic = memetic
         evaluator = ArrayEvaluator()
         survival = RankAndCrowdingSurvival(evaluator)
         selection = RankCrowdingTournament(survival)
@@ -294,6 +297,10 @@ class ArrayNSGA2(GeneticAlgorithm):
         # The tournament reads only the population's size.
         self.off_X = self.mating.children(self.problem, self.pop_X, self.pop_X, self.n_offsprings,
                                           random_state=self.random_state)
+        if self.memetic is not None:
+            improved = self.memetic.propose(self.random_state)
+            improved = improved[self.eliminate_duplicates.keep_mask(improved, self.pop_X, self.off_X)]
+            self.off_X = np.concatenate((self.off_X, improved))
         if self.off_X.shape[0] == 0:
             self.termination.force_termination = True
         else:

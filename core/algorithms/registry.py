@@ -30,6 +30,13 @@ BUILTIN: dict[str, str] = {
     "shortest-first": "apportion.core.algorithms.baselines",
     "weighted-balance": "apportion.core.algorithms.baselines",
     "min-min": "apportion.core.algorithms.baselines",
+    "max-min": "apportion.core.algorithms.list_heuristics",
+    "duplex": "apportion.core.algorithms.list_heuristics",
+    "sufferage": "apportion.core.algorithms.list_heuristics",
+    "mct": "apportion.core.algorithms.baselines",
+    "met": "apportion.core.algorithms.baselines",
+    "olb": "apportion.core.algorithms.baselines",
+    "fastest-node": "apportion.core.algorithms.baselines",
     "random": "apportion.core.algorithms.baselines",
 }
 ITERATIVE: tuple[str, ...] = ("nsga2", "nsga3")

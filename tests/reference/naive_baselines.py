@@ -83,6 +83,7 @@ def appending_reference(inst: Instance, name: str, seed: int = 0, **options) -> 
     end, free, busy, order = [0.0] * n, [0.0] * m, [0.0] * m, []
     draws = np.random.default_rng(seed).random(n)
     key = {"greedy": lambda t: -inst.priority[t], "shortest-first": lambda t: inst.duration[t].min()}.get(name)
+    speed = [node.speed for node in inst.cluster.nodes]
     waiting = np.diff(inst.parent_ptr).tolist()
     queued = {t for t in range(n) if waiting[t] == 0}
     topo = iter(inst.topo_order.tolist())
@@ -101,7 +102,12 @@ def appending_reference(inst: Instance, name: str, seed: int = 0, **options) -> 
                  or [j for j in eligible if math.isfinite(ready[j])] or eligible)
         d = {j: float(inst.duration[t, j]) for j in nodes}
         finish = {j: max(free[j], ready[j]) + d[j] for j in nodes}
-        if name == "random":
+        # The rules that take the candidate of smallest value, by name.
+        smallest = {"shortest-first": finish, "mct": finish, "met": d, "olb": {k: free[k] for k in nodes},
+                    "fastest-node": {k: -speed[k] for k in nodes}, "least-loaded": {k: busy[k] for k in nodes}}
+        if name in smallest:
+            j = first_argmin(smallest[name])
+        elif name == "random":
             j = nodes[int(draws[t] * len(nodes))]
         elif name == "round-robin":
             j = min(nodes, key=lambda k: (k - cursor) % m)
@@ -110,10 +116,6 @@ def appending_reference(inst: Instance, name: str, seed: int = 0, **options) -> 
             left = {k: allocator.capacity(inst) - busy[k] - d[k] for k in nodes}
             fitting = {k: v for k, v in left.items() if v >= 0}
             j = first_argmin(fitting) if fitting else first_argmin({k: -v for k, v in left.items()})
-        elif name == "least-loaded":
-            j = first_argmin({k: busy[k] for k in nodes})
-        elif name == "shortest-first":
-            j = first_argmin(finish)
         else:
             by_time, by_load = normalised(finish), normalised({k: busy[k] + d[k] for k in nodes})
             j = first_argmin({k: allocator.time_weight * by_time[k] + allocator.load_weight * by_load[k]
@@ -130,8 +132,56 @@ def appending_reference(inst: Instance, name: str, seed: int = 0, **options) -> 
     return Plan(assign, np.asarray(order))
 
 
+def batch_reference(inst: Instance, pick) -> Plan:
+    """Min-min and max-min by brute force, in batches as Braun et al. (2001) and SAGA define
+    them: the tasks ready at the start of a batch are all placed before their children join the
+    next one. Each step recomputes every batch task's best completion (``finish_times``) and
+    places the task ``pick`` chooses from {task: (completion, node)} on that node."""
+    n = inst.n_tasks
+    assign = np.full(n, -1, dtype=np.int32)
+    end = [0.0] * n
+    free = [0.0] * inst.n_nodes
+    order = []
+    waiting = np.diff(inst.parent_ptr).tolist()
+    batch = {t for t in range(n) if waiting[t] == 0}
+    while batch:
+        following = set()
+        while batch:
+            best = {}
+            for t in sorted(batch):
+                finish = finish_times(inst, t, free, assign, end)
+                j = first_argmin(finish)
+                best[t] = (finish[j], j)
+            t = pick(best)
+            value, j = best[t]
+            assign[t] = j
+            end[t] = value
+            free[j] = value
+            order.append(t)
+            batch.remove(t)
+            for c in inst.child_idx[inst.child_ptr[t]:inst.child_ptr[t + 1]].tolist():
+                waiting[c] -= 1
+                if waiting[c] == 0:
+                    following.add(c)
+        batch = following
+    return Plan(assign, np.asarray(order))
+
+
 def min_min_reference(inst: Instance) -> Plan:
-    """Min-min by brute force: every step recomputes every ready task's best completion."""
+    """The task of smallest best completion (lowest index on ties)."""
+    return batch_reference(inst, lambda best: min(best, key=lambda t: (best[t][0], t)))
+
+
+def max_min_reference(inst: Instance) -> Plan:
+    """The task of largest best completion (lowest index on ties)."""
+    return batch_reference(inst, lambda best: min(best, key=lambda t: (-best[t][0], t)))
+
+
+def sufferage_reference(inst: Instance) -> Plan:
+    """Sufferage by brute force: every step, among all ready tasks, the one whose second-best
+    completion exceeds its best by most (0 with one candidate node, or without a finite second
+best; lowest index on ties), on
+    its best node; a freed child is ready at once (no batches)."""
     n = inst.n_tasks
     assign = np.full(n, -1, dtype=np.int32)
     end = [0.0] * n
@@ -140,16 +190,17 @@ def min_min_reference(inst: Instance) -> Plan:
     waiting = np.diff(inst.parent_ptr).tolist()
     ready = {t for t in range(n) if waiting[t] == 0}
     while ready:
-        best = None
+        choice = None
         for t in sorted(ready):
             finish = finish_times(inst, t, free, assign, end)
             j = first_argmin(finish)
-            if best is None or finish[j] < best[0]:
-                best = (finish[j], t, j)
-        value, t, j = best
-        assign[t] = j
-        end[t] = value
-        free[j] = value
+            values = sorted(finish.values())
+            finite = len(values) > 1 and math.isfinite(values[1])  # values[1] finite: values[0] too
+            loss = values[1] - values[0] if finite else 0.0
+            if choice is None or loss > choice[0]:
+                choice = (loss, t, j, finish[j])
+        _, t, j, value = choice
+        assign[t], end[t], free[j] = j, value, value
         order.append(t)
         ready.remove(t)
         for c in inst.child_idx[inst.child_ptr[t]:inst.child_ptr[t + 1]].tolist():

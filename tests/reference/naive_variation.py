@@ -62,3 +62,47 @@ def first_unseen(X, other):
         expected.append(row not in seen)
         seen.add(row)
     return expected
+
+
+def is_topological(instance, order) -> bool:
+    """Whether ``order`` is a permutation of the tasks with every parent before its children."""
+    n = instance.n_tasks
+    if sorted(int(t) for t in order) != list(range(n)):
+        return False
+    position = {int(t): k for k, t in enumerate(order)}
+    return all(position[int(instance.parent_idx[e])] < position[t]
+               for t in range(n) for e in range(instance.parent_ptr[t], instance.parent_ptr[t + 1]))
+
+
+def reference_precedence_cross(a, b, take_a):
+    """Precedence-preserving crossover: position k takes the first task of ``a`` (take_a[k]
+    1) or of ``b`` not taken yet."""
+    child = []
+    for k in range(len(a)):
+        source = a if take_a[k] else b
+        child.append(next(int(t) for t in source if int(t) not in child))
+    return child
+
+
+def reference_shift_order(X, rows, u, instance):
+    """Per row: of up to four tasks (``u[i, :4]``), the first whose window between its last
+    parent and first child holds another position moves to one of those (``u[i, 4]``)."""
+    X = X.copy()
+    n = instance.n_tasks
+    for r, x in zip(rows, u, strict=True):
+        order = [int(t) for t in X[r, n:]]
+        for attempt in range(4):
+            t = order[min(int(x[attempt] * n), n - 1)]
+            parents = instance.parent_idx[instance.parent_ptr[t]:instance.parent_ptr[t + 1]]
+            children = instance.child_idx[instance.child_ptr[t]:instance.child_ptr[t + 1]]
+            lo = max([order.index(int(p)) + 1 for p in parents], default=0)
+            hi = min([order.index(int(c)) - 1 for c in children], default=n - 1)
+            others = [q for q in range(lo, hi + 1) if q != order.index(t)]
+            if not others:
+                continue
+            q = others[min(int(x[4] * len(others)), len(others) - 1)]
+            order.remove(t)
+            order.insert(q, t)
+            break
+        X[r, n:] = order
+    return X

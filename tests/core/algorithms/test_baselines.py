@@ -36,6 +36,8 @@ from tests.reference.naive_baselines import (
 )
 
 NAMES = [cls.name for cls in BASELINES]
+# The heuristics outside BASELINES: those that scan the ready tasks (list_heuristics.py), and fastest-node.
+OTHERS = ["max-min", "sufferage", "duplex", "fastest-node"]
 
 
 # --- every baseline ------------------------------------------------------------------------------
@@ -43,12 +45,13 @@ NAMES = [cls.name for cls in BASELINES]
 
 def test_all_baselines_registered_and_buildable_by_name():
     assert set(NAMES) <= set(algorithm_names())
-    assert len(NAMES) == 8
-    for name in NAMES:
+    assert len(NAMES) == 11
+    assert set(OTHERS) <= set(algorithm_names())
+    for name in NAMES + OTHERS:
         assert get_allocator(name).name == name
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + OTHERS)
 @pytest.mark.parametrize("shape,m", [("random", 6), ("uniform", 3), ("split", 4), ("single", 1)])
 def test_plan_is_valid_scored_and_deterministic(name, shape, m):
     inst = make_instance(80, 160, m, seed=3, shape=shape, requests=3, gpu_only=0.2)
@@ -66,7 +69,7 @@ def test_plan_is_valid_scored_and_deterministic(name, shape, m):
     np.testing.assert_array_equal(plan.order, again.order)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + OTHERS)
 def test_avoids_nodes_without_a_link_to_the_parent(name):
     # An out-tree (one parent per task) on two zones with no link between them: every task
     # can always join its parent's zone, so a plan that crosses zones is the baseline's fault.
@@ -80,7 +83,7 @@ def test_avoids_nodes_without_a_link_to_the_parent(name):
     assert np.isfinite(stats[STAT_INDEX["makespan"]])
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + OTHERS)
 def test_unavoidable_unroutable_plan_is_still_valid(name):
     # Every edge alone is routable and every node of every task has a partner along each edge
     # (so Instance.build accepts it), but no placement routes all three: a on x1 forces b on
@@ -99,7 +102,7 @@ def test_baseline_plans_runs_every_baseline():
     inst = make_instance(50, 90, 5, seed=4)
     ev = Evaluator(inst)
     plans = baseline_plans(ev, seed=2)
-    assert sorted(plans) == sorted(NAMES)
+    assert sorted(plans) == sorted(NAMES + ["max-min", "sufferage"])  # 50 tasks: the scanning ones fit
     for name, plan in plans.items():
         ev.check(plan.assignment[None, :], plan.order[None, :])
         reference = get_allocator(name).allocate(ev, seed=2).plans[0]
@@ -108,7 +111,8 @@ def test_baseline_plans_runs_every_baseline():
 
 APPENDING = [("random", {}), ("round-robin", {}), ("greedy", {}), ("greedy", dict(slack=0.3)),
              ("least-loaded", {}), ("shortest-first", {}), ("weighted-balance", {}),
-             ("weighted-balance", dict(time_weight=0.2, load_weight=0.9))]
+             ("weighted-balance", dict(time_weight=0.2, load_weight=0.9)),
+             ("mct", {}), ("met", {}), ("olb", {}), ("fastest-node", {})]
 
 
 @pytest.mark.parametrize("name,options", APPENDING)
@@ -262,6 +266,15 @@ def test_min_min_matches_brute_force(seed, n, density, m, shape, requests):
     reference = min_min_reference(inst)
     np.testing.assert_array_equal(plan.order, reference.order)
     np.testing.assert_array_equal(plan.assignment, reference.assignment)
+
+
+def test_min_min_places_a_batch_before_the_children_it_frees():
+    # a -> c, and b alone, on one node. Ready first: {a, b}. a finishes first (1 s); its child c
+    # (1 s) would finish before b (5 s), but c waits for the next batch, as in SAGA's MinMin.
+    cluster = Cluster(nodes=(Node("solo", "cpu", 1.0, 8.0),))
+    inst = Instance.build(Workload(tasks=(Task("a", 1.0), Task("b", 5.0), Task("c", 1.0)), edges=(Edge("a", "c"),)),
+                          cluster)
+    np.testing.assert_array_equal(MinMinAllocator().build(inst).order, [0, 1, 2])
 
 
 def test_min_min_on_a_tiny_independent_instance():

@@ -11,7 +11,13 @@ from hypothesis.extra.numpy import arrays
 
 from apportion.core.algorithms import get_allocator
 from apportion.core.algorithms.baselines import baseline_plans
-from apportion.core.algorithms.nsga import NSGA2Allocator, NSGA3Allocator, ParetoArchive, order_pool
+from apportion.core.algorithms.nsga import (
+    NSGA2Allocator,
+    NSGA3Allocator,
+    ParetoArchive,
+    insertion_seeds,
+    order_pool,
+)
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import STAT_INDEX, Evaluator
 from apportion.core.model import Cluster, Edge, Instance, Link, Node, Task, Workload
@@ -74,6 +80,31 @@ def test_front_weakly_dominates_every_baseline_and_is_as_fast_as_heft(instance, 
         assert weakly_dominated_by(front, objective_matrix(stats, OBJECTIVES)[0]), name
         if name == "heft":
             assert result.stats[:, STAT_INDEX["makespan"]].min() <= stats[0, STAT_INDEX["makespan"]]
+    # The insertion seeds too (each baseline's insertion schedule and earliest-finish placement).
+    for plan in insertion_seeds(instance, baseline_plans(evaluator).values()):
+        stats = evaluator.stats(plan.assignment, plan.order)
+        assert weakly_dominated_by(front, objective_matrix(stats, OBJECTIVES)[0])
+
+
+def test_the_memetic_step_only_runs_when_makespan_is_an_objective(instance):
+    from apportion.core.algorithms import local_search
+
+    calls = []
+    original = local_search.LocalSearch.improve
+
+    def counted(self, *args, **kwargs):
+        calls.append(args[1])
+        return original(self, *args, **kwargs)
+
+    local_search.LocalSearch.improve = counted
+    try:
+        NSGA2Allocator(population=10, generations=5, local_search=7).allocate(Evaluator(instance), seed=0)
+        with_makespan = list(calls)
+        NSGA2Allocator(population=10, generations=5, objectives=("utilization", "imbalance")).allocate(
+            Evaluator(instance), seed=0)
+    finally:
+        local_search.LocalSearch.improve = original
+    assert with_makespan == [7] * 5 and calls == with_makespan
 
 
 @settings(max_examples=6, deadline=None)
@@ -166,6 +197,8 @@ def test_nsga3_with_four_objectives(instance):
     (dict(generations=0), "generations"),
     (dict(objectives=("makespan", "latency")), "objectives"),
     (dict(objectives=()), "objectives"),
+    (dict(local_search=-1), "local_search"),
+    (dict(local_search=2.5), "local_search"),
 ])
 def test_bad_options_are_spec_errors(options, field):
     with pytest.raises(SpecError) as err:

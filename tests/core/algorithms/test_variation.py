@@ -21,7 +21,15 @@ from apportion.core.algorithms.variation import (
 )
 from apportion.core.evaluate import Evaluator
 from tests.core.algorithms.instances import small_instance
-from tests.reference.naive_variation import first_unseen, reference_reassign, reference_release, reference_shift
+from tests.reference.naive_variation import (
+    first_unseen,
+    is_topological,
+    reference_precedence_cross,
+    reference_reassign,
+    reference_release,
+    reference_shift,
+    reference_shift_order,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +57,22 @@ def test_crossover_and_mutation_keep_plans_eligible(codec, seed):
     X = codec.random(8, rng)
     a, b = X[:4], X[4:]
     children = UniformCrossover().cross(X, np.arange(4), np.arange(4, 8), rng)
-    c1, c2 = children[:4], children[4:]
-    assert (((c1 == a) & (c2 == b)) | ((c1 == b) & (c2 == a))).all()  # genes swapped between the pair
+    n = codec.n_tasks
+    # Node genes swapped between the pair; orders kept whole unless crossed (not here).
+    kept = UniformCrossover(order_rate=0.0).cross(X, np.arange(4), np.arange(4, 8), rng)
+    k1, k2 = kept[:4], kept[4:]
+    assert (((k1 == a) & (k2 == b)) | ((k1 == b) & (k2 == a))).all()
+    assert all(np.array_equal(c[n:], a[i, n:]) or np.array_equal(c[n:], b[i, n:]) for i, c in enumerate(k1))
+    assert all(is_topological(codec.instance, c[n:]) for c in children)
     mixed = UniformCrossover(prob=1.0).cross(X, np.arange(4), np.arange(4, 8), rng)[:4]
     differ = a != b
     assert ((mixed == a) & differ).any() and ((mixed == b) & differ).any()  # both parents contribute
     copied = UniformCrossover(prob=0.0).cross(X, np.arange(4), np.arange(4, 8), rng)
     assert np.array_equal(copied, X)
-    n = codec.n_tasks
     eligible = codec.instance.eligible
-    mutated = PlanMutation(codec).mutate(children.copy(), rng)
+    mutated = PlanMutation(codec, order_rate=0.5).mutate(children.copy(), rng)
     assert eligible[np.arange(n), mutated[:, :n]].all()
-    assert ((mutated[:, n] >= 0) & (mutated[:, n] < codec.n_orders)).all()
+    assert all(is_topological(codec.instance, row[n:]) for row in mutated)
     # Reassignment alone (a later load shift or node release may move a task back) always moves a task.
     reassigned = PlanMutation(codec, shift_rate=0.0, release_rate=0.0, order_rate=0.0).mutate(children.copy(), rng)
     assert eligible[np.arange(n), reassigned[:, :n]].all()
@@ -76,7 +88,7 @@ def test_operators_work_through_pymoos_generic_interface(codec):
     mutated = PlanMutation(codec).do(None, children, random_state=rng)
     M = np.array([ind.X for ind in mutated])
     n = codec.n_tasks
-    assert M.shape == (6, n + 1) and codec.instance.eligible[np.arange(n), M[:, :n]].all()
+    assert M.shape == (6, 2 * n) and codec.instance.eligible[np.arange(n), M[:, :n]].all()
     assert all(ind.X.base is None for ind in mutated)  # each owns its row
 
 
@@ -135,12 +147,49 @@ def test_release_node_kernel_matches_python_reference(codec, seed):
 def test_eligibility_repair_fixes_out_of_range_and_ineligible_genes(codec):
     instance = codec.instance
     n = codec.n_tasks
-    X = np.full((3, n + 1), -2.7)
+    X = np.full((3, 2 * n), -2.7)
     X[1] = instance.n_nodes + 5
     X[2, :n] = np.argmin(instance.eligible, axis=1)  # an ineligible node wherever there is one
+    X[2, n:] = instance.topo_order[::-1]  # every edge backwards
     repaired = EligibilityRepair(codec).fix(X)
     assert instance.eligible[np.arange(n), repaired[:, :n]].all()
-    assert ((repaired[:, n] >= 0) & (repaired[:, n] < codec.n_orders)).all()
+    assert all(is_topological(instance, row[n:]) for row in repaired)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_repair_makes_any_order_genes_topological_and_keeps_topological_ones(codec, seed):
+    rng = np.random.default_rng(seed)
+    instance, n = codec.instance, codec.n_tasks
+    valid = codec.random(4, rng)
+    PlanMutation(codec, order_rate=1.0).mutate(valid, rng)
+    np.testing.assert_array_equal(EligibilityRepair(codec).fix(valid), valid)
+    junk = valid.copy()
+    junk[:, n:] = rng.integers(-3, n + 3, size=(4, n))
+    assert all(is_topological(instance, row[n:]) for row in EligibilityRepair(codec).fix(junk))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_order_kernels_match_python_reference_and_keep_orders_topological(codec, seed):
+    from apportion.core.algorithms.variation import _precedence_cross, _shift_order
+
+    rng = np.random.default_rng(seed)
+    instance, n = codec.instance, codec.n_tasks
+    X = codec.random(6, rng)
+    PlanMutation(codec, order_rate=1.0).mutate(X, rng)  # distinct orders to cross
+    bits = rng.integers(0, 2, size=n).astype(np.uint8)
+    child = np.empty(n, dtype=np.int32)
+    _precedence_cross(X[0, n:], X[1, n:], bits, np.empty(n, dtype=np.bool_), child)
+    np.testing.assert_array_equal(child, reference_precedence_cross(X[0, n:], X[1, n:], bits))
+    assert is_topological(instance, child)
+    rows, u = np.arange(6), rng.random((6, 5))
+    got = X.copy()
+    _shift_order(got, rows, u, n, instance.parent_ptr, instance.parent_idx, instance.child_ptr, instance.child_idx,
+                 np.empty(n, dtype=np.int64))
+    np.testing.assert_array_equal(got, reference_shift_order(X, rows, u, instance))
+    assert all(is_topological(instance, row[n:]) for row in got)
+    np.testing.assert_array_equal(got[:, :n], X[:, :n])
 
 
 rows = arrays(np.int32, st.tuples(st.integers(0, 12), st.just(5)), elements=st.integers(0, 2))

@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_robust.py
 	$(BIN)/python benchmarks/bench_replan.py
 	$(BIN)/python benchmarks/bench_baselines.py
+	$(BIN)/python benchmarks/bench_islands.py
 
 clean:
 	rm -rf $(VENV) .demo out

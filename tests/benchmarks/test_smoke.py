@@ -27,6 +27,7 @@ FIELDS = {
     "simulator": ("static_makespan", "no_noise_seconds", "cases"),
     "robust": ("summary", "runs", "knee_shift_correlation"),
     "replan": ("first_makespan", "first_front", "cases", "target_seconds"),
+    "islands": ("instances", "wall_time", "cpu_count", "islands", "rounds"),
 }
 
 
@@ -46,6 +47,10 @@ def test_benchmark_quick_run_ends_with_its_json(name):
         reference = record["reference"]
         assert reference["evals_per_s"] > 0 and reference["ratio_vs_python"] > 0
         assert math.isfinite(record["scaling_exponent"])
+    if name == "islands":
+        assert [t["workers"] for t in record["wall_time"]] == [1, 2, 4]
+        for row in record["instances"]:
+            assert all(row[v]["hypervolume"] > 0 for v in ("one", "seeds", "islands", "rounds"))
     if name == "optimizer":
         shares = [record[f"{category}_share"] for category in ("evaluator", "pymoo")]
         assert all(0.0 <= share <= 1.0 for share in shares)

@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python -m pip install --quiet --no-deps -r benchmarks/requirements-saga.txt
 	$(BIN)/python benchmarks/bench_saga.py
+	$(BIN)/python benchmarks/bench_islands.py
 
 clean:
 	rm -rf $(VENV) .demo out

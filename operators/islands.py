@@ -158,8 +158,8 @@ def _read_front(path: str, instance, config) -> Any:
 
 def merge_round(previous: Mapping[str, Any] | None, islands: Sequence[Mapping[str, Any]], *, round: int,
                 rounds: int, population: int, generations: int, seed: int, objectives: Sequence[str],
-                select: str = "knee", emphasis: bool = True, context: Mapping[str, Any] | None = None, ref: AirflowRef | None = None,
-                output_root: str | Path | None = None) -> dict:
+                select: str = "knee", emphasis: bool = True, context: Mapping[str, Any] | None = None,
+                ref: AirflowRef | None = None, output_root: str | Path | None = None) -> dict:
     """Merge a round's island fronts, and the previous round's merged front, into one
     non-dominated front without duplicates (``core.islands.merge_islands``); check that it is
     non-dominated and weakly dominates every island's front; write it (front.json), the
@@ -205,8 +205,7 @@ def merge_round(previous: Mapping[str, Any] | None, islands: Sequence[Mapping[st
     instance = _instance(workload, cluster)
     fronts = [_read_front(i["front"], instance, IslandConfig(i["island"], round, i["seed"], tuple(i["objectives"])))
               for i in islands]
-    pool = fronts + ([_read_front(previous["front"], instance, None)]
-                     if previous else [])
+    pool = fronts + ([_read_front(previous["front"], instance, None)] if previous else [])
     plans, stats, merged = merge_islands(instance, settings.objectives, pool)
 
     covered = [covers(merged.F, merged.violation, objective_matrix(f.stats, settings.objectives),
@@ -229,6 +228,7 @@ def merge_round(previous: Mapping[str, Any] | None, islands: Sequence[Mapping[st
         "round": round, "rounds": rounds, "pareto_size": len(merged), "hypervolume": float(result.hypervolume),
         "non_dominated": bool(is_non_dominated(merged.F)),
         "weakly_dominates_islands": bool(all(covered[:len(islands)])),
+        "weakly_dominates_each_island": [bool(c) for c in covered[:len(islands)]],
         "weakly_dominates_previous": bool(covered[len(islands)]) if previous else None,
         "evaluations": int(result.evaluations), "seconds": float(result.seconds),
         "hostnames": sorted({i["hostname"] for i in islands}),

@@ -31,6 +31,7 @@ FIELDS = {
     "replan": ("first_makespan", "first_front", "cases", "target_seconds"),
     "allocate_memory": ("tasks", "nodes", "peak_rss_mb", "phase_peak_rss_mb", "dominant_phase", "target_mb"),
     "saga": ("instances", "summary", "heuristics", "excluded"),
+    "islands": ("instances", "wall_time", "cpu_count", "islands", "rounds"),
 }
 
 
@@ -63,6 +64,10 @@ def test_benchmark_quick_run_ends_with_its_json(name):
     if name == "load":
         assert set(record["phases"]) == {"yaml", "json"}
         assert record["memory"]["load_build_peak_rss_mb"] > 0 and record["optimize"]["ratio"] >= 1.0
+    if name == "islands":
+        assert [t["workers"] for t in record["wall_time"]] == [1, 2, 4]
+        for row in record["instances"]:
+            assert all(row[v]["hypervolume"] > 0 for v in ("one", "seeds", "islands", "rounds"))
     if name == "optimizer":
         shares = [record[f"{category}_share"] for category in ("evaluator", "pymoo")]
         assert all(0.0 <= share <= 1.0 for share in shares)

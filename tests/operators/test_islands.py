@@ -43,6 +43,7 @@ def test_two_rounds_merge_record_and_match_the_in_process_search(tracking_uri, d
     islands, first = run_round(dag_id, output_root, jobs, None, 1, rounds=2)
     assert all(i["hostname"] == socket.gethostname() and not i["reused"] for i in islands)
     assert first["non_dominated"] and first["weakly_dominates_islands"]
+    assert first["weakly_dominates_each_island"] == [True, True, True]
     assert [j["round"] for j in first["jobs"]] == [2, 2, 2] and all(j["migrants"] for j in first["jobs"])
     _, second = run_round(dag_id, output_root, first["jobs"], first, 2, rounds=2)
     assert second["jobs"] == [] and second["weakly_dominates_previous"] and second["weakly_dominates_islands"]

@@ -167,9 +167,13 @@ def run_allocation(args: AllocationArguments, *, context: Mapping[str, Any] | No
     warm_start, migration_objective = (check_flag(args.warm_start, "warm_start"),
                                        check_flag(args.migration_objective, "migration_objective"))
     previous = previous_front(ref.dag_id, args.output_root) if warm_start else None
-    if previous is not None and migration_objective and "migrations" not in settings.objectives:
-        from dataclasses import replace
+    from dataclasses import replace
 
+    if not args.objectives:  # none named: the workload's default (docs/metrics.md)
+        from apportion.core.defaults import objectives_for
+
+        settings = replace(settings, objectives=objectives_for(w))
+    if previous is not None and migration_objective and "migrations" not in settings.objectives:
         settings = replace(settings, objectives=(*settings.objectives, "migrations"))
     record = compute_allocation(w, c, settings, folder, scenario_info=info, started=started, previous=previous)
     hook = ApportionMlflowHook(args.mlflow_conn_id, args.tracking_uri, attempts=args.tracking_attempts)

@@ -24,6 +24,7 @@ from apportion.operators.tracking import (
     Tracker,
     artifact_url,
     history_steps,
+    reference_box_params,
     run_url,
     without_credentials,
 )
@@ -111,6 +112,7 @@ def _result_record(result, workload, cluster, instance, key: str, chosen_id: str
             "instance/workload": workload.name, "instance/cluster": cluster.name, "instance/tasks": instance.n_tasks,
             "instance/edges": instance.n_edges, "instance/requests": len(instance.request_ids),
             **{f"instance/{name}": count for name, count in cluster_summary(cluster).items()},
+            **reference_box_params(result.reference_box),
             **warm_params,
             **robust_params,
             **{f"scenario/{k}" if k != "scenario" else "scenario/name": v

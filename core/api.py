@@ -253,8 +253,8 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
        the plans of least (p95) lateness, and when the anchor is later than they are, all of
        them beat it.
 
-    Picking on the robust front alone lands the knee at another trade-off than the nominal
-    knee from run to run, which moves its tail by more than robustness does (docs/robust.md).
+    Picking on the robust front alone lands the chosen plan at another trade-off than the
+    nominal choice from run to run, which moves its tail by more than robustness does (docs/robust.md).
     """
     from dataclasses import replace
 

@@ -245,7 +245,7 @@ def test_example_dag_loads_in_a_dagbag(tmp_path):
     assert allocate.objectives == ["mean_response", "utilization", "imbalance"]
     assert allocate.experiment_name == "ct-reading"
     params = dag.params.dump()
-    assert params["select"] == "knee"
+    assert params["select"] == "compromise"
     # The Params point at the specs in the folder beside the DAG's folder.
     assert params["workload"] == str(folder.parent / "hospital" / "workload.yaml")
 

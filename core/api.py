@@ -227,7 +227,7 @@ def optimize(instance: Instance, settings: Settings = Settings(), *,
     chosen_index = int(select(front_stats, settings.objectives, settings.select))
     chosen = evaluator.schedule(front[chosen_index])
 
-    box = reference_box(instance, settings.objectives)
+    box = reference_box(instance, settings.objectives, result.baselines)
     hv = box.hypervolume(objective_matrix(front_stats, settings.objectives))
     return RunResult(
         instance=instance, settings=settings, front=front, front_stats=front_stats, chosen_index=chosen_index,

@@ -22,11 +22,12 @@ import hashlib
 import json
 import weakref
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
 from apportion.core._jit import jit
-from apportion.core.evaluate import Evaluator
+from apportion.core.evaluate import Evaluator, Plan
 from apportion.core.model import Instance
 
 
@@ -102,11 +103,13 @@ def _lower_bounds(instance: Instance) -> dict[str, float]:
             "energy": float(joules.sum()), "cost": makespan * float(inst.cost_rate.min()), "moved": 0.0}
 
 
-def _baseline_stats(instance: Instance) -> np.ndarray:
-    """STATS rows of the deterministic baselines' plans on ``instance``."""
+def _baseline_stats(instance: Instance, built: Mapping[str, Plan]) -> np.ndarray:
+    """STATS rows of the deterministic baselines' plans on ``instance``; those in ``built``
+    (by name, as ``baseline_plans`` returns them) are not built again."""
     from apportion.core.algorithms.baselines import BASELINES
 
-    plans = [cls().build(instance) for cls in BASELINES if cls.name != "random"]
+    plans = [built[cls.name] if cls.name in built else cls().build(instance)
+             for cls in BASELINES if cls.name != "random"]
     evaluator = Evaluator(instance)
     return np.vstack([evaluator.stats(p.assignment, p.order) for p in plans])
 
@@ -116,9 +119,10 @@ def _baseline_stats(instance: Instance) -> np.ndarray:
 _BOXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def reference_box(instance: Instance, objectives) -> ReferenceBox:
+def reference_box(instance: Instance, objectives, baselines: Mapping[str, Plan] | None = None) -> ReferenceBox:
     """The reference box of ``instance`` for ``objectives`` (module docstring); the same
-    numbers every time for the same instance."""
+    numbers every time for the same instance. ``baselines``: the baselines' plans already
+    built for this instance (``baseline_plans``), reused rather than built again."""
     from apportion.core.pareto import OBJECTIVES, check_objectives, objective_columns
 
     names = check_objectives(objectives)
@@ -127,7 +131,7 @@ def reference_box(instance: Instance, objectives) -> ReferenceBox:
         columns, signs = objective_columns(names)
         bounds = _lower_bounds(instance)
         ideal = np.array([bounds[OBJECTIVES[name][0]] for name in names]) * signs
-        base_F = _baseline_stats(instance)[:, columns] * signs
+        base_F = _baseline_stats(instance, baselines or {})[:, columns] * signs
         finite = np.where(np.isfinite(base_F), base_F, -np.inf).max(axis=0)
         nadir = np.where(np.isfinite(finite), np.maximum(finite, ideal), ideal)
         cached[names] = ReferenceBox(objectives=names, ideal=ideal, nadir=nadir)

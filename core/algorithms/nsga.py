@@ -169,7 +169,7 @@ class NSGA2Allocator(Allocator):
         rebuild = type(evaluator) is Evaluator and evaluator.parallel != self.parallel
         hot = Evaluator(instance, parallel=self.parallel) if rebuild else evaluator
         problem = PlanProblem(hot, codec, self.objectives, ParetoArchive(), self.objective_bounds)
-        history = HistoryCallback(problem, self.objectives, progress)
+        history = HistoryCallback(problem, self.objectives, progress, baselines)
         minimize(problem, self._algorithm(codec, seeds), ("n_gen", self.generations + 1), seed=seed,
                  callback=history, copy_algorithm=False)
 

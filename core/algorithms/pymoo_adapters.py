@@ -334,7 +334,9 @@ class HistoryCallback(Callback):
     archive's ~100 points in 3-D, about 1% of a run.
     """
 
-    def __init__(self, problem: PlanProblem, objectives, progress):
+    def __init__(self, problem: PlanProblem, objectives, progress, baselines=None):
+        """``baselines``: the baselines' plans the search was seeded with (``baseline_plans``),
+        reused for the box instead of built again."""
         from apportion.core.reference_box import reference_box
 
         super().__init__()
@@ -342,7 +344,7 @@ class HistoryCallback(Callback):
         self.objectives = objectives
         self.progress = progress
         self.records: list[dict] = []
-        self.box = reference_box(problem.evaluator.instance, objectives)
+        self.box = reference_box(problem.evaluator.instance, objectives, baselines)
         self._hypervolume = (-1, 0.0)  # (archive version, its hypervolume)
 
     def notify(self, algorithm):

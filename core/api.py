@@ -139,7 +139,9 @@ class RunResult:
     chosen_index: int
     chosen: Schedule
     metrics: dict[str, float]
+    # Of the front, in the instance's reference box (``core.reference_box``), recorded here.
     hypervolume: float
+    reference_box: dict
     evaluations: int
     seconds: float
     history: list[dict] = field(default_factory=list)
@@ -169,6 +171,7 @@ class RunResult:
             "lateness": self.metrics["lateness"],
             "unroutable_edges": int(self.chosen.stat("unroutable")),
             "hypervolume": self.hypervolume,
+            "reference_box": self.reference_box,
             "pareto_size": self.pareto_size,
             "evaluations": self.evaluations,
             "seconds": self.seconds,
@@ -204,8 +207,8 @@ def optimize(instance: Instance, settings: Settings = Settings(), *,
     if settings.robust_scenarios and settings.noise_sigma > 0 and settings.algorithm in ITERATIVE:
         return _optimize_robust(instance, settings, progress=progress, initial_plans=initial_plans)
     from apportion.core.algorithms import get_allocator
-    from apportion.core.algorithms.baselines import baseline_plans
-    from apportion.core.pareto import hypervolume, non_dominated, objective_matrix, select
+    from apportion.core.pareto import non_dominated, objective_matrix, select
+    from apportion.core.reference_box import reference_box
     from apportion.core.robust import robust_metrics
 
     options = settings.allocator_options()
@@ -224,17 +227,12 @@ def optimize(instance: Instance, settings: Settings = Settings(), *,
     chosen_index = int(select(front_stats, settings.objectives, settings.select))
     chosen = evaluator.schedule(front[chosen_index])
 
-    # Normalise hypervolume by the baselines' spread so every algorithm on one instance is
-    # measured against the same box.
-    reference = settings.search_evaluator(instance)
-    base = result.baselines or baseline_plans(reference, seed=settings.seed)
-    ref_stats = np.vstack([reference.stats(p.assignment, p.order) for p in base.values()] + [front_stats])
-    ref_F = objective_matrix(ref_stats, settings.objectives)
-    hv = float(hypervolume(objective_matrix(front_stats, settings.objectives), ref_F.min(axis=0), ref_F.max(axis=0)))
+    box = reference_box(instance, settings.objectives, result.baselines)
+    hv = box.hypervolume(objective_matrix(front_stats, settings.objectives))
     return RunResult(
         instance=instance, settings=settings, front=front, front_stats=front_stats, chosen_index=chosen_index,
-        chosen=chosen, metrics=plan_metrics(instance, chosen), hypervolume=hv, evaluations=result.evaluations,
-        seconds=seconds, history=result.history,
+        chosen=chosen, metrics=plan_metrics(instance, chosen), hypervolume=hv, reference_box=box.record(),
+        evaluations=result.evaluations, seconds=seconds, history=result.history,
         robust_metrics=robust_metrics(front_stats[chosen_index]) if settings.robust_scenarios else None,
     )
 
@@ -255,15 +253,15 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
        the plans of least (p95) lateness, and when the anchor is later than they are, all of
        them beat it.
 
-    Picking on the robust front alone lands the knee at another trade-off than the nominal
-    knee from run to run, which moves its tail by more than robustness does (docs/robust.md).
+    Picking on the robust front alone lands the chosen plan at another trade-off than the
+    nominal choice from run to run, which moves its tail by more than robustness does (docs/robust.md).
     """
     from dataclasses import replace
 
     from apportion.core.algorithms import get_allocator
-    from apportion.core.algorithms.baselines import baseline_plans
     from apportion.core.algorithms.pymoo_adapters import constraint_columns
-    from apportion.core.pareto import hypervolume, non_dominated, objective_matrix, parse_policy, select
+    from apportion.core.pareto import non_dominated, objective_matrix, parse_policy, select
+    from apportion.core.reference_box import reference_box
     from apportion.core.robust import robust_metrics, validation_stats
 
     started = time.perf_counter()
@@ -275,13 +273,10 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
                               initial_plans=tuple(nominal.front), objective_bounds=bound)
     searched = allocator.allocate(search, seed=settings.seed, progress=progress)
 
-    base = list((searched.baselines or baseline_plans(search, seed=settings.seed)).values())
     plans = list(searched.plans) + list(nominal.front)
-    candidates = plans + base
-    stats = validation_stats(instance, settings.noise(), np.array([p.assignment for p in candidates]),
-                             np.array([p.order for p in candidates]), scenarios=settings.robust_validation,
-                             seed=settings.validation_seed(), statistic=settings.robust_statistic)
-    plan_stats, base_stats = stats[:len(plans)], stats[len(plans):]
+    plan_stats = validation_stats(instance, settings.noise(), np.array([p.assignment for p in plans]),
+                                  np.array([p.order for p in plans]), scenarios=settings.robust_validation,
+                                  seed=settings.validation_seed(), statistic=settings.robust_statistic)
     anchor = len(searched.plans) + nominal.chosen_index  # its row in plans
     F = objective_matrix(plan_stats, settings.objectives)
     # Deadlines (and links) stay constraints, as in the search: the front holds the plans of
@@ -299,12 +294,12 @@ def _optimize_robust(instance: Instance, settings: Settings, *, progress, initia
         beats_anchor = np.flatnonzero(np.all(F[keep] <= F[anchor], axis=1) | (violation[anchor] > violation.min()))
         chosen_index = int(beats_anchor[select(front_stats[beats_anchor], settings.objectives, settings.select)])
     chosen = Evaluator(instance).schedule(front[chosen_index])
-    ref_F = objective_matrix(np.vstack([base_stats, front_stats]), settings.objectives)
-    hv = float(hypervolume(objective_matrix(front_stats, settings.objectives), ref_F.min(axis=0), ref_F.max(axis=0)))
+    box = reference_box(instance, settings.objectives)
+    hv = box.hypervolume(objective_matrix(front_stats, settings.objectives))
     return RunResult(
         instance=instance, settings=settings, front=front, front_stats=front_stats, chosen_index=chosen_index,
-        chosen=chosen, metrics=plan_metrics(instance, chosen), hypervolume=hv,
-        evaluations=nominal.evaluations + searched.evaluations + len(candidates),
+        chosen=chosen, metrics=plan_metrics(instance, chosen), hypervolume=hv, reference_box=box.record(),
+        evaluations=nominal.evaluations + searched.evaluations + len(plans),
         seconds=time.perf_counter() - started, history=searched.history,
         robust_metrics=robust_metrics(front_stats[chosen_index]),
         nominal_choice_robust_metrics=robust_metrics(plan_stats[anchor]),

@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 
@@ -63,12 +64,14 @@ def _optimize(args: argparse.Namespace) -> int:
     from apportion.core.io import load_instance
 
     settings = Settings(algorithm=args.algorithm, population=args.population, generations=args.generations,
-                        seed=args.seed, objectives=_objectives(args.objectives), select=args.select,
-                        robust_scenarios=args.robust, robust_statistic=args.robust_statistic,
+                        seed=args.seed, objectives=_objectives(args.objectives or defaults.DEFAULT_OBJECTIVES),
+                        select=args.select, robust_scenarios=args.robust, robust_statistic=args.robust_statistic,
                         noise_sigma=args.noise_sigma, robust_validation=args.robust_validation)
     _check_select(settings)
     with _output_set(args) as outputs:
         instance = load_instance(args.workload, args.cluster)
+        if not args.objectives:  # every default list has three objectives: the checks above hold
+            settings = replace(settings, objectives=defaults.objectives_for(instance.workload))
         result = _search(instance, settings, args)
         staged = write_outputs(result, outputs.staging)
         outputs.commit()
@@ -376,10 +379,13 @@ def _replan(args: argparse.Namespace) -> int:
     if not math.isfinite(at) or at < 0:
         raise SpecError("at", f"must be a finite time >= 0 (seconds since the plan started), got {excerpt(at)}")
     settings = Settings(population=args.population, generations=args.generations, seed=args.seed,
-                        objectives=_objectives(args.objectives), select=args.select)
+                        objectives=_objectives(args.objectives or (*defaults.DEFAULT_OBJECTIVES, "migrations")),
+                        select=args.select)
     _check_select(settings)
     with _output_set(args) as outputs:
         instance = load_instance(args.workload, args.cluster)
+        if not args.objectives:
+            settings = replace(settings, objectives=(*defaults.objectives_for(instance.workload), "migrations"))
         plan, start, end = read_plan(args.plan, instance)
         failures = _failures(args.fail, instance)
         changes = [*failures, *_joins(args.join, instance.cluster), *_urgent(args.urgent, instance.workload)]
@@ -563,15 +569,16 @@ def _version() -> str:
 
 
 def _add_search_options(parser: argparse.ArgumentParser, *, population: int, generations: int,
-                        objectives: tuple[str, ...], objectives_help: str) -> None:
+                        objectives_help: str) -> None:
     """The options ``optimize`` and ``replan`` share: budget, seed, objectives, how to pick a plan."""
     parser.add_argument("--population", type=int, default=population, metavar="N", help="NSGA-II population size")
     parser.add_argument("--generations", type=int, default=generations, metavar="N", help="NSGA-II generations")
     parser.add_argument("--seed", type=int, default=defaults.SEED, metavar="N",
                         help="random seed: the same seed on the same inputs gives the same plan, bit for bit")
-    parser.add_argument("--objectives", nargs="+", default=list(objectives), metavar="NAME", help=objectives_help)
+    parser.add_argument("--objectives", nargs="+", metavar="NAME", help=objectives_help)
     parser.add_argument("--select", default=defaults.SELECT, metavar="POLICY",
-                        help="how to pick one plan from the front: knee | weights:a,b,c | sla:SECONDS")
+                        help="how to pick one plan from the front: compromise (nearest the ideal point) | "
+                             "knee (largest trade-off) | weights:a,b,c | sla:SECONDS")
 
 
 def _add_optimize(sub) -> None:
@@ -582,9 +589,11 @@ def _add_optimize(sub) -> None:
     opt.add_argument("--algorithm", default=defaults.ALGORITHM, choices=algorithms, metavar="NAME",
                      help="search or baseline that makes the plan: " + " ".join(algorithms))
     _add_search_options(opt, population=defaults.POPULATION, generations=defaults.GENERATIONS,
-                        objectives=defaults.DEFAULT_OBJECTIVES,
                         objectives_help="what to minimise (utilization is maximised), space or comma separated: "
-                                        + " ".join(o for o in defaults.OBJECTIVES if o != "migrations"))
+                                        + " ".join(o for o in defaults.OBJECTIVES if o != "migrations")
+                                        + "; default " + " ".join(defaults.DEFAULT_OBJECTIVES) + ", or "
+                                        + " ".join(defaults.STREAMING_OBJECTIVES)
+                                        + " when the workload's requests arrive over time (docs/metrics.md)")
     opt.add_argument("--robust", type=int, default=0, metavar="K",
                      help="score plans over K sampled noise scenarios (0: nominal; docs/robust.md)")
     opt.add_argument("--robust-statistic", default="p95", choices=("mean", "p95"),
@@ -638,8 +647,8 @@ def _add_replan(sub) -> None:
                      help="urgent requests: a workload spec whose edges may start at existing tasks "
                           "(repeatable; default: none)")
     _add_search_options(rep, population=REPLAN_POPULATION, generations=REPLAN_GENERATIONS,
-                        objectives=(*defaults.DEFAULT_OBJECTIVES, "migrations"),
-                        objectives_help="as for optimize; 'migrations' counts tasks moved off a node that still works")
+                        objectives_help="as for optimize; 'migrations' counts tasks moved off a node that still "
+                                        "works; default optimize's default plus migrations")
     rep.add_argument("--out", default="replanned", metavar="DIR",
                      help="folder for plan.json, pareto.csv, schedule.csv, changes.csv")
     rep.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")

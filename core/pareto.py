@@ -246,9 +246,12 @@ def hypervolume(F: np.ndarray, ideal: np.ndarray, nadir: np.ndarray) -> float:
     """Hypervolume of F after normalising each objective to [0, 1] by ``ideal`` and ``nadir``
     (a zero span counts as 1), with reference point ``HV_REFERENCE`` (1.1) in every objective.
 
-    Computed exactly by ``moocore.hypervolume``, the routine behind pymoo's
-    ``pymoo.indicators.hv.HV`` (moocore is a pymoo dependency); points that do not dominate
-    the reference point add nothing.
+    Values better than the ideal count as the ideal and points that do not dominate the
+    reference point add nothing, so for a fixed box a front that weakly dominates another
+    never scores less (``core.reference_box`` fixes the box per instance). The rows are
+    sorted first, so the value does not depend on their order. Computed exactly by
+    ``moocore.hypervolume``, the routine behind pymoo's ``pymoo.indicators.hv.HV`` (moocore
+    is a pymoo dependency).
     """
     F = np.atleast_2d(np.asarray(F, dtype=np.float64))
     if F.shape[0] == 0:
@@ -256,29 +259,30 @@ def hypervolume(F: np.ndarray, ideal: np.ndarray, nadir: np.ndarray) -> float:
     ideal = np.asarray(ideal, dtype=np.float64)
     span = np.asarray(nadir, dtype=np.float64) - ideal
     span = np.where(span > 0, span, 1.0)
-    Z = (F - ideal) / span
+    Z = np.maximum((F - ideal) / span, 0.0)
     Z = Z[np.all(Z < HV_REFERENCE, axis=1)]
     if Z.shape[0] == 0:
         return 0.0
     import moocore
 
+    Z = Z[np.lexsort(Z.T[::-1])]
     return float(moocore.hypervolume(Z, ref=np.full(F.shape[1], HV_REFERENCE)))
 
 
 def parse_policy(policy: str) -> tuple[str, object]:
-    """Parse a selection policy: ``knee``, ``weights:a,b,...`` or ``sla:SECONDS``.
+    """Parse a selection policy: ``knee``, ``compromise``, ``weights:a,b,...`` or ``sla:SECONDS``.
 
-    Returns ("knee", None), ("weights", ndarray) or ("sla", seconds); SpecError (field
-    ``select``) on bad syntax.
+    Returns ("knee", None), ("compromise", None), ("weights", ndarray) or ("sla", seconds);
+    SpecError (field ``select``) on bad syntax.
     """
     if not isinstance(policy, str):
         raise SpecError("select", f"must be a string, got {policy!r}")
     text = policy.strip()
     kind, sep, arg = text.partition(":")
     kind = kind.strip().lower()
-    usage = "use 'knee', 'weights:a,b,c' (one weight per objective) or 'sla:SECONDS'"
-    if kind == "knee" and not sep:
-        return "knee", None
+    usage = "use 'knee', 'compromise', 'weights:a,b,c' (one weight per objective) or 'sla:SECONDS'"
+    if kind in ("knee", "compromise") and not sep:
+        return kind, None
     if kind == "weights" and sep:
         try:
             weights = np.array([float(w) for w in arg.split(",")])
@@ -306,17 +310,47 @@ def _normalised(F: np.ndarray) -> np.ndarray:
     return (F - lo) / np.where(span > 0, span, 1.0)
 
 
-def select(stats: np.ndarray, objectives=DEFAULT_OBJECTIVES, policy: str = "knee") -> int:
+def knee_point(F: np.ndarray) -> int:
+    """Index of the knee of the front F (minimisation form): the plan furthest on the ideal's
+    side of the hyperplane through the front's extreme plans (Das 1999, normal-boundary
+    distance; KnEA's knee, Zhang et al. 2015), in objectives normalised to [0, 1] over F.
+
+    The extreme plan of an objective is the one best in it (ties: the smallest sum of the
+    others). Moving away from the knee along the front gives up more in some objective than it
+    gains in another, which is what "knee" means; the normalisation makes the choice the same
+    whatever the objectives' units. When the extremes do not span a hyperplane (fewer distinct
+    extremes than objectives) the plane through the unit points, sum z = 1, stands in.
+    Ties go to the lowest index.
+    """
+    Z = _normalised(np.atleast_2d(np.asarray(F, dtype=np.float64)))
+    P, k = Z.shape
+    extremes = np.array([np.lexsort((Z.sum(axis=1) - Z[:, c], Z[:, c]))[0] for c in range(k)])
+    normal = np.ones(k)
+    if len(set(extremes.tolist())) == k:
+        try:
+            solved = np.linalg.solve(Z[extremes], np.ones(k))  # the plane z . normal = 1
+        except np.linalg.LinAlgError:
+            solved = None
+        if solved is not None and np.all(np.isfinite(solved)) and np.all(solved > 0):
+            normal = solved
+    distance = (1.0 - Z @ normal) / np.linalg.norm(normal)
+    return int(np.argmax(distance))
+
+
+def select(stats: np.ndarray, objectives=DEFAULT_OBJECTIVES, policy: str = defaults.SELECT) -> int:
     """Index of the plan (row of the statistics matrix ``stats``) that ``policy`` picks.
 
-    * ``knee``: normalise the objectives (minimisation form) to [0, 1] over the given plans
-      and take the plan closest (Euclidean) to the ideal point 0; a balanced compromise.
+    * ``compromise``: normalise the objectives (minimisation form) to [0, 1] over the given
+      plans and take the plan closest (Euclidean) to the ideal point 0 (compromise
+      programming): every objective weighs the same.
+    * ``knee``: the knee of the front (``knee_point``): the plan where a step along the
+      front in any direction costs more than it gains.
     * ``weights:a,b,...``: the smallest weighted sum of those normalised objectives, one
       weight per objective in ``objectives`` order.
     * ``sla:SECONDS``: the highest utilisation among plans with makespan <= SECONDS (ties:
       the shorter makespan); SpecError naming the best achievable makespan if none meets it.
 
-    Ties go to the lowest index.
+    Ties go to the lowest index. docs/metrics.md compares the two rules.
     """
     kind, arg = parse_policy(policy)
     stats = np.atleast_2d(np.asarray(stats, dtype=np.float64))
@@ -334,8 +368,11 @@ def select(stats: np.ndarray, objectives=DEFAULT_OBJECTIVES, policy: str = "knee
         utilisation = stats[ok, STAT_INDEX["utilization"]]
         # lexsort: last key is primary -> highest utilisation, then shortest makespan, then index.
         return int(ok[np.lexsort((ok, makespan[ok], -utilisation))[0]])
-    Z = _normalised(objective_matrix(stats, objectives))
+    F = objective_matrix(stats, objectives)
     if kind == "knee":
+        return knee_point(F)
+    Z = _normalised(F)
+    if kind == "compromise":
         return int(np.argmin(np.sqrt(np.sum(Z * Z, axis=1))))
     weights = arg
     if weights.shape[0] != Z.shape[1]:

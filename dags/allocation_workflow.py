@@ -128,16 +128,19 @@ def optimiser_params(*, with_algorithm: bool = True) -> dict[str, Param]:
             description="Random seed of the scenario and the optimiser: same seed and inputs, same plan.",
         ),
         "objectives": Param(
-            list(defaults.DEFAULT_OBJECTIVES), type="array", minItems=1, uniqueItems=True,
+            [], type="array", uniqueItems=True,
             items={"type": "string", "enum": list(form_objectives())}, title="Objectives", section="Optimiser",
-            description="What the optimiser trades off (utilization is maximised, the others minimised).",
+            description="What the optimiser trades off (utilization is maximised, the others minimised). "
+                        f"Empty: {', '.join(defaults.STREAMING_OBJECTIVES)} when the workload's requests "
+                        f"arrive over time, else {', '.join(defaults.DEFAULT_OBJECTIVES)}.",
         ),
         "select": Param(
             defaults.SELECT, type="string", pattern=defaults.SELECT_PATTERN, title="Selection policy",
             section="Optimiser",
-            description="How one plan is picked from the front: 'knee' (best compromise), "
-                        "'weights:a,b,c' (one weight per objective) or 'sla:SECONDS' (most utilised "
-                        "plan whose makespan meets the bound).",
+            description="How one plan is picked from the front: 'compromise' (nearest the ideal point, "
+                        "every objective normalised over the front), 'knee' (where the front bends most: "
+                        "moving off it costs more than it gains), 'weights:a,b,c' (one weight per "
+                        "objective) or 'sla:SECONDS' (most utilised plan whose makespan meets the bound).",
         ),
     })
     return params

@@ -26,6 +26,7 @@ from apportion.operators.tracking import (
     Tracker,
     artifact_url,
     history_steps,
+    reference_box_params,
     run_url,
     without_credentials,
 )
@@ -121,6 +122,7 @@ def _result_record(result, workload, cluster, instance, key: str, chosen_id: str
             "instance/workload": workload.name, "instance/cluster": cluster.name, "instance/tasks": instance.n_tasks,
             "instance/edges": instance.n_edges, "instance/requests": len(instance.request_ids),
             **{f"instance/{name}": count for name, count in cluster_summary(cluster).items()},
+            **reference_box_params(result.reference_box),
             **warm_params,
             **robust_params,
             **{f"scenario/{k}" if k != "scenario" else "scenario/name": v
@@ -177,9 +179,13 @@ def run_allocation(args: AllocationArguments, *, context: Mapping[str, Any] | No
     warm_start, migration_objective = (check_flag(args.warm_start, "warm_start"),
                                        check_flag(args.migration_objective, "migration_objective"))
     previous = previous_front(ref.dag_id, args.output_root) if warm_start else None
-    if previous is not None and migration_objective and "migrations" not in settings.objectives:
-        from dataclasses import replace
+    from dataclasses import replace
 
+    if not args.objectives:  # none named: the workload's default (docs/metrics.md)
+        from apportion.core.defaults import objectives_for
+
+        settings = replace(settings, objectives=objectives_for(w))
+    if previous is not None and migration_objective and "migrations" not in settings.objectives:
         settings = replace(settings, objectives=(*settings.objectives, "migrations"))
     record = compute_allocation(w, c, settings, folder, store=store, scenario_info=info, started=started,
                                 previous=previous)

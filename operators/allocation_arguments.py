@@ -45,9 +45,12 @@ class AllocationArguments:
     population: int | None = _arg(doc="population size of iterative algorithms; default 100.")
     generations: int | None = _arg(doc="generations of iterative algorithms; default 200.")
     seed: int | None = _arg(doc="random seed; same seed and inputs give the same plan; default 0.")
-    objectives: list[str] | None = _arg(doc="objective names; default makespan, utilization, imbalance.")
-    select: str | None = _arg(doc="how to pick one plan from the front (``knee``, ``weights:a,b,c``, "
-                                  "``sla:SECONDS``); default ``knee``.")
+    objectives: list[str] | None = _arg(doc=(
+        "objective names; default (None or empty) the workload's: mean_response, utilization, imbalance when "
+        "its requests arrive over time, else makespan, utilization, imbalance "
+        "(``apportion.core.defaults.objectives_for``)."))
+    select: str | None = _arg(doc="how to pick one plan from the front (``compromise``, ``knee``, "
+                                  "``weights:a,b,c``, ``sla:SECONDS``); default ``compromise``.")
     experiment_name: str | None = _arg(doc="MLflow experiment; default the DAG id.")
     run_name: str | None = _arg(doc="name of the DAG run's MLflow run; default the DAG run id.")
     nested: bool = _arg(False, templated=False, doc="log to a child run of the DAG run's run (benchmarks).")

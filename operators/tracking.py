@@ -341,6 +341,20 @@ def history_steps(history: list[dict], prefix: str = "convergence/") -> list[tup
 
 # --- Comparing runs over time ------------------------------------------------------------------
 
+# The param naming the hypervolume's reference box: runs with equal ids measured their fronts in
+# the same box, so their ``search/hypervolume`` values compare (docs/metrics.md).
+REFERENCE_BOX_PARAM = "search/reference_box/id"
+
+
+def reference_box_params(box: Mapping[str, Any]) -> dict[str, Any]:
+    """MLflow params of a run's reference box (``RunResult.reference_box``): its id, its
+    reference point and each objective's ideal and nadir, natural units."""
+    params = {REFERENCE_BOX_PARAM: box["id"], "search/reference_box/reference_point": box["reference_point"]}
+    for name, bounds in box["objectives"].items():
+        params.update({f"search/reference_box/{name}/{end}": value for end, value in bounds.items()})
+    return params
+
+
 # The metrics compared, by their MLflow names (docs/tracking.md, "Names").
 COMPARE_COLUMNS = ("plan/makespan", "plan/utilization", "plan/imbalance", "search/hypervolume",
                    "warm_start/moved_tasks", "search/seconds")
@@ -351,12 +365,15 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
                  *, conn_id: str | None = None):
     """Print how the runs of one workflow evolved over time and plot it to ``out`` (PNG).
 
-    One row per run that logged a plan (when, run, ``search/algorithm``, then
-    ``COMPARE_COLUMNS``: plan makespan, utilisation and imbalance, the search's hypervolume, the
-    tasks moved since the previous plan and the search's seconds), in order of ``when``: the
+    One row per run that logged a plan (when, run, ``search/algorithm``, the id of the
+    hypervolume's reference box, then ``COMPARE_COLUMNS``: plan makespan, utilisation and
+    imbalance, the search's hypervolume, the tasks moved since the previous plan and the search's
+    seconds), in order of ``when``: the
     Airflow logical date the run planned for (tag ``airflow.logical_date``), else its start, so
     a backfilled history lines up by the time of day it planned for. ``out`` defaults to
-    ``<experiment>-runs.png`` in the working directory. Returns the table (pandas DataFrame).
+    ``<experiment>-runs.png`` in the working directory. Hypervolumes compare between runs of
+    one reference box (the same instance); a note says when the runs span several. Returns
+    the table (pandas DataFrame).
     """
     import pandas as pd
 
@@ -381,17 +398,22 @@ def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Pa
                 else pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
                 "run": run.info.run_name,
                 ALGORITHM_PARAM: run.data.params.get(ALGORITHM_PARAM, ""),
+                REFERENCE_BOX_PARAM: run.data.params.get(REFERENCE_BOX_PARAM, ""),
                 **{c: metrics.get(c, math.nan) for c in COMPARE_COLUMNS},
             })
         token = page.token
         if not token:
             break
-    table = pd.DataFrame(rows, columns=["when", "run", ALGORITHM_PARAM, *COMPARE_COLUMNS])
+    table = pd.DataFrame(rows, columns=["when", "run", ALGORITHM_PARAM, REFERENCE_BOX_PARAM, *COMPARE_COLUMNS])
     table = table.sort_values(["when", "run"], kind="stable").reset_index(drop=True)
     if table.empty:
         print(f"experiment {experiment!r} has no runs with plan metrics")
     else:
         print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+        boxes = table[REFERENCE_BOX_PARAM].replace("", math.nan).nunique()
+        if boxes > 1:
+            print(f"note: these runs measured their hypervolume in {boxes} reference boxes (one per instance); "
+                  f"compare search/hypervolume only between runs with the same {REFERENCE_BOX_PARAM}")
     target = Path(out) if out else Path(f"{path_component(experiment)}-runs.png")
     from apportion.operators.charts import evolution_chart
 

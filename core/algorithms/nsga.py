@@ -197,7 +197,7 @@ class NSGA2Allocator(Allocator):
         rebuild = type(evaluator) is Evaluator and evaluator.parallel != self.parallel
         hot = Evaluator(instance, parallel=self.parallel) if rebuild else evaluator
         problem = PlanProblem(hot, codec, self.objectives, ParetoArchive(), self.objective_bounds)
-        history = HistoryCallback(problem, self.objectives, progress)
+        history = HistoryCallback(problem, self.objectives, progress, baselines)
         memetic = (MemeticStep(codec, problem.archive, STAT_INDEX["makespan"], self.local_search)
                    if self.local_search and "makespan" in self.objectives else None)
         minimize(problem, self._algorithm(codec, seeds, memetic), ("n_gen", self.generations + 1), seed=seed,

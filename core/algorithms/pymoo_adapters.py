@@ -42,7 +42,7 @@ from apportion.core.algorithms.variation import (
 )
 from apportion.core.evaluate import STAT_INDEX, Evaluator
 from apportion.core.model import Instance
-from apportion.core.pareto import hypervolume, objective_columns, ranks_and_crowding
+from apportion.core.pareto import objective_columns, ranks_and_crowding
 
 if TYPE_CHECKING:
     from apportion.core.algorithms.local_search import MemeticStep
@@ -333,32 +333,32 @@ class HistoryCallback(Callback):
     """Per generation: hypervolume of the archive, best objective values, evaluations;
     forwards each record to ``progress``.
 
-    The hypervolume is normalised by one fixed box so the curve is comparable across
-    generations: the ideal and nadir of the initial population's feasible plans (baselines
-    and random plans), or of the first feasible archive if the initial population has none;
-    0 while nothing is feasible. It is computed every generation: moocore takes ~50 us for
-    the archive's ~100 points in 3-D, about 1% of a run.
+    The hypervolume is measured in the instance's reference box (``core.reference_box``),
+    fixed before the search and the same one the run reports its final hypervolume in: the
+    curve compares across generations, runs and algorithms, and its last step is the run's
+    hypervolume. While no plan is feasible the archive (and the curve) holds the plans of
+    least violation. It is computed when the archive changes: moocore takes ~50 us for the
+    archive's ~100 points in 3-D, about 1% of a run.
     """
 
-    def __init__(self, problem: PlanProblem, objectives, progress):
+    def __init__(self, problem: PlanProblem, objectives, progress, baselines=None):
+        """``baselines``: the baselines' plans the search was seeded with (``baseline_plans``),
+        reused for the box instead of built again."""
+        from apportion.core.reference_box import reference_box
+
         super().__init__()
         self.problem = problem
         self.objectives = objectives
         self.progress = progress
         self.records: list[dict] = []
-        self.ideal = self.nadir = None
+        self.box = reference_box(problem.evaluator.instance, objectives, baselines)
         self._hypervolume = (-1, 0.0)  # (archive version, its hypervolume)
 
     def notify(self, algorithm):
         archive = self.problem.archive
-        if self.ideal is None and archive.feasible:
-            initial = [ind.F for ind in algorithm.pop if ind.CV[0] <= 0.0] if not self.records else []
-            box = np.array(initial) if initial else archive.F
-            self.ideal, self.nadir = box.min(axis=0), box.max(axis=0)
         best = archive.F.min(axis=0) * self.problem.signs
         if self._hypervolume[0] != archive.version:  # unchanged archive, unchanged hypervolume
-            value = hypervolume(archive.F, self.ideal, self.nadir) if archive.feasible else 0.0
-            self._hypervolume = (archive.version, value)
+            self._hypervolume = (archive.version, self.box.hypervolume(archive.F))
         record = {
             "generation": len(self.records),
             "evaluations": self.problem.evaluations,

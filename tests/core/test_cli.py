@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from apportion.core.cli import main
-from apportion.core.pareto import non_dominated
+from apportion.core.pareto import OBJECTIVES, non_dominated
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
 WORKLOAD, CLUSTER = str(EXAMPLES / "workload.yaml"), str(EXAMPLES / "cluster.yaml")
@@ -47,8 +47,30 @@ def test_optimize_writes_plan_front_and_schedule(tmp_path, capsys):
     with (out / "pareto.csv").open() as fh:
         front = list(csv.DictReader(fh))
     assert len(front) == summary["pareto_size"] and sum(int(r["chosen"]) for r in front) == 1
-    F = np.array([[float(r["makespan"]), -float(r["utilization"]), float(r["imbalance"])] for r in front])
+    columns = [OBJECTIVES[name] for name in summary["objectives"]]
+    F = np.array([[float(r[column]) * (1.0 if sense == "min" else -1.0) for column, sense in columns] for r in front])
     assert len(non_dominated(F)) == len(front)
+
+
+def test_default_objectives_follow_the_workload_s_arrivals_and_the_box_is_recorded(tmp_path, capsys):
+    """The bundled example's two cases arrive at 0 s and 5 s: response time replaces makespan;
+    a traffic cycle releases every region at 0 s: makespan. Named objectives win. Every run
+    of one instance reports the same reference box."""
+    from apportion.core import defaults
+
+    streaming = run_json(capsys, "--population", "12", "--generations", "3", "--out", str(tmp_path / "a"))
+    assert tuple(streaming["objectives"]) == defaults.STREAMING_OBJECTIVES
+    heft = run_json(capsys, "--algorithm", "heft", "--out", str(tmp_path / "b"))
+    assert heft["reference_box"] == streaming["reference_box"]
+    assert set(heft["reference_box"]["objectives"]) == set(defaults.STREAMING_OBJECTIVES)
+    named = run_json(capsys, "--algorithm", "heft", "--objectives", "makespan", "energy", "--out", str(tmp_path / "c"))
+    assert named["objectives"] == ["makespan", "energy"] and set(named["reference_box"]["objectives"]) == {
+        "makespan", "energy"}
+    assert main(["scenario", "traffic_prediction", "--size", "2", "--nodes", "4", "--out", str(tmp_path / "t")]) == 0
+    capsys.readouterr()
+    assert main(["optimize", str(tmp_path / "t" / "workload.yaml"), str(tmp_path / "t" / "cluster.yaml"), "--json",
+                 "--algorithm", "heft", "--out", str(tmp_path / "d")]) == 0
+    assert tuple(json.loads(capsys.readouterr().out)["objectives"]) == defaults.DEFAULT_OBJECTIVES
 
 
 def test_same_seed_same_plan(tmp_path, capsys):
@@ -212,11 +234,11 @@ def test_defaults_come_from_the_shared_constants():
     assert (opt.algorithm, opt.population, opt.generations, opt.seed, opt.select, opt.noise_sigma) == (
         defaults.ALGORITHM, defaults.POPULATION, defaults.GENERATIONS, defaults.SEED, defaults.SELECT,
         defaults.NOISE_SIGMA)
-    assert tuple(opt.objectives) == defaults.DEFAULT_OBJECTIVES
+    assert opt.objectives is None  # the workload's default: defaults.objectives_for
     sim = commands["simulate"].parse_args(["w", "c", "p"])
     assert (sim.noise_sigma, sim.samples, sim.seed) == (defaults.NOISE_SIGMA, defaults.SAMPLES, defaults.SEED)
     rep = commands["replan"].parse_args(["w", "c", "p", "--at", "1"])
-    assert tuple(rep.objectives) == (*defaults.DEFAULT_OBJECTIVES, "migrations") and rep.select == defaults.SELECT
+    assert rep.objectives is None and rep.select == defaults.SELECT
 
 
 def test_a_registered_allocator_is_an_algorithm_choice(monkeypatch):

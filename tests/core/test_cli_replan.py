@@ -95,7 +95,8 @@ def test_replan_keeps_finished_and_running_tasks(planned, tmp_path, capsys):
         assert float(new[name]["start"]) == old[name]["start"] and float(new[name]["end"]) == old[name]["end"]
     for name in set(old) - kept:
         assert float(new[name]["start"]) >= (at + 100 if new[name]["node"] == victim else at)
-    moved = {name for name in set(old) - kept if new[name]["node"] != old[name]["node"]}
+    # A lost task counts as lost wherever it goes again; the others that change node, as moved.
+    moved = {name for name in set(old) - kept - lost if new[name]["node"] != old[name]["node"]}
     assert report["moved_tasks"] == len(moved)
 
     changes = {r["task"]: r["status"] for r in rows(tmp_path / "changes.csv")}

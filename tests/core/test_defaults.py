@@ -56,3 +56,30 @@ def test_policies_the_select_pattern_refuses_are_spec_errors_on_select(policy):
     with pytest.raises(SpecError) as err:
         parse_policy(policy)
     assert err.value.field == "select"
+
+
+def test_default_objectives_are_response_time_when_requests_arrive_over_time():
+    from apportion.core.model import Request, Task, Workload
+
+    tasks = (Task("a", 1.0, request="r1"), Task("b", 1.0, request="r2"))
+    at_once = Workload(tasks=tasks, requests=(Request("r1", 5.0), Request("r2", 5.0)))
+    over_time = Workload(tasks=tasks, requests=(Request("r1", 0.0), Request("r2", 5.0)))
+    assert defaults.objectives_for(at_once) == defaults.DEFAULT_OBJECTIVES
+    assert defaults.objectives_for(over_time) == defaults.STREAMING_OBJECTIVES
+    # A task in no request belongs to one released at 0.
+    loose = Workload(tasks=(*tasks, Task("c", 1.0)), requests=at_once.requests)
+    assert defaults.objectives_for(loose) == defaults.STREAMING_OBJECTIVES
+    assert defaults.objectives_for(Workload(tasks=(Task("c", 1.0),))) == defaults.DEFAULT_OBJECTIVES
+    assert set(defaults.STREAMING_OBJECTIVES) <= set(OBJECTIVES)
+
+
+@pytest.mark.parametrize(("scenario", "expected"), [
+    ("medical_diagnosis", defaults.STREAMING_OBJECTIVES),  # cases over an hour
+    ("multimodal_speech", defaults.STREAMING_OBJECTIVES),  # streams over the day
+    ("traffic_prediction", defaults.DEFAULT_OBJECTIVES),  # every region's cycle at 0 s
+])
+def test_scenarios_get_the_objectives_their_arrivals_call_for(scenario, expected):
+    from apportion.core.scenarios import build
+
+    workload, _ = build(scenario, size=3, nodes=4)
+    assert defaults.objectives_for(workload) == expected

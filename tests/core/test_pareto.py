@@ -121,8 +121,81 @@ def test_unknown_or_repeated_objective_is_a_spec_error():
 FRONT = stats_matrix(makespan=[0.0, 1.0, 2.0, 3.0, 10.0], imbalance=[10.0, 3.0, 2.0, 1.0, 0.0])
 
 
-def test_knee_picks_the_balanced_point():
-    assert select(FRONT, ("makespan", "imbalance"), "knee") == 2
+def test_compromise_picks_the_balanced_point():
+    assert select(FRONT, ("makespan", "imbalance"), "compromise") == 2
+
+
+# Normalised (0, 1), (.05, .45), (.3, .3), (1, 0): the second plan is furthest below the line
+# through the extremes (1 - .5 against 1 - .6), the third nearest the ideal (0.42 against 0.45).
+BENT = stats_matrix(makespan=[0.0, 0.5, 3.0, 10.0], imbalance=[10.0, 4.5, 3.0, 0.0])
+
+
+def test_knee_is_furthest_from_the_line_through_the_extremes_and_compromise_nearest_the_ideal():
+    assert select(BENT, ("makespan", "imbalance"), "knee") == 1
+    assert select(BENT, ("makespan", "imbalance"), "compromise") == 2
+
+
+def test_knee_of_one_objective_is_its_best_plan_and_of_one_plan_that_plan():
+    assert select(stats_matrix(makespan=[3.0, 1.0, 2.0]), ("makespan",), "knee") == 1
+    assert select(stats_matrix(makespan=[3.0]), ("makespan", "utilization"), "knee") == 0
+
+
+def test_knee_in_three_objectives_uses_the_plane_through_the_three_extremes():
+    # Extremes (0,1,1), (1,0,1), (1,1,0) span the plane z1 + z2 + z3 = 2; the bulge at
+    # (.3,.3,.3) is 1.1 / sqrt(3) below it, the flatter (.5,.5,.6) 0.4 / sqrt(3).
+    stats = stats_matrix(makespan=[0.0, 1.0, 1.0, 0.3, 0.5], imbalance=[1.0, 0.0, 1.0, 0.3, 0.5],
+                         energy=[1.0, 1.0, 0.0, 0.3, 0.6])
+    assert select(stats, ("makespan", "imbalance", "energy"), "knee") == 3
+
+
+fronts = st.integers(1, 4).flatmap(
+    lambda k: arrays(np.float64, st.tuples(st.integers(1, 30), st.just(k)),
+                     elements=st.floats(-1e3, 1e3, allow_nan=False, width=32)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(fronts, st.data())
+def test_knee_and_compromise_pick_a_non_dominated_plan_whatever_the_units(F, data):
+    """Scaling an objective (by a power of two, exact in floating point) never changes the pick,
+    and no other plan dominates the plan picked."""
+    from apportion.core.pareto import knee_point
+
+    scale = np.array(data.draw(st.lists(st.integers(-20, 20), min_size=F.shape[1], max_size=F.shape[1])))
+    for pick in (knee_point, lambda F: int(np.argmin(np.linalg.norm(
+            (F - F.min(axis=0)) / np.where(np.ptp(F, axis=0) > 0, np.ptp(F, axis=0), 1.0), axis=1)))):
+        chosen = pick(F)
+        assert 0 <= chosen < F.shape[0]
+        assert chosen in non_dominated(F).tolist()
+        assert pick(F * 2.0 ** scale) == chosen
+    names = ("makespan", "imbalance", "energy", "cost")[:F.shape[1]]
+    stats = stats_matrix(**{name: F[:, c] for c, name in enumerate(names)})
+    assert select(stats, names, "knee") == knee_point(F)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 4).flatmap(lambda k: st.tuples(
+    arrays(np.float64, st.tuples(st.integers(1, 12), st.just(k)), elements=st.floats(-5.0, 15.0, width=32)),
+    arrays(np.float64, st.tuples(st.integers(1, 12), st.just(k)), elements=st.floats(0.0, 6.0, width=32)),
+    arrays(np.float64, st.just(k), elements=st.floats(-2.0, 2.0, width=32)),
+    arrays(np.float64, st.just(k), elements=st.floats(0.0, 12.0, width=32)))))
+def test_a_front_that_weakly_dominates_another_never_scores_less_in_a_fixed_box(case):
+    """Points improved (or kept), or points added, never lower the hypervolume, also when
+    some lie beyond the nadir or the reference point or better than the ideal."""
+    G, improvement, ideal, span = case
+    nadir = ideal + span
+    F = G - improvement[np.arange(G.shape[0]) % improvement.shape[0]]
+    hv_G = hypervolume(G, ideal, nadir)
+    tolerance = 1e-12 * max(1.0, hv_G)
+    assert hypervolume(F, ideal, nadir) >= hv_G - tolerance
+    assert hypervolume(np.vstack([G, F[:1]]), ideal, nadir) >= hv_G - tolerance
+    assert 0.0 <= hv_G <= HV_REFERENCE ** G.shape[1] + tolerance
+
+
+def test_hypervolume_does_not_depend_on_the_order_of_the_points():
+    rng = np.random.default_rng(3)
+    F = rng.random((40, 3))
+    values = {hypervolume(F[rng.permutation(40)], np.zeros(3), np.ones(3)) for _ in range(5)}
+    assert len(values) == 1
 
 
 def test_weights_pick_the_obvious_extremes():
@@ -156,6 +229,7 @@ def test_sla_that_nothing_meets_names_the_best_makespan():
 @pytest.mark.parametrize("policy, message", [
     ("elbow", "unknown policy"),
     ("knee:3", "unknown policy"),
+    ("compromise:1", "unknown policy"),
     ("weights:", "numbers separated by commas"),
     ("weights:1,x", "numbers separated by commas"),
     ("weights:-1,2", ">= 0"),
@@ -184,6 +258,7 @@ def test_select_needs_plans():
 
 def test_policy_parsing_accepts_spaces_case_and_unit():
     assert parse_policy(" KNEE ") == ("knee", None)
+    assert parse_policy("Compromise") == ("compromise", None)
     assert parse_policy("sla:30s") == ("sla", 30.0)
     kind, weights = parse_policy("weights:1, 2.5 ,0")
     assert kind == "weights" and weights.tolist() == [1.0, 2.5, 0.0]

@@ -70,6 +70,7 @@ def asset_events(uri, run_id):
 def check_workflow_run(client, dag_id, dag_run, size, tmp_path):
     """The DAG run has one finished MLflow run with the plan's metrics, tables and charts, and
     the plan it published is the one logged."""
+    from apportion.core import defaults
     from apportion.core.scenarios import SCENARIOS, build
 
     (run,) = runs_of(client, dag_id, dag_run.run_id, "dag_run")
@@ -89,6 +90,10 @@ def check_workflow_run(client, dag_id, dag_run, size, tmp_path):
             params["search/seed"], params["instance/nodes"]) == (
         "nsga2", str(SMALL["population"]), str(SMALL["generations"]), str(SMALL["seed"]), str(SMALL["nodes"]))
     assert params["scenario/name"] == dag_id and params["scenario/size"] == str(size)
+    if "robust/scenarios" not in params:  # robust mode reports the validated front, not the searched one
+        curve = client.get_metric_history(run.info.run_id, "convergence/hypervolume")
+        assert max(curve, key=lambda m: m.step).value == metrics["search/hypervolume"]
+    assert params["search/reference_box/id"]
     assert params["instance/tasks"] == str(size * SCENARIOS[dag_id].tasks_per_unit)
     assert CHARTS_AND_TABLES <= artifact_names(client, run.info.run_id)
 
@@ -96,6 +101,8 @@ def check_workflow_run(client, dag_id, dag_run, size, tmp_path):
     workload, cluster = build(dag_id, size=size, nodes=SMALL["nodes"], seed=SMALL["seed"],
                               logical_date=params.get("scenario/logical_date"))
     assert sorted(t["task"] for t in plan["tasks"]) == sorted(t.id for t in workload.tasks)
+    # The form leaves the objectives empty: the workload's arrivals choose them.
+    assert params["search/objectives"] == ",".join(defaults.objectives_for(workload))
     assert {t["node"] for t in plan["tasks"]} <= {n.id for n in cluster.nodes}
     assert plan["metrics"]["makespan"] == pytest.approx(metrics["plan/makespan"], rel=1e-12)
     with open(read_artifact(client, run.info.run_id, "pareto.csv", tmp_path)) as fh:

@@ -47,8 +47,9 @@ def test_a_scheduled_run_starts_from_the_previous_runs_plan(apportion_dagbag, ai
     assert params["warm_start/enabled"] == "true" and params["warm_start/source"] == run1.info.run_id
     assert run2.data.tags["apportion.warm_start_source"] == run1.info.run_id
     assert metrics["warm_start/plans"] == run1.data.metrics["search/pareto_size"] >= 1
-    # The search saw the previous chosen plan, carried onto this run's (identical) instance.
-    assert metrics["warm_start/previous_plan_makespan"] == run1.data.metrics["plan/makespan"]
+    # The search saw the previous chosen plan, carried onto this run's (identical) instance,
+    # scored on the objectives (the cases arrive over time: priority-weighted mean response).
+    assert metrics["warm_start/previous_plan_mean_response"] == run1.data.metrics["plan/weighted_mean_response"]
     assert metrics["warm_start/delta/makespan"] == pytest.approx(
         metrics["plan/makespan"] - run1.data.metrics["plan/makespan"], abs=1e-9)
 
@@ -74,7 +75,8 @@ def test_failure_drill_shows_the_replan(apportion_dagbag, airflow_metadata_db, m
         assert f"drill/before/{name}" in metrics and f"drill/after/{name}" in metrics
     assert {"drill/moved_tasks", "drill/lost_tasks", "drill/displaced_tasks"} <= set(metrics)
     assert metrics["drill/seconds"] > 0 and metrics["drill/evaluation/verified"] == 1.0
-    assert run.data.params["drill/objectives"] == "makespan,utilization,imbalance,migrations"
+    # The medical cases arrive over time: the form's empty objectives became the response-time ones.
+    assert run.data.params["drill/objectives"] == "mean_response,utilization,imbalance,migrations"
     artifacts = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "replan")}
     assert {"replan/gantt_before.png", "replan/gantt_after.png", "replan/drill.json"} <= artifacts
 

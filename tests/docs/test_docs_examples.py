@@ -222,7 +222,8 @@ def test_python_api_page_runs(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_makespan_page_figures_are_what_the_commands_give(tmp_path, monkeypatch):
-    """The medical scenario at its full size (700 tasks), optimised three times: about 10 s."""
+    """The medical scenario at its full size (700 tasks), searched four times and planned by HEFT
+    once: about 11 s."""
     assert run_doc("makespan-and-response.md", tmp_path, monkeypatch) >= 3
 
 
@@ -245,7 +246,7 @@ def test_example_dag_loads_in_a_dagbag(tmp_path):
     assert allocate.objectives == ["mean_response", "utilization", "imbalance"]
     assert allocate.experiment_name == "ct-reading"
     params = dag.params.dump()
-    assert params["select"] == "knee"
+    assert params["select"] == "compromise"
     # The Params point at the specs in the folder beside the DAG's folder.
     assert params["workload"] == str(folder.parent / "hospital" / "workload.yaml")
 

@@ -82,6 +82,14 @@ def test_allocation_is_logged_with_metrics_steps_and_artifacts(tracking_uri, dag
     assert len(history) >= 10
     curve = client.get_metric_history(run.info.run_id, "convergence/hypervolume")
     assert sorted(m.step for m in curve) == sorted(h["generation"] for h in history)
+    # One reference box for the curve and the reported value, recorded with the run.
+    assert max(curve, key=lambda m: m.step).value == metrics["search/hypervolume"]
+    box = json.loads((folder / "result.json").read_text())["summary"]["reference_box"]
+    assert params["search/reference_box/id"] == box["id"]
+    assert float(params["search/reference_box/utilization/ideal"]) == 1.0
+    assert float(params["search/reference_box/mean_response/nadir"]) == box["objectives"]["mean_response"]["nadir"]
+    # No objectives named: the medical cases arrive over time, so response time replaces makespan.
+    assert params["search/objectives"] == "mean_response,utilization,imbalance"
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert FILES <= artifacts

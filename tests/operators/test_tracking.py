@@ -67,8 +67,16 @@ def test_compare_runs_prints_the_evolution_and_plots_it(tracking_uri, dag_id, ou
     assert table["when"].is_monotonic_increasing
     assert table["warm_start/moved_tasks"].isna().all()  # neither run started from a previous plan
     assert (table["plan/makespan"] > 0).all() and table["search/hypervolume"].notna().all()
+    # One instance, one reference box: the two algorithms' hypervolumes compare.
+    assert table["search/reference_box/id"].nunique() == 1 and table["search/reference_box/id"][0]
     printed = capsys.readouterr().out
     assert "r1" in printed and "greedy" in printed and "search/seconds" in printed
+    assert "reference boxes" not in printed
+    allocate(**{**SMALL, "scenario_params": {**SMALL["scenario_params"], "size": 4}}, output_root=output_root,
+             ref=AirflowRef(dag_id, "r3", "allocate"))
+    table = compare_runs(dag_id, out=out)
+    assert table["search/reference_box/id"].nunique() == 2
+    assert "measured their hypervolume in 2 reference boxes" in capsys.readouterr().out
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no MLflow experiment"):
         compare_runs(dag_id + "_absent", out=out)

@@ -29,8 +29,8 @@ with DAG(
     params={
         "workload": Param(str(SPECS / "workload.yaml"), type="string", title="Workload spec"),
         "cluster": Param(str(SPECS / "cluster.yaml"), type="string", title="Cluster spec"),
-        "select": Param("knee", type="string", title="Selection policy",
-                        description="knee, weights:a,b,c (one per objective) or sla:SECONDS"),
+        "select": Param("compromise", type="string", title="Selection policy",
+                        description="compromise, knee, weights:a,b,c (one per objective) or sla:SECONDS"),
     },
 ) as dag:
     allocation = AllocationOperator(

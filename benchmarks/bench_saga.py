@@ -90,7 +90,7 @@ CASES = (
     Case("seismology", 200, "random", 10),
     Case("1000genome", 500, "star", 11),
     Case("montage", 1000, "two-clusters", 12),
-    Case("cycles", 50, "random", 13),
+    Case("cycles", 70, "random", 13),
     Case("1000genome", 150, "two-clusters", 14),
 )
 QUICK_CASES = (

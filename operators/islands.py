@@ -1,21 +1,24 @@
 """The island_search DAG's steps: plan the islands, search one island, merge a round, record.
 
 Each step writes its files into its own run folder (``operators.paths``) with
-``core.atomic`` and returns a small summary whose file entries are paths, so XComs stay small.
-Only ``record_islands`` talks to MLflow: one run per DAG run, found again on a retry
-(``Tracker.dag_run``), so a retried step never makes a second run. An island's search is
-reused on a retry when its folder already holds the result for the same job.
+``core.atomic``, stores them in the storage root (``operators.storage``, layout
+``<root>/<dag_id>/<run_id>/<task_id>[.<map_index>]``, the summary last) and returns a small
+summary whose file entries are URIs (``front_uri``, ``migrants_uri``, ``plan_uri``,
+``artifact_uri``), so XComs stay small and any worker can read them. Only ``record_islands``
+talks to MLflow: one run per DAG run, found again on a retry (``Tracker.dag_run``), so a
+retried step never makes a second run. An island's search is reused on a retry when its
+stored folder already holds the result for the same job.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import socket
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from apportion.operators.paths import FRONT_FILE, PLAN_FILE, current_context, run_folder
+from apportion.operators.paths import FRONT_FILE, PLAN_FILE, current_context
+from apportion.operators.storage import as_path, is_folder, local_files_in, read_json, save_folder, task_folders
 from apportion.operators.tracking import AirflowRef, artifact_url, run_url, without_credentials
 
 ISLAND_FILE = "island.json"  # an island's summary, written last: its presence marks a complete search
@@ -42,25 +45,34 @@ def _ref(context: Mapping[str, Any] | None, ref: AirflowRef | None) -> AirflowRe
     return ref or AirflowRef.from_context(current_context(context))
 
 
+def worker_hostname() -> str:
+    """The name Airflow records for this worker (``task_instance.hostname``): the task SDK's
+    ``get_hostname``, which honours ``[core] hostname_callable`` (``stack.worker_name`` on the
+    cluster, so two workers on one machine have names of their own)."""
+    from airflow.sdk.api.client import get_hostname
+
+    return get_hostname()
+
+
 def island_jobs(workload: str, cluster: str, *, islands: int, seed: int, objectives: Sequence[str],
                 emphasis: bool = True, round: int = 1, migrants: str | None = None) -> list[dict]:
     """One job per island of ``round`` (what the search step is mapped over): the island's
-    config (``core.islands.island_configs``), the spec files and the migrants file, if any.
+    config (``core.islands.island_configs``), the spec files' and the migrants file's URIs.
 
-    :param workload: path of the run's workload.json.
-    :param cluster: path of the run's cluster.json.
+    :param workload: URI of the run's workload.json (``build_workload``'s; a local path is taken too).
+    :param cluster: URI of the run's cluster.json.
     :param islands: K, how many islands.
     :param seed: the run's seed; every island's seed derives from it.
     :param objectives: the run's objectives (emphasis islands search all but one).
     :param emphasis: give islands 1..K-1 one objective less each, in turn.
     :param round: which round (1 for the first).
-    :param migrants: the previous round's migrants file (front.json format), or None.
+    :param migrants: URI of the previous round's migrants file (front.json format), or None.
     """
     from apportion.core.islands import island_configs
     from apportion.operators.inputs import check_flag
 
     configs = island_configs(seed, islands, objectives, round=round, emphasis=check_flag(emphasis, "emphasis"))
-    return [{**config.as_dict(), "workload": str(workload), "cluster": str(cluster), "migrants": migrants}
+    return [{**config.as_dict(), "workload": str(workload), "cluster": str(cluster), "migrants_uri": migrants}
             for config in configs]
 
 
@@ -68,8 +80,8 @@ def _job_key(job: Mapping[str, Any], settings) -> str:
     """What an island's result depends on: the job, the settings, the specs' and migrants' bytes."""
     from dataclasses import asdict
 
-    files = [job["workload"], job["cluster"]] + ([job["migrants"]] if job.get("migrants") else [])
-    digests = [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files]
+    files = [job["workload"], job["cluster"]] + ([job["migrants_uri"]] if job.get("migrants_uri") else [])
+    digests = [hashlib.sha256(as_path(f).read_bytes()).hexdigest() for f in files]
     blob = json.dumps({"job": dict(job), "settings": asdict(settings), "files": digests}, sort_keys=True,
                       default=list)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -78,10 +90,12 @@ def _job_key(job: Mapping[str, Any], settings) -> str:
 def search_island(job: Mapping[str, Any], *, population: int, generations: int, seed: int,
                   objectives: Sequence[str], select: str = "knee", context: Mapping[str, Any] | None = None,
                   ref: AirflowRef | None = None, output_root: str | Path | None = None) -> dict:
-    """Run one island (``core.islands.run_island``) and write its front (front.json) and its
-    summary (island.json) into the task's run folder. Returns the summary: the island, its
-    seed, the host it ran on, its front's size and hypervolume (in the instance's fixed box,
-    on the run's objectives), evaluations, seconds and the front's path.
+    """Run one island (``core.islands.run_island``), write its front (front.json) and its
+    summary (island.json) into the task's run folder and store them, island.json last. Returns
+    the summary: the island, its seed, the worker it ran on (``worker_hostname``), its front's
+    size and hypervolume (in the instance's fixed box, on the run's objectives), evaluations,
+    seconds, the front's URI (``front_uri``) and the stored folder's (``artifact_uri``). A
+    retry finds the stored summary of an earlier try for the same job and returns it.
 
     :param job: one of ``island_jobs``.
     :param population: NSGA-II population of each island.
@@ -95,39 +109,64 @@ def search_island(job: Mapping[str, Any], *, population: int, generations: int, 
     from apportion.core.pareto import hypervolume, objective_matrix
     from apportion.operators.warm_start import front_record
 
-    folder = run_folder(_ref(context, ref), output_root=output_root)
+    folder, store = task_folders(_ref(context, ref), output_root=output_root)
     run_settings = _settings(population, generations, seed, objectives, select)
     key = _job_key(job, run_settings)
-    done = _complete(folder / ISLAND_FILE, key)
+    done = _complete(store, ISLAND_FILE, key)
     if done is not None:
-        return {**done, "reused": True, "hostname": socket.gethostname()}
+        return {**done, "reused": True, "hostname": worker_hostname()}
 
     config = IslandConfig(island=int(job["island"]), round=int(job["round"]), seed=int(job["seed"]),
                           objectives=tuple(job["objectives"]))
+    _start(folder, store, ISLAND_FILE)
     instance = _instance(job["workload"], job["cluster"])
-    seeds = carry_migrants(json.loads(Path(job["migrants"]).read_text()) if job.get("migrants") else None, instance)
+    seeds = carry_migrants(read_json(job["migrants_uri"]) if job.get("migrants_uri") else None, instance)
     result = run_island(instance, run_settings, config, seeds)
     box = reference_box(instance, run_settings.objectives, run_settings.seed)
     hv = hypervolume(objective_matrix(result.front_stats, run_settings.objectives), *box)
-    front_path = write_json(folder / FRONT_FILE, front_record(result, f"island-{config.island}"), indent=None)
+    write_json(folder / FRONT_FILE, front_record(result, f"island-{config.island}"), indent=None)
     summary = {
         "key": key, "island": config.island, "round": config.round, "seed": config.seed,
-        "objectives": list(config.objectives), "hostname": socket.gethostname(),
+        "objectives": list(config.objectives), "hostname": worker_hostname(),
         "pareto_size": len(result.front), "hypervolume": float(hv), "evaluations": int(result.evaluations),
-        "seconds": float(result.seconds), "front": str(front_path), "workload": job["workload"],
-        "cluster": job["cluster"], "migrants": len(seeds),
+        "seconds": float(result.seconds), "front_uri": str(store / FRONT_FILE), "artifact_uri": str(store),
+        "workload": job["workload"], "cluster": job["cluster"], "migrants": len(seeds),
     }
-    write_json(folder / ISLAND_FILE, summary, sort_keys=True)
+    _store(folder, store, [FRONT_FILE], ISLAND_FILE, summary)
     return {**summary, "reused": False}
 
 
-def _complete(path: Path, key: str) -> dict | None:
-    """The summary at ``path`` when it was written for ``key``, else None."""
+def _store(folder: Path, store, names: Sequence[str], last: str, summary: Mapping[str, Any]) -> None:
+    """Write ``summary`` as ``last`` into the local ``folder``, then store ``names`` and, last,
+    ``last`` under ``store`` (a reader that finds ``last`` finds every file)."""
+    from apportion.core.atomic import write_json
+
+    write_json(folder / last, summary, sort_keys=True)
+    save_folder(folder, store, [*names, last], last=last)
+
+
+def _start(folder: Path, store, last: str) -> None:
+    """Forget an earlier try's summary (for other inputs), locally and stored, before writing
+    new files: a folder without its summary is not complete."""
+    (folder / last).unlink(missing_ok=True)
+    if not is_folder(store, folder) and (store / last).exists():
+        (store / last).unlink()
+
+
+def _complete(store, name: str, key: str) -> dict | None:
+    """The stored summary ``store / name`` when it was written for ``key`` and the files it
+    names are stored, else None."""
+    target = store / name
     try:
-        record = json.loads(path.read_text())
+        if not target.exists():
+            return None
+        record = read_json(target)
     except (OSError, ValueError):
         return None
-    return record if record.get("key") == key else None
+    if not isinstance(record, dict) or record.get("key") != key:
+        return None
+    files = [record.get(k) for k in ("front_uri", "migrants_uri") if record.get(k)]
+    return record if all(as_path(f).exists() for f in files) else None
 
 
 def _front_plans(front: Mapping[str, Any], instance) -> list:
@@ -143,15 +182,15 @@ def _front_plans(front: Mapping[str, Any], instance) -> list:
             for p in front["plans"]]
 
 
-def _read_front(path: str, instance, config) -> Any:
-    """An island (or the previous merge) as a ``core.islands.IslandFront``, its statistics
-    re-computed from its plans (bit for bit what the island computed)."""
+def _read_front(uri: str, instance, config) -> Any:
+    """An island's stored front (or the previous merge's) as a ``core.islands.IslandFront``,
+    its statistics re-computed from its plans (bit for bit what the island computed)."""
     import numpy as np
 
     from apportion.core.evaluate import Evaluator
     from apportion.core.islands import IslandFront
 
-    plans = _front_plans(json.loads(Path(path).read_text()), instance)
+    plans = _front_plans(read_json(uri), instance)
     stats = Evaluator(instance).stats(np.array([p.assignment for p in plans]), np.array([p.order for p in plans]))
     return IslandFront(config=config, plans=tuple(plans), stats=stats, evaluations=0, seconds=0.0)
 
@@ -163,7 +202,8 @@ def merge_round(previous: Mapping[str, Any] | None, islands: Sequence[Mapping[st
     """Merge a round's island fronts, and the previous round's merged front, into one
     non-dominated front without duplicates (``core.islands.merge_islands``); check that it is
     non-dominated and weakly dominates every island's front; write it (front.json), the
-    migrants for the next round (migrants.json) and merged.json. Returns the summary, with the
+    migrants for the next round (migrants.json) and merged.json, and store them (merged.json
+    last). Returns the summary (files as URIs: ``front_uri``, ``migrants_uri``), with the
     next round's ``jobs`` (empty after the last round) and every round's island figures in
     ``history``. A round past ``rounds`` has no islands: the previous summary passes through.
 
@@ -199,23 +239,25 @@ def merge_round(previous: Mapping[str, Any] | None, islands: Sequence[Mapping[st
         if previous is None:
             raise SpecError("islands", f"round {round} has no island results and there is no earlier round")
         return {**previous, "jobs": []}
-    folder = run_folder(_ref(context, ref), output_root=output_root)
+    folder, store = task_folders(_ref(context, ref), output_root=output_root)
     settings = _settings(population, generations, seed, objectives, select)
+    _start(folder, store, MERGED_FILE)
     workload, cluster = islands[0]["workload"], islands[0]["cluster"]
     instance = _instance(workload, cluster)
-    fronts = [_read_front(i["front"], instance, IslandConfig(i["island"], round, i["seed"], tuple(i["objectives"])))
+    fronts = [_read_front(i["front_uri"], instance, IslandConfig(i["island"], round, i["seed"], tuple(i["objectives"])))
               for i in islands]
-    pool = fronts + ([_read_front(previous["front"], instance, None)] if previous else [])
+    pool = fronts + ([_read_front(previous["front_uri"], instance, None)] if previous else [])
     plans, stats, merged = merge_islands(instance, settings.objectives, pool)
 
     covered = [covers(merged.F, merged.violation, objective_matrix(f.stats, settings.objectives),
                       violation_of(instance, f.stats)) for f in pool]
     box = reference_box(instance, settings.objectives, seed)
     result = _front_result(instance, settings, plans, stats, box, islands, previous)
-    front_path = write_json(folder / FRONT_FILE, front_record(result, f"merged-round-{round}"), indent=None)
+    write_json(folder / FRONT_FILE, front_record(result, f"merged-round-{round}"), indent=None)
     migrant_front = {**front_record(result, f"migrants-round-{round}"), "chosen": 0}
     migrant_front["plans"] = [migrant_front["plans"][i] for i in migrant_indices(merged.F, population)]
-    migrants_path = write_json(folder / MIGRANTS_FILE, migrant_front, indent=None)
+    write_json(folder / MIGRANTS_FILE, migrant_front, indent=None)
+    migrants_uri = str(store / MIGRANTS_FILE)
 
     round_figures = {
         "round": round, "pareto_size": len(merged), "hypervolume": float(result.hypervolume),
@@ -232,13 +274,14 @@ def merge_round(previous: Mapping[str, Any] | None, islands: Sequence[Mapping[st
         "weakly_dominates_previous": bool(covered[len(islands)]) if previous else None,
         "evaluations": int(result.evaluations), "seconds": float(result.seconds),
         "hostnames": sorted({i["hostname"] for i in islands}),
-        "front": str(front_path), "migrants": str(migrants_path), "workload": workload, "cluster": cluster,
+        "front_uri": str(store / FRONT_FILE), "migrants_uri": migrants_uri, "artifact_uri": str(store),
+        "workload": workload, "cluster": cluster,
         "history": history,
     }
     summary["jobs"] = island_jobs(workload, cluster, islands=len(islands), seed=seed, objectives=settings.objectives,
-                                  emphasis=emphasis, round=round + 1, migrants=str(migrants_path)) \
+                                  emphasis=emphasis, round=round + 1, migrants=migrants_uri) \
         if round < rounds else []
-    write_json(folder / MERGED_FILE, summary, sort_keys=True)
+    _store(folder, store, [FRONT_FILE, MIGRANTS_FILE], MERGED_FILE, summary)
     return summary
 
 
@@ -256,7 +299,8 @@ def record_islands(merged: Mapping[str, Any], *, population: int, generations: i
                    mlflow_conn_id: str | None = None, context: Mapping[str, Any] | None = None,
                    ref: AirflowRef | None = None, output_root: str | Path | None = None) -> dict:
     """Pick the plan from the final merged front and write plan.json, pareto.csv,
-    schedule.csv and front.json; then log them, the settings, the merged front's and every
+    schedule.csv and front.json into the run folder and store them (``artifact_uri``,
+    ``plan_uri``); then log them, the settings, the merged front's and every
     island's figures (``island/<i>/hypervolume`` and ``island/<i>/pareto_size``, one step per
     round; ``merged/...`` likewise) to the DAG run's one MLflow run, and finish it.
 
@@ -274,24 +318,25 @@ def record_islands(merged: Mapping[str, Any], *, population: int, generations: i
     from apportion.operators.warm_start import front_record
 
     ref = _ref(context, ref)
-    folder = run_folder(ref, output_root=output_root)
+    folder, store = task_folders(ref, output_root=output_root)
     settings = _settings(population, generations, seed, objectives, select)
     instance = _instance(merged["workload"], merged["cluster"])
-    front = _read_front(merged["front"], instance, None)
+    front = _read_front(merged["front_uri"], instance, None)
     box = reference_box(instance, settings.objectives, seed)
     result = _front_result(instance, settings, list(front.plans), front.stats, box, [], merged)
     paths = write_outputs(result, folder)
     chosen_id = plan_id(json.loads(paths["plan"].read_text()))
     write_json(folder / FRONT_FILE, front_record(result, chosen_id), indent=None)
+    save_folder(folder, store, local_files_in(folder), last=PLAN_FILE)
     params, metrics, steps = _tracked_figures(result, merged, islands=islands, rounds=rounds,
                                               scenario_params=scenario_params)
     hook = ApportionMlflowHook(mlflow_conn_id or DEFAULT_CONN_ID, tracking_uri)
-    with hook.upload_from(folder) as tracker:
+    with hook.upload_from(str(store)) as tracker:
         experiment_id = tracker.experiment_id(ref.dag_id)
         run_id, _ = tracker.dag_run(experiment_id, ref)
         try:
             tracker.set_tags(run_id, {**ref.task_tags(), "apportion.plan_id": chosen_id,
-                                      "apportion.artifact_dir": str(folder),
+                                      "apportion.artifact_uri": str(store),
                                       "apportion.non_dominated": str(merged["non_dominated"]).lower(),
                                       "apportion.weakly_dominates_islands":
                                           str(merged["weakly_dominates_islands"]).lower()})
@@ -306,7 +351,7 @@ def record_islands(merged: Mapping[str, Any], *, population: int, generations: i
     return {
         "plan_id": chosen_id, "makespan": result.metrics["makespan"], "utilization": result.metrics["utilization"],
         "imbalance": result.metrics["imbalance"], "hypervolume": result.hypervolume,
-        "pareto_size": result.pareto_size, "plan_path": str(folder / PLAN_FILE), "artifact_dir": str(folder),
+        "pareto_size": result.pareto_size, "plan_uri": str(store / PLAN_FILE), "artifact_uri": str(store),
         "mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id,
         "mlflow_run_url": run_url(uri, experiment_id, run_id),
         "mlflow_plan_url": artifact_url(uri, experiment_id, run_id, PLAN_FILE),

@@ -123,15 +123,18 @@ def _mlflow_runs(running, run_id: str) -> list[tuple[str, str]]:
         connection.close()
 
 
-def _front_matrix(path: str, objectives: list[str], instance) -> tuple:
-    """(F in minimisation form, constraint violation) of a front.json, its plans re-evaluated."""
+def _front_matrix(uri: str, objectives: list[str], instance) -> tuple:
+    """(F in minimisation form, constraint violation) of a stored front.json (read through
+    ``ObjectStoragePath``, as a worker on another host would), its plans re-evaluated."""
     import numpy as np
+    from airflow.sdk import ObjectStoragePath
 
     from apportion.core.evaluate import Evaluator
     from apportion.core.islands import violation_of
     from apportion.core.pareto import objective_matrix
 
-    front = json.loads(Path(path).read_text())
+    assert "://" in uri, f"{uri} is not a storage URI"
+    front = json.loads(ObjectStoragePath(uri).read_text())
     assignment = np.array([p["assignment"] for p in front["plans"]], dtype=np.int32)
     order = np.array([p["order"] for p in front["plans"]], dtype=np.int32)
     stats = Evaluator(instance).stats(assignment, order)
@@ -150,7 +153,7 @@ def _check_merged_front(client: AirflowClient, run_id: str) -> dict:
     summaries = [_mapped_xcom(client, run_id, "search_round_1", index) for index in range(ISLANDS)]
     objectives = next(s for s in summaries if s["island"] == 0)["objectives"]  # island 0 searches them all
     instance = Instance.build(*resolve_inputs(merged["workload"], merged["cluster"]))
-    F, v = _front_matrix(merged["front"], objectives, instance)
+    F, v = _front_matrix(merged["front_uri"], objectives, instance)
     assert len(F) == merged["pareto_size"] >= 1
     best = v.min()
     assert np.all(v == best)  # the merge keeps the plans of least violation only
@@ -159,7 +162,7 @@ def _check_merged_front(client: AirflowClient, run_id: str) -> dict:
         assert not np.any(np.all(others <= F[i], axis=1) & np.any(others < F[i], axis=1)), f"plan {i} dominated"
         assert not np.any(np.all(others == F[i], axis=1)), f"plan {i} repeated"
     for summary in summaries:
-        G, w = _front_matrix(summary["front"], objectives, instance)
+        G, w = _front_matrix(summary["front_uri"], objectives, instance)
         for j in range(len(G)):
             covered = (best < w[j]) or np.any(np.all(F <= G[j], axis=1))
             assert covered, f"island {summary['island']}'s plan {j} is better than the merged front"
@@ -191,7 +194,10 @@ def test_island_run_uses_both_queues_and_lands_in_postgres(cluster):
     assert {ti["hostname"] for ti in light} == hostnames[("default",)]
 
     _check_merged_front(client, run_id)
+    for ti in islands:  # each island's XCom names its worker as Airflow recorded it (hostname_callable)
+        assert _mapped_xcom(client, run_id, "search_round_1", ti["map_index"])["hostname"] == ti["hostname"]
     record = client.xcom(DAG_ID, run_id, "record")
+    assert record["plan_uri"] == f"{record['artifact_uri']}/plan.json" and "://" in record["artifact_uri"]
     assert _mlflow_runs(running, run_id) == [(record["mlflow_run_id"], "FINISHED")]
 
 

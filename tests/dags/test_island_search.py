@@ -3,9 +3,6 @@ with a real MLflow store."""
 
 from __future__ import annotations
 
-import json
-import socket
-
 import pytest
 
 DAG_ID = "island_search"
@@ -73,8 +70,12 @@ def test_a_run_merges_the_islands_and_logs_one_mlflow_run(dag, airflow_metadata_
     from apportion.core.islands import search_islands
     from apportion.core.model import Instance
     from apportion.operators.inputs import resolve_inputs
+    from apportion.operators.islands import worker_hostname
+    from apportion.operators.storage import read_json
 
     monkeypatch.setenv("APPORTION_OUTPUT_ROOT", str(tmp_path / "runs"))
+    # Files travel through a storage root apart from the output root: every reader uses the URIs.
+    monkeypatch.setenv("APPORTION_STORAGE_URL", (tmp_path / "shared_storage").as_uri())
     dag_run = dag.test(run_conf=SMALL)
     states = {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances()}
     assert dag_run.state == "success", states
@@ -85,7 +86,8 @@ def test_a_run_merges_the_islands_and_logs_one_mlflow_run(dag, airflow_metadata_
     for r in (1, 2):
         islands = [values[(f"search_round_{r}", i)] for i in range(SMALL["islands"])]
         assert [i["island"] for i in islands] == [0, 1, 2] and all(i["round"] == r for i in islands)
-        assert all(i["hostname"] == socket.gethostname() for i in islands)
+        assert all(i["hostname"] == worker_hostname() for i in islands)
+        assert all(i["front_uri"] == f"{i['artifact_uri']}/front.json" for i in islands)
         merged = values[(f"merge_round_{r}", -1)]
         assert merged["non_dominated"] is True and merged["weakly_dominates_islands"] is True
     final = values[("merge_round_3", -1)]
@@ -94,7 +96,7 @@ def test_a_run_merges_the_islands_and_logs_one_mlflow_run(dag, airflow_metadata_
     # The run's plans are the in-process island search's, bit for bit.
     instance = Instance.build(*resolve_inputs(final["workload"], final["cluster"]))
     here = search_islands(instance, Settings(population=12, generations=4, seed=5), islands=3, rounds=2)
-    front = json.loads(open(final["front"]).read())
+    front = read_json(final["front_uri"])
     assert [p["assignment"] for p in front["plans"]] == [p.assignment.tolist() for p in here.plans]
 
     client = MlflowClient(mlflow_tracking_uri)
@@ -108,3 +110,16 @@ def test_a_run_merges_the_islands_and_logs_one_mlflow_run(dag, airflow_metadata_
     assert metrics["merged/non_dominated"] == 1.0 and metrics["merged/weakly_dominates_islands"] == 1.0
     assert {f"island/{i}/hypervolume" for i in range(3)} <= set(metrics)
     assert {"plan.json", "pareto.csv", "front.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    tags = run.data.tags
+    assert tags["apportion.artifact_uri"] == recorded["artifact_uri"] and "apportion.artifact_dir" not in tags
+    assert recorded["plan_uri"] == f"{recorded['artifact_uri']}/plan.json"
+    check_no_worker_paths(dag_run, tags)
+
+
+def check_no_worker_paths(dag_run, tags):
+    """No XCom or MLflow tag names a file by a worker's local path (the island search emits no
+    Asset event): fronts, migrants, specs and plans travel as URIs in the storage root, as
+    ``test_dag_runs.check_no_worker_paths`` checks for the other DAGs."""
+    from tests.dags.test_dag_runs import check_no_worker_paths as check
+
+    check(dag_run, tags, {})

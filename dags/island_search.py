@@ -23,9 +23,11 @@ id): `plan/makespan`, `plan/utilization`, `plan/imbalance`... of the chosen plan
 baselines' plans), `merged/hypervolume` and `island/<i>/hypervolume`, `island/<i>/pareto_size`,
 `island/<i>/seconds` (one step per round), `merged/non_dominated` and
 `merged/weakly_dominates_islands` (1 = checked true); artifacts plan.json, pareto.csv,
-schedule.csv, front.json. Each `search_round_*` XCom names the host the island ran on
-(`hostname`); each merge's says whether the merged front is non-dominated and weakly dominates
-every island's front.
+schedule.csv, front.json. Files are stored in the storage root (`APPORTION_STORAGE_URL`,
+docs/storage.md); XComs carry their URIs (`front_uri`, `migrants_uri`, `plan_uri`,
+`artifact_uri`) and the MLflow run the tag `apportion.artifact_uri`. Each `search_round_*` XCom
+names the worker the island ran on as Airflow records it (`hostname`); each merge's says whether
+the merged front is non-dominated and weakly dominates every island's front.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def plan_islands(built: dict) -> list[dict]:
 
 @task(queue=OPTIMIZER_QUEUE)
 def search_island(job: dict) -> dict:
-    """One island's NSGA-II search (on an optimizer worker); its front goes to its run folder."""
+    """One island's NSGA-II search (on an optimizer worker); its front is stored in the storage root (XCom: its URI)."""
     from apportion.operators.allocation import fail_on_bad_input
     from apportion.operators.islands import search_island as search
 

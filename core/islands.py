@@ -313,10 +313,12 @@ def merged_result(instance: Instance, settings, plans: Sequence[Plan], stats: np
     from apportion.core.evaluate import Evaluator
     from apportion.core.metrics import plan_metrics
     from apportion.core.pareto import hypervolume, objective_matrix, select
+    from apportion.core.reference_box import ReferenceBox
 
     chosen_index = int(select(stats, settings.objectives, settings.select))
     chosen = Evaluator(instance).schedule(plans[chosen_index])
     return RunResult(instance=instance, settings=settings, front=list(plans), front_stats=stats,
                      chosen_index=chosen_index, chosen=chosen, metrics=plan_metrics(instance, chosen),
                      hypervolume=float(hypervolume(objective_matrix(stats, settings.objectives), *box)),
-                     evaluations=int(evaluations), seconds=float(seconds))
+                     evaluations=int(evaluations), seconds=float(seconds),
+                     reference_box=ReferenceBox(tuple(settings.objectives), *box).record())

@@ -26,8 +26,15 @@ MERGED_FILE = "merged.json"
 MIGRANTS_FILE = "migrants.json"
 
 
-def _settings(population, generations, seed, objectives, select):
+def _settings(population, generations, seed, objectives, select, workload=None):
+    """The run's settings; no objectives named: the workload's default ones
+    (``core.defaults.objectives_for``), as ``allocate`` picks them."""
     from apportion.operators.inputs import make_settings
+
+    if not objectives and workload is not None:
+        from apportion.core.defaults import objectives_for
+
+        objectives = objectives_for(workload)
 
     return make_settings(algorithm="nsga2", population=population, generations=generations, seed=seed,
                          objectives=objectives, select=select)
@@ -71,6 +78,11 @@ def island_jobs(workload: str, cluster: str, *, islands: int, seed: int, objecti
     from apportion.core.islands import island_configs
     from apportion.operators.inputs import check_flag
 
+    if not objectives:  # none named: the workload's default (``core.defaults.objectives_for``)
+        from apportion.core.defaults import objectives_for
+        from apportion.operators.inputs import resolve_inputs
+
+        objectives = objectives_for(resolve_inputs(workload, cluster)[0])
     configs = island_configs(seed, islands, objectives, round=round, emphasis=check_flag(emphasis, "emphasis"))
     return [{**config.as_dict(), "workload": str(workload), "cluster": str(cluster), "migrants_uri": migrants}
             for config in configs]
@@ -110,7 +122,9 @@ def search_island(job: Mapping[str, Any], *, population: int, generations: int, 
     from apportion.operators.warm_start import front_record
 
     folder, store = task_folders(_ref(context, ref), output_root=output_root)
-    run_settings = _settings(population, generations, seed, objectives, select)
+    _settings(population, generations, seed, objectives, select)  # bad input fails before any work
+    instance = _instance(job["workload"], job["cluster"])
+    run_settings = _settings(population, generations, seed, objectives, select, instance.workload)
     key = _job_key(job, run_settings)
     done = _complete(store, ISLAND_FILE, key)
     if done is not None:
@@ -119,7 +133,6 @@ def search_island(job: Mapping[str, Any], *, population: int, generations: int, 
     config = IslandConfig(island=int(job["island"]), round=int(job["round"]), seed=int(job["seed"]),
                           objectives=tuple(job["objectives"]))
     _start(folder, store, ISLAND_FILE)
-    instance = _instance(job["workload"], job["cluster"])
     seeds = carry_migrants(read_json(job["migrants_uri"]) if job.get("migrants_uri") else None, instance)
     result = run_island(instance, run_settings, config, seeds)
     box = reference_box(instance, run_settings.objectives, run_settings.seed)
@@ -240,10 +253,10 @@ def merge_round(previous: Mapping[str, Any] | None, islands: Sequence[Mapping[st
             raise SpecError("islands", f"round {round} has no island results and there is no earlier round")
         return {**previous, "jobs": []}
     folder, store = task_folders(_ref(context, ref), output_root=output_root)
-    settings = _settings(population, generations, seed, objectives, select)
     _start(folder, store, MERGED_FILE)
     workload, cluster = islands[0]["workload"], islands[0]["cluster"]
     instance = _instance(workload, cluster)
+    settings = _settings(population, generations, seed, objectives, select, instance.workload)
     fronts = [_read_front(i["front_uri"], instance, IslandConfig(i["island"], round, i["seed"], tuple(i["objectives"])))
               for i in islands]
     pool = fronts + ([_read_front(previous["front_uri"], instance, None)] if previous else [])
@@ -319,8 +332,8 @@ def record_islands(merged: Mapping[str, Any], *, population: int, generations: i
 
     ref = _ref(context, ref)
     folder, store = task_folders(ref, output_root=output_root)
-    settings = _settings(population, generations, seed, objectives, select)
     instance = _instance(merged["workload"], merged["cluster"])
+    settings = _settings(population, generations, seed, objectives, select, instance.workload)
     front = _read_front(merged["front_uri"], instance, None)
     box = reference_box(instance, settings.objectives, seed)
     result = _front_result(instance, settings, list(front.plans), front.stats, box, [], merged)

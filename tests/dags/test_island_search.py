@@ -67,6 +67,7 @@ def test_a_run_merges_the_islands_and_logs_one_mlflow_run(dag, airflow_metadata_
     from mlflow.tracking import MlflowClient
 
     from apportion.core.api import Settings
+    from apportion.core.defaults import objectives_for
     from apportion.core.islands import search_islands
     from apportion.core.model import Instance
     from apportion.operators.inputs import resolve_inputs
@@ -95,7 +96,10 @@ def test_a_run_merges_the_islands_and_logs_one_mlflow_run(dag, airflow_metadata_
 
     # The run's plans are the in-process island search's, bit for bit.
     instance = Instance.build(*resolve_inputs(final["workload"], final["cluster"]))
-    here = search_islands(instance, Settings(population=12, generations=4, seed=5), islands=3, rounds=2)
+    objectives = objectives_for(instance.workload)  # none named: the workload's default, as the run used
+    assert values[("search_round_1", 0)]["objectives"] == list(objectives)
+    here = search_islands(instance, Settings(population=12, generations=4, seed=5, objectives=objectives),
+                          islands=3, rounds=2)
     front = read_json(final["front_uri"])
     assert [p["assignment"] for p in front["plans"]] == [p.assignment.tolist() for p in here.plans]
 

@@ -140,3 +140,11 @@ def test_bad_island_counts_are_refused(built):
         island_jobs(built["workload"], built["cluster"], islands=0, seed=1, objectives=RUN["objectives"])
     assert np.all(np.diff([j["island"] for j in island_jobs(built["workload"], built["cluster"], islands=4, seed=1,
                                                              objectives=RUN["objectives"])]) == 1)
+
+
+def test_no_objectives_named_means_the_workloads_default(built):
+    from apportion.core.defaults import objectives_for
+
+    workload, _ = resolve_inputs(built["workload"], built["cluster"])
+    (job,) = island_jobs(built["workload"], built["cluster"], islands=1, seed=1, objectives=[])
+    assert job["objectives"] == list(objectives_for(workload))

@@ -13,9 +13,8 @@ imbalance), all in one process and deterministic:
 * ``wide``: K emphasis islands of P x G each: K times the evaluations, but on K workers the
   wall time of one search (what the islands buy when there are workers to spare).
 
-Hypervolume in one fixed box per instance: ideal and nadir of the baselines' plans
-(``core.islands.reference_box``; TODO: the fixed reference box API once it is on main),
-reference point 1.1. ``evaluations`` counts every plan scored; each island also scores the
+Hypervolume in the instance's fixed reference box (``core.reference_box``: ideal from lower
+bounds, nadir from the baselines' plans), reference point 1.1. ``evaluations`` counts every plan scored; each island also scores the
 baselines' plans (and, after round 1, the migrants), so the islands spend a little more than
 one search: the table shows the ratio.
 
@@ -67,7 +66,7 @@ def quality(scenario, size, nodes, *, population, generations, islands, rounds, 
     from apportion.core.pareto import hypervolume, objective_matrix
 
     instance = _instance(scenario, size, nodes)
-    box = reference_box(instance, OBJECTIVES, seed)
+    box = reference_box(instance, OBJECTIVES)
     base = Settings(population=population, generations=generations, seed=seed, objectives=OBJECTIVES)
     row = {"instance": f"{scenario}/{size}x{nodes}", "tasks": instance.n_tasks}
     for label, k, r, emphasis, equal in VARIANTS:

@@ -186,20 +186,14 @@ def violation_of(instance: Instance, stats: np.ndarray) -> np.ndarray:
     return np.maximum(stats[:, columns], 0.0).sum(axis=1)
 
 
-def reference_box(instance: Instance, objectives: Sequence[str], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(ideal, nadir) of the baselines' plans on ``objectives``: one fixed box per instance, so
-    the hypervolumes of islands, of the merged front and of a single search compare.
+def reference_box(instance: Instance, objectives: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(ideal, nadir) of the instance's fixed reference box (``core.reference_box``): the box
+    every run on this instance reports in, so the hypervolumes of islands, of the merged front
+    and of a single search compare with each other and with other runs."""
+    from apportion.core.reference_box import reference_box as instance_box
 
-    TODO(reference-box API): switch to the fixed reference box API when it lands on main.
-    """
-    from apportion.core.algorithms.baselines import baseline_plans
-    from apportion.core.evaluate import Evaluator
-    from apportion.core.pareto import objective_matrix
-
-    evaluator = Evaluator(instance)
-    plans = baseline_plans(evaluator, seed=seed).values()
-    F = objective_matrix(np.vstack([evaluator.stats(p.assignment, p.order) for p in plans]), objectives)
-    return F.min(axis=0), F.max(axis=0)
+    box = instance_box(instance, objectives)
+    return box.ideal, box.nadir
 
 
 def migrant_indices(F: np.ndarray, limit: int) -> np.ndarray:

@@ -135,7 +135,7 @@ def search_island(job: Mapping[str, Any], *, population: int, generations: int, 
     _start(folder, store, ISLAND_FILE)
     seeds = carry_migrants(read_json(job["migrants_uri"]) if job.get("migrants_uri") else None, instance)
     result = run_island(instance, run_settings, config, seeds)
-    box = reference_box(instance, run_settings.objectives, run_settings.seed)
+    box = reference_box(instance, run_settings.objectives)
     hv = hypervolume(objective_matrix(result.front_stats, run_settings.objectives), *box)
     write_json(folder / FRONT_FILE, front_record(result, f"island-{config.island}"), indent=None)
     summary = {
@@ -264,7 +264,7 @@ def merge_round(previous: Mapping[str, Any] | None, islands: Sequence[Mapping[st
 
     covered = [covers(merged.F, merged.violation, objective_matrix(f.stats, settings.objectives),
                       violation_of(instance, f.stats)) for f in pool]
-    box = reference_box(instance, settings.objectives, seed)
+    box = reference_box(instance, settings.objectives)
     result = _front_result(instance, settings, plans, stats, box, islands, previous)
     write_json(folder / FRONT_FILE, front_record(result, f"merged-round-{round}"), indent=None)
     migrant_front = {**front_record(result, f"migrants-round-{round}"), "chosen": 0}
@@ -335,7 +335,7 @@ def record_islands(merged: Mapping[str, Any], *, population: int, generations: i
     instance = _instance(merged["workload"], merged["cluster"])
     settings = _settings(population, generations, seed, objectives, select, instance.workload)
     front = _read_front(merged["front_uri"], instance, None)
-    box = reference_box(instance, settings.objectives, seed)
+    box = reference_box(instance, settings.objectives)
     result = _front_result(instance, settings, list(front.plans), front.stats, box, [], merged)
     paths = write_outputs(result, folder)
     chosen_id = plan_id(json.loads(paths["plan"].read_text()))

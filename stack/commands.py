@@ -107,7 +107,8 @@ def register_cluster(subparsers) -> None:
     Redis, on this machine (docs/cluster.md)."""
     cluster = subparsers.add_parser("cluster", help="start, stop or check Airflow with Celery workers and MLflow "
                                                     "on PostgreSQL and Redis (docs/cluster.md)")
-    actions = cluster.add_subparsers(dest="action", required=True, metavar="{up,down,status}")
+    actions = cluster.add_subparsers(dest="action", required=True, metavar="{up,down,status}",
+                                    help="up: start the set; down: stop it; status: what runs")
     up = actions.add_parser("up", help="create the databases, start API server, scheduler, DAG processor, "
                                        "Celery workers and MLflow in the background")
     up.add_argument("--workers", type=_positive_int, metavar="N",

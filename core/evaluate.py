@@ -413,6 +413,20 @@ class Evaluator:
         self._layouts: dict[bytes, _Layout] = {}
         self.evaluations = 0
 
+    def _order_free_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What every layout needs and no order changes, computed once: each task's in-degree,
+        the last tasks of their requests (no child in the same request), the tasks with a
+        deadline."""
+        parts = self.__dict__.get("_order_free")
+        if parts is None:
+            inst = self.instance
+            parent_of_edge = np.repeat(np.arange(inst.n_tasks), np.diff(inst.child_ptr))
+            same_request = inst.request_of[parent_of_edge] == inst.request_of[inst.child_idx]
+            last = np.flatnonzero(np.bincount(parent_of_edge[same_request], minlength=inst.n_tasks) == 0)
+            parts = (np.diff(inst.parent_ptr), last, np.flatnonzero(np.isfinite(inst.deadline)))
+            self._order_free = parts
+        return parts
+
     def _layout(self, order: np.ndarray) -> _Layout:
         key = order.tobytes()
         layout = self._layouts.get(key)
@@ -426,13 +440,10 @@ class Evaluator:
                 order = np.concatenate([head, order[~pinned]])
             position = np.empty_like(order)
             position[order] = np.arange(order.shape[0], dtype=order.dtype)
-            counts = np.diff(inst.parent_ptr)[order]
+            in_degree, last, due = self._order_free_parts()
+            counts = in_degree[order]
             ptr = np.zeros(order.shape[0] + 1, dtype=np.int64)
             np.cumsum(counts, out=ptr[1:])
-            parent_of_edge = np.repeat(np.arange(inst.n_tasks), np.diff(inst.child_ptr))
-            same_request = inst.request_of[parent_of_edge] == inst.request_of[inst.child_idx]
-            last = np.flatnonzero(np.bincount(parent_of_edge[same_request], minlength=inst.n_tasks) == 0)
-            due = np.flatnonzero(np.isfinite(inst.deadline))
             # Each task's in-edges (CSR rows of parent_ptr) in dispatch order.
             edges = np.repeat(inst.parent_ptr[order] - (ptr[1:] - counts), counts) + np.arange(ptr[-1])
             layout = _Layout(

@@ -17,20 +17,50 @@ from apportion.core.evaluate import Plan, link_arrays
 from apportion.core.model import Instance
 
 
-def heft_ranks(instance: Instance) -> np.ndarray:
+def mean_transfer(instance: Instance, transfer: str = "rate") -> np.ndarray:
+    """Each edge's mean transfer time (in ``instance.child_ptr`` order), HEFT's c-bar.
+
+    ``"rate"`` (Topcuoglu et al.'s formula, HEFT's default here): mean latency + d / mean
+    bandwidth over ordered pairs of distinct, linked nodes. ``"time"``: the mean of the
+    transfer time itself over the links of an undirected network, each pair of distinct
+    linked nodes once and each node's link to itself once at zero cost: how SAGA's HEFT and
+    CPoP average (with it, ``heft_priority`` gives SAGA's HEFT schedules on bench_saga).
+    Where links differ tenfold (a slow link between two clusters) the mean bandwidth is
+    dominated by the fast links and the mean time by the slow one; on montage-1000 over two
+    clusters HEFT's plan is 14,907 s under the first and 9,078 s under the second (1,000genome-150:
+    642 s and 454 s), and the weight of the self-links alone moves it (15,039 s with each
+    ordered pair and self-pair once). 0 when no two distinct nodes are linked."""
+    inst = instance
+    m = inst.n_nodes
+    linked = np.isfinite(inst.inv_bandwidth) & ~np.eye(m, dtype=bool)
+    if not linked.any():
+        return np.zeros_like(inst.child_data)
+    if transfer == "rate":
+        mean_bandwidth = (1.0 / inst.inv_bandwidth[linked]).mean()
+        return inst.latency[linked].mean() + inst.child_data / mean_bandwidth
+    if transfer == "time":
+        # Each unordered pair of linked nodes once (both directions, halved) and each node's
+        # link to itself once, at zero cost.
+        pairs = linked.sum() + 2 * m
+        return inst.latency[linked].sum() / pairs + inst.child_data * (inst.inv_bandwidth[linked].sum() / pairs)
+    raise ValueError(f"transfer must be 'rate' or 'time', got {transfer!r}")
+
+
+def mean_runtime(instance: Instance) -> np.ndarray:
+    """Each task's mean runtime over its eligible nodes (HEFT's w-bar)."""
+    inst = instance
+    return np.where(inst.eligible, inst.duration, 0.0).sum(axis=1) / inst.eligible.sum(axis=1)
+
+
+def heft_ranks(instance: Instance, transfer: str = "rate") -> np.ndarray:
     """HEFT's upward rank: mean runtime over the task's eligible nodes plus the largest
     (mean transfer time + rank) over its children. The mean transfer of d MB is
     mean latency + d / mean bandwidth over ordered pairs of distinct, linked nodes (0 when
-    there are none, e.g. one node)."""
+    there are none, e.g. one node); ``transfer="time"`` averages the transfer time instead
+    (``mean_transfer``)."""
     inst = instance
-    m = inst.n_nodes
-    wbar = np.where(inst.eligible, inst.duration, 0.0).sum(axis=1) / inst.eligible.sum(axis=1)
-    linked = np.isfinite(inst.inv_bandwidth) & ~np.eye(m, dtype=bool)
-    if linked.any():
-        mean_bandwidth = (1.0 / inst.inv_bandwidth[linked]).mean()
-        cbar = inst.latency[linked].mean() + inst.child_data / mean_bandwidth
-    else:
-        cbar = np.zeros_like(inst.child_data)
+    wbar = mean_runtime(inst)
+    cbar = mean_transfer(inst, transfer)
     rank = np.zeros(inst.n_tasks)
     for t in inst.topo_order[::-1].tolist():
         a, b = inst.child_ptr[t], inst.child_ptr[t + 1]
@@ -39,12 +69,12 @@ def heft_ranks(instance: Instance) -> np.ndarray:
     return rank
 
 
-def heft_priority(instance: Instance) -> np.ndarray:
+def heft_priority(instance: Instance, transfer: str = "rate") -> np.ndarray:
     """Tasks by decreasing upward rank, ties in topological order (which keeps the list
     topological: a parent's rank is never below its child's)."""
     position = np.empty(instance.n_tasks, dtype=np.int64)
     position[instance.topo_order] = np.arange(instance.n_tasks)
-    return np.lexsort((position, -heft_ranks(instance))).astype(np.int32)
+    return np.lexsort((position, -heft_ranks(instance, transfer))).astype(np.int32)
 
 
 # Each node's timeline is a skip list of its tasks in time order (level 0 is the plain list;
@@ -194,11 +224,17 @@ def _skip_levels(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     return level, offset
 
 
-def _heft(instance: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _heft(instance: Instance, priority: np.ndarray | None = None,
+          eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """HEFT's (priority, assignment, start, end); placed ``SLICE_TASKS`` at a time so Ctrl-C
-    lands between kernel calls."""
+    lands between kernel calls. ``priority`` (a topological order; default HEFT's) and
+    ``eligible`` (default the instance's) let other insertion-based list heuristics (CPoP)
+    share the placement."""
     n, m = instance.n_tasks, instance.n_nodes
-    priority = heft_priority(instance)
+    if priority is None:
+        priority = heft_priority(instance)
+    if eligible is None:
+        eligible = instance.eligible
     latency, inv_bw = link_arrays(instance)
     assign = np.empty(n, dtype=np.int32)
     start = np.empty(n)
@@ -211,7 +247,7 @@ def _heft(instance: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     tail = np.arange(n, n + m, dtype=np.int64)
     duration = np.ascontiguousarray(instance.duration)
     for first in range(0, n, SLICE_TASKS):
-        _heft_kernel(priority[first:first + SLICE_TASKS], duration, instance.eligible, instance.parent_ptr,
+        _heft_kernel(priority[first:first + SLICE_TASKS], duration, eligible, instance.parent_ptr,
                      instance.parent_idx, instance.parent_data, latency, inv_bw, instance.release, assign, start, end,
                      level, offset, fwd, bwd, gap_root, threshold, tail)
     return priority, assign, start, end

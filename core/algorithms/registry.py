@@ -24,6 +24,8 @@ BUILTIN: dict[str, str] = {
     "nsga2": "apportion.core.algorithms.nsga",
     "nsga3": "apportion.core.algorithms.nsga",
     "heft": "apportion.core.algorithms.heft",
+    "cpop": "apportion.core.algorithms.rank_heuristics",
+    "bil": "apportion.core.algorithms.rank_heuristics",
     "greedy": "apportion.core.algorithms.baselines",
     "round-robin": "apportion.core.algorithms.baselines",
     "least-loaded": "apportion.core.algorithms.baselines",

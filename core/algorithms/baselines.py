@@ -397,12 +397,15 @@ def _earliest_completion(t, node_free, duration, eligible, parent_ptr, parent_id
     return best, best_j
 
 
-# Min-min's per-node index. Each node keeps the ready tasks eligible on it in three parts: a
+# Min-min's per-node index. Each node keeps the current batch's tasks eligible on it in three parts: a
 # min-tree over the tasks sorted by (runtime there, index), holding the index of those whose
 # inputs are already there when the node frees ("active": they would finish at free +
 # runtime); a heap by (ready + runtime, index) of the others ("waiting"); and a heap by ready
 # time that moves waiting tasks to active as the node's free time passes them. The earliest
-# (finish, index) on a node is then found in O(log n), and the next task in O(m log n).
+# (finish, index) on a node is then found in O(log n), and the next task in O(m log n). Only a
+# batch's tasks are ever in the index (the children they free wait for the next batch), so it is
+# rebuilt for each batch in arrays sized for the largest: memory scales as the widest batch x
+# nodes, not tasks x nodes (100,000 tasks on 1,000 nodes needed several GB when it was not).
 _NOT_READY, _WAITING, _ACTIVE, _DONE = 0, 1, 2, 3
 
 
@@ -455,8 +458,8 @@ def _pop(key, task, size):
 
 
 @jit
-def _node_earliest(j, node_free, n, state, sorted_d, soff, pos_of, tree, toff, tsize, wkey, wtask, wsize, rkey,
-                   rtask, rsize):
+def _node_earliest(j, node_free, n, state, slot_of, sorted_d, soff, pos_of, tree, toff, tsize, wkey, wtask, wsize,
+                   rkey, rtask, rsize):
     """(finish, task): the ready task that would finish earliest appended on node ``j`` (lowest
     index on ties), ``task == n`` when none is ready there."""
     free = node_free[j]
@@ -465,11 +468,11 @@ def _node_earliest(j, node_free, n, state, sorted_d, soff, pos_of, tree, toff, t
     while rsize[j] > 0 and rk[0] <= free:
         t = rt[0]
         rsize[j] = _pop(rk, rt, rsize[j])
-        if state[t, j] == _WAITING:
-            state[t, j] = _ACTIVE
-            _tree_set(tree, toff[j], tsize[j], pos_of[t, j], t)
+        if state[slot_of[t], j] == _WAITING:
+            state[slot_of[t], j] = _ACTIVE
+            _tree_set(tree, toff[j], tsize[j], pos_of[slot_of[t], j], t)
     wk, wt = wkey[lo_heap:hi_heap], wtask[lo_heap:hi_heap]
-    while wsize[j] > 0 and state[wt[0], j] != _WAITING:
+    while wsize[j] > 0 and state[slot_of[wt[0]], j] != _WAITING:
         wsize[j] = _pop(wk, wt, wsize[j])
     best_f, best_t = np.inf, n
     if wsize[j] > 0:
@@ -494,31 +497,112 @@ def _node_earliest(j, node_free, n, state, sorted_d, soff, pos_of, tree, toff, t
 
 @jit
 def _min_min_ready(t, node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
-                   assign, end, state, pos_of, tree, toff, tsize, soff, wkey, wtask, wsize, rkey, rtask, rsize):
+                   assign, end, state, slot_of, pos_of, tree, toff, tsize, soff, wkey, wtask, wsize, rkey, rtask,
+                   rsize):
     """Enter task ``t`` (all its inputs placed) into the index of every node it may use."""
+    i = slot_of[t]
     for j in range(node_free.shape[0]):
         if not eligible[t, j]:
             continue
         r = data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
         if r <= node_free[j]:
-            state[t, j] = _ACTIVE
-            _tree_set(tree, toff[j], tsize[j], pos_of[t, j], t)
+            state[i, j] = _ACTIVE
+            _tree_set(tree, toff[j], tsize[j], pos_of[i, j], t)
         else:
-            state[t, j] = _WAITING
+            state[i, j] = _WAITING
             base, top = soff[j], soff[j + 1]
             wsize[j] = _heap_push(wkey[base:top], wtask[base:top], wsize[j], r + duration[t, j], t)
             rsize[j] = _heap_push(rkey[base:top], rtask[base:top], rsize[j], r, t)
 
 
 @jit
+def _min_min_index(batch, n, duration, eligible, state, slot_of, pos_of, sorted_d, soff, tree, toff, tsize, wsize,
+                   rsize, tasks, keys):
+    """Make each node's index empty for the tasks ``batch`` (ascending): slot ``i`` of ``state``
+    and ``pos_of`` is ``batch[i]``; node ``j``'s tasks sorted by (runtime there, index) are
+    positions ``soff[j]..soff[j + 1]`` of ``sorted_d`` and the leaves of its min-tree."""
+    m = duration.shape[1]
+    for i in range(batch.shape[0]):
+        slot_of[batch[i]] = i
+        state[i, :] = _NOT_READY
+    off, toffset = 0, 0
+    for j in range(m):
+        c = 0
+        for i in range(batch.shape[0]):
+            t = batch[i]
+            if eligible[t, j]:
+                tasks[c] = i
+                keys[c] = duration[t, j]
+                c += 1
+        by_runtime = np.argsort(keys[:c], kind="mergesort")  # stable: ties stay in index order
+        soff[j] = off
+        for p in range(c):
+            i = tasks[by_runtime[p]]
+            sorted_d[off + p] = keys[by_runtime[p]]
+            pos_of[i, j] = p
+        off += c
+        size = 1
+        while size < c:
+            size *= 2
+        tsize[j], toff[j] = size, toffset
+        tree[toffset:toffset + 2 * size] = n
+        toffset += 2 * size
+        wsize[j], rsize[j] = 0, 0
+    soff[m] = off
+
+
+@jit
+def _min_min_sizes(waiting, child_ptr, child_idx, eligible):
+    """(widest batch, most (task, node) pairs of a batch, most min-tree leaves of a batch): the
+    batches are the DAG's levels (a task enters the batch after its last parent's)."""
+    n, m = eligible.shape
+    waiting = waiting.copy()
+    level = np.empty(n, np.int64)
+    held = 0
+    for t in range(n):
+        if waiting[t] == 0:
+            level[held] = t
+            held += 1
+    counts = np.empty(m, np.int64)
+    widest, pairs, leaves = 0, 0, 0
+    lo = 0
+    while lo < held:
+        hi = held
+        counts[:] = 0
+        for k in range(lo, hi):
+            t = level[k]
+            for j in range(m):
+                if eligible[t, j]:
+                    counts[j] += 1
+            for e in range(child_ptr[t], child_ptr[t + 1]):
+                c = child_idx[e]
+                waiting[c] -= 1
+                if waiting[c] == 0:
+                    level[held] = c
+                    held += 1
+        widest = max(widest, hi - lo)
+        pairs = max(pairs, counts.sum())
+        total = 0
+        for j in range(m):
+            size = 1
+            while size < counts[j]:
+                size *= 2
+            total += 2 * size
+        leaves = max(leaves, total)
+        lo = hi
+    return widest, pairs, leaves
+
+
+@jit
 def _min_min_kernel(steps, progress, pending, node_free, waiting, duration, eligible, parent_ptr, parent_idx,  # noqa: C901
-                    parent_data, child_ptr, child_idx, latency, inv_bw, release, state, sorted_d, soff, pos_of, tree,
-                    toff, tsize, wkey, wtask, wsize, rkey, rtask, rsize, assign, start, end, order):
+                    parent_data, child_ptr, child_idx, latency, inv_bw, release, state, slot_of, sorted_d, soff, pos_of,
+                    tree, toff, tsize, wkey, wtask, wsize, rkey, rtask, rsize, scratch_tasks, scratch_keys, assign,
+                    start, end, order):
     """Place up to ``steps`` more tasks by min-min, a batch at a time: the tasks ready when a
     batch starts are all placed before the children they free (held in ``pending``) enter the
-    index. ``progress`` = [tasks placed, tasks left in the batch, tasks pending] (all 0: enter
-    the initially ready tasks first). Run in slices from Python, so Ctrl-C lands between them.
-    One function for the whole step, hence its size."""
+    index, which is rebuilt for each batch. ``progress`` = [tasks placed, tasks left in the
+    batch, tasks pending] (all 0: enter the initially ready tasks first). Run in slices from
+    Python, so Ctrl-C lands between them. One function for the whole step, hence its size."""
     n, m = duration.shape
     ready = np.empty(m)
     placed, batch, held = progress[0], progress[1], progress[2]
@@ -530,15 +614,17 @@ def _min_min_kernel(steps, progress, pending, node_free, waiting, duration, elig
     stop = min(n, placed + steps)
     while placed < stop:
         if batch == 0:
+            _min_min_index(np.sort(pending[:held]), n, duration, eligible, state, slot_of, pos_of, sorted_d, soff, tree,
+                           toff, tsize, wsize, rsize, scratch_tasks, scratch_keys)
             for i in range(held):
                 _min_min_ready(pending[i], node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency,
-                               inv_bw, release, assign, end, state, pos_of, tree, toff, tsize, soff, wkey, wtask, wsize,
-                               rkey, rtask, rsize)
+                               inv_bw, release, assign, end, state, slot_of, pos_of, tree, toff, tsize, soff, wkey,
+                               wtask, wsize, rkey, rtask, rsize)
             batch, held = held, 0
         best_f, best_t = np.inf, n
         for j in range(m):
-            f, t = _node_earliest(j, node_free, n, state, sorted_d, soff, pos_of, tree, toff, tsize, wkey, wtask,
-                                  wsize, rkey, rtask, rsize)
+            f, t = _node_earliest(j, node_free, n, state, slot_of, sorted_d, soff, pos_of, tree, toff, tsize, wkey,
+                                  wtask, wsize, rkey, rtask, rsize)
             if t < n and (f < best_f or (f == best_f and t < best_t)):
                 best_f, best_t = f, t
         t = best_t
@@ -552,10 +638,11 @@ def _min_min_kernel(steps, progress, pending, node_free, waiting, duration, elig
         order[placed] = t
         placed += 1
         batch -= 1
+        slot = slot_of[t]
         for i in range(m):
-            if state[t, i] == _ACTIVE:
-                _tree_set(tree, toff[i], tsize[i], pos_of[t, i], n)
-            state[t, i] = _DONE
+            if state[slot, i] == _ACTIVE:
+                _tree_set(tree, toff[i], tsize[i], pos_of[slot, i], n)
+            state[slot, i] = _DONE
         for e in range(child_ptr[t], child_ptr[t + 1]):
             c = child_idx[e]
             waiting[c] -= 1
@@ -566,31 +653,24 @@ def _min_min_kernel(steps, progress, pending, node_free, waiting, duration, elig
 
 
 def _min_min_plan(inst: Instance) -> Plan:
-    """Min-min's plan: the per-node index built here, the kernel run ``SLICE_TASKS`` tasks at a time."""
+    """Min-min's plan: index arrays sized for the widest batch, the kernel run ``SLICE_TASKS``
+    tasks at a time."""
     n, m = inst.n_tasks, inst.n_nodes
     duration = np.ascontiguousarray(inst.duration)
-    t_idx, j_idx = np.nonzero(inst.eligible)
-    runtime = duration[t_idx, j_idx]
-    by_node = np.lexsort((t_idx, runtime, j_idx))  # by node, then runtime, then task
-    counts = np.bincount(j_idx, minlength=m)
-    soff = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    pos_of = np.full((n, m), -1, dtype=np.int64)
-    pos_of[t_idx[by_node], j_idx[by_node]] = np.arange(by_node.size) - soff[j_idx[by_node]]
-    tsize = (1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64)).astype(np.int64)
-    toff = np.concatenate(([0], np.cumsum(2 * tsize))).astype(np.int64)
-    tree = np.full(toff[-1], n, dtype=np.int64)
-    heap = by_node.size
+    waiting = (inst.parent_ptr[1:] - inst.parent_ptr[:-1]).astype(np.int64)
+    widest, pairs, leaves = _min_min_sizes(waiting, inst.child_ptr, inst.child_idx, inst.eligible)
     latency, inv_bw = link_arrays(inst)
-    state = np.zeros((n, m), dtype=np.int8)
     assign = np.full(n, -1, dtype=np.int32)
     start, end = np.empty(n), np.empty(n)
     order = np.empty(n, dtype=np.int32)
     progress = np.zeros(3, dtype=np.int64)
-    args = (np.empty(n, np.int64), np.zeros(m), (inst.parent_ptr[1:] - inst.parent_ptr[:-1]).astype(np.int64), duration, inst.eligible,
-            inst.parent_ptr, inst.parent_idx, inst.parent_data, inst.child_ptr, inst.child_idx, latency, inv_bw,
-            inst.release, state, np.ascontiguousarray(runtime[by_node]), soff, pos_of, tree, toff, tsize,
-            np.empty(heap), np.empty(heap, np.int64), np.zeros(m, np.int64), np.empty(heap), np.empty(heap, np.int64),
-            np.zeros(m, np.int64), assign, start, end, order)
+    args = (np.empty(n, np.int64), np.zeros(m), waiting, duration, inst.eligible, inst.parent_ptr, inst.parent_idx,
+            inst.parent_data, inst.child_ptr, inst.child_idx, latency, inv_bw, inst.release,
+            np.zeros((widest, m), np.int8), np.zeros(n, np.int64), np.empty(pairs), np.zeros(m + 1, np.int64),
+            np.zeros((widest, m), np.int32), np.empty(leaves, np.int64), np.zeros(m, np.int64), np.zeros(m, np.int64),
+            np.empty(pairs), np.empty(pairs, np.int32), np.zeros(m, np.int64), np.empty(pairs),
+            np.empty(pairs, np.int32), np.zeros(m, np.int64), np.empty(widest, np.int64), np.empty(widest),
+            assign, start, end, order)
     while progress[0] < n:
         _min_min_kernel(SLICE_TASKS, progress, *args)
     return Plan(assign, order)

@@ -14,7 +14,7 @@ from apportion.core._jit import jit
 from apportion.core.algorithms.constructive import SLICE_TASKS, ConstructiveAllocator, data_ready
 from apportion.core.algorithms.registry import register
 from apportion.core.evaluate import Plan, link_arrays
-from apportion.core.model import Instance
+from apportion.core.model import ROWS_AT_ONCE, Instance
 
 
 def heft_ranks(instance: Instance) -> np.ndarray:
@@ -24,7 +24,10 @@ def heft_ranks(instance: Instance) -> np.ndarray:
     there are none, e.g. one node)."""
     inst = instance
     m = inst.n_nodes
-    wbar = np.where(inst.eligible, inst.duration, 0.0).sum(axis=1) / inst.eligible.sum(axis=1)
+    wbar = np.empty(inst.n_tasks)  # a block of rows at a time: no tasks x nodes temporary
+    for lo in range(0, inst.n_tasks, ROWS_AT_ONCE):
+        rows = slice(lo, lo + ROWS_AT_ONCE)
+        wbar[rows] = np.where(inst.eligible[rows], inst.duration[rows], 0.0).sum(axis=1) / inst.eligible[rows].sum(axis=1)
     linked = np.isfinite(inst.inv_bandwidth) & ~np.eye(m, dtype=bool)
     if linked.any():
         mean_bandwidth = (1.0 / inst.inv_bandwidth[linked]).mean()

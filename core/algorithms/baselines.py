@@ -26,7 +26,7 @@ from apportion.core.algorithms.list_heuristics import MaxMinAllocator, Sufferage
 from apportion.core.algorithms.registry import register
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import Evaluator, Plan, link_arrays
-from apportion.core.model import Instance
+from apportion.core.model import ROWS_AT_ONCE, Instance
 
 
 @jit
@@ -274,8 +274,10 @@ class GreedyAllocator(ConstructiveAllocator):
         self.slack = float(slack)
 
     def capacity(self, instance: Instance) -> float:
+        rate = np.empty(instance.n_tasks)  # tasks per second over all its nodes
         with np.errstate(divide="ignore"):
-            rate = (1.0 / instance.duration).sum(axis=1)  # tasks per second over all its nodes
+            for lo in range(0, instance.n_tasks, ROWS_AT_ONCE):  # no tasks x nodes temporary
+                rate[lo:lo + ROWS_AT_ONCE] = (1.0 / instance.duration[lo:lo + ROWS_AT_ONCE]).sum(axis=1)
             return self.slack * float((1.0 / rate).sum())
 
     def build(self, instance: Instance, seed: int = 0) -> Plan:
@@ -458,8 +460,8 @@ def _pop(key, task, size):
 
 
 @jit
-def _node_earliest(j, node_free, n, state, slot_of, sorted_d, soff, pos_of, tree, toff, tsize, wkey, wtask, wsize,
-                   rkey, rtask, rsize):
+def _node_earliest(j, node_free, n, state, slot_of, duration, sorted_t, soff, pos_of, tree, toff, tsize, wkey, wtask,
+                   wsize, rkey, rtask, rsize):
     """(finish, task): the ready task that would finish earliest appended on node ``j`` (lowest
     index on ties), ``task == n`` when none is ready there."""
     free = node_free[j]
@@ -479,13 +481,13 @@ def _node_earliest(j, node_free, n, state, slot_of, sorted_d, soff, pos_of, tree
         best_f, best_t = wk[0], wt[0]
     lo = _tree_leftmost(tree, toff[j], tsize[j], n)
     if lo >= 0:
-        finish = free + sorted_d[lo_heap + lo]
+        finish = free + duration[sorted_t[lo_heap + lo], j]
         # Runtimes are sorted, so the tasks finishing at exactly ``finish`` (rounding can join
         # different runtimes) are a run of positions; the lowest index among them wins.
         a, b = lo, hi_heap - lo_heap - 1
         while a < b:
             mid = (a + b + 1) // 2
-            if free + sorted_d[lo_heap + mid] <= finish:
+            if free + duration[sorted_t[lo_heap + mid], j] <= finish:
                 a = mid
             else:
                 b = mid - 1
@@ -516,11 +518,11 @@ def _min_min_ready(t, node_free, duration, eligible, parent_ptr, parent_idx, par
 
 
 @jit
-def _min_min_index(batch, n, duration, eligible, state, slot_of, pos_of, sorted_d, soff, tree, toff, tsize, wsize,
+def _min_min_index(batch, n, duration, eligible, state, slot_of, pos_of, sorted_t, soff, tree, toff, tsize, wsize,
                    rsize, tasks, keys):
     """Make each node's index empty for the tasks ``batch`` (ascending): slot ``i`` of ``state``
     and ``pos_of`` is ``batch[i]``; node ``j``'s tasks sorted by (runtime there, index) are
-    positions ``soff[j]..soff[j + 1]`` of ``sorted_d`` and the leaves of its min-tree."""
+    positions ``soff[j]..soff[j + 1]`` of ``sorted_t`` and the leaves of its min-tree."""
     m = duration.shape[1]
     for i in range(batch.shape[0]):
         slot_of[batch[i]] = i
@@ -538,7 +540,7 @@ def _min_min_index(batch, n, duration, eligible, state, slot_of, pos_of, sorted_
         soff[j] = off
         for p in range(c):
             i = tasks[by_runtime[p]]
-            sorted_d[off + p] = keys[by_runtime[p]]
+            sorted_t[off + p] = batch[i]
             pos_of[i, j] = p
         off += c
         size = 1
@@ -595,7 +597,7 @@ def _min_min_sizes(waiting, child_ptr, child_idx, eligible):
 
 @jit
 def _min_min_kernel(steps, progress, pending, node_free, waiting, duration, eligible, parent_ptr, parent_idx,  # noqa: C901
-                    parent_data, child_ptr, child_idx, latency, inv_bw, release, state, slot_of, sorted_d, soff, pos_of,
+                    parent_data, child_ptr, child_idx, latency, inv_bw, release, state, slot_of, sorted_t, soff, pos_of,
                     tree, toff, tsize, wkey, wtask, wsize, rkey, rtask, rsize, scratch_tasks, scratch_keys, assign,
                     start, end, order):
     """Place up to ``steps`` more tasks by min-min, a batch at a time: the tasks ready when a
@@ -614,7 +616,7 @@ def _min_min_kernel(steps, progress, pending, node_free, waiting, duration, elig
     stop = min(n, placed + steps)
     while placed < stop:
         if batch == 0:
-            _min_min_index(np.sort(pending[:held]), n, duration, eligible, state, slot_of, pos_of, sorted_d, soff, tree,
+            _min_min_index(np.sort(pending[:held]), n, duration, eligible, state, slot_of, pos_of, sorted_t, soff, tree,
                            toff, tsize, wsize, rsize, scratch_tasks, scratch_keys)
             for i in range(held):
                 _min_min_ready(pending[i], node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency,
@@ -623,7 +625,7 @@ def _min_min_kernel(steps, progress, pending, node_free, waiting, duration, elig
             batch, held = held, 0
         best_f, best_t = np.inf, n
         for j in range(m):
-            f, t = _node_earliest(j, node_free, n, state, slot_of, sorted_d, soff, pos_of, tree, toff, tsize, wkey,
+            f, t = _node_earliest(j, node_free, n, state, slot_of, duration, sorted_t, soff, pos_of, tree, toff, tsize, wkey,
                                   wtask, wsize, rkey, rtask, rsize)
             if t < n and (f < best_f or (f == best_f and t < best_t)):
                 best_f, best_t = f, t
@@ -666,8 +668,8 @@ def _min_min_plan(inst: Instance) -> Plan:
     progress = np.zeros(3, dtype=np.int64)
     args = (np.empty(n, np.int64), np.zeros(m), waiting, duration, inst.eligible, inst.parent_ptr, inst.parent_idx,
             inst.parent_data, inst.child_ptr, inst.child_idx, latency, inv_bw, inst.release,
-            np.zeros((widest, m), np.int8), np.zeros(n, np.int64), np.empty(pairs), np.zeros(m + 1, np.int64),
-            np.zeros((widest, m), np.int32), np.empty(leaves, np.int64), np.zeros(m, np.int64), np.zeros(m, np.int64),
+            np.zeros((widest, m), np.int8), np.zeros(n, np.int64), np.empty(pairs, np.int32), np.zeros(m + 1, np.int64),
+            np.zeros((widest, m), np.int32), np.empty(leaves, np.int32), np.zeros(m, np.int64), np.zeros(m, np.int64),
             np.empty(pairs), np.empty(pairs, np.int32), np.zeros(m, np.int64), np.empty(pairs),
             np.empty(pairs, np.int32), np.zeros(m, np.int64), np.empty(widest, np.int64), np.empty(widest),
             assign, start, end, order)

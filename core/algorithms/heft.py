@@ -171,10 +171,14 @@ def _heft_kernel(priority, duration, eligible, parent_ptr, parent_idx, parent_da
 def _gap_thresholds(instance: Instance, classes: int = 12) -> np.ndarray:
     """Idle-time thresholds of the gap classes: 0 (any idle time), then half the shortest
     positive runtime times powers of 4, up to half the longest (at most ``classes`` more)."""
-    runtimes = instance.duration[instance.eligible & (instance.duration > 0)]
-    if runtimes.size == 0:
+    shortest, longest = np.inf, -np.inf
+    for lo in range(0, instance.n_tasks, ROWS_AT_ONCE):  # a block of rows at a time: no tasks x nodes temporary
+        duration = instance.duration[lo:lo + ROWS_AT_ONCE]
+        runtimes = duration[instance.eligible[lo:lo + ROWS_AT_ONCE] & (duration > 0)]
+        if runtimes.size:
+            shortest, longest = min(shortest, float(runtimes.min())), max(longest, float(runtimes.max()))
+    if shortest == np.inf:
         return np.zeros(1)
-    shortest, longest = float(runtimes.min()), float(runtimes.max())
     low, high = 0.5 * shortest, 0.5 * longest
     with np.errstate(over="ignore", divide="ignore"):
         ratio = high / low

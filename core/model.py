@@ -504,14 +504,14 @@ def _task_columns_one_by_one(workload: Workload, cluster: Cluster, node: _NodeCo
     return col
 
 
-_ROWS_AT_ONCE = 4096  # rows of a task x node table made at once: temporaries stay ~30 MB at 1,000 nodes
+ROWS_AT_ONCE = 4096  # rows of a task x node table made at once: temporaries stay ~30 MB at 1,000 nodes
 
 
 def _fill_durations(col: _TaskColumns) -> None:
     """Each task's runtime on each node (inf where not eligible; a pinned task's own span on
     its node), a block of rows at a time."""
-    for lo in range(0, len(col.work), _ROWS_AT_ONCE):
-        rows = slice(lo, lo + _ROWS_AT_ONCE)
+    for lo in range(0, len(col.work), ROWS_AT_ONCE):
+        rows = slice(lo, lo + ROWS_AT_ONCE)
         with np.errstate(over="ignore"):  # an overflowing runtime is refused by _check_finite_times
             col.duration[rows] = np.where(col.eligible[rows], col.work[rows, None] / col.rate[:, col.kind_of[rows]].T,
                                           math.inf)
@@ -591,8 +591,8 @@ def _bulk_eligible(tasks: Sequence[Task], nodes: Sequence[Node], node_memory: np
     allowed = np.array([[(kinds is None or nd.kind in kinds) and (zones is None or nd.zone in zones) for nd in nodes]
                         for kinds, zones in rule_index], dtype=bool).reshape(len(rule_index), len(nodes)) & working
     rule_of = np.array([rule_index[rule] for rule in rules], dtype=np.int64)
-    for lo in range(0, len(tasks), _ROWS_AT_ONCE):
-        rows = slice(lo, lo + _ROWS_AT_ONCE)
+    for lo in range(0, len(tasks), ROWS_AT_ONCE):
+        rows = slice(lo, lo + ROWS_AT_ONCE)
         col.eligible[rows] = allowed[rule_of[rows]] & (memory[rows, None] <= node_memory)
     pinned = np.flatnonzero(col.pinned_node >= 0)
     col.eligible[pinned] = False
@@ -778,15 +778,15 @@ def _longest_runtimes(workload: Workload, cluster: Cluster, task: _TaskColumns) 
     """Each task's longest runtime over its eligible nodes, a block of rows at a time; raises
     for the first runtime that overflows."""
     longest = np.empty(len(task.work))
-    for lo in range(0, len(longest), _ROWS_AT_ONCE):
-        runtime = np.where(task.eligible[lo:lo + _ROWS_AT_ONCE], task.duration[lo:lo + _ROWS_AT_ONCE], 0.0)
+    for lo in range(0, len(longest), ROWS_AT_ONCE):
+        runtime = np.where(task.eligible[lo:lo + ROWS_AT_ONCE], task.duration[lo:lo + ROWS_AT_ONCE], 0.0)
         for row in np.flatnonzero(~np.isfinite(runtime).all(axis=1)).tolist():
             i, j = lo + row, int(np.flatnonzero(~np.isfinite(runtime[row]))[0])
             t, nd = workload.tasks[i], cluster.nodes[j]
             raise SpecError(f"tasks[{_short_id(t.id)}].work",
                             f"runtime on node {_short_id(nd.id)} overflows (work {task.work[i]:g} GFLOP at "
                             f"{task.rate[j, task.kind_of[i]]:g} GFLOP/s)")
-        longest[lo:lo + _ROWS_AT_ONCE] = runtime.max(axis=1)
+        longest[lo:lo + ROWS_AT_ONCE] = runtime.max(axis=1)
     return longest
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from apportion.core._jit import jit
 from apportion.core.evaluate import Evaluator, Plan
-from apportion.core.model import Instance
+from apportion.core.model import ROWS_AT_ONCE, Instance
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,10 +87,15 @@ def _lower_bounds(instance: Instance) -> dict[str, float]:
                               inst.available_from, inst.pinned_node, inst.pinned_end)
     pinned = inst.pinned_node >= 0
     # Seconds of node time each task takes at least, and the energy of those seconds.
-    eligible = np.isfinite(inst.duration)
-    node_joules = np.where(eligible, np.where(eligible, inst.duration, 0.0) * inst.busy_power, np.inf)
+    # (A block of rows at a time: no tasks x nodes temporaries.)
+    least_joules = np.empty(inst.n_tasks)
+    for lo in range(0, inst.n_tasks, ROWS_AT_ONCE):
+        duration = inst.duration[lo:lo + ROWS_AT_ONCE]
+        eligible = np.isfinite(duration)
+        least_joules[lo:lo + ROWS_AT_ONCE] = np.where(eligible, np.where(eligible, duration, 0.0) * inst.busy_power,
+                                                      np.inf).min(axis=1)
     seconds = np.where(pinned, inst.pinned_end - inst.pinned_start, inst.duration.min(axis=1))
-    joules = np.where(pinned, seconds * inst.busy_power[np.maximum(inst.pinned_node, 0)], node_joules.min(axis=1))
+    joules = np.where(pinned, seconds * inst.busy_power[np.maximum(inst.pinned_node, 0)], least_joules)
     # Each node does at most its best rate's work per second: W <= makespan x sum of best rates.
     kinds = np.unique(inst.kind_of)
     work_bound = inst.work.sum() / inst.rate[:, kinds].max(axis=1).sum()

@@ -26,7 +26,7 @@ from apportion.core.algorithms.list_heuristics import MaxMinAllocator, Sufferage
 from apportion.core.algorithms.registry import register
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import Evaluator, Plan, link_arrays
-from apportion.core.model import Instance
+from apportion.core.model import ROWS_AT_ONCE, Instance
 
 
 @jit
@@ -274,8 +274,10 @@ class GreedyAllocator(ConstructiveAllocator):
         self.slack = float(slack)
 
     def capacity(self, instance: Instance) -> float:
+        rate = np.empty(instance.n_tasks)  # tasks per second over all its nodes
         with np.errstate(divide="ignore"):
-            rate = (1.0 / instance.duration).sum(axis=1)  # tasks per second over all its nodes
+            for lo in range(0, instance.n_tasks, ROWS_AT_ONCE):  # no tasks x nodes temporary
+                rate[lo:lo + ROWS_AT_ONCE] = (1.0 / instance.duration[lo:lo + ROWS_AT_ONCE]).sum(axis=1)
             return self.slack * float((1.0 / rate).sum())
 
     def build(self, instance: Instance, seed: int = 0) -> Plan:
@@ -397,12 +399,18 @@ def _earliest_completion(t, node_free, duration, eligible, parent_ptr, parent_id
     return best, best_j
 
 
-# Min-min's per-node index. Each node keeps the ready tasks eligible on it in three parts: a
+# Min-min's per-node index. Each node keeps the current batch's tasks eligible on it in three parts: a
 # min-tree over the tasks sorted by (runtime there, index), holding the index of those whose
 # inputs are already there when the node frees ("active": they would finish at free +
-# runtime); a heap by (ready + runtime, index) of the others ("waiting"); and a heap by ready
-# time that moves waiting tasks to active as the node's free time passes them. The earliest
-# (finish, index) on a node is then found in O(log n), and the next task in O(m log n).
+# runtime); the others ("waiting") sorted by (ready + runtime, index); and the waiting ones
+# sorted by (ready time, index), which move to active as the node's free time passes them.
+# Only a batch's tasks are ever in the index (the children they free wait for the next batch),
+# and they all enter when the batch starts, with ready times fixed (their parents are placed):
+# so the two waiting lists are sorted once, read from a cursor (entries no longer waiting are
+# skipped), and hold task ids only, the key of each head recomputed when the cursor moves. The
+# earliest (finish, index) on a node is then found in O(log n), and the next task in O(m log n).
+# The index is rebuilt for each batch in arrays sized for the largest: memory scales as the
+# widest batch x nodes, not tasks x nodes (100,000 tasks on 1,000 nodes needed several GB).
 _NOT_READY, _WAITING, _ACTIVE, _DONE = 0, 1, 2, 3
 
 
@@ -446,43 +454,42 @@ def _tree_min(tree, base, size, lo, hi):
 
 
 @jit
-def _pop(key, task, size):
-    """Remove the top of the heap ``key[:size]``/``task[:size]``; the new size."""
-    size -= 1
-    _heap_swap(key, task, 0, size)
-    _heap_sift_down(key, task, size)
-    return size
-
-
-@jit
-def _node_earliest(j, node_free, n, state, sorted_d, soff, pos_of, tree, toff, tsize, wkey, wtask, wsize, rkey,
-                   rtask, rsize):
+def _node_earliest(j, node_free, n, state, slot_of, duration, sorted_t, soff, pos_of, tree, toff, tsize, wlist, wpos,
+                   whead, rlist, rpos, rhead, wlen, release, parent_ptr, parent_idx, parent_data, assign, end, latency,
+                   inv_bw):
     """(finish, task): the ready task that would finish earliest appended on node ``j`` (lowest
     index on ties), ``task == n`` when none is ready there."""
     free = node_free[j]
-    lo_heap, hi_heap = soff[j], soff[j + 1]
-    rk, rt = rkey[lo_heap:hi_heap], rtask[lo_heap:hi_heap]
-    while rsize[j] > 0 and rk[0] <= free:
-        t = rt[0]
-        rsize[j] = _pop(rk, rt, rsize[j])
-        if state[t, j] == _WAITING:
-            state[t, j] = _ACTIVE
-            _tree_set(tree, toff[j], tsize[j], pos_of[t, j], t)
-    wk, wt = wkey[lo_heap:hi_heap], wtask[lo_heap:hi_heap]
-    while wsize[j] > 0 and state[wt[0], j] != _WAITING:
-        wsize[j] = _pop(wk, wt, wsize[j])
+    base, size = soff[j], wlen[j]
+    while rpos[j] < size and rhead[j] <= free:
+        t = rlist[base + rpos[j]]
+        rpos[j] += 1
+        if rpos[j] < size:
+            rhead[j] = data_ready(rlist[base + rpos[j]], j, release, parent_ptr, parent_idx, parent_data, assign, end,
+                                  latency, inv_bw)
+        if state[slot_of[t], j] == _WAITING:
+            state[slot_of[t], j] = _ACTIVE
+            _tree_set(tree, toff[j], tsize[j], pos_of[slot_of[t], j], t)
+    moved = False
+    while wpos[j] < size and state[slot_of[wlist[base + wpos[j]]], j] != _WAITING:
+        wpos[j] += 1
+        moved = True
     best_f, best_t = np.inf, n
-    if wsize[j] > 0:
-        best_f, best_t = wk[0], wt[0]
+    if wpos[j] < size:
+        best_t = wlist[base + wpos[j]]
+        if moved:
+            whead[j] = data_ready(best_t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency,
+                                  inv_bw) + duration[best_t, j]
+        best_f = whead[j]
     lo = _tree_leftmost(tree, toff[j], tsize[j], n)
     if lo >= 0:
-        finish = free + sorted_d[lo_heap + lo]
+        finish = free + duration[sorted_t[base + lo], j]
         # Runtimes are sorted, so the tasks finishing at exactly ``finish`` (rounding can join
         # different runtimes) are a run of positions; the lowest index among them wins.
-        a, b = lo, hi_heap - lo_heap - 1
+        a, b = lo, soff[j + 1] - base - 1
         while a < b:
             mid = (a + b + 1) // 2
-            if free + sorted_d[lo_heap + mid] <= finish:
+            if free + duration[sorted_t[base + mid], j] <= finish:
                 a = mid
             else:
                 b = mid - 1
@@ -493,32 +500,125 @@ def _node_earliest(j, node_free, n, state, sorted_d, soff, pos_of, tree, toff, t
 
 
 @jit
-def _min_min_ready(t, node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency, inv_bw, release,
-                   assign, end, state, pos_of, tree, toff, tsize, soff, wkey, wtask, wsize, rkey, rtask, rsize):
-    """Enter task ``t`` (all its inputs placed) into the index of every node it may use."""
+def _min_min_enter(batch, node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency, inv_bw,
+                   release, assign, end, state, pos_of, tree, toff, tsize, soff, wlist, wpos, whead, rlist, rpos,
+                   rhead, wlen, tasks, keys, finish):
+    """Enter the batch's tasks ``batch`` (ascending; all their inputs placed) into the index of
+    every node they may use: active, or waiting in both lists."""
     for j in range(node_free.shape[0]):
-        if not eligible[t, j]:
-            continue
-        r = data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
-        if r <= node_free[j]:
-            state[t, j] = _ACTIVE
-            _tree_set(tree, toff[j], tsize[j], pos_of[t, j], t)
-        else:
-            state[t, j] = _WAITING
-            base, top = soff[j], soff[j + 1]
-            wsize[j] = _heap_push(wkey[base:top], wtask[base:top], wsize[j], r + duration[t, j], t)
-            rsize[j] = _heap_push(rkey[base:top], rtask[base:top], rsize[j], r, t)
+        c = 0
+        for i in range(batch.shape[0]):
+            t = batch[i]
+            if not eligible[t, j]:
+                continue
+            r = data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, latency, inv_bw)
+            if r <= node_free[j]:
+                state[i, j] = _ACTIVE
+                _tree_set(tree, toff[j], tsize[j], pos_of[i, j], t)
+            else:
+                state[i, j] = _WAITING
+                tasks[c] = t
+                keys[c] = r
+                finish[c] = r + duration[t, j]
+                c += 1
+        base = soff[j]
+        by_ready = np.argsort(keys[:c], kind="mergesort")  # stable: ties stay in index order
+        by_finish = np.argsort(finish[:c], kind="mergesort")
+        for p in range(c):
+            rlist[base + p] = tasks[by_ready[p]]
+            wlist[base + p] = tasks[by_finish[p]]
+        wlen[j], rpos[j], wpos[j] = c, 0, 0
+        if c > 0:
+            rhead[j], whead[j] = keys[by_ready[0]], finish[by_finish[0]]
+
+
+@jit
+def _min_min_index(batch, n, duration, eligible, state, slot_of, pos_of, sorted_t, soff, tree, toff, tsize, tasks,
+                   keys):
+    """Make each node's index empty for the tasks ``batch`` (ascending): slot ``i`` of ``state``
+    and ``pos_of`` is ``batch[i]``; node ``j``'s tasks sorted by (runtime there, index) are
+    positions ``soff[j]..soff[j + 1]`` of ``sorted_t`` and the leaves of its min-tree."""
+    m = duration.shape[1]
+    for i in range(batch.shape[0]):
+        slot_of[batch[i]] = i
+        state[i, :] = _NOT_READY
+    off, toffset = 0, 0
+    for j in range(m):
+        c = 0
+        for i in range(batch.shape[0]):
+            t = batch[i]
+            if eligible[t, j]:
+                tasks[c] = i
+                keys[c] = duration[t, j]
+                c += 1
+        by_runtime = np.argsort(keys[:c], kind="mergesort")  # stable: ties stay in index order
+        soff[j] = off
+        for p in range(c):
+            i = tasks[by_runtime[p]]
+            sorted_t[off + p] = batch[i]
+            pos_of[i, j] = p
+        off += c
+        size = 1
+        while size < c:
+            size *= 2
+        tsize[j], toff[j] = size, toffset
+        tree[toffset:toffset + 2 * size] = n
+        toffset += 2 * size
+    soff[m] = off
+
+
+@jit
+def _min_min_sizes(waiting, child_ptr, child_idx, eligible):
+    """(widest batch, most (task, node) pairs of a batch, most min-tree leaves of a batch): the
+    batches are the DAG's levels (a task enters the batch after its last parent's)."""
+    n, m = eligible.shape
+    waiting = waiting.copy()
+    level = np.empty(n, np.int64)
+    held = 0
+    for t in range(n):
+        if waiting[t] == 0:
+            level[held] = t
+            held += 1
+    counts = np.empty(m, np.int64)
+    widest, pairs, leaves = 0, 0, 0
+    lo = 0
+    while lo < held:
+        hi = held
+        counts[:] = 0
+        for k in range(lo, hi):
+            t = level[k]
+            for j in range(m):
+                if eligible[t, j]:
+                    counts[j] += 1
+            for e in range(child_ptr[t], child_ptr[t + 1]):
+                c = child_idx[e]
+                waiting[c] -= 1
+                if waiting[c] == 0:
+                    level[held] = c
+                    held += 1
+        widest = max(widest, hi - lo)
+        pairs = max(pairs, counts.sum())
+        total = 0
+        for j in range(m):
+            size = 1
+            while size < counts[j]:
+                size *= 2
+            total += 2 * size
+        leaves = max(leaves, total)
+        lo = hi
+    return widest, pairs, leaves
 
 
 @jit
 def _min_min_kernel(steps, progress, pending, node_free, waiting, duration, eligible, parent_ptr, parent_idx,  # noqa: C901
-                    parent_data, child_ptr, child_idx, latency, inv_bw, release, state, sorted_d, soff, pos_of, tree,
-                    toff, tsize, wkey, wtask, wsize, rkey, rtask, rsize, assign, start, end, order):
+                    parent_data, child_ptr, child_idx, latency, inv_bw, release, state, slot_of, sorted_t, soff, pos_of,
+                    tree, toff, tsize, wlist, wpos, whead, rlist, rpos, rhead, wlen, scratch_tasks, scratch_keys,
+                    scratch_finish, assign, start, end, order):
     """Place up to ``steps`` more tasks by min-min, a batch at a time: the tasks ready when a
     batch starts are all placed before the children they free (held in ``pending``) enter the
-    index. ``progress`` = [tasks placed, tasks left in the batch, tasks pending] (all 0: enter
-    the initially ready tasks first). Run in slices from Python, so Ctrl-C lands between them.
-    One function for the whole step, hence its size."""
+    index, which is rebuilt for each batch. ``progress`` = [tasks placed, tasks left in the
+    batch, tasks pending] (all 0: enter the initially ready tasks first). Run in slices from
+    Python, so Ctrl-C lands between them. One function for the whole step, hence its size."""
     n, m = duration.shape
     ready = np.empty(m)
     placed, batch, held = progress[0], progress[1], progress[2]
@@ -530,15 +630,18 @@ def _min_min_kernel(steps, progress, pending, node_free, waiting, duration, elig
     stop = min(n, placed + steps)
     while placed < stop:
         if batch == 0:
-            for i in range(held):
-                _min_min_ready(pending[i], node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency,
-                               inv_bw, release, assign, end, state, pos_of, tree, toff, tsize, soff, wkey, wtask, wsize,
-                               rkey, rtask, rsize)
+            members = np.sort(pending[:held])
+            _min_min_index(members, n, duration, eligible, state, slot_of, pos_of, sorted_t, soff, tree, toff, tsize,
+                           scratch_tasks, scratch_keys)
+            _min_min_enter(members, node_free, duration, eligible, parent_ptr, parent_idx, parent_data, latency, inv_bw,
+                           release, assign, end, state, pos_of, tree, toff, tsize, soff, wlist, wpos, whead, rlist,
+                           rpos, rhead, wlen, scratch_tasks, scratch_keys, scratch_finish)
             batch, held = held, 0
         best_f, best_t = np.inf, n
         for j in range(m):
-            f, t = _node_earliest(j, node_free, n, state, sorted_d, soff, pos_of, tree, toff, tsize, wkey, wtask,
-                                  wsize, rkey, rtask, rsize)
+            f, t = _node_earliest(j, node_free, n, state, slot_of, duration, sorted_t, soff, pos_of, tree, toff, tsize,
+                                  wlist, wpos, whead, rlist, rpos, rhead, wlen, release, parent_ptr, parent_idx,
+                                  parent_data, assign, end, latency, inv_bw)
             if t < n and (f < best_f or (f == best_f and t < best_t)):
                 best_f, best_t = f, t
         t = best_t
@@ -552,10 +655,11 @@ def _min_min_kernel(steps, progress, pending, node_free, waiting, duration, elig
         order[placed] = t
         placed += 1
         batch -= 1
+        slot = slot_of[t]
         for i in range(m):
-            if state[t, i] == _ACTIVE:
-                _tree_set(tree, toff[i], tsize[i], pos_of[t, i], n)
-            state[t, i] = _DONE
+            if state[slot, i] == _ACTIVE:
+                _tree_set(tree, toff[i], tsize[i], pos_of[slot, i], n)
+            state[slot, i] = _DONE
         for e in range(child_ptr[t], child_ptr[t + 1]):
             c = child_idx[e]
             waiting[c] -= 1
@@ -566,31 +670,26 @@ def _min_min_kernel(steps, progress, pending, node_free, waiting, duration, elig
 
 
 def _min_min_plan(inst: Instance) -> Plan:
-    """Min-min's plan: the per-node index built here, the kernel run ``SLICE_TASKS`` tasks at a time."""
+    """Min-min's plan: index arrays sized for the widest batch, the kernel run ``SLICE_TASKS``
+    tasks at a time."""
     n, m = inst.n_tasks, inst.n_nodes
     duration = np.ascontiguousarray(inst.duration)
-    t_idx, j_idx = np.nonzero(inst.eligible)
-    runtime = duration[t_idx, j_idx]
-    by_node = np.lexsort((t_idx, runtime, j_idx))  # by node, then runtime, then task
-    counts = np.bincount(j_idx, minlength=m)
-    soff = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    pos_of = np.full((n, m), -1, dtype=np.int64)
-    pos_of[t_idx[by_node], j_idx[by_node]] = np.arange(by_node.size) - soff[j_idx[by_node]]
-    tsize = (1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64)).astype(np.int64)
-    toff = np.concatenate(([0], np.cumsum(2 * tsize))).astype(np.int64)
-    tree = np.full(toff[-1], n, dtype=np.int64)
-    heap = by_node.size
+    waiting = (inst.parent_ptr[1:] - inst.parent_ptr[:-1]).astype(np.int64)
+    widest, pairs, leaves = _min_min_sizes(waiting, inst.child_ptr, inst.child_idx, inst.eligible)
     latency, inv_bw = link_arrays(inst)
-    state = np.zeros((n, m), dtype=np.int8)
     assign = np.full(n, -1, dtype=np.int32)
     start, end = np.empty(n), np.empty(n)
     order = np.empty(n, dtype=np.int32)
     progress = np.zeros(3, dtype=np.int64)
-    args = (np.empty(n, np.int64), np.zeros(m), (inst.parent_ptr[1:] - inst.parent_ptr[:-1]).astype(np.int64), duration, inst.eligible,
-            inst.parent_ptr, inst.parent_idx, inst.parent_data, inst.child_ptr, inst.child_idx, latency, inv_bw,
-            inst.release, state, np.ascontiguousarray(runtime[by_node]), soff, pos_of, tree, toff, tsize,
-            np.empty(heap), np.empty(heap, np.int64), np.zeros(m, np.int64), np.empty(heap), np.empty(heap, np.int64),
-            np.zeros(m, np.int64), assign, start, end, order)
+    # Positions within a node's batch are below the widest batch: 2 bytes each when they fit.
+    position = np.uint16 if widest <= np.iinfo(np.uint16).max else np.int32
+    args = (np.empty(n, np.int64), np.zeros(m), waiting, duration, inst.eligible, inst.parent_ptr, inst.parent_idx,
+            inst.parent_data, inst.child_ptr, inst.child_idx, latency, inv_bw, inst.release,
+            np.zeros((widest, m), np.int8), np.zeros(n, np.int64), np.empty(pairs, np.int32), np.zeros(m + 1, np.int64),
+            np.zeros((widest, m), position), np.empty(leaves, np.int32), np.zeros(m, np.int64), np.zeros(m, np.int64),
+            np.empty(pairs, np.int32), np.zeros(m, np.int64), np.empty(m), np.empty(pairs, np.int32),
+            np.zeros(m, np.int64), np.empty(m), np.zeros(m, np.int64), np.empty(widest, np.int64), np.empty(widest),
+            np.empty(widest), assign, start, end, order)
     while progress[0] < n:
         _min_min_kernel(SLICE_TASKS, progress, *args)
     return Plan(assign, order)

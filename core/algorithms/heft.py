@@ -14,7 +14,7 @@ from apportion.core._jit import jit
 from apportion.core.algorithms.constructive import SLICE_TASKS, ConstructiveAllocator, data_ready
 from apportion.core.algorithms.registry import register
 from apportion.core.evaluate import Plan, link_arrays
-from apportion.core.model import Instance
+from apportion.core.model import ROWS_AT_ONCE, Instance
 
 
 def mean_transfer(instance: Instance, transfer: str = "rate") -> np.ndarray:
@@ -49,7 +49,11 @@ def mean_transfer(instance: Instance, transfer: str = "rate") -> np.ndarray:
 def mean_runtime(instance: Instance) -> np.ndarray:
     """Each task's mean runtime over its eligible nodes (HEFT's w-bar)."""
     inst = instance
-    return np.where(inst.eligible, inst.duration, 0.0).sum(axis=1) / inst.eligible.sum(axis=1)
+    wbar = np.empty(inst.n_tasks)  # a block of rows at a time: no tasks x nodes temporary
+    for lo in range(0, inst.n_tasks, ROWS_AT_ONCE):
+        rows = slice(lo, lo + ROWS_AT_ONCE)
+        wbar[rows] = np.where(inst.eligible[rows], inst.duration[rows], 0.0).sum(axis=1) / inst.eligible[rows].sum(axis=1)
+    return wbar
 
 
 def heft_ranks(instance: Instance, transfer: str = "rate") -> np.ndarray:
@@ -198,10 +202,14 @@ def _heft_kernel(priority, duration, eligible, parent_ptr, parent_idx, parent_da
 def _gap_thresholds(instance: Instance, classes: int = 12) -> np.ndarray:
     """Idle-time thresholds of the gap classes: 0 (any idle time), then half the shortest
     positive runtime times powers of 4, up to half the longest (at most ``classes`` more)."""
-    runtimes = instance.duration[instance.eligible & (instance.duration > 0)]
-    if runtimes.size == 0:
+    shortest, longest = np.inf, -np.inf
+    for lo in range(0, instance.n_tasks, ROWS_AT_ONCE):  # a block of rows at a time: no tasks x nodes temporary
+        duration = instance.duration[lo:lo + ROWS_AT_ONCE]
+        runtimes = duration[instance.eligible[lo:lo + ROWS_AT_ONCE] & (duration > 0)]
+        if runtimes.size:
+            shortest, longest = min(shortest, float(runtimes.min())), max(longest, float(runtimes.max()))
+    if shortest == np.inf:
         return np.zeros(1)
-    shortest, longest = float(runtimes.min()), float(runtimes.max())
     low, high = 0.5 * shortest, 0.5 * longest
     with np.errstate(over="ignore", divide="ignore"):
         ratio = high / low

@@ -33,18 +33,23 @@ from apportion.core.algorithms.heft import _heft, heft_priority, heft_ranks, mea
 from apportion.core.algorithms.list_heuristics import affordable
 from apportion.core.algorithms.registry import register
 from apportion.core.evaluate import Plan, link_arrays
-from apportion.core.model import Instance
+from apportion.core.model import ROWS_AT_ONCE, Instance
 
 
 def _harmonic_runtime(instance: Instance) -> np.ndarray:
     """Each task's work over the mean speed of its eligible nodes: the harmonic mean of its
     runtimes there (0 when one of them is 0)."""
     inst = instance
-    d = np.where(inst.eligible, inst.duration, np.inf)
-    with np.errstate(divide="ignore"):
-        inverse = np.where(inst.eligible, 1.0 / d, 0.0).sum(axis=1)
-    zero = (inst.eligible & (inst.duration == 0)).any(axis=1)
-    return np.where(zero, 0.0, inst.eligible.sum(axis=1) / np.where(zero, 1.0, inverse))
+    harmonic = np.empty(inst.n_tasks)
+    for lo in range(0, inst.n_tasks, ROWS_AT_ONCE):  # a block of rows at a time: no tasks x nodes temporary
+        rows = slice(lo, lo + ROWS_AT_ONCE)
+        eligible, duration = inst.eligible[rows], inst.duration[rows]
+        d = np.where(eligible, duration, np.inf)
+        with np.errstate(divide="ignore"):
+            inverse = np.where(eligible, 1.0 / d, 0.0).sum(axis=1)
+        zero = (eligible & (duration == 0)).any(axis=1)
+        harmonic[rows] = np.where(zero, 0.0, eligible.sum(axis=1) / np.where(zero, 1.0, inverse))
+    return harmonic
 
 
 def downward_ranks(instance: Instance, transfer: str = "rate", saga: bool = False) -> np.ndarray:

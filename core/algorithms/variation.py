@@ -33,7 +33,7 @@ from pymoo.util import default_random_state
 
 from apportion.core._jit import jit
 from apportion.core.evaluate import Plan
-from apportion.core.model import Instance
+from apportion.core.model import ROWS_AT_ONCE, Instance
 
 GENE_DTYPE = np.int32
 
@@ -51,7 +51,13 @@ class PlanCodec:
         self.orders = np.ascontiguousarray(orders, dtype=np.int32).reshape(-1, instance.n_tasks)
         counts = instance.eligible.sum(axis=1)
         self.eligible_ptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-        self.eligible_nodes = np.nonzero(instance.eligible)[1].astype(np.int32)  # ascending per task
+        # Ascending per task; a block of rows at a time (np.nonzero of the whole table makes two
+        # int64 arrays of every eligible pair).
+        self.eligible_nodes = np.empty(int(self.eligible_ptr[-1]), dtype=np.int32)
+        for lo in range(0, instance.n_tasks, ROWS_AT_ONCE):
+            block = np.nonzero(instance.eligible[lo:lo + ROWS_AT_ONCE])[1]
+            at = int(self.eligible_ptr[lo])
+            self.eligible_nodes[at:at + block.size] = block
         self.eligible_count = counts.astype(np.int64)
         self.movable = np.flatnonzero(counts > 1)  # tasks with a choice of node
 
@@ -221,7 +227,13 @@ def _reassign(X, rows, genes, u, eligible_ptr, eligible_nodes):
 
 
 @jit
-def _shift_load(X, rows, u, duration, eligible_ptr, eligible_nodes, load):
+def _busy(duration, eligible, t, j):
+    # Task t's runtime on node j, 0 where it may not run (duration is inf there).
+    return duration[t, j] if eligible[t, j] else 0.0
+
+
+@jit
+def _shift_load(X, rows, u, duration, eligible, eligible_ptr, eligible_nodes, load):
     # Move one task off the busiest node (by busy time) to the eligible node where it would
     # finish the accumulated load soonest, if that is below the busiest node's load.
     n = duration.shape[0]
@@ -229,7 +241,7 @@ def _shift_load(X, rows, u, duration, eligible_ptr, eligible_nodes, load):
         r = rows[i]
         load[:] = 0.0
         for t in range(n):
-            load[X[r, t]] += duration[t, X[r, t]]
+            load[X[r, t]] += _busy(duration, eligible, t, X[r, t])
         busiest = np.argmax(load)
         first = int(u[i] * n)
         for step in range(n):
@@ -240,16 +252,16 @@ def _shift_load(X, rows, u, duration, eligible_ptr, eligible_nodes, load):
             best_load = load[busiest]
             for e in range(eligible_ptr[t], eligible_ptr[t + 1]):
                 j = eligible_nodes[e]
-                if j != busiest and load[j] + duration[t, j] < best_load:
+                if j != busiest and load[j] + _busy(duration, eligible, t, j) < best_load:
                     best = j
-                    best_load = load[j] + duration[t, j]
+                    best_load = load[j] + _busy(duration, eligible, t, j)
             if best >= 0:
                 X[r, t] = best
                 break
 
 
 @jit
-def _release_node(X, rows, duration, eligible_ptr, eligible_nodes, load, used):
+def _release_node(X, rows, duration, eligible, eligible_ptr, eligible_nodes, load, used):
     # Empty the least-loaded used node (by busy time): each of its tasks moves to the other
     # used eligible node where it would finish the accumulated load soonest. A task with no
     # other used eligible node stays, so the node is then only lightened.
@@ -259,7 +271,7 @@ def _release_node(X, rows, duration, eligible_ptr, eligible_nodes, load, used):
         load[:] = 0.0
         used[:] = False
         for t in range(n):
-            load[X[r, t]] += duration[t, X[r, t]]
+            load[X[r, t]] += _busy(duration, eligible, t, X[r, t])
             used[X[r, t]] = True
         victim = -1
         n_used = 0
@@ -277,9 +289,9 @@ def _release_node(X, rows, duration, eligible_ptr, eligible_nodes, load, used):
             best_load = np.inf
             for e in range(eligible_ptr[t], eligible_ptr[t + 1]):
                 j = eligible_nodes[e]
-                if j != victim and used[j] and load[j] + duration[t, j] < best_load:
+                if j != victim and used[j] and load[j] + _busy(duration, eligible, t, j) < best_load:
                     best = j
-                    best_load = load[j] + duration[t, j]
+                    best_load = load[j] + _busy(duration, eligible, t, j)
             if best >= 0:
                 X[r, t] = best
                 load[best] = best_load
@@ -340,7 +352,9 @@ its last parent and its first child).
         self.shift_rate = shift_rate
         self.release_rate = release_rate
         self.order_rate = order_rate
-        self._duration = np.ascontiguousarray(np.where(codec.instance.eligible, codec.instance.duration, 0.0))
+        # The instance's own tables (runtimes read as 0 where not eligible): no tasks x nodes copy.
+        self._duration = np.ascontiguousarray(codec.instance.duration)
+        self._eligible = np.ascontiguousarray(codec.instance.eligible)
         self._load = np.empty(codec.instance.n_nodes)
         self._used = np.empty(codec.instance.n_nodes, dtype=np.bool_)
         self._position = np.empty(codec.n_tasks, dtype=np.int64)
@@ -358,10 +372,10 @@ its last parent and its first child).
             rows, genes = rows[once], genes[once]
             _reassign(X, rows, genes, rng.random(rows.shape[0]), codec.eligible_ptr, codec.eligible_nodes)
         shift = np.flatnonzero(rng.random(P) < self.shift_rate)
-        _shift_load(X, shift, rng.random(shift.shape[0]), self._duration, codec.eligible_ptr,
+        _shift_load(X, shift, rng.random(shift.shape[0]), self._duration, self._eligible, codec.eligible_ptr,
                     codec.eligible_nodes, self._load)
         release = np.flatnonzero(rng.random(P) < self.release_rate)
-        _release_node(X, release, self._duration, codec.eligible_ptr, codec.eligible_nodes, self._load, self._used)
+        _release_node(X, release, self._duration, self._eligible, codec.eligible_ptr, codec.eligible_nodes, self._load, self._used)
         reorder = np.flatnonzero(rng.random(P) < (self.order_rate if vary_orders else 0.0))
         inst = codec.instance
         _shift_order(X, reorder, rng.random((reorder.shape[0], 5)), n, inst.parent_ptr, inst.parent_idx,
@@ -398,7 +412,11 @@ class EligibilityRepair(Repair):
         super().__init__()
         self.codec = codec
         inst = codec.instance
-        self._fastest = np.argmin(np.where(inst.eligible, inst.duration, np.inf), axis=1).astype(GENE_DTYPE)
+        # A block of rows at a time: no tasks x nodes temporary.
+        self._fastest = np.empty(inst.n_tasks, dtype=GENE_DTYPE)
+        for lo in range(0, inst.n_tasks, ROWS_AT_ONCE):
+            rows = slice(lo, lo + ROWS_AT_ONCE)
+            self._fastest[rows] = np.argmin(np.where(inst.eligible[rows], inst.duration[rows], np.inf), axis=1)
         depth = np.zeros(inst.n_tasks, dtype=np.int64)
         for t in inst.topo_order.tolist():
             parents = inst.parent_idx[inst.parent_ptr[t]:inst.parent_ptr[t + 1]]

@@ -286,3 +286,24 @@ def test_min_min_on_a_tiny_independent_instance():
     np.testing.assert_array_equal(plan.order, [1, 0, 2])
     np.testing.assert_array_equal(plan.assignment, [1, 1, 0])
     assert Evaluator(inst).schedule(plan).stat("makespan") == 6.0
+
+
+def test_min_min_index_is_sized_for_the_widest_batch_not_every_task():
+    # Five roots, each with one child, and a last task after every child: batches (DAG levels)
+    # of 5, 5 and 1 tasks. The index holds one batch at a time, so its arrays are sized for 5
+    # tasks on each node, not for all 11 (at 100,000 tasks x 1,000 nodes that is what fits 2 GB).
+    from apportion.core.algorithms.baselines import _min_min_sizes
+
+    roots, kids = [f"r{i}" for i in range(5)], [f"k{i}" for i in range(5)]
+    tasks = tuple(Task(name, 1.0 + i) for i, name in enumerate(roots + kids + ["end"]))
+    edges = tuple(Edge(r, k) for r, k in zip(roots, kids, strict=True)) + tuple(Edge(k, "end") for k in kids)
+    cluster = Cluster(nodes=(Node("a", "cpu", 1.0, 8.0), Node("b", "cpu", 2.0, 8.0)))
+    inst = Instance.build(Workload(tasks=tasks, edges=edges), cluster)
+    waiting = np.diff(inst.parent_ptr).astype(np.int64)
+    widest, pairs, leaves = _min_min_sizes(waiting, inst.child_ptr, inst.child_idx, inst.eligible)
+    assert (widest, pairs, leaves) == (5, 10, 2 * 2 * 8)  # each node: a min-tree of 8 leaves (2 x 8 entries)
+    np.testing.assert_array_equal(waiting, np.diff(inst.parent_ptr))  # the kernel's counts are left as they were
+    plan = MinMinAllocator().build(inst)
+    reference = min_min_reference(inst)
+    np.testing.assert_array_equal(plan.order, reference.order)
+    np.testing.assert_array_equal(plan.assignment, reference.assignment)

@@ -107,7 +107,8 @@ def test_mutation_kernels_match_python_reference(codec, seed):
     instance = codec.instance
     rows, u = np.arange(10), rng.random(10)
     got = X.copy()
-    _shift_load(got, rows, u, PlanMutation(codec)._duration, codec.eligible_ptr, codec.eligible_nodes,
+    mutation = PlanMutation(codec)
+    _shift_load(got, rows, u, mutation._duration, mutation._eligible, codec.eligible_ptr, codec.eligible_nodes,
                 np.empty(instance.n_nodes))
     np.testing.assert_array_equal(got, reference_shift(X, rows, u, instance))
     # The move takes work off the busiest node.
@@ -132,7 +133,8 @@ def test_release_node_kernel_matches_python_reference(codec, seed):
     X[:3, :n] = np.where(instance.eligible[np.arange(n), 0], 0, X[:3, :n])
     rows = rng.permutation(10)[:7]
     got = X.copy()
-    _release_node(got, rows, PlanMutation(codec)._duration, codec.eligible_ptr, codec.eligible_nodes,
+    mutation = PlanMutation(codec)
+    _release_node(got, rows, mutation._duration, mutation._eligible, codec.eligible_ptr, codec.eligible_nodes,
                   np.empty(instance.n_nodes), np.empty(instance.n_nodes, dtype=np.bool_))
     np.testing.assert_array_equal(got, reference_release(X, rows, instance))
     assert instance.eligible[np.arange(n), got[:, :n]].all()

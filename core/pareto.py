@@ -320,9 +320,10 @@ def knee_point(F: np.ndarray) -> int:
     gains in another, which is what "knee" means; the normalisation makes the choice the same
     whatever the objectives' units. When the extremes do not span a hyperplane (fewer distinct
     extremes than objectives) the plane through the unit points, sum z = 1, stands in.
-    Ties go to the lowest index.
+    Only plans no other plan dominates are candidates; ties go to the lowest index.
     """
-    Z = _normalised(np.atleast_2d(np.asarray(F, dtype=np.float64)))
+    F = np.atleast_2d(np.asarray(F, dtype=np.float64))
+    Z = _normalised(F)
     P, k = Z.shape
     extremes = np.array([np.lexsort((Z.sum(axis=1) - Z[:, c], Z[:, c]))[0] for c in range(k)])
     normal = np.ones(k)
@@ -334,7 +335,11 @@ def knee_point(F: np.ndarray) -> int:
         if solved is not None and np.all(np.isfinite(solved)) and np.all(solved > 0):
             normal = solved
     distance = (1.0 - Z @ normal) / np.linalg.norm(normal)
-    return int(np.argmax(distance))
+    # Only a plan no other plan dominates: normalising can round a tiny gap to a tie.
+    candidate = np.full(P, -np.inf)
+    keep = non_dominated(F)
+    candidate[keep] = distance[keep]
+    return int(np.argmax(candidate))
 
 
 def select(stats: np.ndarray, objectives=DEFAULT_OBJECTIVES, policy: str = defaults.SELECT) -> int:

@@ -262,3 +262,11 @@ def test_policy_parsing_accepts_spaces_case_and_unit():
     assert parse_policy("sla:30s") == ("sla", 30.0)
     kind, weights = parse_policy("weights:1, 2.5 ,0")
     assert kind == "weights" and weights.tolist() == [1.0, 2.5, 0.0]
+
+
+def test_knee_never_picks_a_dominated_plan_when_normalising_rounds_a_gap_away():
+    """1 - 1.2e-34 rounds to 1 in the normalised objective: plans 1 and 2 tie there, but plan 2
+    dominates plan 1 (hypothesis found it)."""
+    from apportion.core.pareto import knee_point
+
+    assert knee_point(np.array([[1.0], [1.2e-34], [0.0]])) == 2

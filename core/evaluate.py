@@ -381,6 +381,28 @@ class _Layout:
     due: np.ndarray  # their deadlines
 
 
+@jit
+def _permute_kernel(order, parent_ptr, parent_idx, parent_data, work, kind_of, release, position, ptr,
+                    parent_pos_out, parent_data_out, work_out, kind_out, release_out):
+    """The task arrays permuted into ``order``: each task's position, its in-edges (CSR rows in
+    dispatch order) as their parents' lane-0 records and data, its work, kind and release."""
+    n = order.shape[0]
+    for k in range(n):
+        position[order[k]] = k
+    ptr[0] = 0
+    for k in range(n):
+        t = order[k]
+        base = ptr[k]
+        lo = parent_ptr[t]
+        for e in range(lo, parent_ptr[t + 1]):
+            parent_pos_out[base + e - lo] = np.uint32(position[parent_idx[e]] * LANES)
+            parent_data_out[base + e - lo] = parent_data[e]
+        ptr[k + 1] = base + parent_ptr[t + 1] - lo
+        work_out[k] = work[t]
+        kind_out[k] = kind_of[t]
+        release_out[k] = release[t]
+
+
 class Evaluator:
     """Scores plans of one instance; build once, call many times.
 
@@ -411,19 +433,19 @@ class Evaluator:
         self._link = np.ascontiguousarray(link.ravel())
         self._rate = np.ascontiguousarray(instance.rate)
         self._layouts: dict[bytes, _Layout] = {}
+        self._any_pinned = bool((instance.pinned_node >= 0).any())
         self.evaluations = 0
 
     def _order_free_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """What every layout needs and no order changes, computed once: each task's in-degree,
-        the last tasks of their requests (no child in the same request), the tasks with a
-        deadline."""
+        """What every layout needs and no order changes, computed once: the last tasks of their
+        requests (no child in the same request) and those requests, the tasks with a deadline."""
         parts = self.__dict__.get("_order_free")
         if parts is None:
             inst = self.instance
             parent_of_edge = np.repeat(np.arange(inst.n_tasks), np.diff(inst.child_ptr))
             same_request = inst.request_of[parent_of_edge] == inst.request_of[inst.child_idx]
             last = np.flatnonzero(np.bincount(parent_of_edge[same_request], minlength=inst.n_tasks) == 0)
-            parts = (np.diff(inst.parent_ptr), last, np.flatnonzero(np.isfinite(inst.deadline)))
+            parts = (last, np.ascontiguousarray(inst.request_of[last]), np.flatnonzero(np.isfinite(inst.deadline)))
             self._order_free = parts
         return parts
 
@@ -434,32 +456,31 @@ class Evaluator:
             inst = self.instance
             # Pinned tasks go first, by start (their parents are pinned too, so the order stays
             # topological), whatever order the plan gives.
-            pinned = inst.pinned_node[order] >= 0
-            if pinned.any():
-                head = order[pinned][np.argsort(inst.pinned_start[order[pinned]], kind="stable")]
-                order = np.concatenate([head, order[~pinned]])
-            position = np.empty_like(order)
-            position[order] = np.arange(order.shape[0], dtype=order.dtype)
-            in_degree, last, due = self._order_free_parts()
-            counts = in_degree[order]
-            ptr = np.zeros(order.shape[0] + 1, dtype=np.int64)
-            np.cumsum(counts, out=ptr[1:])
-            # Each task's in-edges (CSR rows of parent_ptr) in dispatch order.
-            edges = np.repeat(inst.parent_ptr[order] - (ptr[1:] - counts), counts) + np.arange(ptr[-1])
+            n_pinned = 0
+            if self._any_pinned:  # a plan's pinned tasks are the instance's
+                pinned = inst.pinned_node[order] >= 0
+                n_pinned = int(pinned.sum())
+                if n_pinned:
+                    head = order[pinned][np.argsort(inst.pinned_start[order[pinned]], kind="stable")]
+                    order = np.concatenate([head, order[~pinned]])
+            order = np.ascontiguousarray(order, dtype=np.int32)
+            last, last_request, due = self._order_free_parts()
+            n, n_edges = order.shape[0], inst.parent_idx.shape[0]
+            position, ptr = np.empty(n, dtype=np.int32), np.empty(n + 1, dtype=np.int64)
+            parent_pos, parent_data = np.empty(n_edges, dtype=np.uint32), np.empty(n_edges)
+            work, kind, release = np.empty(n), np.empty(n, dtype=inst.kind_of.dtype), np.empty(n)
+            _permute_kernel(order, inst.parent_ptr, inst.parent_idx, inst.parent_data, inst.work, inst.kind_of,
+                            inst.release, position, ptr, parent_pos, parent_data, work, kind, release)
+            due_pos = np.sort(position[due])
             layout = _Layout(
-                task_at=np.ascontiguousarray(order),
-                work=np.ascontiguousarray(inst.work[order]),
-                kind=np.ascontiguousarray(inst.kind_of[order]),
-                parent_ptr=ptr,
-                parent_pos=np.ascontiguousarray(position[inst.parent_idx[edges]] * LANES, dtype=np.uint32),
-                parent_data=np.ascontiguousarray(inst.parent_data[edges]),
-                release=np.ascontiguousarray(inst.release[order]),
-                pinned_start=np.ascontiguousarray(inst.pinned_start[order[:int(pinned.sum())]]),
-                pinned_end=np.ascontiguousarray(inst.pinned_end[order[:int(pinned.sum())]]),
+                task_at=order, work=work, kind=kind, parent_ptr=ptr, parent_pos=parent_pos,
+                parent_data=parent_data, release=release,
+                pinned_start=np.ascontiguousarray(inst.pinned_start[order[:n_pinned]]),
+                pinned_end=np.ascontiguousarray(inst.pinned_end[order[:n_pinned]]),
                 last_pos=np.ascontiguousarray(position[last], dtype=np.int32),
-                last_request=np.ascontiguousarray(inst.request_of[last]),
-                due_pos=np.ascontiguousarray(np.sort(position[due])),
-                due=np.ascontiguousarray(inst.deadline[order][np.sort(position[due])]),
+                last_request=last_request,
+                due_pos=np.ascontiguousarray(due_pos),
+                due=np.ascontiguousarray(inst.deadline[order[due_pos]]),
             )
             if len(self._layouts) >= self._MAX_LAYOUTS:
                 self._layouts.pop(next(iter(self._layouts)))

@@ -154,21 +154,38 @@ def _bil_levels(topo, duration, eligible, child_ptr, child_idx, child_data, late
 
 
 @jit
+def _bil_key(t, free, bil, eligible, key):
+    """Task t's imaginary makespans on its eligible nodes, largest first, in ``key``; the count."""
+    count = 0
+    for j in range(free.shape[0]):
+        if eligible[t, j]:
+            key[count] = free[j] + bil[t, j]
+            count += 1
+    key[:count] = np.sort(key[:count])[::-1]
+    return count
+
+
+@jit
 def _bil_pick(pool, size, free, bil, eligible, key, best_key):
-    """Position in ``pool`` of the task of lexicographically largest sorted imaginary makespans."""
+    """Position in ``pool`` of the task of lexicographically largest sorted imaginary makespans.
+    The largest makespan alone decides most comparisons; the sorted lists are built only for
+    the leader and for tasks that tie with it."""
     m = free.shape[0]
-    best_i, best_t, best_len = -1, -1, 0
+    best_i, best_t, best_len, best_top = -1, -1, 0, -np.inf
     for i in range(size):
         t = pool[i]
-        count = 0
+        top, count = -np.inf, 0
         for j in range(m):
             if eligible[t, j]:
-                key[count] = free[j] + bil[t, j]
                 count += 1
-        key[:count] = np.sort(key[:count])[::-1]
-        better = best_i == -1
-        if not better:
-            decided = False
+                v = free[j] + bil[t, j]
+                if v > top:
+                    top = v
+        if best_i != -1 and top < best_top:
+            continue
+        if best_i != -1 and top == best_top:
+            count = _bil_key(t, free, bil, eligible, key)
+            better, decided = False, False
             for r in range(min(count, best_len)):
                 if key[r] != best_key[r]:
                     better = key[r] > best_key[r]
@@ -176,9 +193,10 @@ def _bil_pick(pool, size, free, bil, eligible, key, best_key):
                     break
             if not decided:  # one a prefix of the other: the longer is larger (a total order)
                 better = count > best_len if count != best_len else t < best_t
-        if better:
-            best_i, best_t, best_len = i, t, count
-            best_key[:count] = key[:count]
+            if not better:
+                continue
+        best_i, best_t, best_top = i, t, top
+        best_len = _bil_key(t, free, bil, eligible, best_key)
     return best_i
 
 

@@ -91,3 +91,26 @@ def test_medical_diagnosis_enacts_every_step_in_its_nodes_pool(apportion_dagbag,
         run.info.run_id, "enactment.json", str(tmp_path))).read())
     assert {row["task"] for row in report["steps"]} == set(results)
     assert all(row["overhead"] >= 0 for row in report["steps"])
+
+
+@pytest.mark.slow
+def test_a_plan_step_on_a_node_without_a_pool_enacts_nothing(apportion_dagbag, airflow_metadata_db, monkeypatch):
+    """No pool for the GPUs (as if they had left the cluster): prepare_enactment fails at once,
+    without retries, and no step instance runs; the plan itself is still published."""
+    from apportion.operators import enactment
+
+    real = enactment.node_pools
+
+    def without_gpus(cluster):
+        gpus = {node.id for node in cluster.nodes if node.kind == "gpu"}
+        return {name: spec for name, spec in real(cluster).items() if spec["node"] not in gpus}
+
+    monkeypatch.setattr(enactment, "node_pools", without_gpus)
+    dag_run = apportion_dagbag.dags["medical_diagnosis"].test(run_conf={**ENACT, "seed": 4})
+    rows = task_instances(dag_run)
+    assert dag_run.state == "failed"
+    assert rows[("prepare_enactment", -1)]["state"] == "failed"
+    enacted = {key: row["state"] for key, row in rows.items() if key[0].startswith("enact.")}
+    assert enacted and set(enacted.values()) == {"upstream_failed"}, enacted
+    assert rows[("observe_enactment", -1)]["state"] == "upstream_failed"
+    assert rows[("publish_plan", -1)]["state"] == "success"

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 from apportion.operators.chosen_plan import load_chosen_plan
 from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
 from apportion.operators.placement import node_pool
-from apportion.operators.steps import WORKFLOW_STEPS, run_stand_in
+from apportion.operators.steps import WORKFLOW_STEPS, load_libraries, run_stand_in
 from apportion.operators.storage import save_folder, task_folders
 from apportion.operators.tracking import AirflowRef
 
@@ -152,6 +152,7 @@ def run_step(assignment: Mapping[str, Any], step: str, inputs: Mapping[str, Mapp
         raise PlacementError(f"{ti.task_id}[{ti.map_index}] ({placed['task']}) was routed to queue {queue!r}, not to "
                              f"node {placed['node']!r}'s {placed['queue']!r}")
     ti_start = getattr(ti, "start_date", None)
+    load_libraries()
     started = time.time()
     output = run_stand_in(assignment["scenario"], step, work=placed["work"], scale=assignment["scale"],
                           seed=assignment["seed"], inputs={name: result["output"] for name, result in inputs.items()})
@@ -174,7 +175,7 @@ def observations(assignments: Iterable[Mapping[str, Any]], results: Iterable[Map
     Times are seconds from the enactment's start (the earliest task instance start) for the
     realised side, from the earliest release of the enacted units for the predicted side.
     ``overhead`` is the executor's share of the step (task instance start to the stand-in's
-    start); ``error`` = realised duration - predicted duration."""
+    start, the libraries' imports included); ``error`` = realised duration - predicted duration."""
     assignments = list(assignments)
     by_task = {r["realised"]["task"]: r for r in results}
     realised = {task: r["realised"] for task, r in by_task.items()}

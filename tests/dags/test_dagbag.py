@@ -54,7 +54,7 @@ def test_dag_settings(apportion_dagbag, dag_id):
 
 
 # The workflows that can enact their plan (docs/enactment.md) and the tasks that adds.
-ENACTED = ("medical_diagnosis",)
+ENACTED = WORKFLOWS
 
 
 def enactment_tasks(dag_id):

@@ -114,3 +114,20 @@ def test_a_plan_step_on_a_node_without_a_pool_enacts_nothing(apportion_dagbag, a
     assert enacted and set(enacted.values()) == {"upstream_failed"}, enacted
     assert rows[("observe_enactment", -1)]["state"] == "upstream_failed"
     assert rows[("publish_plan", -1)]["state"] == "success"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("dag_id", "unit"), [("traffic_prediction", "regions"), ("multimodal_speech", "streams")])
+def test_traffic_and_speech_enact_every_step_in_its_nodes_pool(apportion_dagbag, airflow_metadata_db, dag_id, unit):
+    from apportion.operators.steps import WORKFLOW_STEPS
+
+    conf = {**{k: v for k, v in ENACT.items() if k != "cases"}, unit: 3}
+    dag_run = run_dag(apportion_dagbag, dag_id, conf)
+    rows = task_instances(dag_run)
+    assignments = xcom(dag_run, "prepare_enactment")
+    assert len(assignments) == 2
+    for step in WORKFLOW_STEPS[dag_id]:
+        for index, assignment in enumerate(assignments):
+            placed = assignment["steps"][step]
+            assert rows[(f"enact.{step}", index)] == {"state": "success", "pool": placed["pool"],
+                                                     "queue": placed["queue"]}, (step, index)

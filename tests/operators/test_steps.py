@@ -71,3 +71,20 @@ def test_unknown_step_and_missing_inputs_are_named():
         run_stand_in("medical_diagnosis", "mri", work=1, scale=1, seed=1)
     with pytest.raises(ValueError, match=r"step 'fusion' needs the outputs of \['ct_seg', 'lab_model'"):
         run_stand_in("medical_diagnosis", "fusion", work=1, scale=1, seed=1, inputs={"lesion_cls": {}})
+
+
+def test_traffic_outputs_flow_from_sensors_and_cameras_to_routes_and_signals():
+    outputs = run_unit("traffic_prediction", {"ingest": 3, "detect": 20})
+    assert outputs["ingest"]["readings"] == 3 * 1000 * 16 and outputs["detect"]["frames"] == 20
+    assert len(outputs["forecast"]["forecast"]) == 12
+    assert outputs["forecast"]["incidents"] == outputs["detect"]["incidents"]
+    assert outputs["route"]["mean_travel_time"] > 0 and 0.2 <= outputs["signal"]["green_share_mean"] <= 0.8
+
+
+def test_speech_transcript_is_the_captured_words_and_reaches_the_intent():
+    outputs = run_unit("multimodal_speech", {"capture": 12, "asr": 12})
+    assert outputs["asr"]["transcript"].split() == outputs["capture"]["words"][:12]
+    assert outputs["asr"]["word_accuracy"] == 1.0  # the tones stand well clear of the noise
+    assert outputs["nlu"]["transcript"] == outputs["asr"]["transcript"]
+    assert outputs["nlu"]["intent"] in ("open", "close", "lights", "none")
+    assert len(outputs["audio_frontend"]["mfcc_mean"]) == 13

@@ -224,6 +224,10 @@ any mismatch; `simulate_plan` enacts it `samples` times under noise (`noise_sigm
 with `mtbf`); `publish_plan` copies the verified plan (and its front, for the next run) to
 `<storage root>/published/{dag_id}/plan.json` (docs/storage.md) and updates the Asset
 `apportion://plans/{dag_id}` (schedule other DAGs on it); `record` closes the MLflow run.
+With **Enact the plan** = `plan and run`, `prepare_enactment`, the mapped group `enact` (one
+index per enacted unit, the workflow's own steps inside, each in the Airflow pool of the node
+the plan gave it) and `observe_enactment` (`enact/*` metrics, enactment.png: predicted against
+realised) also run; `plan only` skips them (docs/enactment.md).
 """
     return "\n".join(part.strip("\n") for part in (intro, steps, results, WORKFLOW_DOC)) + "\n"
 

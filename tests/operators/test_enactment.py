@@ -91,3 +91,21 @@ def test_airflow_loads_the_placement_policy_from_the_installed_package():
 
     implementations = get_policy_plugin_manager().hook.task_instance_mutation_hook.get_hookimpls()
     assert "apportion.operators.placement" in {impl.plugin.__name__ for impl in implementations}
+
+
+def test_pool_names_are_safe_and_keep_plain_ids_apart():
+    """Any node id gives a name of letters, digits, '_', '.' and '-' (a REST path segment and a
+    Celery queue as it is); ids already of those characters keep their own names."""
+    import re
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    @given(st.text(min_size=1, max_size=40), st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True),
+           st.from_regex(r"[A-Za-z0-9_.-]{1,20}", fullmatch=True))
+    def check(any_id, plain, other):
+        assert re.fullmatch(r"node-[A-Za-z0-9_.-]+", node_pool(any_id))
+        assert node_pool(plain) == "node-" + plain
+        assert (node_pool(plain) == node_pool(other)) == (plain == other)
+
+    check()

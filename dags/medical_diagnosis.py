@@ -47,6 +47,7 @@ with DAG(
         **workflow.optimiser_params(),
         **workflow.replanning_params(),
         **workflow.simulation_params(),
+        **workflow.enactment_params(unit="cases", scenario=SCENARIO),
     },
 ) as dag:
-    workflow.workflow_steps(SCENARIO, size_param="cases")
+    workflow.workflow_steps(SCENARIO, size_param="cases", enactment=True)

@@ -48,6 +48,7 @@ with DAG(
         **workflow.optimiser_params(),
         **workflow.replanning_params(),
         **workflow.simulation_params(),
+        **workflow.enactment_params(unit="streams", scenario=SCENARIO),
     },
 ) as dag:
-    workflow.workflow_steps(SCENARIO, size_param="streams")
+    workflow.workflow_steps(SCENARIO, size_param="streams", enactment=True)

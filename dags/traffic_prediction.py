@@ -56,6 +56,7 @@ with DAG(
         **workflow.optimiser_params(),
         **workflow.replanning_params(),
         **workflow.simulation_params(),
+        **workflow.enactment_params(unit="regions", scenario=SCENARIO),
     },
 ) as dag:
-    workflow.workflow_steps(SCENARIO, size_param="regions")
+    workflow.workflow_steps(SCENARIO, size_param="regions", enactment=True)

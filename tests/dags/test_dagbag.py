@@ -53,10 +53,22 @@ def test_dag_settings(apportion_dagbag, dag_id):
         assert timedelta(0) < task.retry_delay <= timedelta(minutes=5), task.task_id
 
 
+# The workflows that can enact their plan (docs/enactment.md) and the tasks that adds.
+ENACTED = WORKFLOWS
+
+
+def enactment_tasks(dag_id):
+    from apportion.operators.steps import WORKFLOW_STEPS
+
+    if dag_id not in ENACTED:
+        return ()
+    return ("prepare_enactment", *(f"enact.{step}" for step in WORKFLOW_STEPS[dag_id]), "observe_enactment")
+
+
 @pytest.mark.parametrize("dag_id", WORKFLOWS)
 def test_workflow_graph_shows_the_steps(apportion_dagbag, dag_id):
     dag = apportion_dagbag.dags[dag_id]
-    assert sorted(dag.task_ids) == sorted(STEPS)
+    assert sorted(dag.task_ids) == sorted((*STEPS, *enactment_tasks(dag_id)))
     upstream = {task.task_id: task.upstream_task_ids for task in dag.tasks}
     assert upstream["allocate"] == {"build_workload", "snapshot_cluster"}
     assert upstream["evaluate_plan"] == {"allocate"}
@@ -65,6 +77,24 @@ def test_workflow_graph_shows_the_steps(apportion_dagbag, dag_id):
     assert "publish_plan" in upstream["record"]
     outlets = {task.task_id: [asset.uri for asset in task.outlets] for task in dag.tasks if task.outlets}
     assert outlets == {"publish_plan": [f"apportion://plans/{dag_id}"]}
+
+
+@pytest.mark.parametrize("dag_id", ENACTED)
+def test_enactment_maps_the_workflow_steps_over_the_units(apportion_dagbag, dag_id):
+    """Each step of the workflow is a task of the mapped group ``enact``, after the steps it takes
+    inputs from; the plan is enacted only once verified, and observed before the run is recorded."""
+    from apportion.operators.steps import WORKFLOW_STEPS
+
+    dag = apportion_dagbag.dags[dag_id]
+    tasks = {task.task_id: task for task in dag.tasks}
+    assert tasks["prepare_enactment"].upstream_task_ids == {"allocate", "evaluate_plan"}
+    for step, needs in WORKFLOW_STEPS[dag_id].items():
+        task = tasks[f"enact.{step}"]
+        assert type(task.task_group).__name__ == "MappedTaskGroup", step
+        assert task.upstream_task_ids == {"prepare_enactment", *(f"enact.{need}" for need in needs)}, step
+    assert {f"enact.{step}" for step in WORKFLOW_STEPS[dag_id]} <= tasks["observe_enactment"].upstream_task_ids
+    assert "observe_enactment" in tasks["record"].upstream_task_ids
+    assert tasks["record"].trigger_rule == "none_failed"  # a plan-only run skips the enactment, not the record
 
 
 def test_benchmark_maps_allocate_over_the_algorithms(apportion_dagbag):

@@ -119,6 +119,33 @@ def test_triggered_run_is_tracked_in_mlflow(stack, tmp_path):
     assert max(t["end"] for t in plan["tasks"]) == pytest.approx(metrics["plan/makespan"])
 
 
+def test_enacted_steps_run_in_their_nodes_pools_under_the_scheduler(stack):
+    """'plan and run' under the scheduler and LocalExecutor: the placement policy (loaded from
+    the package's entry point) put every step instance in its node's pool and queue, the pools
+    exist with the node's slots, and each step saw its node's queue."""
+    from apportion.operators.steps import WORKFLOW_STEPS
+    from apportion.stack.airflow_client import quote_part
+
+    client = stack.client
+    client.unpause(DAG_ID)
+    run_id = client.trigger(DAG_ID, {**SMALL_CONF, "enact": "plan and run", "enact_units": 2})
+    run = client.wait_for_runs({DAG_ID: run_id}, timeout=600)[DAG_ID]
+    rows = client.request("GET", f"/dags/{quote_part(DAG_ID)}/dagRuns/{quote_part(run_id)}/taskInstances?limit=100")
+    tasks = {(t["task_id"], t["map_index"]): t for t in rows["task_instances"]}
+    assert run["state"] == "success", {key: t["state"] for key, t in tasks.items()}
+    assignments = client.xcom(DAG_ID, run_id, "prepare_enactment")
+    pools = {p["name"]: p["slots"] for p in client.request("GET", "/pools?limit=100")["pools"]}
+    for step in WORKFLOW_STEPS[DAG_ID]:
+        for index, assignment in enumerate(assignments):
+            placed, row = assignment["steps"][step], tasks[(f"enact.{step}", index)]
+            assert (row["state"], row["pool"], row["queue"]) == ("success", placed["pool"], placed["queue"])
+            assert pools[placed["pool"]] == 1
+            seen = client.request("GET", f"/dags/{quote_part(DAG_ID)}/dagRuns/{quote_part(run_id)}/taskInstances/"
+                                         f"{quote_part(f'enact.{step}')}/xcomEntries/return_value?map_index={index}")
+            value = json.loads(seen["value"]) if isinstance(seen["value"], str) else seen["value"]
+            assert value["realised"]["queue"] == placed["queue"]
+
+
 def _port_open(url: str) -> bool:
     host, port = url.rsplit("//", 1)[1].split(":")
     with socket.socket() as sock:

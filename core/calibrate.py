@@ -381,7 +381,9 @@ def group_table(calibration: Calibration) -> list[dict]:
 
 def observations_of(records: Iterable[Mapping]) -> tuple[Observation, ...]:
     """Observations from step records with ``node``, ``kind``, ``work``, ``start`` and ``end``
-    (what an enactment's observe step collects): duration = end - start."""
+    (what an enactment's observe step collects): duration = end - start. For the overhead to be
+    learned, ``start`` should be when the step was ready (queued, or its last input's end), not
+    when Airflow recorded it running."""
     return as_observations([{"node": r["node"], "kind": r["kind"], "work": r["work"],
                              "duration": float(r["end"]) - float(r["start"]), "run_id": r.get("run_id", "")}
                             for r in records])

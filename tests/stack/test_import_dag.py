@@ -30,7 +30,7 @@ PIPELINE = textwrap.dedent('''
             time.sleep(0.6)
             return x
 
-        @task
+        @task(queue="reports")
         def report(x):
             return x
 
@@ -92,6 +92,23 @@ def test_a_dag_with_history_becomes_a_workload_and_cluster(dag_history):
     assert [n.id for n in imported.cluster.nodes] == [f"default_pool-{k}" for k in range(1, 5)]
     doubled = import_dag("byo_pipeline", reference_speed=2.0)
     assert {t.id: t.work for t in doubled.workload.tasks}["transform"] == pytest.approx(2 * tasks["transform"].work)
+
+
+@pytest.mark.slow
+def test_under_celery_each_queue_is_a_node_kind_with_a_node_per_worker_slot(dag_history, monkeypatch):
+    from apportion.stack.import_dag import import_dag
+
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    monkeypatch.setenv("AIRFLOW__CELERY__WORKER_CONCURRENCY", "2")
+    imported = import_dag("byo_pipeline")
+    host = dag_history[0].get_task_instances()[0].hostname
+    assert imported.executor == "Celery"
+    assert [(n.id, n.kind, n.zone) for n in imported.cluster.nodes] == [
+        (f"default-{host}-1", "default", host), (f"default-{host}-2", "default", host),
+        (f"reports-{host}-1", "reports", host)]
+    kinds = {t.id: t.allowed_kinds for t in imported.workload.tasks}
+    assert kinds == {"extract": ("default",), "transform": ("default",), "archive": ("default",),
+                     "report": ("reports",)}
 
 
 @pytest.mark.slow

@@ -13,11 +13,12 @@ Declared speeds come from a probe of each kernel (GFLOP/s timed inside a step pr
 start-up left out), then set off by 2x: the blas node declared at twice its probed speed, the loop node at half.
 Overhead is declared 0. After each run, ``core.calibrate`` merges the run's observations (step
 work, node, kind, measured duration) and the next run plans with ``apply_calibration``'s
-cluster. Printed per run: the median absolute relative error of the predicted step durations
+cluster (``calibrate.update``: merge, save, and with ``--tracking-uri`` log each run to MLflow).
+Printed per run: the median absolute relative error of the predicted step durations
 (the model's duration table for the task on its planned node vs the measured one; target: below
 20 % by run 3), and the fitted overhead and speeds. Prints a table and one JSON line.
 
-    python benchmarks/bench_calibration.py [--quick] [--runs N] [--requests N] [--seed N]
+    python benchmarks/bench_calibration.py [--quick] [--runs N] [--requests N] [--seed N] [--tracking-uri URI]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,10 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from apportion.core import calibrate
 from apportion.core.api import Settings, optimize
-from apportion.core.calibrate import Observation, apply_calibration
+from apportion.core.calibrate import Observation
 from apportion.core.model import Cluster, Edge, Instance, Node, Request, Task, Workload
 
 TARGET_ERROR = 0.20
+EXPERIMENT = "calibration_benchmark"
 # Per node: (matrix side of the dense products, FFT length of the spectral work).
 CODE_PATHS = {"blas": (256, 65536), "loop": (16, 256)}
 DECLARED_OFF_BY = {"blas": 2.0, "loop": 0.5}  # declared speed / probed speed
@@ -154,6 +157,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--requests", type=int, default=None, help="cases per run (default 6, 2 with --quick)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--tracking-uri", metavar="URI",
+                        help=f"log each run's calibration to MLflow (experiment {EXPERIMENT!r}): the error falling "
+                             "shows in its chart view")
     args = parser.parse_args()
     args.requests = args.requests or (2 if args.quick else 6)
     load_before = os.getloadavg()
@@ -161,13 +167,26 @@ def main() -> None:
 
     probed = {(node, kind): probe(kind, node) for node in CODE_PATHS for kind in ("dense", "spectral")}
     declared = declared_cluster(probed)
-    cluster, calibration, rows = declared, calibrate.Calibration(), []
-    for run in range(1, args.runs + 1):
-        observations, row = one_run(run, cluster, args, probed)
-        calibration = calibration.merge(observations, run_id=f"run{run}", fitted_at=f"run{run}")
-        cluster = apply_calibration(declared, calibration)
-        row["fit"] = calibrate.group_table(calibration)
-        rows.append(row)
+    client = experiment = None
+    if args.tracking_uri:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(args.tracking_uri)
+        found = client.get_experiment_by_name(EXPERIMENT)
+        experiment = found.experiment_id if found else client.create_experiment(EXPERIMENT)
+    cluster, rows = declared, []
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / calibrate.CALIBRATION_FILE
+        for run in range(1, args.runs + 1):
+            observations, row = one_run(run, cluster, args, probed)
+            mlflow_run = client.create_run(experiment, run_name=f"run{run}").info.run_id if client else None
+            step = calibrate.update(path, observations, declared, run_id=f"run{run}", fitted_at=f"run{run}",
+                                    mlflow_run_id=mlflow_run, tracking_uri=args.tracking_uri)
+            if client:
+                client.set_terminated(mlflow_run)
+            cluster, calibration = step.cluster, step.calibration
+            row.update(fit=calibrate.group_table(calibration), error_after_fit=step.error_after, mlflow_run_id=mlflow_run)
+            rows.append(row)
     seconds = time.perf_counter() - started
     final = rows[-1]["median_abs_error"]
 

@@ -371,6 +371,31 @@ def log_calibration(calibration: Calibration, run_id: str, *, tracking_uri: str 
     client.log_text(run_id, json.dumps(calibration.to_dict(), indent=2), f"calibration/{CALIBRATION_FILE}")
 
 
+@dataclass(frozen=True)
+class CalibrationUpdate:
+    calibration: Calibration  # after this run
+    cluster: Cluster  # the declared cluster calibrated: what the next plan uses
+    error_before: float  # median abs error of this run's steps under the model it planned with
+    error_after: float  # the same under the new calibration
+
+
+def update(path: str | Path, observations, cluster: Cluster, *, run_id: str, fitted_at: str,
+           mlflow_run_id: str | None = None, tracking_uri: str | None = None) -> CalibrationUpdate:
+    """One run's calibration step: merge its observations into the file at ``path`` (created if
+    missing), save it, and say how well the model predicted this run before and after; with
+    ``mlflow_run_id``, log it there (``log_calibration``). ``cluster`` is the declared one."""
+    observations = as_observations(observations)
+    previous = load(path)
+    calibration = previous.merge(observations, run_id=run_id, fitted_at=fitted_at)
+    calibrated = apply_calibration(cluster, calibration)
+    before = median_abs_error(observations, apply_calibration(cluster, previous))
+    after = median_abs_error(observations, calibrated)
+    save(calibration, path)
+    if mlflow_run_id is not None:
+        log_calibration(calibration, mlflow_run_id, tracking_uri=tracking_uri, error_before=before, error_after=after)
+    return CalibrationUpdate(calibration, calibrated, before, after)
+
+
 def group_table(calibration: Calibration) -> list[dict]:
     """One row per (node, kind): speed, its source and count, and the node's overhead."""
     overhead_of = {o.node: o for o in calibration.overheads}

@@ -166,6 +166,18 @@ def test_log_calibration_records_the_file_params_and_errors_in_mlflow(tmp_path, 
     assert calibrate.load(local) == cal
 
 
+def test_update_merges_saves_and_says_how_the_error_fell(tmp_path):
+    path = tmp_path / "calibration.json"
+    run1 = affine("gpu1", "cnn", [40, 80, 160], 13.0, 0.9)
+    first = calibrate.update(path, run1, CLUSTER, run_id="r1", fitted_at="t1")
+    assert first.error_before > 0.5 and first.error_after < 1e-9
+    run2 = affine("gpu1", "cnn", [50, 100], 13.0, 0.9)
+    second = calibrate.update(path, run2, CLUSTER, run_id="r2", fitted_at="t2")
+    assert second.error_before < 1e-9  # run 2 was predicted with run 1's calibration
+    assert calibrate.load(path).runs == ("r1", "r2") and len(second.calibration.observations) == 5
+    assert second.cluster.nodes[0].overhead == pytest.approx(0.9)
+
+
 def test_fit_settings_are_checked():
     with pytest.raises(SpecError, match="min_points: must be an integer >= 1"):
         fit([], min_points=0)

@@ -125,6 +125,30 @@ def _nodes(dag, executor: str, groups: dict[str, tuple[int, list[str]]], referen
     return tuple(nodes)
 
 
+def _read(dag_id: str, last_runs: int, session):
+    """The DAG as Airflow stored it, its last runs and their successful task instances; one
+    ``SpecError`` when the DAG, its history or the database itself is missing."""
+    from airflow.models.serialized_dag import SerializedDagModel
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from apportion.core.errors import SpecError
+
+    try:
+        dag = SerializedDagModel.get_dag(dag_id, session=session)
+        runs, rows = _successful_instances(dag_id, last_runs, session) if dag is not None else ([], [])
+    except SQLAlchemyError as error:
+        first = (str(error.orig if getattr(error, "orig", None) else error).strip().splitlines() or ["?"])[0]
+        raise SpecError("airflow", f"cannot read Airflow's metadata database ({first}); is it set up "
+                                   "(`airflow db migrate`) and is AIRFLOW_HOME the right one?") from None
+    if dag is None:
+        raise _dag_error(dag_id, "not found in Airflow's metadata database (has the DAG processor parsed it? "
+                                 "`airflow dags list` shows the DAGs it knows)")
+    if not rows:
+        raise _dag_error(dag_id, f"no history: no successful task instance in its last {last_runs} runs "
+                                 f"({len(runs)} runs found); run it first (`airflow dags test {dag_id}`)")
+    return dag, runs, rows
+
+
 def import_dag(dag_id: str, *, reference_speed: float = REFERENCE_SPEED, last_runs: int = LAST_RUNS,
                session=None) -> ImportedDag:
     """The workload and cluster of the Airflow DAG ``dag_id`` (see the module's docstring)."""
@@ -141,16 +165,7 @@ def import_dag(dag_id: str, *, reference_speed: float = REFERENCE_SPEED, last_ru
 
         with create_session() as session:
             return import_dag(dag_id, reference_speed=reference_speed, last_runs=last_runs, session=session)
-    from airflow.models.serialized_dag import SerializedDagModel
-
-    dag = SerializedDagModel.get_dag(dag_id, session=session)
-    if dag is None:
-        raise _dag_error(dag_id, "not found in Airflow's metadata database (has the DAG processor parsed it? "
-                                 "`airflow dags list` shows the DAGs it knows)")
-    runs, rows = _successful_instances(dag_id, last_runs, session)
-    if not rows:
-        raise _dag_error(dag_id, f"no history: no successful task instance in its last {last_runs} runs "
-                                 f"({len(runs)} runs found); run it first (`airflow dags test {dag_id}`)")
+    dag, runs, rows = _read(dag_id, last_runs, session)
     executor = _executor()
     seconds: dict[str, list[float]] = {}
     for r in rows:

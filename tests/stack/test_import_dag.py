@@ -148,3 +148,14 @@ def test_bad_settings_name_the_setting():
         import_dag("any", reference_speed=0)
     with pytest.raises(SpecError, match="last_runs: must be an integer >= 1"):
         import_dag("any", last_runs=0)
+
+
+def test_a_database_without_airflow_tables_is_one_line():
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from apportion.stack.import_dag import import_dag
+
+    with Session(create_engine("sqlite://")) as empty, \
+            pytest.raises(SpecError, match=r"^airflow: cannot read Airflow's metadata database \(no such table"):
+        import_dag("any", session=empty)

@@ -396,8 +396,6 @@ def _replan(args: argparse.Namespace) -> int:
     _check_select(settings)
     with _output_set(args) as outputs:
         instance = load_instance(args.workload, args.cluster)
-        if args.calibration:
-            instance = _calibrated(instance, args.calibration)
         if not args.objectives:
             settings = replace(settings, objectives=(*defaults.objectives_for(instance.workload), "migrations"))
         plan, start, end = read_plan(args.plan, instance)

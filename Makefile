@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python -m pip install --quiet --no-deps -r benchmarks/requirements-saga.txt
 	$(BIN)/python benchmarks/bench_saga.py
 	$(BIN)/python benchmarks/bench_islands.py
+	$(BIN)/python benchmarks/bench_calibration.py
 
 clean:
 	rm -rf $(VENV) .demo out

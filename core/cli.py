@@ -54,7 +54,7 @@ def _output_set(args: argparse.Namespace):
     The command's input files are never removed as stale outputs."""
     from apportion.core.outputs import OutputSet
 
-    inputs = [getattr(args, name, None) for name in ("workload", "cluster", "plan")]
+    inputs = [getattr(args, name, None) for name in ("workload", "cluster", "plan", "calibration")]
     inputs += [*(getattr(args, "join", None) or ()), *(getattr(args, "urgent", None) or ())]
     return OutputSet(args.out, ["apportion", *args.argv], inputs=[path for path in inputs if path])
 
@@ -70,12 +70,24 @@ def _optimize(args: argparse.Namespace) -> int:
     _check_select(settings)
     with _output_set(args) as outputs:
         instance = load_instance(args.workload, args.cluster)
+        if args.calibration:
+            instance = _calibrated(instance, args.calibration)
         if not args.objectives:  # every default list has three objectives: the checks above hold
             settings = replace(settings, objectives=defaults.objectives_for(instance.workload))
         result = _search(instance, settings, args)
         staged = write_outputs(result, outputs.staging)
         outputs.commit()
     return _print_optimized(result, {key: outputs.target(path.name) for key, path in staged.items()}, args)
+
+
+def _calibrated(instance, path: str):
+    """``instance`` on its cluster with the speeds and overheads of the calibration file at ``path``."""
+    from apportion.core.calibrate import apply_calibration, load
+    from apportion.core.model import Instance
+
+    if not Path(path).is_file():
+        raise SpecError("calibration", f"no such file: {excerpt(path)}")
+    return Instance.build(instance.workload, apply_calibration(instance.cluster, load(path)))
 
 
 def _search(instance, settings, args: argparse.Namespace):
@@ -602,6 +614,8 @@ def _add_optimize(sub) -> None:
                      help="lognormal sigma of task durations and transfers in the scenarios")
     opt.add_argument("--robust-validation", type=int, default=1000, metavar="N",
                      help="fresh scenarios the front is re-scored on before a plan is picked (robust mode)")
+    opt.add_argument("--calibration", metavar="FILE",
+                     help="plan with the node speeds and overheads of this calibration file (docs/calibration.md)")
     opt.add_argument("--out", default="out", metavar="DIR", help="folder for plan.json, pareto.csv, schedule.csv")
     opt.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
     opt.set_defaults(run=_optimize)

@@ -76,6 +76,9 @@ class Node:
     # no new work (the outputs of tasks pinned to it are assumed to be kept).
     available_from: float = 0.0
     failed: bool = False
+    # Seconds every task placed here costs on top of its work (an executor's per-task start-up:
+    # about a second per task instance in Airflow): duration = overhead + work / rate.
+    overhead: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,9 @@ class Cluster:
     # speed_factors[node_kind][task_kind]: a task of that kind runs that many times faster.
     speed_factors: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     name: str = "cluster"
+    # node_speed_factors[node_id][task_kind]: overrides speed_factors for that one node (what a
+    # calibration measures: nodes of one kind need not run alike).
+    node_speed_factors: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 def _finite(value, path: str, *, minimum: float = 0.0, strict: bool = False) -> float:
@@ -182,7 +188,7 @@ class Instance:
     work: np.ndarray  # (n,) GFLOP
     kind_of: np.ndarray  # (n,) int32 index into task_kinds
     task_kinds: tuple[str, ...]
-    rate: np.ndarray  # (m, K) GFLOP/s of node j on tasks of kind k: duration = work / rate
+    rate: np.ndarray  # (m, K) GFLOP/s of node j on tasks of kind k: duration = overhead + work / rate
     eligible: np.ndarray  # (n, m) bool
     parent_ptr: np.ndarray  # (n+1,) int64
     parent_idx: np.ndarray  # (E,) int32
@@ -204,6 +210,7 @@ class Instance:
     idle_power: np.ndarray  # (m,) W
     cost_rate: np.ndarray  # (m,) per second
     available_from: np.ndarray  # (m,) s
+    overhead: np.ndarray  # (m,) s per task placed on the node
     pinned_node: np.ndarray  # (n,) int32, -1 when the task is free
     pinned_start: np.ndarray  # (n,) s, nan when free
     pinned_end: np.ndarray  # (n,) s, nan when free
@@ -312,6 +319,7 @@ class Instance:
             idle_power=node.idle_power,
             cost_rate=node.cost_rate,
             available_from=node.available_from,
+            overhead=node.overhead,
             pinned_node=task.pinned_node,
             pinned_start=task.pinned_start,
             pinned_end=task.pinned_end,
@@ -327,13 +335,14 @@ class _NodeColumns(NamedTuple):
     idle_power: np.ndarray
     cost_rate: np.ndarray  # per second
     available_from: np.ndarray
+    overhead: np.ndarray  # (m,) s per task
     zones: list[str]
 
 
 def _node_columns(cluster: Cluster) -> _NodeColumns:
     """Check every node's numbers and the speed factors; the nodes' columns."""
     m = len(cluster.nodes)
-    col = _NodeColumns(np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m), [])
+    col = _NodeColumns(*(np.empty(m) for _ in range(7)), [])
     for j, nd in enumerate(cluster.nodes):
         p = f"nodes[{nd.id!r}]"
         col.speed[j] = _finite(nd.speed, f"{p}.speed", strict=True)
@@ -344,12 +353,19 @@ def _node_columns(cluster: Cluster) -> _NodeColumns:
         col.busy_power[j] = _finite(nd.busy_power, f"{p}.busy_power")
         col.idle_power[j] = _finite(nd.idle_power, f"{p}.idle_power")
         col.cost_rate[j] = _finite(nd.cost_per_hour, f"{p}.cost_per_hour") / 3600.0
+        col.overhead[j] = _finite(nd.overhead, f"{p}.overhead")
         if not isinstance(nd.kind, str) or not nd.kind:
             raise SpecError(f"{p}.kind", f"must be a non-empty string, got {nd.kind!r}")
         col.zones.append(nd.zone)
     for nk, factors in cluster.speed_factors.items():
         for tk, f in factors.items():
             _finite(f, f"speed_factors[{nk!r}][{tk!r}]", strict=True)
+    ids = {nd.id for nd in cluster.nodes}
+    for node_id, factors in cluster.node_speed_factors.items():
+        if node_id not in ids:
+            raise SpecError(f"node_speed_factors[{node_id!r}]", f"unknown node {node_id!r}")
+        for tk, f in factors.items():
+            _finite(f, f"node_speed_factors[{node_id!r}][{tk!r}]", strict=True)
     return col
 
 
@@ -444,9 +460,12 @@ def _kind_rates(tasks: Sequence[Task], cluster: Cluster, speed: np.ndarray) -> t
         if not isinstance(t.kind, str) or not t.kind:
             raise SpecError(f"tasks[{t.id!r}].kind", f"must be a non-empty string, got {t.kind!r}")
     kinds = tuple(sorted({t.kind for t in tasks}))
+    def factor(nd: Node, k: str) -> float:
+        own = cluster.node_speed_factors.get(nd.id, {})
+        return own[k] if k in own else cluster.speed_factors.get(nd.kind, {}).get(k, 1.0)
+
     rate = np.array(
-        [[speed[j] * cluster.speed_factors.get(nd.kind, {}).get(k, 1.0) for k in kinds]
-         for j, nd in enumerate(cluster.nodes)], dtype=float,
+        [[speed[j] * factor(nd, k) for k in kinds] for j, nd in enumerate(cluster.nodes)], dtype=float,
     ).reshape(len(cluster.nodes), len(kinds))
     return kinds, rate
 
@@ -462,7 +481,7 @@ def _task_columns(workload: Workload, cluster: Cluster, node: _NodeColumns, n_in
     kinds, rate = _kind_rates(workload.tasks, cluster, node.speed)
     col = (_bulk_task_columns(workload, cluster, node, n_index, r_index, kinds, rate)
            or _task_columns_one_by_one(workload, cluster, node, n_index, r_index, kinds, rate))
-    _fill_durations(col)
+    _fill_durations(col, node.overhead)
     return col
 
 
@@ -507,14 +526,18 @@ def _task_columns_one_by_one(workload: Workload, cluster: Cluster, node: _NodeCo
 ROWS_AT_ONCE = 4096  # rows of a task x node table made at once: temporaries stay ~30 MB at 1,000 nodes
 
 
-def _fill_durations(col: _TaskColumns) -> None:
-    """Each task's runtime on each node (inf where not eligible; a pinned task's own span on
-    its node), a block of rows at a time."""
+def _fill_durations(col: _TaskColumns, overhead: np.ndarray) -> None:
+    """Each task's runtime on each node, overhead + work / rate (inf where not eligible; a
+    pinned task's own span on its node), a block of rows at a time. With no overhead the
+    table is the bare division, so plans stay bit for bit what they were."""
+    with_overhead = bool(overhead.any())
     for lo in range(0, len(col.work), ROWS_AT_ONCE):
         rows = slice(lo, lo + ROWS_AT_ONCE)
         with np.errstate(over="ignore"):  # an overflowing runtime is refused by _check_finite_times
-            col.duration[rows] = np.where(col.eligible[rows], col.work[rows, None] / col.rate[:, col.kind_of[rows]].T,
-                                          math.inf)
+            runtime = col.work[rows, None] / col.rate[:, col.kind_of[rows]].T
+            if with_overhead:
+                runtime += overhead
+            col.duration[rows] = np.where(col.eligible[rows], runtime, math.inf)
     pinned = np.flatnonzero(col.pinned_node >= 0)
     col.duration[pinned, col.pinned_node[pinned]] = col.pinned_end[pinned] - col.pinned_start[pinned]
 

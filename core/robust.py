@@ -54,13 +54,16 @@ def perturbed_instance(instance: Instance, work_factor: np.ndarray, data_factor:
                        link_factor: np.ndarray) -> Instance:
     """``instance`` with work, edge data and link times scaled.
 
-    :param work_factor: (n,) per task; durations are recomputed as ``work / rate`` with the
-        division ``Instance.build`` makes, so the duration table and the evaluator agree.
+    :param work_factor: (n,) per task; durations are recomputed as ``Instance.build`` computes them
+        (``overhead + work / rate``, the bare division with no overhead).
     :param data_factor: (E,) per edge, in parent CSR order (``instance.parent_data``).
     :param link_factor: (m, m) per node pair, on both latency and 1/bandwidth.
     """
     work = instance.work * work_factor
-    duration = np.where(instance.eligible, work[:, None] / instance.rate.T[instance.kind_of], np.inf)
+    runtime = work[:, None] / instance.rate.T[instance.kind_of]
+    if instance.overhead.any():
+        runtime += instance.overhead
+    duration = np.where(instance.eligible, runtime, np.inf)
     parent_data = instance.parent_data * data_factor
     return dataclasses.replace(
         instance,

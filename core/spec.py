@@ -275,6 +275,8 @@ def cluster_from_dict(doc: object) -> Cluster:
         links=tuple(_entry(Link, ln) for ln in doc.get("links", ())),
         speed_factors={nk: {tk: float(f) for tk, f in factors.items()}
                        for nk, factors in doc.get("speed_factors", {}).items()},
+        node_speed_factors={node_id: {tk: float(f) for tk, f in factors.items()}
+                            for node_id, factors in doc.get("node_speed_factors", {}).items()},
         **scalars,
         **({"name": doc["name"]} if "name" in doc else {}),
     )
@@ -314,8 +316,8 @@ def check_cluster(cluster: Cluster) -> None:
 
 # --- dataclasses -> dict -----------------------------------------------------------------------
 
-# Left out of written specs while at their defaults: only re-planning sets them.
-_RE_PLANNING_FIELDS = frozenset({"available_from", "failed"})
+# Left out of written specs while at their defaults: only re-planning and calibration set them.
+_OMITTED_AT_DEFAULT = frozenset({"available_from", "failed", "overhead"})
 
 
 def _plain(entry) -> dict:
@@ -323,7 +325,7 @@ def _plain(entry) -> dict:
     out = {}
     for f in fields(entry):
         value = getattr(entry, f.name)
-        if value is not None and not (f.name in _RE_PLANNING_FIELDS and value == f.default):
+        if value is not None and not (f.name in _OMITTED_AT_DEFAULT and value == f.default):
             out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
 
@@ -348,4 +350,6 @@ def cluster_to_dict(cluster: Cluster) -> dict:
     out["default_latency"] = cluster.default_latency
     if cluster.speed_factors:
         out["speed_factors"] = {nk: dict(f) for nk, f in cluster.speed_factors.items()}
+    if cluster.node_speed_factors:
+        out["node_speed_factors"] = {node_id: dict(f) for node_id, f in cluster.node_speed_factors.items()}
     return out

@@ -3,8 +3,10 @@
 One row per entry, one column per spec field (the JSON Schema's names); an empty cell means
 the field's default. List fields (``allowed_kinds``, ``allowed_zones``) are ``;``-separated
 strings (``gpu;cpu``). A directory holds ``tasks.csv`` [``edges.csv``, ``requests.csv``] for a
-workload and/or ``nodes.csv`` [``links.csv``, ``speed_factors.csv``] for a cluster;
-``speed_factors.csv`` has the columns ``node_kind,task_kind,factor``. Errors name the row by id
+workload and/or ``nodes.csv`` [``links.csv``, ``speed_factors.csv``, ``node_speed_factors.csv``]
+for a cluster; ``speed_factors.csv`` has the columns ``node_kind,task_kind,factor`` and
+``node_speed_factors.csv`` (one node's own factors, as a calibration writes them)
+``node,task_kind,factor``. Errors name the row by id
 (``tasks['t7'].work``) or by its 0-based position among the data rows (``tasks[7].work``), and
 for a CSV file add its 1-based data row and line (``data row 8, line 9 of tasks.csv``). A row
 with more cells than the header is refused; missing trailing cells are empty.
@@ -30,11 +32,12 @@ _ROW_SCHEMA = {
 }
 _LIST_COLUMNS = ("allowed_kinds", "allowed_zones")
 # Read as text from CSV, so that ids such as 007 keep their zeros.
-_TEXT_COLUMNS = ("id", "kind", "request", "source", "target", "zone", "a", "b", "node_kind", "task_kind",
+_TEXT_COLUMNS = ("id", "kind", "request", "source", "target", "zone", "a", "b", "node_kind", "node", "task_kind",
                  *_LIST_COLUMNS)
 _SPEED_FACTOR_COLUMNS = ("node_kind", "task_kind", "factor")
+_NODE_SPEED_FACTOR_COLUMNS = ("node", "task_kind", "factor")
 WORKLOAD_TABLES = ("tasks", "edges", "requests")
-CLUSTER_TABLES = ("nodes", "links", "speed_factors")
+CLUSTER_TABLES = ("nodes", "links", "speed_factors", "node_speed_factors")
 
 
 def _blank(value: object) -> bool:
@@ -208,15 +211,19 @@ def workload_from_frames(tasks, edges=None, requests=None, *, name: str = "workl
 
 def cluster_from_frames(nodes, links=None, *, name: str = "cluster", default_bandwidth: float | None = None,
                         default_latency: float = 0.0,
-                        speed_factors: Mapping[str, Mapping[str, float]] | None = None) -> Cluster:
+                        speed_factors: Mapping[str, Mapping[str, float]] | None = None,
+                        node_speed_factors: Mapping[str, Mapping[str, float]] | None = None) -> Cluster:
     """A checked ``Cluster`` from a nodes table, an optional links table and the cluster-wide
-    settings (``speed_factors[node_kind][task_kind]``, as in the spec)."""
+    settings (``speed_factors[node_kind][task_kind]``, ``node_speed_factors[node][task_kind]``,
+    as in the spec)."""
     doc: dict = {"name": name, "nodes": _records(nodes, "nodes"),
                  "default_bandwidth": default_bandwidth, "default_latency": default_latency}
     if links is not None:
         doc["links"] = _records(links, "links")
     if speed_factors is not None:
         doc["speed_factors"] = speed_factors
+    if node_speed_factors is not None:
+        doc["node_speed_factors"] = node_speed_factors
     try:
         return cluster_from_dict(doc)
     except SpecError as error:
@@ -224,18 +231,21 @@ def cluster_from_frames(nodes, links=None, *, name: str = "cluster", default_ban
         raise _located(error, {"nodes": nodes, "links": links}) from None
 
 
-def speed_factors_from_frame(frame) -> dict[str, dict[str, float]]:
-    """``speed_factors`` from a ``node_kind,task_kind,factor`` table."""
-    _check_columns(frame, "speed_factors", _SPEED_FACTOR_COLUMNS, _SPEED_FACTOR_COLUMNS)
+def speed_factors_from_frame(frame, table: str = "speed_factors") -> dict[str, dict[str, float]]:
+    """``speed_factors`` from a ``node_kind,task_kind,factor`` table, or (``table``
+    ``node_speed_factors``) ``node_speed_factors`` from a ``node,task_kind,factor`` one."""
+    columns = _NODE_SPEED_FACTOR_COLUMNS if table == "node_speed_factors" else _SPEED_FACTOR_COLUMNS
+    key = columns[0]
+    _check_columns(frame, table, columns, columns)
     out: dict = {}
     for i, row in enumerate(frame.to_dict("records")):
-        for column in ("node_kind", "task_kind"):
+        for column in (key, "task_kind"):
             if not isinstance(row[column], str) or not row[column].strip():
-                raise SpecError(f"speed_factors[{i}].{column}", f"must be a non-empty string, got {row[column]!r}")
-        by_task = out.setdefault(row["node_kind"], {})
+                raise SpecError(f"{table}[{i}].{column}", f"must be a non-empty string, got {row[column]!r}")
+        by_task = out.setdefault(row[key], {})
         if row["task_kind"] in by_task:
-            raise SpecError(f"speed_factors[{i}]",
-                            f"second factor for node kind {row['node_kind']!r} and task kind {row['task_kind']!r}")
+            raise SpecError(f"{table}[{i}]",
+                            f"second factor for {key.replace('_', ' ')} {row[key]!r} and task kind {row['task_kind']!r}")
         by_task[row["task_kind"]] = _number(row["factor"])
     return out
 
@@ -304,9 +314,10 @@ def directory_sections(directory: Path) -> dict[str, Callable[[], object]]:
             table("tasks"), table("edges"), table("requests"), name=name)
     if "nodes" in present:
         def cluster() -> Cluster:
-            factors = table("speed_factors")
+            factors, own = table("speed_factors"), table("node_speed_factors")
             return cluster_from_frames(
                 table("nodes"), table("links"), name=name,
-                speed_factors=None if factors is None else speed_factors_from_frame(factors))
+                speed_factors=None if factors is None else speed_factors_from_frame(factors),
+                node_speed_factors=None if own is None else speed_factors_from_frame(own, "node_speed_factors"))
         sections["cluster"] = cluster
     return sections

@@ -229,3 +229,49 @@ def _print_cluster(state: dict) -> list[str]:
 
 def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def register_import_dag(subparsers) -> None:
+    """``apportion import-dag``: an Airflow DAG's tasks and history as workload and cluster specs."""
+    imp = subparsers.add_parser(
+        "import-dag", help="write a workload and cluster spec from an Airflow DAG and its past runs "
+                           "(docs/import-dag.md)")
+    imp.add_argument("dag_id", metavar="DAG_ID", help="a DAG in Airflow's metadata database (AIRFLOW_HOME's)")
+    imp.add_argument("--out", metavar="DIR", help="folder for workload.yaml and cluster.yaml (default: DAG_ID)")
+    imp.add_argument("--last-runs", type=_positive_int, default=20, metavar="N",
+                     help="estimate work from the DAG's last N runs")
+    imp.add_argument("--reference-speed", type=_positive_float, default=1.0, metavar="GFLOPS",
+                     help="GFLOP/s of the workers that ran the DAG: work = median seconds x this")
+    imp.set_defaults(run=_import_dag)
+
+
+def _positive_float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _import_dag(args: argparse.Namespace) -> int:
+    from apportion.core.outputs import OutputSet
+
+    with _needs_extra("import-dag"):
+        from apportion.stack.import_dag import import_dag, write_specs
+
+    outputs = OutputSet(args.out or args.dag_id, ["apportion", *args.argv])
+    with outputs:
+        imported = import_dag(args.dag_id, reference_speed=args.reference_speed, last_runs=args.last_runs)
+        names = write_specs(imported, outputs)
+        outputs.commit()
+    workload, cluster = imported.workload, imported.cluster
+    print(f"{args.dag_id}: {len(workload.tasks)} tasks, {len(workload.edges)} edges from {imported.instances} "
+          f"successful task instances in {len(imported.runs)} runs; {len(cluster.nodes)} nodes "
+          f"({imported.executor}Executor) -> " + ", ".join(str(outputs.target(name)) for name in names))
+    print(f"work: median seconds x {args.reference_speed:g} GFLOP/s"
+          + (f"; no history, given the median: {', '.join(imported.estimated)}" if imported.estimated else ""))
+    return 0

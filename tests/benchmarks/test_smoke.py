@@ -32,6 +32,7 @@ FIELDS = {
     "allocate_memory": ("tasks", "nodes", "peak_rss_mb", "phase_peak_rss_mb", "dominant_phase", "target_mb"),
     "saga": ("instances", "summary", "heuristics", "excluded"),
     "islands": ("instances", "wall_time", "cpu_count", "islands", "rounds"),
+    "calibration": ("runs", "probed", "declared", "final_median_abs_error", "target", "target_met", "calibration"),
 }
 
 
@@ -68,6 +69,9 @@ def test_benchmark_quick_run_ends_with_its_json(name):
         assert [t["workers"] for t in record["wall_time"]] == [1, 2, 4]
         for row in record["instances"]:
             assert all(row[v]["hypervolume"] > 0 for v in ("one", "seeds", "islands", "rounds"))
+    if name == "calibration":
+        assert [run["run"] for run in record["runs"]] == [1, 2, 3]
+        assert all(run["median_abs_error"] >= 0 and run["fit"] for run in record["runs"])
     if name == "optimizer":
         shares = [record[f"{category}_share"] for category in ("evaluator", "pymoo")]
         assert all(0.0 <= share <= 1.0 for share in shares)

@@ -270,3 +270,24 @@ def test_validate_lists_every_schema_error_of_both_halves(tmp_path, capsys):
     assert [line.split(":")[0] for line in lines[1:]] == [
         "  tasks['a'].colour", "  tasks['a'].work", "  tasks['b'].work", "  edges['a'->'b'].data", "  nodes['n1'].speed"]
     assert captured.out == ""
+
+
+def test_optimize_plans_with_a_calibration_file(tmp_path, capsys):
+    """The calibrated speed reaches the plan (the overhead is 0 here: the decoder that writes the
+    schedule does not add it yet, see tests/core/test_model.py)."""
+    from apportion.core import calibrate
+    from apportion.core.calibrate import Observation
+
+    cnn_on_gpu = [Observation("gpu1", "cnn", work, work / 50.0) for work in (100, 400, 900)]
+    path = calibrate.save(calibrate.fit(cnn_on_gpu, runs=("r1",), fitted_at="t"), tmp_path / "calibration.json")
+    out = tmp_path / "run"
+    assert main(["optimize", WORKLOAD, CLUSTER, "--algorithm", "heft", "--calibration", str(path),
+                 "--out", str(out)]) == 0
+    with (out / "schedule.csv").open() as fh:
+        rows = {r["task"]: r for r in csv.DictReader(fh)}
+    assert rows["ct_seg_a"]["node"] == "gpu1"
+    assert float(rows["ct_seg_a"]["duration"]) == pytest.approx(900 / 50.0)  # declared: 900 / (40 x 4)
+    assert path.exists()  # an input, never a stale output
+    capsys.readouterr()
+    assert main(["optimize", WORKLOAD, CLUSTER, "--calibration", str(tmp_path / "none.json")]) == 2
+    assert capsys.readouterr().err.strip().startswith("apportion: error: calibration: no such file")

@@ -1,6 +1,7 @@
 """Instance validation: every bad input gives one SpecError naming the field and the reason."""
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -121,3 +122,65 @@ def test_viable_nodes_keep_every_child_reachable():
 def test_a_request_without_tasks_is_refused():
     with pytest.raises(SpecError, match=r"requests\['empty'\]: no task belongs to this request"):
         build([Task("a", 1.0, request="r1")], requests=[Request("r1"), Request("empty")])
+
+
+# --- per-node overhead and per-node speed factors -------------------------------------------------
+
+def test_overhead_adds_to_every_runtime_on_its_node():
+    cluster = Cluster(nodes=(GPU, Node("c1", "cpu", 10.0, 64.0, zone="cloud", overhead=1.5)), default_bandwidth=100.0)
+    inst = build([Task("a", 20.0), Task("b", 0.0)], cluster=cluster)
+    assert inst.overhead.tolist() == [0.0, 1.5]
+    assert inst.duration.tolist() == [[20.0 / 40.0, 1.5 + 20.0 / 10.0], [0.0, 1.5]]
+
+
+def test_zero_overhead_leaves_the_duration_table_the_bare_division():
+    tasks = [Task(f"t{i}", work=0.1 * i + 1e-3, kind=("cnn", "etl")[i % 2]) for i in range(50)]
+    cluster = Cluster(nodes=(GPU, CPU), default_bandwidth=100.0, speed_factors={"gpu": {"cnn": 3.3}})
+    inst = build(tasks, cluster=cluster)
+    expected = inst.work[:, None] / inst.rate.T[inst.kind_of]
+    assert inst.duration.tobytes() == expected.tobytes()
+
+
+def test_pinned_task_keeps_its_own_span_despite_overhead():
+    cluster = Cluster(nodes=(replace(GPU, overhead=2.0), CPU), default_bandwidth=100.0)
+    inst = build([Task("a", 40.0, pinned_node="g1", pinned_start=0.0, pinned_end=5.0)], cluster=cluster)
+    assert inst.duration[0, 0] == 5.0
+
+
+@pytest.mark.parametrize("value", [-1.0, math.nan, math.inf, "fast"])
+def test_bad_overhead_names_the_field(value):
+    cluster = Cluster(nodes=(replace(GPU, overhead=value), CPU), default_bandwidth=100.0)
+    with pytest.raises(SpecError) as err:
+        build([Task("a", 1.0)], cluster=cluster)
+    assert err.value.field == "nodes['g1'].overhead"
+
+
+def test_node_speed_factors_override_the_kind_factor_for_one_node():
+    g2 = Node("g2", "gpu", 40.0, 40.0, zone="hospital")
+    cluster = Cluster(nodes=(GPU, g2), default_bandwidth=100.0, speed_factors={"gpu": {"cnn": 2.0}},
+                      node_speed_factors={"g2": {"cnn": 0.5}})
+    inst = build([Task("a", 80.0, kind="cnn"), Task("b", 80.0, kind="etl")], cluster=cluster)
+    assert inst.duration.tolist() == [[1.0, 4.0], [2.0, 2.0]]
+
+
+@pytest.mark.parametrize("factors,field", [
+    ({"nope": {"cnn": 2.0}}, "node_speed_factors['nope']"),
+    ({"g1": {"cnn": 0.0}}, "node_speed_factors['g1']['cnn']"),
+    ({"g1": {"cnn": math.nan}}, "node_speed_factors['g1']['cnn']"),
+])
+def test_bad_node_speed_factor_names_the_field(factors, field):
+    with pytest.raises(SpecError) as err:
+        build([Task("a", 1.0)], cluster=replace(CLUSTER, node_speed_factors=factors))
+    assert err.value.field == field
+
+
+@pytest.mark.xfail(strict=True, reason="core/evaluate.py's decode computes work / rate itself, not from the duration "
+                   "table: the overhead reaches plans scored by it once its _place adds overhead[j] (outside this "
+                   "branch's area; the lead merges it with the node slots change)")
+def test_evaluator_schedules_with_the_overhead():
+    from apportion.core.evaluate import Evaluator, Plan
+
+    cluster = Cluster(nodes=(replace(CPU, overhead=1.0),), default_bandwidth=100.0)
+    inst = build([Task("a", 20.0)], cluster=cluster)
+    schedule = Evaluator(inst).schedule(Plan(assignment=[0], order=[0]))
+    assert schedule.end[0] == inst.duration[0, 0] == 3.0

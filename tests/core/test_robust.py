@@ -111,6 +111,21 @@ def test_perturbed_instance_is_consistent(instance):
         assert np.array_equal(np.isfinite(s.duration), instance.eligible)
 
 
+def test_scenarios_keep_each_nodes_overhead(instance):
+    """A scenario scales the work, never the executor's per-task overhead."""
+    from dataclasses import replace
+
+    from apportion.core.robust import perturbed_instance
+
+    cluster = replace(instance.cluster, nodes=tuple(replace(nd, overhead=0.5 * j)
+                                                    for j, nd in enumerate(instance.cluster.nodes)))
+    inst = Instance.build(instance.workload, cluster)
+    n, m, E = inst.n_tasks, inst.n_nodes, inst.n_edges
+    doubled = perturbed_instance(inst, np.full(n, 2.0), np.ones(E), np.ones((m, m)))
+    expected = np.where(inst.eligible, inst.overhead + 2.0 * (inst.duration - inst.overhead), np.inf)
+    assert np.allclose(doubled.duration[inst.eligible], expected[inst.eligible], rtol=1e-12)
+
+
 @pytest.mark.parametrize("statistic", ["mean", "p95"])
 def test_no_noise_is_the_plain_evaluator_exactly(instance, statistic):
     robust = ScenarioEvaluator(instance, Uncertainty(), scenarios=6, seed=3, statistic=statistic)

@@ -63,7 +63,7 @@ def test_example_workload_maps_field_for_field():
 def test_example_cluster_maps_field_for_field():
     raw = yaml.safe_load((EXAMPLES / "cluster.yaml").read_text())["cluster"]
     cluster = load_cluster(EXAMPLES / "cluster.yaml")
-    defaults = {"available_from": 0.0, "failed": False}  # re-planning fields, unset in the example
+    defaults = {"available_from": 0.0, "failed": False, "overhead": 0.0}  # re-planning and calibration fields, unset in the example
     assert [dataclasses.asdict(n) for n in cluster.nodes] == [{**node, **defaults} for node in raw["nodes"]]
     assert [(ln.a, ln.b, ln.bandwidth, ln.latency) for ln in cluster.links] == [
         (ln["a"], ln["b"], ln["bandwidth"], ln.get("latency", 0.0)) for ln in raw["links"]]
@@ -243,3 +243,25 @@ def test_a_replanning_state_loads_and_meets_its_cluster():
     assert inst.eligible.tolist() == [[True, False], [False, True]]  # n0 failed: b must move
     with pytest.raises(SpecError, match=r"tasks\['a'\].pinned_node: unknown node 'n0'"):
         Instance.build(workload, cluster_from_dict({"nodes": [{"id": "x", "kind": "cpu", "speed": 1, "memory": 1}]}))
+
+
+def test_overhead_and_node_speed_factors_round_trip_and_zero_overhead_is_left_out():
+    from apportion.core.spec import cluster_from_dict, cluster_to_dict
+
+    doc = {"nodes": [{"id": "a", "kind": "cpu", "speed": 2, "memory": 1, "overhead": 0.8},
+                     {"id": "b", "kind": "cpu", "speed": 2, "memory": 1, "overhead": 0}],
+           "node_speed_factors": {"a": {"etl": 1.5}}}
+    cluster = cluster_from_dict(doc)
+    assert [n.overhead for n in cluster.nodes] == [0.8, 0.0]
+    out = cluster_to_dict(cluster)
+    assert out["nodes"][0]["overhead"] == 0.8 and "overhead" not in out["nodes"][1]
+    assert out["node_speed_factors"] == {"a": {"etl": 1.5}}
+    assert cluster_from_dict(out) == cluster
+
+
+def test_negative_overhead_in_a_spec_names_the_field():
+    from apportion.core.errors import SpecError
+    from apportion.core.spec import cluster_from_dict
+
+    with pytest.raises(SpecError, match="overhead"):
+        cluster_from_dict({"nodes": [{"id": "a", "kind": "cpu", "speed": 2, "memory": 1, "overhead": -1}]})

@@ -72,6 +72,28 @@ def test_ids_keep_their_leading_zeros_and_speed_factors_come_from_csv(tables):
     assert cluster.speed_factors == {"gpu": {"cnn": 4.0, "etl": 0.25}}
 
 
+def test_node_speed_factors_come_from_their_own_csv(tmp_path):
+    (tmp_path / "nodes.csv").write_text("id,kind,speed,memory\n007,gpu,40,40\n008,gpu,40,40\n")
+    (tmp_path / "node_speed_factors.csv").write_text("node,task_kind,factor\n007,cnn,0.5\n")
+    assert load_cluster(tmp_path).node_speed_factors == {"007": {"cnn": 0.5}}
+    (tmp_path / "node_speed_factors.csv").write_text("node,task_kind,factor\n009,cnn,0.5\n")
+    with pytest.raises(SpecError, match="node_speed_factors\\['009'\\]: unknown node '009'"):
+        load_cluster(tmp_path)
+    (tmp_path / "node_speed_factors.csv").write_text("node,task_kind,factor\n007,cnn,1\n007,cnn,2\n")
+    with pytest.raises(SpecError, match="second factor for node '007' and task kind 'cnn'"):
+        load_cluster(tmp_path)
+
+
+def test_overhead_column_of_nodes_csv_reaches_the_nodes_and_a_bad_cell_names_its_row(tmp_path):
+    tables = tmp_path
+    (tables / "nodes.csv").write_text("id,kind,speed,memory,overhead\na,cpu,10,64,1.25\nb,cpu,10,64,\n")
+    assert [n.overhead for n in load_cluster(tables).nodes] == [1.25, 0.0]
+    (tables / "nodes.csv").write_text("id,kind,speed,memory,overhead\na,cpu,10,64,-2\n")
+    with pytest.raises(SpecError) as err:
+        load_cluster(tables)
+    assert err.value.field.startswith("nodes['a'].overhead")
+
+
 @pytest.mark.parametrize("table, content, field, reason", [
     ("tasks", "id,work,colour\na,1,red\n", "tasks.colour", "unknown column"),
     ("tasks", "id,kind\na,cnn\n", "tasks.work", "missing required column"),

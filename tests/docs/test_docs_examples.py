@@ -1,6 +1,7 @@
 """The user documentation runs as written: every command and Python block, against the real files.
 
-The guides (docs/your-workflow.md, docs/python-api.md, docs/makespan-and-response.md) are
+The guides (docs/your-workflow.md, docs/python-api.md, docs/makespan-and-response.md,
+docs/calibration.md) are
 read as a sequence of fenced blocks, in order, from a scratch folder holding copies of
 docs/examples/ and core/examples/ (the commands are written as run from the repository root):
 
@@ -35,7 +36,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ("your-workflow.md", "python-api.md", "makespan-and-response.md")
+DOCS = ("your-workflow.md", "python-api.md", "makespan-and-response.md", "calibration.md")
 EXAMPLE_DAG = ROOT / "docs" / "examples" / "dags" / "ct_reading_allocation.py"
 # The core package itself is light (lazy exports); its model, evaluator and search load NumPy.
 HEAVY = ("numpy", "numba", "pymoo", "pandas", "mlflow", "apportion.core.model", "apportion.core.api")

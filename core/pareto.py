@@ -322,7 +322,9 @@ def knee_point(F: np.ndarray) -> int:
     extremes than objectives) the plane through the unit points, sum z = 1, stands in.
     Only plans no other plan dominates are candidates; ties go to the lowest index.
     """
-    F = np.atleast_2d(np.asarray(F, dtype=np.float64))
+    # One memory layout: BLAS may round a product differently for another, and tied plans
+    # would then split by layout.
+    F = np.ascontiguousarray(np.atleast_2d(F), dtype=np.float64)
     Z = _normalised(F)
     P, k = Z.shape
     extremes = np.array([np.lexsort((Z.sum(axis=1) - Z[:, c], Z[:, c]))[0] for c in range(k)])

@@ -299,8 +299,9 @@ class ArrayNSGA2(GeneticAlgorithm):
                                           random_state=self.random_state)
         if self.memetic is not None:
             improved = self.memetic.propose(self.random_state)
-            improved = improved[self.eliminate_duplicates.keep_mask(improved, self.pop_X, self.off_X)]
-            self.off_X = np.concatenate((self.off_X, improved))
+            if improved.shape[0]:  # most generations wait (local_search.MemeticStep)
+                improved = improved[self.eliminate_duplicates.keep_mask(improved, self.pop_X, self.off_X)]
+                self.off_X = np.concatenate((self.off_X, improved))
         if self.off_X.shape[0] == 0:
             self.termination.force_termination = True
         else:

@@ -22,7 +22,7 @@ from apportion.core.errors import SpecError
 from apportion.core.evaluate import STAT_INDEX, Evaluator
 from apportion.core.model import Cluster, Edge, Instance, Link, Node, Task, Workload
 from apportion.core.pareto import non_dominated, objective_matrix
-from tests.core.algorithms.instances import independent, small_instance
+from tests.core.algorithms.instances import small_instance
 
 OBJECTIVES = ("makespan", "utilization", "imbalance")
 

@@ -97,12 +97,14 @@ def _arrival(ready, b, end, tag, jt, cj, data, link, same_class):
 
 
 @jit_inline
-def _place(b, jt, ready, work, rate, kind, end, node_free, busy):
+def _place(b, jt, ready, work, rate, overhead, kind, end, node_free, busy):
     # The division Instance.build makes for its duration table, so bit for bit the same; a
     # (tasks x nodes) table measured no faster even at 8 nodes and misses the cache on large
     # clusters.
     j = jt & _TAG_NODE
     d = work / rate[j, kind]
+    if overhead is not None:  # None when no node has one: compiled away
+        d += overhead[j]
     end[b] = ready + d
     f = j * _LANES + (b % _LANES)
     node_free[f] = ready + d
@@ -110,7 +112,7 @@ def _place(b, jt, ready, work, rate, kind, end, node_free, busy):
 
 
 @jit
-def _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, node_tag, node_col, link,
+def _decode_lanes(plans, task_at, work, kind, rate, overhead, parent_ptr, parent_pos, parent_data, node_tag, node_col, link,
                   same_class, release, available_from, pinned_start, pinned_end, tag, start, end, node_free, busy,
                   used):
     """List-schedule ``LANES`` plans (rows of ``plans``) together.
@@ -168,10 +170,10 @@ def _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, pare
             r2 = _arrival(r2, q + np.uint64(2), end, tag, t2, c2, data, link, same_class)
             r3 = _arrival(r3, q + np.uint64(3), end, tag, t3, c3, data, link, same_class)
         w, kd = work[k], kind[k]
-        _place(b0, t0, r0, w, rate, kd, end, node_free, busy)
-        _place(b1, t1, r1, w, rate, kd, end, node_free, busy)
-        _place(b2, t2, r2, w, rate, kd, end, node_free, busy)
-        _place(b3, t3, r3, w, rate, kd, end, node_free, busy)
+        _place(b0, t0, r0, w, rate, overhead, kd, end, node_free, busy)
+        _place(b1, t1, r1, w, rate, overhead, kd, end, node_free, busy)
+        _place(b2, t2, r2, w, rate, overhead, kd, end, node_free, busy)
+        _place(b3, t3, r3, w, rate, overhead, kd, end, node_free, busy)
         if start is not None:
             start[b0], start[b1], start[b2], start[b3] = r0, r1, r2, r3
 
@@ -243,7 +245,7 @@ def _summarise(lane, tag, end, busy, used, req_end, last_pos, last_request, due_
 
 
 @jit
-def _evaluate_groups(first, last, rows, assign, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data,
+def _evaluate_groups(first, last, rows, assign, task_at, work, kind, rate, overhead, parent_ptr, parent_pos, parent_data,
                      node_tag, node_col, link, same_class, release, available_from, pinned_start, pinned_end, last_pos,
                      last_request, due_pos, due, req_release, req_deadline, req_priority, busy_power, idle_power,
                      cost_rate, out):
@@ -260,7 +262,7 @@ def _evaluate_groups(first, last, rows, assign, task_at, work, kind, rate, paren
     for g in range(first, last):
         for lane in range(LANES):
             plans[lane] = assign[rows[min(g * LANES + lane, rows.shape[0] - 1)]]
-        _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, node_tag, node_col,
+        _decode_lanes(plans, task_at, work, kind, rate, overhead, parent_ptr, parent_pos, parent_data, node_tag, node_col,
                       link, same_class, release, available_from, pinned_start, pinned_end, tag, None, end, node_free,
                       busy, used)
         for lane in range(LANES):
@@ -432,6 +434,7 @@ class Evaluator:
         self._node_col = 2 * cls
         self._link = np.ascontiguousarray(link.ravel())
         self._rate = np.ascontiguousarray(instance.rate)
+        self._overhead = np.ascontiguousarray(instance.overhead) if instance.overhead.any() else None
         self._layouts: dict[bytes, _Layout] = {}
         self._any_pinned = bool((instance.pinned_node >= 0).any())
         self.evaluations = 0
@@ -489,7 +492,7 @@ class Evaluator:
 
     def _arrays(self, layout: _Layout):
         inst = self.instance
-        return (layout.task_at, layout.work, layout.kind, self._rate, layout.parent_ptr, layout.parent_pos,
+        return (layout.task_at, layout.work, layout.kind, self._rate, self._overhead, layout.parent_ptr, layout.parent_pos,
                 layout.parent_data, self._node_tag, self._node_col, self._link, self._same_class, layout.release,
                 inst.available_from, layout.pinned_start, layout.pinned_end, layout.last_pos, layout.last_request,
                 layout.due_pos, layout.due, inst.request_release, inst.request_deadline, inst.request_priority,
@@ -568,12 +571,12 @@ class Evaluator:
         self.check(np.atleast_2d(plan.assignment), np.atleast_2d(plan.order))
         layout = self._layout(plan.order)
         n, m = inst.n_tasks, inst.n_nodes
-        (task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, node_tag, node_col, link, same_class,
+        (task_at, work, kind, rate, overhead, parent_ptr, parent_pos, parent_data, node_tag, node_col, link, same_class,
          release, available_from, pinned_start, pinned_end, *rest) = self._arrays(layout)
         tag, used = np.empty(n * LANES, dtype=np.uint64), np.empty(m * LANES, dtype=np.bool_)
         start, end, busy = np.empty(n * LANES), np.empty(n * LANES), np.empty(m * LANES)
         plans = np.ascontiguousarray(np.broadcast_to(plan.assignment, (LANES, n)))
-        _decode_lanes(plans, task_at, work, kind, rate, parent_ptr, parent_pos, parent_data, node_tag, node_col, link,
+        _decode_lanes(plans, task_at, work, kind, rate, overhead, parent_ptr, parent_pos, parent_data, node_tag, node_col, link,
                       same_class, release, available_from, pinned_start, pinned_end, tag, start, end,
                       np.empty(m * LANES), busy, used)
         stats = np.empty(len(STATS))

@@ -318,7 +318,7 @@ def _ready_on(t, c, not_before, node_free, release, end, node_of, parent_ptr, pa
 
 # Complexity: one sample's event loop: dispatch, noise, failures, repair and retries share its state.
 @jit
-def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, parent_ptr, parent_idx, parent_data,  # noqa: C901
+def _simulate_chunk(first, last, key, order, plan, work, kind, rate, overhead, eligible, parent_ptr, parent_idx, parent_data,  # noqa: C901
                     latency, inv_bw, release, deadline, request_of, req_size, req_release, req_deadline, sigma_kind,
                     transfer_sigma, slow_p, slow_f, mtbf, repair, repair_fixed, cap, backup, max_retries, record, out,
                     out_start, out_end, out_node, out_attempts):
@@ -389,7 +389,7 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, p
                         for e in range(parent_ptr[t], parent_ptr[t + 1]):
                             decide = max(decide, end[parent_idx[e]])
                     c, not_before, fail, back = _backup_node(
-                        t, decide, mult, work, kind, rate, eligible, node_free, release, end, node_of, parent_ptr,
+                        t, decide, mult, work, kind, rate, overhead, eligible, node_free, release, end, node_of, parent_ptr,
                         parent_idx, parent_data, latency, inv_bw, skey, transfer_sigma, slow_p, slow_f, fail, back,
                         count, mtbf, repair, repair_fixed, cap)
                     if c < 0:
@@ -401,7 +401,7 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, p
                     continue
                 if not np.isfinite(s):
                     break  # inputs unreachable or node never back: the task cannot complete here
-                d = work[t] / rate[j, kind[t]] * mult
+                d = work[t] / rate[j, kind[t]] * mult + overhead[j]  # noise scales the work, not the overhead
                 attempts[t] += 1
                 used[j] = True
                 start[t] = s
@@ -423,7 +423,7 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, p
                 not_before = next_fail
                 if backup:
                     c, not_before, fail, back = _backup_node(
-                        t, next_fail, mult, work, kind, rate, eligible, node_free, release, end, node_of, parent_ptr,
+                        t, next_fail, mult, work, kind, rate, overhead, eligible, node_free, release, end, node_of, parent_ptr,
                         parent_idx, parent_data, latency, inv_bw, skey, transfer_sigma, slow_p, slow_f, fail, back,
                         count, mtbf, repair, repair_fixed, cap)
                     if c < 0:
@@ -452,7 +452,7 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, eligible, p
 
 
 @jit
-def _backup_node(t, decide, mult, work, kind, rate, eligible, node_free, release, end, node_of, parent_ptr,
+def _backup_node(t, decide, mult, work, kind, rate, overhead, eligible, node_free, release, end, node_of, parent_ptr,
                  parent_idx, parent_data, latency, inv_bw, skey, transfer_sigma, slow_p, slow_f, fail, back, count,
                  mtbf, repair, repair_fixed, cap):
     """(node, not_before, fail, back) for a task to be placed again at time ``decide``: among
@@ -471,7 +471,7 @@ def _backup_node(t, decide, mult, work, kind, rate, eligible, node_free, release
             continue
         s, _, fail, back = _up_from(c, decide, fail, back, count, skey, mtbf, repair, repair_fixed, cap)
         if s == decide:
-            finish = ready + work[t] / rate[c, kind[t]] * mult
+            finish = ready + (work[t] / rate[c, kind[t]] * mult + overhead[c])
             if finish < best_finish:
                 best, best_finish = c, finish
         elif s < first_back:
@@ -635,7 +635,7 @@ def simulate(instance: Instance, plan: Plan, uncertainty: Uncertainty | None = N
     out = np.empty((samples, len(METRICS)))
     start, end = np.empty((kept, n)), np.empty((kept, n))
     node, attempts = np.empty((kept, n), dtype=np.int32), np.empty((kept, n), dtype=np.int32)
-    args = (key, plan.order, plan.assignment, inst.work, inst.kind_of, np.ascontiguousarray(inst.rate), inst.eligible,
+    args = (key, plan.order, plan.assignment, inst.work, inst.kind_of, np.ascontiguousarray(inst.rate), inst.overhead, inst.eligible,
             inst.parent_ptr, inst.parent_idx, inst.parent_data, params["latency"], params["inv_bw"], inst.release,
             inst.deadline, inst.request_of, np.bincount(inst.request_of, minlength=len(inst.request_ids)),
             inst.request_release, inst.request_deadline, params["sigma_kind"],

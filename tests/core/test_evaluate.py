@@ -40,15 +40,26 @@ def isolated_zone_cluster(n_nodes, seed):
                    speed_factors=base.speed_factors)
 
 
+def with_overheads(cluster, seed):
+    """The cluster with a per-task overhead on most nodes (0 to 2 s; some nodes keep none)."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(seed)
+    return replace(cluster, nodes=tuple(replace(nd, overhead=float(rng.choice([0.0, rng.uniform(0, 2)])))
+                                        for nd in cluster.nodes))
+
+
 instances = st.builds(
-    lambda n, density, m, zones, seed, isolated, gpu_share, deadline_share: Instance.build(
+    lambda n, density, m, zones, seed, isolated, gpu_share, deadline_share, overhead: Instance.build(
         random_workload(n, int(n * density), seed=seed, n_requests=max(1, n // 7),
                         gpu_only_share=gpu_share, deadline_share=deadline_share),
-        isolated_zone_cluster(m, seed) if isolated and m >= 2 else random_cluster(m, seed=seed, n_zones=zones),
+        (with_overheads if overhead else lambda cluster, _: cluster)(
+            isolated_zone_cluster(m, seed) if isolated and m >= 2 else random_cluster(m, seed=seed, n_zones=zones),
+            seed),
     ),
     n=st.integers(1, 60), density=st.floats(0, 3), m=st.integers(1, 7), zones=st.integers(1, 3),
     seed=st.integers(0, 10_000), isolated=st.booleans(), gpu_share=st.sampled_from([0.0, 0.3]),
-    deadline_share=st.sampled_from([0.0, 0.5]),
+    deadline_share=st.sampled_from([0.0, 0.5]), overhead=st.booleans(),
 )
 
 

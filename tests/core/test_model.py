@@ -174,9 +174,6 @@ def test_bad_node_speed_factor_names_the_field(factors, field):
     assert err.value.field == field
 
 
-@pytest.mark.xfail(strict=True, reason="core/evaluate.py's decode computes work / rate itself, not from the duration "
-                   "table: the overhead reaches plans scored by it once its _place adds overhead[j] (outside this "
-                   "branch's area; the lead merges it with the node slots change)")
 def test_evaluator_schedules_with_the_overhead():
     from apportion.core.evaluate import Evaluator, Plan
 

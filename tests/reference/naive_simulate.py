@@ -103,6 +103,10 @@ def reference_sample(inst: Instance, plan: Plan, unc: Uncertainty, key: int, sam
             time = time * (factor * lognormal_unit_mean(skey, TRANSFER, e, unc.transfer_sigma))
         return time
 
+    def runtime(t, j, mult):
+        """Noise scales the work; the node's per-task overhead is added as it is."""
+        return float(inst.work[t]) / float(inst.rate[j, inst.kind_of[t]]) * mult + float(inst.overhead[j])
+
     def ready_on(t, c, not_before):
         ready = max(free[c], float(inst.release[t]), not_before)
         for e, p, data in parents[t]:
@@ -119,7 +123,7 @@ def reference_sample(inst: Instance, plan: Plan, unc: Uncertainty, key: int, sam
                 continue
             s, _ = timelines[c].up_from(decide)
             if s == decide:
-                finish = ready + float(inst.duration[t, c]) * mult
+                finish = ready + runtime(t, c, mult)
                 if finish < best_finish:
                     best, best_finish = c, finish
             elif s < back_at:
@@ -148,7 +152,7 @@ def reference_sample(inst: Instance, plan: Plan, unc: Uncertainty, key: int, sam
                 continue
             if math.isinf(s):
                 break
-            d = float(inst.duration[t, j]) * mult
+            d = runtime(t, j, mult)
             attempts[t] += 1
             used[j] = True
             start[t] = s

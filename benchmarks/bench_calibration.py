@@ -13,7 +13,7 @@ Declared speeds come from a probe of each kernel (GFLOP/s timed inside a step pr
 start-up left out), then set off by 2x: the blas node declared at twice its probed speed, the loop node at half.
 Overhead is declared 0. After each run, ``core.calibrate`` merges the run's observations (step
 work, node, kind, measured duration) and the next run plans with ``apply_calibration``'s
-cluster (``calibrate.update``: merge, save, and with ``--tracking-uri`` log each run to MLflow).
+cluster (``calibrate.update``: merge and save; with ``--tracking-uri`` each run is logged to MLflow).
 Printed per run: the median absolute relative error of the predicted step durations
 (the model's duration table for the task on its planned node vs the measured one; target: below
 20 % by run 3), and the fitted overhead and speeds. Prints a table and one JSON line.
@@ -40,6 +40,7 @@ from apportion.core import calibrate
 from apportion.core.api import Settings, optimize
 from apportion.core.calibrate import Observation
 from apportion.core.model import Cluster, Edge, Instance, Node, Request, Task, Workload
+from apportion.operators.tracking import log_calibration
 
 TARGET_ERROR = 0.20
 EXPERIMENT = "calibration_benchmark"
@@ -180,9 +181,10 @@ def main() -> None:
         for run in range(1, args.runs + 1):
             observations, row = one_run(run, cluster, args, probed)
             mlflow_run = client.create_run(experiment, run_name=f"run{run}").info.run_id if client else None
-            step = calibrate.update(path, observations, declared, run_id=f"run{run}", fitted_at=f"run{run}",
-                                    mlflow_run_id=mlflow_run, tracking_uri=args.tracking_uri)
+            step = calibrate.update(path, observations, declared, run_id=f"run{run}", fitted_at=f"run{run}")
             if client:
+                log_calibration(step.calibration, mlflow_run, tracking_uri=args.tracking_uri,
+                                error_before=step.error_before, error_after=step.error_after)
                 client.set_terminated(mlflow_run)
             cluster, calibration = step.cluster, step.calibration
             row.update(fit=calibrate.group_table(calibration), error_after_fit=step.error_after, mlflow_run_id=mlflow_run)

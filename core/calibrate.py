@@ -24,7 +24,7 @@ that changes is followed and the file stays small), which runs they came from, a
 estimates. ``merge`` adds a run's observations and refits on everything kept.
 ``apply_calibration`` turns it into the cluster the next plan uses: each observed node's
 ``overhead`` and ``node_speed_factors[node][kind]``; groups never observed keep their declared
-speed. ``log_calibration`` records it in MLflow.
+speed. ``apportion.operators.tracking.log_calibration`` records it in MLflow.
 """
 
 from __future__ import annotations
@@ -347,30 +347,6 @@ def load(path: str | Path) -> Calibration:
     return Calibration.from_dict(doc, where=str(path))
 
 
-def log_calibration(calibration: Calibration, run_id: str, *, tracking_uri: str | None = None,
-                    error_before: float | None = None, error_after: float | None = None,
-                    prefix: str = "calibration/") -> None:
-    """Record ``calibration`` in the MLflow run ``run_id``: the JSON file as an artifact, its
-    version and counts as parameters, and the median absolute prediction error of the step
-    durations before (declared model) and after (calibrated) as metrics."""
-    from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    params = {"format_version": FORMAT_VERSION, "revision": calibration.revision,
-              "runs": len(calibration.runs), "min_points": calibration.min_points, "window": calibration.window}
-    metrics = {"observations": len(calibration.observations), "error_before": error_before,
-               "error_after": error_after, "global_overhead": calibration.global_overhead}
-    metrics.update({f"overhead/{o.node}": o.overhead for o in calibration.overheads})
-    client.log_batch(
-        run_id,
-        params=[Param(prefix + k, str(v)) for k, v in params.items()],
-        metrics=[Metric(prefix + k, float(v), 0, calibration.revision) for k, v in metrics.items()
-                 if v is not None and math.isfinite(v)],
-    )
-    client.log_text(run_id, json.dumps(calibration.to_dict(), indent=2), f"calibration/{CALIBRATION_FILE}")
-
-
 @dataclass(frozen=True)
 class CalibrationUpdate:
     calibration: Calibration  # after this run
@@ -379,11 +355,10 @@ class CalibrationUpdate:
     error_after: float  # the same under the new calibration
 
 
-def update(path: str | Path, observations, cluster: Cluster, *, run_id: str, fitted_at: str,
-           mlflow_run_id: str | None = None, tracking_uri: str | None = None) -> CalibrationUpdate:
+def update(path: str | Path, observations, cluster: Cluster, *, run_id: str, fitted_at: str) -> CalibrationUpdate:
     """One run's calibration step: merge its observations into the file at ``path`` (created if
-    missing), save it, and say how well the model predicted this run before and after; with
-    ``mlflow_run_id``, log it there (``log_calibration``). ``cluster`` is the declared one."""
+    missing), save it, and say how well the model predicted this run before and after.
+    ``cluster`` is the declared one."""
     observations = as_observations(observations)
     previous = load(path)
     calibration = previous.merge(observations, run_id=run_id, fitted_at=fitted_at)
@@ -391,8 +366,6 @@ def update(path: str | Path, observations, cluster: Cluster, *, run_id: str, fit
     before = median_abs_error(observations, apply_calibration(cluster, previous))
     after = median_abs_error(observations, calibrated)
     save(calibration, path)
-    if mlflow_run_id is not None:
-        log_calibration(calibration, mlflow_run_id, tracking_uri=tracking_uri, error_before=before, error_after=after)
     return CalibrationUpdate(calibration, calibrated, before, after)
 
 

@@ -10,6 +10,7 @@ and the CLI stay quick to import.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -359,6 +360,33 @@ def reference_box_params(box: Mapping[str, Any]) -> dict[str, Any]:
 COMPARE_COLUMNS = ("plan/makespan", "plan/utilization", "plan/imbalance", "search/hypervolume",
                    "warm_start/moved_tasks", "search/seconds")
 ALGORITHM_PARAM = "search/algorithm"
+
+
+def log_calibration(calibration, run_id: str, *, tracking_uri: str | None = None,
+                    error_before: float | None = None, error_after: float | None = None,
+                    prefix: str = "calibration/") -> None:
+    """Record ``calibration`` (``apportion.core.calibrate.Calibration``) in the MLflow run
+    ``run_id``: the JSON file as an artifact, its version and counts as parameters, and the
+    median absolute prediction error of the step durations before (declared model) and after
+    (calibrated) as metrics."""
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    from apportion.core.calibrate import CALIBRATION_FILE, FORMAT_VERSION
+
+    client = MlflowClient(tracking_uri)
+    params = {"format_version": FORMAT_VERSION, "revision": calibration.revision,
+              "runs": len(calibration.runs), "min_points": calibration.min_points, "window": calibration.window}
+    metrics = {"observations": len(calibration.observations), "error_before": error_before,
+               "error_after": error_after, "global_overhead": calibration.global_overhead}
+    metrics.update({f"overhead/{o.node}": o.overhead for o in calibration.overheads})
+    client.log_batch(
+        run_id,
+        params=[Param(prefix + k, str(v)) for k, v in params.items()],
+        metrics=[Metric(prefix + k, float(v), 0, calibration.revision) for k, v in metrics.items()
+                 if v is not None and math.isfinite(v)],
+    )
+    client.log_text(run_id, json.dumps(calibration.to_dict(), indent=2), f"calibration/{CALIBRATION_FILE}")
 
 
 def compare_runs(experiment: str, tracking_uri: str | None = None, out: str | Path | None = None,

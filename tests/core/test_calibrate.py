@@ -149,23 +149,6 @@ def test_observations_on_unknown_nodes_are_named_when_predicting():
         median_abs_error([Observation("zz", "x", 1.0, 1.0)], CLUSTER)
 
 
-def test_log_calibration_records_the_file_params_and_errors_in_mlflow(tmp_path, mlflow_tracking_uri):
-    from mlflow.tracking import MlflowClient
-
-    uri = mlflow_tracking_uri  # the session's store: its migrations (~10 s) are paid once
-    client = MlflowClient(uri)
-    experiment = client.create_experiment(f"calibration-{tmp_path.name}", artifact_location=str(tmp_path / "art"))
-    run = client.create_run(experiment)
-    cal = fit(affine("a", "x", [1, 2, 4], 2.0, 0.5), runs=("r1",), fitted_at="t")
-    calibrate.log_calibration(cal, run.info.run_id, tracking_uri=uri, error_before=0.6, error_after=0.05)
-    data = client.get_run(run.info.run_id).data
-    assert data.params["calibration/format_version"] == "1" and data.params["calibration/revision"] == "1"
-    assert data.metrics["calibration/error_before"] == 0.6 and data.metrics["calibration/error_after"] == 0.05
-    assert data.metrics["calibration/overhead/a"] == pytest.approx(0.5)
-    local = client.download_artifacts(run.info.run_id, "calibration/calibration.json", str(tmp_path / "dl"))
-    assert calibrate.load(local) == cal
-
-
 def test_update_merges_saves_and_says_how_the_error_fell(tmp_path):
     path = tmp_path / "calibration.json"
     run1 = affine("gpu1", "cnn", [40, 80, 160], 13.0, 0.9)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
+from apportion.core import calibrate
+from apportion.core.calibrate import Observation, fit
 from apportion.operators.allocating import allocate
 from apportion.operators.tracking import (
     AirflowRef,
@@ -13,6 +15,7 @@ from apportion.operators.tracking import (
     check_reachable,
     compare_runs,
     history_steps,
+    log_calibration,
 )
 from tests.operators.conftest import SMALL
 
@@ -80,3 +83,19 @@ def test_compare_runs_prints_the_evolution_and_plots_it(tracking_uri, dag_id, ou
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no MLflow experiment"):
         compare_runs(dag_id + "_absent", out=out)
+
+
+def test_log_calibration_records_the_file_params_and_errors_in_mlflow(tmp_path, mlflow_tracking_uri):
+    uri = mlflow_tracking_uri  # the session's store: its migrations (~10 s) are paid once
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(f"calibration-{tmp_path.name}", artifact_location=str(tmp_path / "art"))
+    run = client.create_run(experiment)
+    observed = [Observation("a", "x", w, 0.5 + w / 2.0) for w in (1, 2, 4)]  # speed 2, overhead 0.5
+    cal = fit(observed, runs=("r1",), fitted_at="t")
+    log_calibration(cal, run.info.run_id, tracking_uri=uri, error_before=0.6, error_after=0.05)
+    data = client.get_run(run.info.run_id).data
+    assert data.params["calibration/format_version"] == "1" and data.params["calibration/revision"] == "1"
+    assert data.metrics["calibration/error_before"] == 0.6 and data.metrics["calibration/error_after"] == 0.05
+    assert data.metrics["calibration/overhead/a"] == pytest.approx(0.5)
+    local = client.download_artifacts(run.info.run_id, "calibration/calibration.json", str(tmp_path / "dl"))
+    assert calibrate.load(local) == cal

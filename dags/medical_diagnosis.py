@@ -6,6 +6,7 @@ Its form, schedule and docs; the steps and the shared doc paragraphs are in allo
 from __future__ import annotations
 
 import allocation_workflow as workflow
+import enactment_workflow as enactment
 from airflow.sdk import DAG
 
 SCENARIO = "medical_diagnosis"
@@ -47,7 +48,7 @@ with DAG(
         **workflow.optimiser_params(),
         **workflow.replanning_params(),
         **workflow.simulation_params(),
-        **workflow.enactment_params(unit="cases", scenario=SCENARIO),
+        **enactment.enactment_params(unit="cases", scenario=SCENARIO),
     },
 ) as dag:
     workflow.workflow_steps(SCENARIO, size_param="cases", enactment=True)

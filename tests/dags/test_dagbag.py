@@ -36,7 +36,7 @@ def test_no_import_errors_and_the_expected_dags(apportion_dagbag):
     assert apportion_dagbag.import_errors == {}
     assert sorted(apportion_dagbag.dags) == sorted(DAG_IDS)
     assert {stat.file: stat.dag_num for stat in apportion_dagbag.dagbag_stats} == {
-        **{f"{dag_id}.py": 1 for dag_id in DAG_IDS}, "allocation_workflow.py": 0,
+        **{f"{dag_id}.py": 1 for dag_id in DAG_IDS}, "allocation_workflow.py": 0, "enactment_workflow.py": 0,
     }
 
 

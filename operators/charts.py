@@ -24,6 +24,16 @@ def _pyplot():
     return plt
 
 
+def _save_png(fig, png_path: str | Path) -> Path:
+    """Lay out ``fig``, write it as a PNG at ``png_path`` (its folder created) and close it."""
+    fig.tight_layout()
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=110)
+    _pyplot().close(fig)
+    return png_path
+
+
 def _read_csv(path: str | Path) -> list[dict]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -77,10 +87,7 @@ def pareto_charts(pareto_csv: str | Path, objectives: Sequence[str], html_path: 
                c="red", edgecolors="black", label="chosen plan", zorder=3)
     ax.set(xlabel=x_name, ylabel=y_name, title=f"{title} ({len(rows)} plans)")
     ax.legend(loc="best")
-    fig2.tight_layout()
-    fig2.savefig(png_path, dpi=110)
-    plt.close(fig2)
-    return html_path, png_path
+    return html_path, _save_png(fig2, png_path)
 
 
 def gantt_chart(schedule_csv: str | Path, png_path: str | Path, *, colour_by: str = "kind",
@@ -127,11 +134,7 @@ def gantt_chart(schedule_csv: str | Path, png_path: str | Path, *, colour_by: st
     ax.set(xlabel="time (s)", ylabel="node", title=f"{title}: {len(rows)} tasks on {len(nodes)} nodes")
     if legend:
         ax.legend(handles=legend, title=colour_by, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    fig.tight_layout()
-    png_path = Path(png_path)
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
-    return png_path
+    return _save_png(fig, png_path)
 
 
 def evolution_chart(table, columns: Sequence[str], png_path: str | Path, *, title: str, by: str) -> Path:
@@ -151,12 +154,7 @@ def evolution_chart(table, columns: Sequence[str], png_path: str | Path, *, titl
     axes[0, 0].set_title(title)
     axes[-1, 0].set_xlabel("logical date, else run start (UTC)")
     fig.autofmt_xdate()
-    fig.tight_layout()
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
-    return png_path
+    return _save_png(fig, png_path)
 
 
 def simulation_chart(realised, predicted, png_path: str | Path, *, title: str) -> Path:
@@ -179,8 +177,29 @@ def simulation_chart(realised, predicted, png_path: str | Path, *, title: str) -
         ax.set(xlabel=f"{name.replace('_', ' ')} (s)", ylabel="samples")
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    png_path = Path(png_path)
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
-    return png_path
+    return _save_png(fig, png_path)
+
+
+def enactment_chart(rows: list[dict], png_path: str | Path, *, title: str) -> Path:
+    """Left: each step instance's realised duration (executor overhead included) against the
+    plan's predicted one, log-log, by step. Right: each unit's predicted and realised response."""
+    plt = _pyplot()
+    fig, (scatter, bars) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for step in dict.fromkeys(row["step"] for row in rows):
+        mine = [row for row in rows if row["step"] == step]
+        scatter.scatter([max(r["predicted_duration"], 1e-6) for r in mine], [r["realised_duration"] for r in mine],
+                        label=step, s=28)
+    scatter.set(xscale="log", yscale="log", xlabel="predicted duration (s, plan)",
+                ylabel="realised duration (s, wall, overhead included)", title="per step instance")
+    scatter.legend(fontsize=7)
+    units = list(dict.fromkeys(row["unit"] for row in rows))
+    predicted = [max(r["predicted_end"] for r in rows if r["unit"] == u)
+                 - next(r["unit_release"] for r in rows if r["unit"] == u) for u in units]
+    realised = [max(r["realised_end"] for r in rows if r["unit"] == u) for u in units]
+    x = range(len(units))
+    bars.bar([i - 0.2 for i in x], predicted, width=0.4, label="predicted (plan)", color="tab:red")
+    bars.bar([i + 0.2 for i in x], realised, width=0.4, label="realised", color="tab:blue")
+    bars.set(xticks=list(x), xticklabels=units, ylabel="response (s)", title="per unit")
+    bars.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save_png(fig, png_path)

@@ -7,7 +7,7 @@ Three steps (docs/enactment.md):
   predicted times (``assignments``, which the DAG's mapped task group expands over), and the
   record the cluster policy (``operators/placement.py``) places task instances by. It checks
   everything first: a step on a node without a pool fails this task, so no step starts.
-* ``run_step`` runs one step instance's stand-in (``operators/steps.py``) after checking that
+* ``run_step`` runs one step instance's stand-in (``operators/steps/``) after checking that
   Airflow placed it on its node, and records when and where it really ran.
 * ``observe_enactment`` compares the realised times with the plan's predictions and logs them
   to the DAG run's MLflow run (never a new run, so a retry adds no run).
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from apportion.operators import charts
 from apportion.operators.chosen_plan import load_chosen_plan
 from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
 from apportion.operators.placement import node_pool
@@ -246,7 +247,7 @@ def observe_enactment(allocation: Mapping[str, Any], assignments: Iterable[Mappi
     folder, store = task_folders(ref, context=context, output_root=output_root)
     write_json(folder / "enactment.json", {"plan_id": allocation.get("plan_id"), "metrics": metrics, "steps": rows},
                sort_keys=True)
-    enactment_chart(rows, folder / "enactment.png",
+    charts.enactment_chart(rows, folder / "enactment.png",
                     title=f"plan {allocation.get('plan_id')}: {metrics['enact/units']} units, "
                           f"{metrics['enact/steps']} step instances enacted")
     save_folder(folder, store, ("enactment.json", "enactment.png"))
@@ -258,34 +259,3 @@ def observe_enactment(allocation: Mapping[str, Any], assignments: Iterable[Mappi
             tracker.client.log_artifact(run_id, str(folder / "enactment.json"))
             tracker.client.log_artifact(run_id, str(folder / "enactment.png"))
     return {**metrics, "artifact_uri": str(store)}
-
-
-def enactment_chart(rows: list[dict], png_path: str | Path, *, title: str) -> Path:
-    """Left: each step instance's realised duration (executor overhead included) against the
-    plan's predicted one, log-log, by step. Right: each unit's predicted and realised response."""
-    from apportion.operators.charts import _pyplot
-
-    plt = _pyplot()
-    fig, (scatter, bars) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for step in dict.fromkeys(row["step"] for row in rows):
-        mine = [row for row in rows if row["step"] == step]
-        scatter.scatter([max(r["predicted_duration"], 1e-6) for r in mine], [r["realised_duration"] for r in mine],
-                        label=step, s=28)
-    scatter.set(xscale="log", yscale="log", xlabel="predicted duration (s, plan)",
-                ylabel="realised duration (s, wall, overhead included)", title="per step instance")
-    scatter.legend(fontsize=7)
-    units = list(dict.fromkeys(row["unit"] for row in rows))
-    predicted = [max(r["predicted_end"] for r in rows if r["unit"] == u)
-                 - next(r["unit_release"] for r in rows if r["unit"] == u) for u in units]
-    realised = [max(r["realised_end"] for r in rows if r["unit"] == u) for u in units]
-    x = range(len(units))
-    bars.bar([i - 0.2 for i in x], predicted, width=0.4, label="predicted (plan)", color="tab:red")
-    bars.bar([i + 0.2 for i in x], realised, width=0.4, label="realised", color="tab:blue")
-    bars.set(xticks=list(x), xticklabels=units, ylabel="response (s)", title="per unit")
-    bars.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    png_path = Path(png_path)
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
-    return png_path

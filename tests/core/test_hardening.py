@@ -482,7 +482,12 @@ def test_huge_integers_in_frames_are_refused():
 
 def _interrupted(code: str, *, after: float, within: float) -> subprocess.CompletedProcess:
     """Start ``code`` (which prints ``started`` just before the long call, ``finished`` after
-    it), send SIGINT ``after`` seconds past ``started``, and wait at most ``within`` more."""
+    it), send SIGINT ``after`` seconds past ``started``, and wait at most ``within`` more.
+
+    ``code`` collects the garbage before ``started``: a KeyboardInterrupt that Python raises
+    inside a finaliser (llvmlite's ``ObjectRef.__del__``, run when the garbage of a first
+    compilation is collected) is printed and dropped, so a cold Numba cache could swallow the
+    test's one Ctrl-C (seen in CI: "Exception ignored in ... ObjectRef.__del__ ... KeyboardInterrupt")."""
     import time
 
     process = popen_interruptible([sys.executable, "-c", textwrap.dedent(code)], cwd=PROJECT_ROOT,
@@ -498,6 +503,7 @@ def _interrupted(code: str, *, after: float, within: float) -> subprocess.Comple
 
 def test_ctrl_c_stops_a_long_simulation():
     run = _interrupted("""
+        import gc
         from apportion.core.simulate import Uncertainty, simulate
         from apportion.core.algorithms.heft import HeftAllocator
         from tests.core.algorithms.instances import make_instance
@@ -505,6 +511,7 @@ def test_ctrl_c_stops_a_long_simulation():
         plan = HeftAllocator().build(inst)
         unc = Uncertainty(duration_sigma=0.3, mtbf=50.0, failure_rule="backup")
         simulate(inst, plan, unc, samples=10)
+        gc.collect()
         print("started", flush=True)
         simulate(inst, plan, unc, samples=1_000_000)
         print("finished", flush=True)
@@ -515,11 +522,13 @@ def test_ctrl_c_stops_a_long_simulation():
 @pytest.mark.slow
 def test_ctrl_c_stops_the_baselines_on_a_large_workload():
     run = _interrupted("""
+        import gc
         from apportion.core.algorithms.baselines import MinMinAllocator
         from apportion.core.model import Cluster, Instance, Node, Task, Workload
         nodes = tuple(Node(f"n{j}", "cpu", 10.0 + j, 64.0) for j in range(64))
         inst = Instance.build(Workload(tuple(Task(f"t{i}", 1.0 + i % 97) for i in range(150_000))), Cluster(nodes))
         MinMinAllocator().build(Instance.build(Workload((Task("a", 1.0),)), Cluster(nodes)))
+        gc.collect()
         print("started", flush=True)
         MinMinAllocator().build(inst)
         print("finished", flush=True)

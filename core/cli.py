@@ -116,10 +116,12 @@ def _print_optimized(result, paths, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_standard_json({**summary, "outputs": {k: str(v) for k, v in paths.items()}})))
         return 0
+    from apportion.core.io import count_noun
+
     m = result.metrics
-    print(f"{settings.algorithm} on {instance.n_tasks} tasks / {instance.n_nodes} nodes, seed {settings.seed}: "
-          f"{summary['pareto_size']} plans on the front, {summary['evaluations']:,} evaluations in "
-          f"{summary['seconds']:.2f} s")
+    print(f"{settings.algorithm} on {count_noun(instance.n_tasks, 'task')} / {count_noun(instance.n_nodes, 'node')}, "
+          f"seed {settings.seed}: {count_noun(summary['pareto_size'], 'plan')} on the front, "
+          f"{summary['evaluations']:,} evaluations in {summary['seconds']:.2f} s")
     print(f"chosen ({settings.select}): makespan {m['makespan']:.2f} s, utilization {m['utilization']:.3f}, "
           f"imbalance {m['imbalance']:.3f}, p95 response {m['p95_response']:.2f} s, "
           f"deadline misses {m['deadline_misses']}, hypervolume {summary['hypervolume']:.4f}")

@@ -7,7 +7,10 @@ numbers are comparable. The cost model (README, "Cost model"):
 * transfer of an edge = 0 on the same node, else latency + data / bandwidth; transfers start
   when the parent ends, do not contend with each other and overlap computation;
 * tasks are taken in the plan's order (a topological order); each starts at
-  max(its node is free, all inputs arrived, its request's release) and runs without preemption.
+  max(its node is free, all inputs arrived, its request's release) and runs without preemption;
+* a node with k ``slots`` runs up to k tasks at once, each at the node's full speed: a task
+  takes, among the node's slots free when it is ready, the one that became free last (best
+  fit), and when none is, the one that becomes free first.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from apportion.core.model import Instance
 # Columns of the statistics matrix every evaluation returns, in natural units.
 STATS = (
     "makespan",  # s
-    "utilization",  # busy time / (used nodes x makespan), 0..1
-    "imbalance",  # coefficient of variation of busy time over all nodes
+    "utilization",  # busy time / (slots of the used nodes x makespan), 0..1
+    "imbalance",  # coefficient of variation of busy time / slots over all nodes
     "mean_response",  # priority-weighted mean of request end - release, s
-    "energy",  # J, used nodes: busy power while busy, idle power otherwise until the makespan
+    "energy",  # J, used nodes: busy power per busy second, idle power for the rest (makespan - busy / slots)
     "cost",  # used nodes x makespan x price
     "lateness",  # total time past deadlines (tasks and requests), s
     "unroutable",  # edges whose ends sit on nodes with no link between them
@@ -97,6 +100,23 @@ def _arrival(ready, b, end, tag, jt, cj, data, link, same_class):
 
 
 @jit_inline
+def _inputs_arrived(k, r0, r1, r2, r3, t0, t1, t2, t3, parent_ptr, parent_pos, parent_data, end, tag, node_col, link,
+                    same_class):
+    """The four lanes' ready times of the k-th task raised to its inputs' arrivals (lane i's
+    node tagged ``ti``), the lanes interleaved: both decodes read a task's inputs here."""
+    c0, c1 = node_col[t0 & _TAG_NODE], node_col[t1 & _TAG_NODE]
+    c2, c3 = node_col[t2 & _TAG_NODE], node_col[t3 & _TAG_NODE]
+    for e in range(parent_ptr[k], parent_ptr[k + 1]):
+        q = np.uint64(parent_pos[e])
+        data = parent_data[e]
+        r0 = _arrival(r0, q, end, tag, t0, c0, data, link, same_class)
+        r1 = _arrival(r1, q + _ONE, end, tag, t1, c1, data, link, same_class)
+        r2 = _arrival(r2, q + np.uint64(2), end, tag, t2, c2, data, link, same_class)
+        r3 = _arrival(r3, q + np.uint64(3), end, tag, t3, c3, data, link, same_class)
+    return r0, r1, r2, r3
+
+
+@jit_inline
 def _place(b, jt, ready, work, rate, overhead, kind, end, node_free, busy):
     # The division Instance.build makes for its duration table, so bit for bit the same; a
     # (tasks x nodes) table measured no faster even at 8 nodes and misses the cache on large
@@ -109,6 +129,90 @@ def _place(b, jt, ready, work, rate, overhead, kind, end, node_free, busy):
     f = j * _LANES + (b % _LANES)
     node_free[f] = ready + d
     busy[f] += d
+
+
+@jit_inline
+def _tag_records(plans, task_at, node_tag, tag, used, busy):
+    """Each record's node tag, whether each plan uses each node, and no busy time yet."""
+    used[:] = False
+    for k in range(task_at.shape[0]):
+        t = task_at[k]
+        for lane in range(LANES):
+            j = plans[lane, t]
+            tag[k * LANES + lane] = node_tag[j]
+            used[j * LANES + lane] = True
+    busy[:] = 0.0
+
+
+@jit_inline
+def take_slot(j, lane, lanes, ready, slot_ptr, slot_free):
+    """(record, start) of the slot of node j a task ready at ``ready`` takes in ``lane``: among
+    the slots free by then, the one that became free last (best fit), else the one that
+    becomes free first; the lowest slot on ties. Slot records are ``slot * lanes + lane``
+    (the simulator keeps one lane). Every slot-aware kernel takes its slots here."""
+    best, best_free = -1, -np.inf
+    first, first_free = -1, np.inf
+    for s in range(slot_ptr[j], slot_ptr[j + 1]):
+        f = s * lanes + lane
+        x = slot_free[f]
+        if x <= ready:
+            if best == -1 or x > best_free:
+                best, best_free = f, x
+        elif first == -1 or x < first_free:
+            first, first_free = f, x
+    if best != -1:
+        return best, ready
+    return first, first_free
+
+
+@jit
+def _decode_slotted(plans, task_at, work, kind, rate, overhead, parent_ptr, parent_pos, parent_data, node_tag,
+                    node_col, link, same_class, release, available_from, pinned_start, pinned_end, tag, start, end,
+                    slot_free, busy, used, slot_ptr):
+    """``_decode_lanes`` on nodes with several slots (``slot_ptr``: CSR offsets of each node's
+    slots in ``slot_free``, records ``slot * LANES + lane``), one lane after another. Pinned
+    tasks take their slots first, each by the same rule at its start (so tasks that ran side
+    by side hold different slots), and then a node's slots are free from its
+    ``available_from`` on at the earliest."""
+    n, m = task_at.shape[0], available_from.shape[0]
+    _tag_records(plans, task_at, node_tag, tag, used, busy)
+    slot_free[:] = -np.inf
+    n_pinned = pinned_start.shape[0]
+    for k in range(n_pinned):
+        for lane in range(LANES):
+            b = np.uint64(k * LANES + lane)
+            j = np.int64(tag[b] & _TAG_NODE)
+            f, _ = take_slot(j, lane, LANES, pinned_start[k], slot_ptr, slot_free)
+            if start is not None:
+                start[b] = pinned_start[k]
+            end[b] = pinned_end[k]
+            slot_free[f] = max(slot_free[f], pinned_end[k])
+            busy[j * LANES + lane] += pinned_end[k] - pinned_start[k]
+    for j in range(m):
+        for s in range(slot_ptr[j], slot_ptr[j + 1]):
+            for lane in range(LANES):
+                slot_free[s * LANES + lane] = max(slot_free[s * LANES + lane], available_from[j])
+    ready = np.empty(LANES)
+    for k in range(n_pinned, n):
+        kb = np.uint64(k) * _LANES
+        r = release[k]
+        ready[0], ready[1], ready[2], ready[3] = _inputs_arrived(
+            k, r, r, r, r, tag[kb], tag[kb + _ONE], tag[kb + np.uint64(2)], tag[kb + np.uint64(3)], parent_ptr,
+            parent_pos, parent_data, end, tag, node_col, link, same_class)
+        kind_k, w = kind[k], work[k]
+        for lane in range(LANES):
+            b = kb + np.uint64(lane)
+            j = np.int64(tag[b] & _TAG_NODE)
+            f, s0 = take_slot(j, lane, LANES, ready[lane], slot_ptr, slot_free)
+            d = w / rate[j, kind_k]
+            if overhead is not None:
+                d += overhead[j]
+            s0 = max(s0, ready[lane])
+            end[b] = s0 + d
+            slot_free[f] = s0 + d
+            busy[j * LANES + lane] += d
+            if start is not None:
+                start[b] = s0
 
 
 @jit
@@ -130,14 +234,7 @@ def _decode_lanes(plans, task_at, work, kind, rate, overhead, parent_ptr, parent
     Nothing else happens in the main loop: every extra store would cost a reload of the rest.
     """
     n = task_at.shape[0]
-    used[:] = False
-    for k in range(n):
-        t = task_at[k]
-        for lane in range(LANES):
-            j = plans[lane, t]
-            tag[k * LANES + lane] = node_tag[j]
-            used[j * LANES + lane] = True
-    busy[:] = 0.0
+    _tag_records(plans, task_at, node_tag, tag, used, busy)
     for j in range(available_from.shape[0]):
         for lane in range(LANES):
             node_free[j * LANES + lane] = available_from[j]
@@ -155,20 +252,12 @@ def _decode_lanes(plans, task_at, work, kind, rate, overhead, parent_ptr, parent
         kb = np.uint64(k) * _LANES
         b0, b1, b2, b3 = kb, kb + _ONE, kb + np.uint64(2), kb + np.uint64(3)
         t0, t1, t2, t3 = tag[b0], tag[b1], tag[b2], tag[b3]
-        c0, c1 = node_col[t0 & _TAG_NODE], node_col[t1 & _TAG_NODE]
-        c2, c3 = node_col[t2 & _TAG_NODE], node_col[t3 & _TAG_NODE]
         r = release[k]
-        r0 = max(node_free[(t0 & _TAG_NODE) * _LANES], r)
-        r1 = max(node_free[(t1 & _TAG_NODE) * _LANES + _ONE], r)
-        r2 = max(node_free[(t2 & _TAG_NODE) * _LANES + np.uint64(2)], r)
-        r3 = max(node_free[(t3 & _TAG_NODE) * _LANES + np.uint64(3)], r)
-        for e in range(parent_ptr[k], parent_ptr[k + 1]):
-            q = np.uint64(parent_pos[e])
-            data = parent_data[e]
-            r0 = _arrival(r0, q, end, tag, t0, c0, data, link, same_class)
-            r1 = _arrival(r1, q + _ONE, end, tag, t1, c1, data, link, same_class)
-            r2 = _arrival(r2, q + np.uint64(2), end, tag, t2, c2, data, link, same_class)
-            r3 = _arrival(r3, q + np.uint64(3), end, tag, t3, c3, data, link, same_class)
+        r0, r1, r2, r3 = _inputs_arrived(
+            k, max(node_free[(t0 & _TAG_NODE) * _LANES], r), max(node_free[(t1 & _TAG_NODE) * _LANES + _ONE], r),
+            max(node_free[(t2 & _TAG_NODE) * _LANES + np.uint64(2)], r),
+            max(node_free[(t3 & _TAG_NODE) * _LANES + np.uint64(3)], r), t0, t1, t2, t3, parent_ptr, parent_pos,
+            parent_data, end, tag, node_col, link, same_class)
         w, kd = work[k], kind[k]
         _place(b0, t0, r0, w, rate, overhead, kd, end, node_free, busy)
         _place(b1, t1, r1, w, rate, overhead, kd, end, node_free, busy)
@@ -181,12 +270,13 @@ def _decode_lanes(plans, task_at, work, kind, rate, overhead, parent_ptr, parent
 # Complexity: one pass over a lane's tasks, nodes and requests: split, it would pass its 20 arrays between calls.
 @jit
 def _summarise(lane, tag, end, busy, used, req_end, last_pos, last_request, due_pos, due, parent_ptr, parent_pos,  # noqa: C901
-               node_col, link, req_release, req_deadline, req_priority, busy_power, idle_power, cost_rate, out):
+               node_col, link, req_release, req_deadline, req_priority, busy_power, idle_power, cost_rate, slots, out):
     """Write one lane's STATS row to ``out``.
 
     A child ends no earlier than its parents, so a request ends at one of its tasks that has no
     child in the same request (``last_pos``): only those are read, and only tasks with a
-    deadline (``due_pos``) for lateness.
+    deadline (``due_pos``) for lateness. ``slots`` (float per node) is None when every node
+    has one: the one-slot sums are compiled as they always were.
     """
     n, m = end.shape[0] // LANES, busy.shape[0] // LANES
     req_end[:] = 0.0
@@ -204,20 +294,32 @@ def _summarise(lane, tag, end, busy, used, req_end, last_pos, last_request, due_
         if finish > due[i]:
             lateness += finish - due[i]
     total = 0.0
-    n_used = 0
+    n_used = 0.0
     energy = 0.0
     cost = 0.0
     for j in range(m):
         b = busy[j * LANES + lane]
         total += b
         if used[j * LANES + lane]:
-            n_used += 1
-            energy += busy_power[j] * b + idle_power[j] * (makespan - b)
+            if slots is None:
+                n_used += 1.0
+                energy += busy_power[j] * b + idle_power[j] * (makespan - b)
+            else:
+                n_used += slots[j]
+                energy += busy_power[j] * b + idle_power[j] * (makespan - b / slots[j])
             cost += cost_rate[j] * makespan
-    mean = total / m
     var = 0.0
-    for j in range(m):
-        var += (busy[j * LANES + lane] - mean) ** 2
+    if slots is None:
+        mean = total / m
+        for j in range(m):
+            var += (busy[j * LANES + lane] - mean) ** 2
+    else:
+        mean = 0.0
+        for j in range(m):
+            mean += busy[j * LANES + lane] / slots[j]
+        mean /= m
+        for j in range(m):
+            var += (busy[j * LANES + lane] / slots[j] - mean) ** 2
     wsum = 0.0
     wresp = 0.0
     for r in range(req_end.shape[0]):
@@ -248,28 +350,33 @@ def _summarise(lane, tag, end, busy, used, req_end, last_pos, last_request, due_
 def _evaluate_groups(first, last, rows, assign, task_at, work, kind, rate, overhead, parent_ptr, parent_pos, parent_data,
                      node_tag, node_col, link, same_class, release, available_from, pinned_start, pinned_end, last_pos,
                      last_request, due_pos, due, req_release, req_deadline, req_priority, busy_power, idle_power,
-                     cost_rate, out):
+                     cost_rate, slots, slot_ptr, out):
     """Evaluate groups ``first..last-1`` of ``LANES`` rows each; a short last group repeats
-    its final row (computed twice, written identically)."""
+    its final row (computed twice, written identically). ``slot_ptr`` None: one slot per node."""
     n, m = task_at.shape[0], rate.shape[0]
     plans = np.empty((LANES, assign.shape[1]), dtype=np.int32)
     tag = np.empty(n * LANES, dtype=np.uint64)
     end = np.empty(n * LANES)
-    node_free = np.empty(m * LANES)
+    node_free = np.empty((m if slot_ptr is None else slot_ptr[m]) * LANES)
     busy = np.empty(m * LANES)
     used = np.empty(m * LANES, dtype=np.bool_)
     req_end = np.empty(req_release.shape[0])
     for g in range(first, last):
         for lane in range(LANES):
             plans[lane] = assign[rows[min(g * LANES + lane, rows.shape[0] - 1)]]
-        _decode_lanes(plans, task_at, work, kind, rate, overhead, parent_ptr, parent_pos, parent_data, node_tag, node_col,
-                      link, same_class, release, available_from, pinned_start, pinned_end, tag, None, end, node_free,
-                      busy, used)
+        if slot_ptr is None:
+            _decode_lanes(plans, task_at, work, kind, rate, overhead, parent_ptr, parent_pos, parent_data, node_tag,
+                          node_col, link, same_class, release, available_from, pinned_start, pinned_end, tag, None, end,
+                          node_free, busy, used)
+        else:
+            _decode_slotted(plans, task_at, work, kind, rate, overhead, parent_ptr, parent_pos, parent_data, node_tag,
+                            node_col, link, same_class, release, available_from, pinned_start, pinned_end, tag, None,
+                            end, node_free, busy, used, slot_ptr)
         for lane in range(LANES):
             i = rows[min(g * LANES + lane, rows.shape[0] - 1)]
             _summarise(lane, tag, end, busy, used, req_end, last_pos, last_request, due_pos, due, parent_ptr,
                        parent_pos, node_col, link, req_release, req_deadline, req_priority, busy_power,
-                       idle_power, cost_rate, out[i])
+                       idle_power, cost_rate, slots, out[i])
 
 
 @jit
@@ -437,6 +544,9 @@ class Evaluator:
         self._overhead = np.ascontiguousarray(instance.overhead) if instance.overhead.any() else None
         self._layouts: dict[bytes, _Layout] = {}
         self._any_pinned = bool((instance.pinned_node >= 0).any())
+        # None when every node has one slot: the kernels compile the one-slot path.
+        self._slot_ptr = instance.slot_ptr
+        self._slots = None if self._slot_ptr is None else instance.slots.astype(np.float64)
         self.evaluations = 0
 
     def _order_free_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -496,7 +606,7 @@ class Evaluator:
                 layout.parent_data, self._node_tag, self._node_col, self._link, self._same_class, layout.release,
                 inst.available_from, layout.pinned_start, layout.pinned_end, layout.last_pos, layout.last_request,
                 layout.due_pos, layout.due, inst.request_release, inst.request_deadline, inst.request_priority,
-                inst.busy_power, inst.idle_power, inst.cost_rate)
+                inst.busy_power, inst.idle_power, inst.cost_rate, self._slots, self._slot_ptr)
 
     def stats(self, assignment: np.ndarray, order: np.ndarray, *, check: bool = True) -> np.ndarray:
         """Statistics (columns ``STATS``) for a batch of plans.
@@ -576,11 +686,12 @@ class Evaluator:
         tag, used = np.empty(n * LANES, dtype=np.uint64), np.empty(m * LANES, dtype=np.bool_)
         start, end, busy = np.empty(n * LANES), np.empty(n * LANES), np.empty(m * LANES)
         plans = np.ascontiguousarray(np.broadcast_to(plan.assignment, (LANES, n)))
-        _decode_lanes(plans, task_at, work, kind, rate, overhead, parent_ptr, parent_pos, parent_data, node_tag, node_col, link,
-                      same_class, release, available_from, pinned_start, pinned_end, tag, start, end,
-                      np.empty(m * LANES), busy, used)
+        last_pos, last_request, due_pos, due, *per_request_and_node, slot_ptr = rest
+        decode = (_decode_lanes, ()) if slot_ptr is None else (_decode_slotted, (slot_ptr,))
+        decode[0](plans, task_at, work, kind, rate, overhead, parent_ptr, parent_pos, parent_data, node_tag, node_col, link,
+                  same_class, release, available_from, pinned_start, pinned_end, tag, start, end,
+                  np.empty(len(inst.slot_nodes) * LANES), busy, used, *decode[1])
         stats = np.empty(len(STATS))
-        last_pos, last_request, due_pos, due, *per_request_and_node = rest
         _summarise(0, tag, end, busy, used, np.empty(len(inst.request_ids)), last_pos,
                    last_request, due_pos, due, parent_ptr, parent_pos, node_col, link, *per_request_and_node, stats)
         self._count_moves(plans[:1], stats[None, :])

@@ -299,7 +299,8 @@ def load_instance(workload_source: Source, cluster_source: Source | None = None,
     return Instance.build(workload, load_cluster(workload_source if cluster_source is None else cluster_source))
 
 
-def _count(n: int, noun: str) -> str:
+def count_noun(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1 (``1 node``, ``3 nodes``)."""
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
@@ -332,14 +333,16 @@ def describe(source: Source, *, reference_speed: float = DEFAULT_REFERENCE_SPEED
     lines = []
     if workload is not None:
         lines.append(f"workload {workload.name!r}" + ("" if fmt == "spec" else f" ({fmt})") + ": " + ", ".join(
-            _count(len(items), noun) for items, noun in
+            count_noun(len(items), noun) for items, noun in
             ((workload.tasks, "task"), (workload.edges, "edge"), (workload.requests, "request"))))
     if cluster is not None:
         kinds = len({n.kind for n in cluster.nodes})
         zones = len({n.zone for n in cluster.nodes})
+        slots = sum(n.slots for n in cluster.nodes)  # said only when some node runs several tasks at once
         lines.append(f"cluster {cluster.name!r}" + ("" if fmt == "spec" else f" ({fmt})") + ": "
-                     f"{_count(len(cluster.nodes), 'node')} ({_count(kinds, 'kind')}, {_count(zones, 'zone')}), "
-                     f"{_count(len(cluster.links), 'link')}")
+                     f"{count_noun(len(cluster.nodes), 'node')} ({count_noun(kinds, 'kind')}, {count_noun(zones, 'zone')}"
+                     + ("" if slots == len(cluster.nodes) else f", {count_noun(slots, 'slot')}") + "), "
+                     f"{count_noun(len(cluster.links), 'link')}")
     if workload is not None and cluster is not None:
         instance = Instance.build(workload, cluster)
         lines.append(f"instance: every one of the {instance.n_tasks} tasks fits at least one of the "

@@ -32,13 +32,14 @@ def plan_metrics(instance: Instance, schedule: Schedule) -> dict[str, float]:
 
     task_misses = int(np.count_nonzero(end > instance.deadline))
     request_misses = int(np.count_nonzero(request_end > instance.request_deadline))
-    square_sum = float(np.sum(busy**2))
+    per_slot = busy / instance.slots  # a node with k slots is k machines' worth of time
+    square_sum = float(np.sum(per_slot**2))
     return {
         "makespan": makespan,
         "utilization": schedule.stat("utilization"),
-        "utilization_all_nodes": float(busy.sum() / (m * makespan)) if makespan > 0 else 1.0,
+        "utilization_all_nodes": float(busy.sum() / (int(instance.slots.sum()) * makespan)) if makespan > 0 else 1.0,
         "imbalance": schedule.stat("imbalance"),
-        "jain_fairness": float(busy.sum() ** 2 / (m * square_sum)) if square_sum > 0 else 1.0,
+        "jain_fairness": float(per_slot.sum() ** 2 / (m * square_sum)) if square_sum > 0 else 1.0,
         "completion_spread": float(node_finish[used].max() - node_finish[used].min()),
         "throughput": n / makespan if makespan > 0 else float("inf"),
         "mean_response": float(response.mean()),

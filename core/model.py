@@ -79,6 +79,8 @@ class Node:
     # Seconds every task placed here costs on top of its work (an executor's per-task start-up:
     # about a second per task instance in Airflow): duration = overhead + work / rate.
     overhead: float = 0.0
+    # How many tasks the node runs at once (1..MAX_NODE_SLOTS); each runs at the node's full speed.
+    slots: int = 1
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,21 @@ class Cluster:
     # node_speed_factors[node_id][task_kind]: overrides speed_factors for that one node (what a
     # calibration measures: nodes of one kind need not run alike).
     node_speed_factors: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+
+MAX_NODE_SLOTS = 1024  # slots of one node
+MAX_CLUSTER_SLOTS = 4096  # slots of a cluster, all nodes together
+
+
+def _slot_count(value, path: str) -> int:
+    """A node's ``slots``: an integer from 1 to ``MAX_NODE_SLOTS`` (an integral float too, as
+    tables read it)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if ok and isinstance(value, (float, np.floating)):
+        ok = math.isfinite(value) and float(value).is_integer()
+    if not ok or not 1 <= value <= MAX_NODE_SLOTS:
+        raise SpecError(path, f"must be an integer from 1 to {MAX_NODE_SLOTS}, got {value!r}")
+    return int(value)
 
 
 def _finite(value, path: str, *, minimum: float = 0.0, strict: bool = False) -> float:
@@ -211,11 +228,15 @@ class Instance:
     cost_rate: np.ndarray  # (m,) per second
     available_from: np.ndarray  # (m,) s
     overhead: np.ndarray  # (m,) s per task placed on the node
+    slots: np.ndarray  # (m,) int32 tasks the node runs at once
     pinned_node: np.ndarray  # (n,) int32, -1 when the task is free
     pinned_start: np.ndarray  # (n,) s, nan when free
     pinned_end: np.ndarray  # (n,) s, nan when free
     previous_node: np.ndarray  # (n,) int32, -1 when unknown
     topo_order: np.ndarray  # (n,) int32, a topological order (smallest index first)
+    # A slot instance's (``slot_instance``) node of each of its machines in the instance it
+    # comes from; None for an instance built from a spec.
+    machine_node: np.ndarray | None = None
 
     @property
     def n_tasks(self) -> int:
@@ -234,6 +255,67 @@ class Instance:
         if src == dst:
             return 0.0
         return self.latency[src, dst] + data * self.inv_bandwidth[src, dst]
+
+    @cached_property
+    def slot_ptr(self) -> np.ndarray | None:
+        """(m+1,) int64 offsets of each node's slots in a flat array of slots (node j's are
+        ``slot_ptr[j]:slot_ptr[j+1]``), or None when every node has one slot: the kernels then
+        compile their one-task-per-node path."""
+        if (self.slots == 1).all():
+            return None
+        ptr = np.zeros(self.n_nodes + 1, dtype=np.int64)
+        np.cumsum(self.slots, out=ptr[1:])
+        return ptr
+
+    def same_node(self) -> np.ndarray:
+        """(m, m) bool: whether two nodes are one (the diagonal; on a slot instance, two slots
+        of one node too)."""
+        if self.machine_node is None:
+            return np.eye(self.n_nodes, dtype=bool)
+        return self.machine_node[:, None] == self.machine_node[None, :]
+
+    @cached_property
+    def slot_nodes(self) -> np.ndarray:
+        """(total slots,) int32: the node of each slot, nodes in order (a node with k slots
+        appears k times). With one slot everywhere, ``arange(m)``."""
+        return np.repeat(np.arange(self.n_nodes, dtype=np.int32), self.slots)
+
+    @cached_property
+    def slot_instance(self) -> "Instance":
+        """This instance with every slot a node of its own (``slot_nodes`` maps them back): what
+        an algorithm that places tasks on one-task-at-a-time machines (the list-scheduling
+        baselines, the insertion decoders) plans on. Slots of one node share its numbers and
+        its zone, and data between them moves at no cost (the same node). A pinned task sits
+        on a slot of its node taken by the evaluator's rule at its start. ``self`` when every
+        node has one slot."""
+        if self.slot_ptr is None:
+            return self
+        from dataclasses import replace
+
+        sn = self.slot_nodes
+        first = self.slot_ptr[:-1]
+        nodes = tuple(replace(self.cluster.nodes[j], id=f"{self.node_ids[j]}#{s - first[j]}", slots=1)
+                      for s, j in enumerate(sn.tolist()))
+        pinned_slot = np.full(self.n_tasks, -1, dtype=np.int32)
+        free = np.full(len(sn), -np.inf)  # pinned tasks take their slots before available_from counts
+        for t in sorted(np.flatnonzero(self.pinned_node >= 0).tolist(), key=lambda t: self.pinned_start[t]):
+            j = int(self.pinned_node[t])
+            span = free[self.slot_ptr[j]:self.slot_ptr[j + 1]]
+            idle = np.flatnonzero(span <= self.pinned_start[t])
+            i = int(idle[np.argmax(span[idle])]) if idle.size else int(np.argmin(span))  # first of equals
+            pinned_slot[t] = self.slot_ptr[j] + i
+            span[i] = max(span[i], self.pinned_end[t])
+        previous = np.where(self.previous_node >= 0, first[np.maximum(self.previous_node, 0)], -1).astype(np.int32)
+        return replace(
+            self, cluster=replace(self.cluster, nodes=nodes), node_ids=tuple(nd.id for nd in nodes),
+            duration=np.ascontiguousarray(self.duration[:, sn]), rate=np.ascontiguousarray(self.rate[sn]),
+            eligible=np.ascontiguousarray(self.eligible[:, sn]),
+            latency=np.ascontiguousarray(self.latency[np.ix_(sn, sn)]),
+            inv_bandwidth=np.ascontiguousarray(self.inv_bandwidth[np.ix_(sn, sn)]),
+            busy_power=self.busy_power[sn], idle_power=self.idle_power[sn], cost_rate=self.cost_rate[sn],
+            available_from=self.available_from[sn], overhead=self.overhead[sn],
+            slots=np.ones(len(sn), dtype=np.int32), pinned_node=pinned_slot, previous_node=previous, machine_node=sn,
+        )
 
     def eligible_nodes(self, task: int) -> np.ndarray:
         return np.flatnonzero(self.eligible[task])
@@ -320,6 +402,7 @@ class Instance:
             cost_rate=node.cost_rate,
             available_from=node.available_from,
             overhead=node.overhead,
+            slots=node.slots,
             pinned_node=task.pinned_node,
             pinned_start=task.pinned_start,
             pinned_end=task.pinned_end,
@@ -337,12 +420,13 @@ class _NodeColumns(NamedTuple):
     available_from: np.ndarray
     overhead: np.ndarray  # (m,) s per task
     zones: list[str]
+    slots: np.ndarray  # (m,) int32
 
 
 def _node_columns(cluster: Cluster) -> _NodeColumns:
     """Check every node's numbers and the speed factors; the nodes' columns."""
     m = len(cluster.nodes)
-    col = _NodeColumns(*(np.empty(m) for _ in range(7)), [])
+    col = _NodeColumns(*(np.empty(m) for _ in range(7)), [], np.ones(m, dtype=np.int32))
     for j, nd in enumerate(cluster.nodes):
         p = f"nodes[{nd.id!r}]"
         col.speed[j] = _finite(nd.speed, f"{p}.speed", strict=True)
@@ -354,9 +438,13 @@ def _node_columns(cluster: Cluster) -> _NodeColumns:
         col.idle_power[j] = _finite(nd.idle_power, f"{p}.idle_power")
         col.cost_rate[j] = _finite(nd.cost_per_hour, f"{p}.cost_per_hour") / 3600.0
         col.overhead[j] = _finite(nd.overhead, f"{p}.overhead")
+        col.slots[j] = _slot_count(nd.slots, f"{p}.slots")
         if not isinstance(nd.kind, str) or not nd.kind:
             raise SpecError(f"{p}.kind", f"must be a non-empty string, got {nd.kind!r}")
         col.zones.append(nd.zone)
+    total = int(col.slots.sum())
+    if total > MAX_CLUSTER_SLOTS:
+        raise SpecError("nodes", f"{total:,} slots in all; a cluster may hold at most {MAX_CLUSTER_SLOTS:,}")
     for nk, factors in cluster.speed_factors.items():
         for tk, f in factors.items():
             _finite(f, f"speed_factors[{nk!r}][{tk!r}]", strict=True)

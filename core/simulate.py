@@ -24,7 +24,7 @@ import numpy as np
 from apportion.core._jit import jit, jit_inline, jit_parallel, prange
 from apportion.core.defaults import SAMPLES
 from apportion.core.errors import SpecError
-from apportion.core.evaluate import Evaluator, Plan, link_arrays
+from apportion.core.evaluate import Evaluator, Plan, link_arrays, take_slot
 from apportion.core.model import Instance
 
 # Per-sample realised metrics, the columns of ``SimulationResult.values``.
@@ -34,8 +34,8 @@ METRICS = (
     "p95_response",  # s
     "p99_response",  # s
     "throughput",  # completed tasks / makespan, tasks/s
-    "utilization",  # busy time / (used nodes x active period), 0..1
-    "imbalance",  # coefficient of variation of busy time over all nodes
+    "utilization",  # busy time / (slots of the used nodes x active period), 0..1
+    "imbalance",  # coefficient of variation of busy time / slots over all nodes
     "completion_rate",  # completed tasks / tasks
     "stability",  # 1 - failed tasks / tasks
     "deadline_misses",  # tasks and requests past their deadline (an incomplete one counts)
@@ -293,13 +293,15 @@ def _up_from(j, x, fail, back, count, skey, mtbf, repair, repair_fixed, cap):
 # One sample.
 
 @jit_inline
-def _ready_on(t, c, not_before, node_free, release, end, node_of, parent_ptr, parent_idx, parent_data, latency,
-              inv_bw, skey, m, transfer_sigma, slow_p, slow_f):
-    """When task t could start on node c: max(node free, release, not_before, inputs arrived).
-    The arrival is end_p + (latency + data * (1 / bandwidth)) * multiplier, as the evaluator
-    computes it (the multiplier is exactly 1.0 without link noise)."""
-    ready = max(node_free[c], release[t])
-    ready = max(ready, not_before)
+def _ready_on(t, c, not_before, slot_ptr, slot_free, release, end, node_of, parent_ptr, parent_idx, parent_data,
+              latency, inv_bw, skey, m, transfer_sigma, slow_p, slow_f):
+    """(when task t could start on node c, the slot it takes there): max(its slot is free,
+    release, not_before, inputs arrived), the slot chosen by the evaluator's rule
+    (``take_slot``). The arrival is end_p + (latency + data * (1 / bandwidth)) * multiplier, as
+    the evaluator computes it (the multiplier is exactly 1.0 without link noise)."""
+    ready = max(release[t], not_before)
+    if slot_ptr is None:  # one slot per node: its node's free time first, as always (compiled away)
+        ready = max(ready, slot_free[c])
     noisy = transfer_sigma > 0.0 or slow_p > 0.0
     for e in range(parent_ptr[t], parent_ptr[t + 1]):
         p = parent_idx[e]
@@ -313,23 +315,39 @@ def _ready_on(t, c, not_before, node_free, release, end, node_of, parent_ptr, pa
             arrival = end[p] + transfer
         if arrival > ready:
             ready = arrival
-    return ready
+    if slot_ptr is None:
+        return ready, np.int64(c)
+    f, free = take_slot(c, 0, 1, ready, slot_ptr, slot_free)
+    return max(ready, free), f
+
+
+@jit_inline
+def _first_free(j, slot_ptr, slot_free):
+    """When node j's first slot becomes free."""
+    if slot_ptr is None:
+        return slot_free[j]
+    free = np.inf
+    for s in range(slot_ptr[j], slot_ptr[j + 1]):
+        free = min(free, slot_free[s])
+    return free
 
 
 # Complexity: one sample's event loop: dispatch, noise, failures, repair and retries share its state.
 @jit
 def _simulate_chunk(first, last, key, order, plan, work, kind, rate, overhead, eligible, parent_ptr, parent_idx, parent_data,  # noqa: C901
                     latency, inv_bw, release, deadline, request_of, req_size, req_release, req_deadline, sigma_kind,
-                    transfer_sigma, slow_p, slow_f, mtbf, repair, repair_fixed, cap, backup, max_retries, record, out,
-                    out_start, out_end, out_node, out_attempts):
-    """Simulate samples ``first..last-1``; write their METRICS rows (and schedules if ``record``)."""
+                    transfer_sigma, slow_p, slow_f, mtbf, repair, repair_fixed, cap, backup, max_retries, slot_ptr,
+                    slots, record, out, out_start, out_end, out_node, out_attempts):
+    """Simulate samples ``first..last-1``; write their METRICS rows (and schedules if ``record``).
+    A node runs up to its ``slots`` tasks at once (``slot_ptr``: CSR offsets of each node's
+    slots, None when every node has one); a failure loses every attempt running on the node."""
     n, m, n_req = order.shape[0], rate.shape[0], req_release.shape[0]
     start = np.empty(n)
     end = np.empty(n)
     node_of = np.empty(n, dtype=np.int32)
     attempts = np.empty(n, dtype=np.int32)
     lost = np.empty(n, dtype=np.bool_)
-    node_free = np.empty(m)
+    slot_free = np.empty(m if slot_ptr is None else slot_ptr[m])
     busy = np.empty(m)
     used = np.empty(m, dtype=np.bool_)
     fail = np.empty((m, 8))
@@ -347,7 +365,7 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, overhead, e
         node_of[:] = plan
         attempts[:] = 0
         lost[:] = False
-        node_free[:] = 0.0
+        slot_free[:] = 0.0
         busy[:] = 0.0
         used[:] = False
         count[:] = 0
@@ -370,8 +388,8 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, overhead, e
             losses = 0
             retried = moved = False
             while True:
-                ready = _ready_on(t, j, not_before, node_free, release, end, node_of, parent_ptr, parent_idx,
-                                  parent_data, latency, inv_bw, skey, m, transfer_sigma, slow_p, slow_f)
+                ready, f = _ready_on(t, j, not_before, slot_ptr, slot_free, release, end, node_of, parent_ptr,
+                                     parent_idx, parent_data, latency, inv_bw, skey, m, transfer_sigma, slow_p, slow_f)
                 if not np.isfinite(ready):
                     s, next_fail = np.inf, np.inf
                 elif failures:
@@ -385,11 +403,12 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, overhead, e
                     if np.isfinite(ready):
                         decide = ready
                     else:
-                        decide = max(node_free[j], max(release[t], not_before))
+                        decide = max(_first_free(j, slot_ptr, slot_free), max(release[t], not_before))
                         for e in range(parent_ptr[t], parent_ptr[t + 1]):
                             decide = max(decide, end[parent_idx[e]])
                     c, not_before, fail, back = _backup_node(
-                        t, decide, mult, work, kind, rate, overhead, eligible, node_free, release, end, node_of, parent_ptr,
+                        t, decide, mult, work, kind, rate, overhead, eligible, slot_ptr, slot_free, release, end, node_of,
+                        parent_ptr,
                         parent_idx, parent_data, latency, inv_bw, skey, transfer_sigma, slow_p, slow_f, fail, back,
                         count, mtbf, repair, repair_fixed, cap)
                     if c < 0:
@@ -407,14 +426,14 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, overhead, e
                 start[t] = s
                 if s + d <= next_fail:
                     end[t] = s + d
-                    node_free[j] = s + d
+                    slot_free[f] = s + d
                     busy[j] += d
                     if s + d > active_end:
                         active_end = s + d
                     break
                 # Lost when the node fails.
                 busy[j] += next_fail - s
-                node_free[j] = next_fail
+                slot_free[f] = next_fail
                 if next_fail > active_end:
                     active_end = next_fail
                 losses += 1
@@ -423,7 +442,8 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, overhead, e
                 not_before = next_fail
                 if backup:
                     c, not_before, fail, back = _backup_node(
-                        t, next_fail, mult, work, kind, rate, overhead, eligible, node_free, release, end, node_of, parent_ptr,
+                        t, next_fail, mult, work, kind, rate, overhead, eligible, slot_ptr, slot_free, release, end, node_of,
+                        parent_ptr,
                         parent_idx, parent_data, latency, inv_bw, skey, transfer_sigma, slow_p, slow_f, fail, back,
                         count, mtbf, repair, repair_fixed, cap)
                     if c < 0:
@@ -442,8 +462,8 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, overhead, e
                 n_retried += 1
             if moved:
                 n_moved += 1
-        _metrics(end, busy, used, active_end, deadline, request_of, req_size, req_release, req_deadline, req_end,
-                 req_done, responses, n_failed, n_retried, n_moved, out[sample])
+        _metrics(end, busy, used, slots, active_end, deadline, request_of, req_size, req_release, req_deadline,
+                 req_end, req_done, responses, n_failed, n_retried, n_moved, out[sample])
         if record:
             out_start[sample] = start
             out_end[sample] = end
@@ -452,7 +472,8 @@ def _simulate_chunk(first, last, key, order, plan, work, kind, rate, overhead, e
 
 
 @jit
-def _backup_node(t, decide, mult, work, kind, rate, overhead, eligible, node_free, release, end, node_of, parent_ptr,
+def _backup_node(t, decide, mult, work, kind, rate, overhead, eligible, slot_ptr, slot_free, release, end, node_of,
+                        parent_ptr,
                  parent_idx, parent_data, latency, inv_bw, skey, transfer_sigma, slow_p, slow_f, fail, back, count,
                  mtbf, repair, repair_fixed, cap):
     """(node, not_before, fail, back) for a task to be placed again at time ``decide``: among
@@ -465,8 +486,8 @@ def _backup_node(t, decide, mult, work, kind, rate, overhead, eligible, node_fre
     for c in range(m):
         if not eligible[t, c]:
             continue
-        ready = _ready_on(t, c, decide, node_free, release, end, node_of, parent_ptr, parent_idx, parent_data,
-                          latency, inv_bw, skey, m, transfer_sigma, slow_p, slow_f)
+        ready, _ = _ready_on(t, c, decide, slot_ptr, slot_free, release, end, node_of, parent_ptr, parent_idx,
+                             parent_data, latency, inv_bw, skey, m, transfer_sigma, slow_p, slow_f)
         if not np.isfinite(ready):
             continue
         s, _, fail, back = _up_from(c, decide, fail, back, count, skey, mtbf, repair, repair_fixed, cap)
@@ -494,8 +515,10 @@ def _lerp_percentile(sorted_values, count, q):
 
 # Complexity: one pass over a sample's tasks, nodes and requests, as the evaluator's.
 @jit
-def _metrics(end, busy, used, active_end, deadline, request_of, req_size, req_release, req_deadline, req_end,  # noqa: C901
-             req_done, responses, n_failed, n_retried, n_moved, row):
+def _metrics(end, busy, used, slots, active_end, deadline, request_of, req_size, req_release, req_deadline,  # noqa: C901
+             req_end, req_done, responses, n_failed, n_retried, n_moved, row):
+    """One sample's METRICS row; utilisation counts a node's slots, the imbalance its busy time
+    per slot (as the evaluator's statistics)."""
     n, m, n_req = end.shape[0], busy.shape[0], req_end.shape[0]
     req_end[:] = 0.0
     req_done[:] = True
@@ -526,14 +549,17 @@ def _metrics(end, busy, used, active_end, deadline, request_of, req_size, req_re
         elif np.isfinite(req_deadline[r]):
             misses += 1
     total = 0.0
-    n_used = 0
+    n_used = 0.0
+    mean = 0.0
     for j in range(m):
         total += busy[j]
-        n_used += used[j]
-    mean = total / m
+        mean += busy[j] / slots[j]
+        if used[j]:
+            n_used += slots[j]
+    mean /= m
     var = 0.0
     for j in range(m):
-        var += (busy[j] - mean) ** 2
+        var += (busy[j] / slots[j] - mean) ** 2
     row[0] = makespan
     if n_done > 0:
         ordered = np.sort(responses[:n_done])
@@ -642,7 +668,8 @@ def simulate(instance: Instance, plan: Plan, uncertainty: Uncertainty | None = N
             float(uncertainty.transfer_sigma), float(uncertainty.link_slowdown_probability),
             float(uncertainty.link_slowdown_factor), params["mtbf"], params["repair"],
             uncertainty.repair_distribution == "fixed", _failure_cap(inst.n_nodes), uncertainty.failure_rule == "backup",
-            int(uncertainty.max_retries), return_schedules, out, start, end, node, attempts)
+            int(uncertainty.max_retries), inst.slot_ptr, inst.slots.astype(np.float64), return_schedules, out, start,
+            end, node, attempts)
     # A slice of samples per kernel call, so Ctrl-C lands between calls (samples are keyed by
     # number: the slicing does not change them).
     step = max(1, SAMPLE_SLICE_TASKS // n)

@@ -190,6 +190,9 @@ def _to_spec_error(error, doc: object, root: str) -> SpecError:
         known = sorted(error.schema.get("properties", {}))
         extra = next(k for k in value if k not in known)
         return SpecError(_join(field, extra, root), f"unknown field; expected one of {known}")
+    rules = error.schema if isinstance(error.schema, Mapping) else {}
+    if validator in ("type", "minimum", "maximum") and rules.get("type") == "integer":  # a count: a node's slots
+        return SpecError(field, f"must be an integer from {rules['minimum']} to {rules['maximum']}, got {_short(value)}")
     if validator == "type":
         wanted = [rule] if isinstance(rule, str) else rule
         return SpecError(field, f"must be {' or '.join(_TYPE_NAMES[t] for t in wanted)}, got {_short(value)}")
@@ -211,6 +214,7 @@ def _to_spec_error(error, doc: object, root: str) -> SpecError:
 # --- dict -> dataclasses -----------------------------------------------------------------------
 
 _KEPT_AS_IS = frozenset({str, float, bool, type(None)})  # most values: nothing to convert
+_INTEGER_FIELDS = frozenset({"slots"})  # counts stay integers
 
 
 def _entry(cls, item: Mapping, list_fields: tuple[str, ...] = ()):
@@ -222,6 +226,8 @@ def _entry(cls, item: Mapping, list_fields: tuple[str, ...] = ()):
 def _field_value(key: str, value: object, list_fields: tuple[str, ...]) -> object:
     if key in list_fields:
         return ids_to_tuple(value)
+    if key in _INTEGER_FIELDS:
+        return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return value
@@ -271,7 +277,8 @@ def cluster_from_dict(doc: object) -> Cluster:
     scalars = {k: (None if doc[k] is None else float(doc[k]))
                for k in ("default_bandwidth", "default_latency") if k in doc}
     cluster = Cluster(
-        nodes=tuple(_entry(Node, n) for n in doc["nodes"]),
+        nodes=tuple(_entry(Node, n if type(n.get("slots", 1)) is int else {**n, "slots": int(n["slots"])})
+                    for n in doc["nodes"]),
         links=tuple(_entry(Link, ln) for ln in doc.get("links", ())),
         speed_factors={nk: {tk: float(f) for tk, f in factors.items()}
                        for nk, factors in doc.get("speed_factors", {}).items()},
@@ -317,7 +324,7 @@ def check_cluster(cluster: Cluster) -> None:
 # --- dataclasses -> dict -----------------------------------------------------------------------
 
 # Left out of written specs while at their defaults: only re-planning and calibration set them.
-_OMITTED_AT_DEFAULT = frozenset({"available_from", "failed", "overhead"})
+_OMITTED_AT_DEFAULT = frozenset({"available_from", "failed", "overhead", "slots"})
 
 
 def _plain(entry) -> dict:

@@ -1,8 +1,11 @@
 """What the constructive allocators (the baselines and HEFT) share: the allocator that builds
-one plan and scores it, and the data-ready time every placement rule starts from."""
+one plan and scores it, the data-ready time every placement rule starts from, and planning on
+slots: a node with k slots is k one-task-at-a-time machines to these rules
+(``Instance.slot_instance``), and the plan found there names the nodes the slots belong to."""
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable
 
@@ -30,8 +33,42 @@ def data_ready(t, j, release, parent_ptr, parent_idx, parent_data, assign, end, 
     return ready
 
 
+def on_nodes(instance: Instance, plan: Plan) -> Plan:
+    """A plan made on ``instance.slot_instance`` as a plan of ``instance``: each slot named by
+    its node (the evaluator then gives each task its slot)."""
+    return Plan(instance.slot_nodes[plan.assignment], plan.order)
+
+
+def planned_on_slots(build: Callable) -> Callable:
+    """``build(instance, ...)``, returning a plan or a dict of plans, made on the instance's
+    slots as machines of their own (when some node has more than one) and mapped back."""
+    @functools.wraps(build)
+    def on_slots(instance: Instance, *args, **kwargs):
+        machines = instance.slot_instance
+        if machines is instance:
+            return build(instance, *args, **kwargs)
+        made = build(machines, *args, **kwargs)
+        if isinstance(made, dict):
+            return {name: on_nodes(instance, plan) for name, plan in made.items()}
+        return on_nodes(instance, made)
+    return on_slots
+
+
 class ConstructiveAllocator(Allocator):
-    """A baseline that builds one plan; ``allocate`` scores it with the shared evaluator."""
+    """A baseline that builds one plan; ``allocate`` scores it with the shared evaluator.
+
+    Every subclass's ``build`` plans on slots (``planned_on_slots``): a node with k slots takes
+    up to k tasks at once in its placement rule too."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if build is not None:
+            @functools.wraps(build)
+            def build_on_slots(self, instance: Instance, *args, **kwargs) -> Plan:
+                return planned_on_slots(functools.partial(build, self))(instance, *args, **kwargs)
+
+            cls.build = build_on_slots
 
     def build(self, instance: Instance, seed: int = 0) -> Plan:
         raise NotImplementedError

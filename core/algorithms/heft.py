@@ -31,8 +31,8 @@ def mean_transfer(instance: Instance, transfer: str = "rate") -> np.ndarray:
     642 s and 454 s), and the weight of the self-links alone moves it (15,039 s with each
     ordered pair and self-pair once). 0 when no two distinct nodes are linked."""
     inst = instance
-    m = inst.n_nodes
-    linked = np.isfinite(inst.inv_bandwidth) & ~np.eye(m, dtype=bool)
+    same = inst.same_node()  # a slot instance's slots of one node are one node here
+    linked = np.isfinite(inst.inv_bandwidth) & ~same
     if not linked.any():
         return np.zeros_like(inst.child_data)
     if transfer == "rate":
@@ -41,7 +41,7 @@ def mean_transfer(instance: Instance, transfer: str = "rate") -> np.ndarray:
     if transfer == "time":
         # Each unordered pair of linked nodes once (both directions, halved) and each node's
         # link to itself once, at zero cost.
-        pairs = linked.sum() + 2 * m
+        pairs = linked.sum() + 2 * same.sum()
         return inst.latency[linked].sum() / pairs + inst.child_data * (inst.inv_bandwidth[linked].sum() / pairs)
     raise ValueError(f"transfer must be 'rate' or 'time', got {transfer!r}")
 

@@ -17,6 +17,12 @@ decodes (the last decode of the result may come on top). Pinned tasks keep
 their node and times, and a node is free from its ``available_from`` and after its pinned tasks,
 as in the evaluator. The makespans here are insertion makespans, an upper bound of what the
 evaluator computes for the plan returned; every plan is scored by the evaluator.
+
+On a cluster where some node has several slots, the search runs on the instance's slots as
+machines of their own (``Instance.slot_instance``): a plan's tasks start on the slots the
+evaluator gives them (``slot_assignment``), moves go between slots, and the plan returned names
+each slot's node. The evaluator may then pick other slots of a node, so there the insertion
+makespan is an estimate, not a bound.
 """
 
 from __future__ import annotations
@@ -24,9 +30,9 @@ from __future__ import annotations
 import numpy as np
 
 from apportion.core._jit import jit
-from apportion.core.algorithms.constructive import data_ready
+from apportion.core.algorithms.constructive import data_ready, on_nodes
 from apportion.core.algorithms.heft import schedule_order
-from apportion.core.evaluate import Plan, link_arrays
+from apportion.core.evaluate import Evaluator, Plan, link_arrays
 from apportion.core.model import Instance
 
 
@@ -235,11 +241,38 @@ def _improve_kernel(priority, assign, budget, rotate, duration, eligible, parent
     return best, used
 
 
+def slot_assignment(instance: Instance, plan: Plan) -> np.ndarray:
+    """The slot (a machine of ``instance.slot_instance``) the evaluator runs each task of
+    ``plan`` on: in dispatch order (pinned tasks first, by start), of its node's slots free by
+    its start the one free last, lowest on ties (the evaluator's rule, read off its start)."""
+    inst = instance
+    if inst.slot_ptr is None:  # a slot per node: the slots are the nodes
+        return plan.assignment.copy()
+    sched = Evaluator(inst).schedule(plan)
+    pinned = inst.pinned_node >= 0
+    order = plan.order[~pinned[plan.order]]
+    head = plan.order[pinned[plan.order]]
+    head = head[np.argsort(inst.pinned_start[head], kind="stable")]
+    free = np.full(len(inst.slot_nodes), -np.inf)
+    slot = np.empty(inst.n_tasks, dtype=np.int32)
+    for k, t in enumerate(np.concatenate([head, order]).tolist()):
+        if k == len(head):  # as in the evaluator: a node's slots are free from its available_from on
+            free = np.maximum(free, inst.available_from[inst.slot_nodes])
+        lo, hi = inst.slot_ptr[plan.assignment[t]], inst.slot_ptr[plan.assignment[t] + 1]
+        span = free[lo:hi]
+        idle = np.flatnonzero(span <= sched.start[t])
+        i = int(idle[np.argmax(span[idle])]) if idle.size else int(np.argmin(span))
+        slot[t] = lo + i
+        span[i] = max(span[i], sched.end[t])
+    return slot
+
+
 class LocalSearch:
     """Insertion decoding and the local search of the module docstring on one instance."""
 
     def __init__(self, instance: Instance):
         self.instance = instance
+        instance = instance.slot_instance  # the instance itself when no node has several slots
         latency, inv_bw = link_arrays(instance)
         inst = instance
         pinned = inst.pinned_node >= 0
@@ -265,11 +298,12 @@ class LocalSearch:
         n = self.instance.n_tasks
         if plan.assignment.shape != (n,) or plan.order.shape != (n,):
             raise ValueError(f"plan must have an assignment and an order of {n} tasks")
-        return plan.assignment.copy(), plan.order
+        return slot_assignment(self.instance, plan), plan.order
 
     def _plan(self, assign: np.ndarray, priority: np.ndarray) -> Plan:
         n = self.instance.n_tasks
-        return Plan(assign, schedule_order(self._start[:n], self._end[:n], priority))
+        plan = Plan(assign, schedule_order(self._start[:n], self._end[:n], priority))
+        return plan if self.instance.slot_ptr is None else on_nodes(self.instance, plan)
 
     def insertion_plan(self, plan: Plan, *, choose_nodes: bool = False) -> tuple[Plan, float]:
         """(the append-only plan of ``plan``'s insertion schedule, its insertion makespan);

@@ -28,7 +28,7 @@ import heapq
 import numpy as np
 
 from apportion.core._jit import jit
-from apportion.core.algorithms.constructive import SLICE_TASKS, ConstructiveAllocator, data_ready
+from apportion.core.algorithms.constructive import SLICE_TASKS, ConstructiveAllocator, data_ready, planned_on_slots
 from apportion.core.algorithms.heft import _heft, heft_priority, heft_ranks, mean_runtime, mean_transfer, schedule_order
 from apportion.core.algorithms.list_heuristics import affordable
 from apportion.core.algorithms.registry import register
@@ -271,6 +271,7 @@ class BilAllocator(ConstructiveAllocator):
         return bil_plan(instance)
 
 
+@planned_on_slots
 def rank_seeds(instance: Instance) -> dict[str, Plan]:
     """Extra NSGA-II seeds: CPoP under both mean-transfer readings and as SAGA computes it,
     HEFT under the ``"time"`` reading (HEFT's default plan is a baseline already), and BIL when affordable."""

@@ -23,6 +23,7 @@ FIELDS = {
     "baselines": ("pairs", "tasks", "seconds", "exponent"),
     "load": ("phases", "reference", "read_speedup_vs_libyaml", "schema_speedup_vs_jsonschema", "optimize", "memory"),
     "evaluator": ("reference", "scaling", "scaling_exponent", "peak_rss_mb"),
+    "slots": ("base", "cases"),
     "optimizer": ("seconds", "cpu_seconds", "evaluations_per_s", "evaluator_share", "pymoo_share", "ours_share",
                   "cold_start_seconds", "cold_numba_setup_seconds", "speedup_vs_stock", "hypervolume"),
     "quality": ("instances", "summary"),

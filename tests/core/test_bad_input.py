@@ -90,6 +90,13 @@ CLUSTER_CASES = [
     (changed(CLUSTER, ["default_latency"], "fast"), "default_latency", "must be a number"),
     (changed(CLUSTER, ["nodes"], []), "nodes", "must not be empty"),
     (changed(CLUSTER, ["zones"], ["hospital"]), "zones", "unknown field"),
+    (changed(CLUSTER, ["nodes", 2, "slots"], 0), "nodes['gpu1'].slots", "must be an integer from 1 to 1024, got 0"),
+    (changed(CLUSTER, ["nodes", 2, "slots"], 1025), "nodes['gpu1'].slots", "must be an integer from 1 to 1024, got 1025"),
+    (changed(CLUSTER, ["nodes", 2, "slots"], 1.5), "nodes['gpu1'].slots", "must be an integer from 1 to 1024, got 1.5"),
+    (changed(CLUSTER, ["nodes", 2, "slots"], "4"), "nodes['gpu1'].slots", "must be an integer from 1 to 1024, got '4'"),
+    (changed(CLUSTER, ["nodes", 2, "slots"], True), "nodes['gpu1'].slots", "must be an integer from 1 to 1024"),
+    (changed(CLUSTER, ["nodes"], [dict(CLUSTER["nodes"][0], id=f"n{i}", slots=1024) for i in range(5)]), "nodes",
+     "5,120 slots in all; a cluster may hold at most 4,096"),
 ]
 
 

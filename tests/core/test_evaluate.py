@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import STATS, Evaluator, Plan
-from apportion.core.model import Cluster, Instance, Link, Node
+from apportion.core.model import Cluster, Instance, Link, Node, Request
 from apportion.core.synthetic import random_cluster, random_workload
 from tests.reference.naive_evaluate import naive_schedule, naive_stats
 
@@ -49,18 +49,43 @@ def with_overheads(cluster, seed):
                                         for nd in cluster.nodes))
 
 
+def with_slots(cluster, slots):
+    """The cluster with ``slots[j]`` slots on node j (nodes past the list keep 1); ``cluster``
+    itself when ``slots`` is empty."""
+    from dataclasses import replace
+
+    if not slots:
+        return cluster
+    return replace(cluster, nodes=tuple(replace(nd, slots=slots[j] if j < len(slots) else 1)
+                                        for j, nd in enumerate(cluster.nodes)))
+
+
+# Slot counts 1..4 per node, or none given (every node one slot, the evaluator's one-slot path).
+slot_lists = st.one_of(st.just([]), st.lists(st.integers(1, 4), min_size=1, max_size=7))
+
 instances = st.builds(
-    lambda n, density, m, zones, seed, isolated, gpu_share, deadline_share, overhead: Instance.build(
+    lambda n, density, m, zones, seed, isolated, gpu_share, deadline_share, overhead, slots: Instance.build(
         random_workload(n, int(n * density), seed=seed, n_requests=max(1, n // 7),
                         gpu_only_share=gpu_share, deadline_share=deadline_share),
-        (with_overheads if overhead else lambda cluster, _: cluster)(
+        with_slots((with_overheads if overhead else lambda cluster, _: cluster)(
             isolated_zone_cluster(m, seed) if isolated and m >= 2 else random_cluster(m, seed=seed, n_zones=zones),
-            seed),
+            seed), slots),
     ),
     n=st.integers(1, 60), density=st.floats(0, 3), m=st.integers(1, 7), zones=st.integers(1, 3),
     seed=st.integers(0, 10_000), isolated=st.booleans(), gpu_share=st.sampled_from([0.0, 0.3]),
-    deadline_share=st.sampled_from([0.0, 0.5]), overhead=st.booleans(),
+    deadline_share=st.sampled_from([0.0, 0.5]), overhead=st.booleans(), slots=slot_lists,
 )
+
+
+def most_at_once(starts, ends) -> int:
+    """The most of the spans [start, end) that overlap at any time (a span ending when another
+    starts does not overlap it; an empty span overlaps nothing)."""
+    events = sorted([(e, -1) for e in ends] + [(s, 1) for s in starts])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
 
 
 def replanning_state(instance, rng):
@@ -155,11 +180,13 @@ def test_schedule_is_valid_and_exact(evaluator_class, instance, plan_seed, repla
     assert (sched.start[~pinned] >= instance.available_from[assign[~pinned]]).all()
     failed = np.array([nd.failed for nd in instance.cluster.nodes])
     assert not failed[assign[~pinned]].any()
-    # One task at a time on each node.
+    # At most its slots' tasks at a time on each node.
     for j in range(instance.n_nodes):
         on = np.flatnonzero(assign == j)
-        spans = sorted(zip(sched.start[on], sched.end[on], strict=True))
-        assert all(a_end <= b_start + 1e-9 for (_, a_end), (b_start, _) in pairwise(spans))
+        assert most_at_once(sched.start[on], sched.end[on]) <= instance.slots[j]
+        if instance.slots[j] == 1:
+            spans = sorted(zip(sched.start[on], sched.end[on], strict=True))
+            assert all(a_end <= b_start + 1e-9 for (_, a_end), (b_start, _) in pairwise(spans))
 
 
 def test_parallel_equals_serial_and_groups_by_order():
@@ -228,3 +255,57 @@ def test_group_rows_matches_grouping_by_bytes(pool, rows, n, seed):
     by_group, ptr = _group_rows(order)
     got = [by_group[ptr[g]:ptr[g + 1]].tolist() for g in range(len(ptr) - 1)]
     assert got == list(want.values())
+
+
+def test_slots_run_tasks_side_by_side_and_pick_the_best_fitting_slot():
+    from apportion.core.model import Task, Workload
+
+    # On one node of 2 slots: a and b (2 s) side by side, c (1 s) when a slot frees at 2 s;
+    # d, released at 3 s, finds both slots free (from 2 s and from 3 s) and takes the one free
+    # last (best fit), so e (0.5 s, ready at once) still finds a slot free from 2 s.
+    wl = Workload(tasks=(Task("a", 20.0), Task("b", 20.0), Task("c", 10.0), Task("d", 10.0, request="late"),
+                         Task("e", 5.0)),
+                  requests=(Request("late", release=3.0),))
+    inst = Instance.build(wl, Cluster(nodes=(Node("n", "cpu", 10.0, 16.0, slots=2),)))
+    plan = Plan([0] * 5, [0, 1, 2, 3, 4])
+    sched = Evaluator(inst).schedule(plan)
+    assert sched.start.tolist() == [0.0, 0.0, 2.0, 3.0, 2.0] and sched.end.tolist() == [2.0, 2.0, 3.0, 4.0, 2.5]
+    assert sched.stat("makespan") == 4.0
+    assert sched.stat("utilization") == pytest.approx(6.5 / (2 * 4.0))
+    one_slot = Instance.build(wl, Cluster(nodes=(Node("n", "cpu", 10.0, 16.0),)))
+    assert Evaluator(one_slot).schedule(plan).stat("makespan") == 6.5
+
+
+def test_imbalance_is_over_busy_time_per_slot():
+    from apportion.core.model import Task, Workload
+
+    # 4 s of work on a node of 2 slots and 2 s on a node of 1: 2 s per slot on each, no imbalance.
+    wl = Workload(tasks=(Task("a", 20.0), Task("b", 20.0), Task("c", 20.0)))
+    inst = Instance.build(wl, Cluster(nodes=(Node("x", "cpu", 10.0, 16.0, slots=2), Node("y", "cpu", 10.0, 16.0))))
+    stats = Evaluator(inst).schedule(Plan([0, 0, 1], [0, 1, 2]))
+    assert stats.stat("imbalance") == 0.0 and stats.stat("utilization") == 1.0
+
+
+def test_pinned_tasks_running_side_by_side_hold_their_slots():
+    from apportion.core.model import Task, Workload
+
+    # Re-planning at 1 s on a node of 2 slots: a and b started before and run until 3 s and
+    # 5 s; c must wait for a's slot (3 s), not start at 1 s on a slot b holds.
+    wl = Workload(tasks=(Task("a", 30.0, pinned_node="n", pinned_start=0.0, pinned_end=3.0),
+                         Task("b", 50.0, pinned_node="n", pinned_start=0.5, pinned_end=5.0), Task("c", 10.0)))
+    inst = Instance.build(wl, Cluster(nodes=(Node("n", "cpu", 10.0, 16.0, slots=2, available_from=1.0),)))
+    sched = Evaluator(inst).schedule(Plan([0, 0, 0], [0, 1, 2]))
+    assert sched.start.tolist() == [0.0, 0.5, 3.0] and sched.end.tolist() == [3.0, 5.0, 4.0]
+    assert naive_schedule(inst, [0, 0, 0], [0, 1, 2])[0] == [0.0, 0.5, 3.0]
+
+
+def test_slotted_batch_parallel_equals_serial_and_one_by_one():
+    inst = Instance.build(random_workload(200, 500, seed=4, n_requests=5),
+                          with_slots(random_cluster(6, seed=4), [2, 1, 3, 4, 1, 2]))
+    rng = np.random.default_rng(1)
+    assign = np.stack([random_assignment(inst, rng) for _ in range(13)])
+    orders = np.stack([random_topological_order(inst, rng) for _ in range(13)])
+    serial = Evaluator(inst).stats(assign, orders)
+    assert np.array_equal(serial, Evaluator(inst, parallel=True).stats(assign, orders))
+    schedules = [Evaluator(inst).schedule(Plan(assign[i], orders[i])) for i in range(13)]
+    assert np.array_equal(serial, np.vstack([s.stats for s in schedules]))

@@ -63,7 +63,7 @@ def test_example_workload_maps_field_for_field():
 def test_example_cluster_maps_field_for_field():
     raw = yaml.safe_load((EXAMPLES / "cluster.yaml").read_text())["cluster"]
     cluster = load_cluster(EXAMPLES / "cluster.yaml")
-    defaults = {"available_from": 0.0, "failed": False, "overhead": 0.0}  # re-planning and calibration fields, unset in the example
+    defaults = {"available_from": 0.0, "failed": False, "overhead": 0.0, "slots": 1}  # fields unset in the example
     assert [dataclasses.asdict(n) for n in cluster.nodes] == [{**node, **defaults} for node in raw["nodes"]]
     assert [(ln.a, ln.b, ln.bandwidth, ln.latency) for ln in cluster.links] == [
         (ln["a"], ln["b"], ln["bandwidth"], ln.get("latency", 0.0)) for ln in raw["links"]]
@@ -265,3 +265,20 @@ def test_negative_overhead_in_a_spec_names_the_field():
 
     with pytest.raises(SpecError, match="overhead"):
         cluster_from_dict({"nodes": [{"id": "a", "kind": "cpu", "speed": 2, "memory": 1, "overhead": -1}]})
+
+
+def test_slots_round_trip_as_integers_and_one_slot_is_left_out():
+    from apportion.core.spec import cluster_from_dict, cluster_to_dict
+
+    doc = {"nodes": [{"id": "a", "kind": "cpu", "speed": 2, "memory": 1, "slots": 4},
+                     {"id": "b", "kind": "cpu", "speed": 2, "memory": 1, "slots": 2.0},
+                     {"id": "c", "kind": "cpu", "speed": 2, "memory": 1}]}
+    cluster = cluster_from_dict(doc)
+    assert [n.slots for n in cluster.nodes] == [4, 2, 1]
+    assert all(type(n.slots) is int for n in cluster.nodes)
+    out = cluster_to_dict(cluster)
+    assert [nd.get("slots") for nd in out["nodes"]] == [4, 2, None]
+    assert cluster_from_dict(out) == cluster
+    inst = Instance.build(Workload(tasks=(Task("t", 1.0),)), cluster)
+    assert inst.slots.tolist() == [4, 2, 1] and inst.slot_ptr.tolist() == [0, 4, 6, 7]
+    assert inst.slot_nodes.tolist() == [0, 0, 0, 0, 1, 1, 2]

@@ -94,6 +94,16 @@ def test_overhead_column_of_nodes_csv_reaches_the_nodes_and_a_bad_cell_names_its
     assert err.value.field.startswith("nodes['a'].overhead")
 
 
+def test_slots_column_of_nodes_csv_reaches_the_nodes_and_a_bad_cell_names_its_row(tmp_path):
+    (tmp_path / "nodes.csv").write_text("id,kind,speed,memory,slots\na,cpu,10,64,3\nb,cpu,10,64,\n")
+    assert [n.slots for n in load_cluster(tmp_path).nodes] == [3, 1]
+    assert "2 nodes (1 kind, 1 zone, 4 slots)" in describe(tmp_path)
+    (tmp_path / "nodes.csv").write_text("id,kind,speed,memory,slots\na,cpu,10,64,0\n")
+    with pytest.raises(SpecError) as err:
+        load_cluster(tmp_path)
+    assert err.value.field.startswith("nodes['a'].slots") and "integer from 1 to 1024, got 0" in err.value.reason
+
+
 @pytest.mark.parametrize("table, content, field, reason", [
     ("tasks", "id,work,colour\na,1,red\n", "tasks.colour", "unknown column"),
     ("tasks", "id,kind\na,cnn\n", "tasks.work", "missing required column"),

@@ -11,6 +11,7 @@ import numpy as np
 from apportion.core.evaluate import Plan
 from apportion.core.model import Instance
 from apportion.core.simulate import METRICS, Uncertainty
+from tests.reference.naive_evaluate import pick_slot
 
 MASK = 2**64 - 1
 DURATION, TRANSFER, LINK, UPTIME, REPAIR = 1, 2, 3, 4, 5
@@ -84,7 +85,8 @@ def reference_sample(inst: Instance, plan: Plan, unc: Uncertainty, key: int, sam
     start, end = [math.inf] * n, [math.inf] * n
     node = [int(a) for a in plan.assignment]
     attempts = [0] * n
-    free, busy, used = [0.0] * m, [0.0] * m, [False] * m
+    slots = [int(k) for k in inst.slots]
+    free, busy, used = [[0.0] * slots[j] for j in range(m)], [0.0] * m, [False] * m  # free: per slot
     active_end = 0.0
     failed = retried = moved = 0
     parents = [[(e, int(inst.parent_idx[e]), float(inst.parent_data[e]))
@@ -108,17 +110,19 @@ def reference_sample(inst: Instance, plan: Plan, unc: Uncertainty, key: int, sam
         return float(inst.work[t]) / float(inst.rate[j, inst.kind_of[t]]) * mult + float(inst.overhead[j])
 
     def ready_on(t, c, not_before):
-        ready = max(free[c], float(inst.release[t]), not_before)
+        """(start on node c, its slot): the evaluator's slot rule (``pick_slot``)."""
+        ready = max(float(inst.release[t]), not_before)
         for e, p, data in parents[t]:
             ready = max(ready, end[p] + transfer(e, data, node[p], c))
-        return ready
+        i = pick_slot(free[c], ready)
+        return max(ready, free[c][i]), i
 
     def choose(t, decide, mult):
         best, best_finish, back_node, back_at = None, math.inf, None, math.inf
         for c in range(m):
             if not inst.eligible[t, c]:
                 continue
-            ready = ready_on(t, c, decide)
+            ready, _ = ready_on(t, c, decide)
             if math.isinf(ready):
                 continue
             s, _ = timelines[c].up_from(decide)
@@ -139,11 +143,11 @@ def reference_sample(inst: Instance, plan: Plan, unc: Uncertainty, key: int, sam
         mult = lognormal_unit_mean(skey, DURATION, t, sigma)
         j, not_before, losses, was_retried, was_moved = node[t], 0.0, 0, False, False
         while True:
-            ready = ready_on(t, j, not_before)
+            ready, i = ready_on(t, j, not_before)
             s, next_fail = timelines[j].up_from(ready) if math.isfinite(ready) else (math.inf, math.inf)
             if backup and s != ready:
                 decide = ready if math.isfinite(ready) else \
-                    max([free[j], float(inst.release[t]), not_before] + [end[p] for _, p, _ in parents[t]])
+                    max([min(free[j]), float(inst.release[t]), not_before] + [end[p] for _, p, _ in parents[t]])
                 c, not_before = choose(t, decide, mult)
                 if c is None:
                     break
@@ -157,12 +161,12 @@ def reference_sample(inst: Instance, plan: Plan, unc: Uncertainty, key: int, sam
             used[j] = True
             start[t] = s
             if s + d <= next_fail:
-                end[t] = free[j] = s + d
+                end[t] = free[j][i] = s + d
                 busy[j] += d
                 active_end = max(active_end, s + d)
                 break
             busy[j] += next_fail - s
-            free[j] = not_before = next_fail
+            free[j][i] = not_before = next_fail
             active_end = max(active_end, next_fail)
             losses += 1
             if losses > unc.max_retries:
@@ -205,8 +209,8 @@ def reference_metrics(inst, end, busy, used, active_end, failed, retried, moved)
     values = {
         "makespan": makespan, "mean_response": mean, "p95_response": p95, "p99_response": p99,
         "throughput": done.sum() / makespan if makespan > 0 else (math.inf if done.any() else 0.0),
-        "utilization": busy.sum() / (used.sum() * active_end) if active_end > 0 else 1.0,
-        "imbalance": float(np.std(busy) / np.mean(busy)) if busy.mean() > 0 else 0.0,
+        "utilization": busy.sum() / (inst.slots[used].sum() * active_end) if active_end > 0 else 1.0,
+        "imbalance": float(np.std(busy / inst.slots) / np.mean(busy / inst.slots)) if busy.mean() > 0 else 0.0,
         "completion_rate": done.sum() / n, "stability": 1.0 - failed / n, "deadline_misses": misses,
         "failed_tasks": failed, "retried_tasks": retried, "moved_tasks": moved,
     }

@@ -12,10 +12,11 @@
   work is one second on the workers that ran it. A task that never succeeded there gets the
   median of the others' work and is listed in ``estimated``;
 * the **cluster** from where the tasks can run: with the CeleryExecutor one node kind per queue
-  the DAG's tasks use, one node per worker slot (``[celery] worker_concurrency`` on each host
-  that ran the queue); with the embedded default (LocalExecutor) one node kind per pool, one node
-  per slot (the pool's slots, at most ``[core] parallelism``). A group never gets more nodes
-  than it has tasks (more could never be busy at once). Each node runs at ``reference_speed``;
+  the DAG's tasks use, one node per host that ran the queue, its ``slots`` the worker's
+  concurrency (``[celery] worker_concurrency``); with the embedded default (LocalExecutor) one
+  node per pool, its ``slots`` the pool's (at most ``[core] parallelism``). A node never gets
+  more slots than its group has tasks (more could never be busy at once), nor more than a node
+  may hold (``MAX_NODE_SLOTS``). Each node runs at ``reference_speed``;
   ``overhead`` is left at 0 for a calibration to learn. A task may only run on the nodes of its
   own queue or pool (``allowed_kinds``) when the DAG uses more than one.
 
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 REFERENCE_SPEED = 1.0  # GFLOP/s: work = median seconds x this
 LAST_RUNS = 20
-MAX_NODES_PER_GROUP = 64
 BANDWIDTH = 1000.0  # MB/s between the nodes: edges carry 0 MB, so only routability matters
 
 
@@ -112,16 +112,14 @@ def _group_sizes(dag, executor: str, rows, session) -> dict[str, tuple[int, list
 
 
 def _nodes(dag, executor: str, groups: dict[str, tuple[int, list[str]]], reference_speed: float) -> tuple[Node, ...]:
-    from apportion.core.model import Node
+    from apportion.core.model import MAX_NODE_SLOTS, Node
 
     nodes = []
     for group, (slots, hosts) in groups.items():
         tasks_here = sum(1 for t in dag.tasks if (t.queue if executor == "Celery" else t.pool) == group)
-        per_host = max(1, min(slots, tasks_here, MAX_NODES_PER_GROUP))
-        for host in hosts:
-            prefix = f"{group}-{host}" if executor == "Celery" else group
-            nodes += [Node(id=f"{prefix}-{k}", kind=group, speed=reference_speed, memory=0.0, zone=host)
-                      for k in range(1, per_host + 1)]
+        per_host = max(1, min(slots, tasks_here, MAX_NODE_SLOTS))
+        nodes += [Node(id=f"{group}-{host}" if executor == "Celery" else group, kind=group, speed=reference_speed,
+                       memory=0.0, zone=host, slots=per_host) for host in hosts]
     return tuple(nodes)
 
 

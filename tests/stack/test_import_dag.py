@@ -87,15 +87,15 @@ def test_a_dag_with_history_becomes_a_workload_and_cluster(dag_history):
     # work: the median of the successful durations, in seconds at 1 GFLOP/s
     assert tasks["transform"].work >= 0.6 and tasks["transform"].work > tasks["report"].work
     assert {t.kind for t in tasks.values()} == {"PythonDecoratedOperator"}
-    # LocalExecutor: the default pool, no more nodes than the DAG has tasks
+    # LocalExecutor: the default pool is one node, its slots the pool's, no more than the DAG has tasks
     assert imported.executor == "Local"
-    assert [n.id for n in imported.cluster.nodes] == [f"default_pool-{k}" for k in range(1, 5)]
+    assert [(n.id, n.slots) for n in imported.cluster.nodes] == [("default_pool", 4)]
     doubled = import_dag("byo_pipeline", reference_speed=2.0)
     assert {t.id: t.work for t in doubled.workload.tasks}["transform"] == pytest.approx(2 * tasks["transform"].work)
 
 
 @pytest.mark.slow
-def test_under_celery_each_queue_is_a_node_kind_with_a_node_per_worker_slot(dag_history, monkeypatch):
+def test_under_celery_each_queue_is_a_node_kind_with_a_node_per_host_of_the_worker_slots(dag_history, monkeypatch):
     from apportion.stack.import_dag import import_dag
 
     monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
@@ -103,9 +103,8 @@ def test_under_celery_each_queue_is_a_node_kind_with_a_node_per_worker_slot(dag_
     imported = import_dag("byo_pipeline")
     host = dag_history[0].get_task_instances()[0].hostname
     assert imported.executor == "Celery"
-    assert [(n.id, n.kind, n.zone) for n in imported.cluster.nodes] == [
-        (f"default-{host}-1", "default", host), (f"default-{host}-2", "default", host),
-        (f"reports-{host}-1", "reports", host)]
+    assert [(n.id, n.kind, n.zone, n.slots) for n in imported.cluster.nodes] == [
+        (f"default-{host}", "default", host, 2), (f"reports-{host}", "reports", host, 1)]
     kinds = {t.id: t.allowed_kinds for t in imported.workload.tasks}
     assert kinds == {"extract": ("default",), "transform": ("default",), "archive": ("default",),
                      "report": ("reports",)}
@@ -116,7 +115,8 @@ def test_import_dag_writes_specs_that_validate_and_optimise(dag_history, tmp_pat
     out = tmp_path / "byo"
     assert main(["import-dag", "byo_pipeline", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "byo_pipeline: 4 tasks, 3 edges from 8 successful task instances in 2 runs" in printed
+    assert ("byo_pipeline: 4 tasks, 3 edges from 8 successful task instances in 2 runs; 1 node, 4 slots "
+            "(LocalExecutor)") in printed
     assert "work: median seconds x 1 GFLOP/s" in printed
     for name in ("workload.yaml", "cluster.yaml"):
         assert main(["validate", str(out / name)]) == 0

@@ -82,3 +82,20 @@ def apportion_dagbag(airflow_dags_folder):
     from airflow.dag_processing.dagbag import BundleDagBag
 
     return BundleDagBag(dag_folder=airflow_dags_folder, bundle_path=airflow_dags_folder)
+
+
+@pytest.fixture(autouse=True)
+def _trigger_conf_stays_in_its_run(request):
+    """``dag.test()`` runs the tasks in this process, where Airflow's ``process_params`` sets a
+    run's conf on the DAG's and its tasks' own ``Param`` objects (shared by reference, not copied): a run that
+    enacts would make the next plain run of that DAG enact too. Each test that uses the session's
+    DAGs gets their Params back as they were."""
+    if "apportion_dagbag" not in request.fixturenames:
+        yield
+        return
+    dags = request.getfixturevalue("apportion_dagbag").dags.values()
+    holders = [holder.params for dag in dags for holder in (dag, *dag.tasks) if holder.params]
+    saved = [(param, param.value) for params in holders for param in (params.get_param(k) for k in params)]
+    yield
+    for param, value in saved:
+        param.value = value

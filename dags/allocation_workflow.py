@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import Asset, Param, get_current_context, task
-from enactment_workflow import enactment_steps
+from enactment_workflow import calibration_arguments, enactment_steps
 
 # The built-in scenarios (``apportion.core.scenarios.SCENARIOS``, which imports NumPy, so it
 # is not read at parse time; tests/dags/test_params.py checks they agree).
@@ -351,6 +351,7 @@ def workflow_steps(scenario: str, size_param: str, *, enactment: bool = False) -
         task_id="allocate", **scenario_inputs(scenario, size_param), **optimiser_arguments(),
         warm_start="{{ params.warm_start }}", migration_objective="{{ params.migration_objective }}",
         robust_scenarios="{{ params.robust_scenarios }}", noise_sigma="{{ params.noise_sigma }}",
+        **(calibration_arguments() if enactment else {}),
     )
     evaluation = EvaluatePlanOperator(task_id="evaluate_plan", allocation=allocation.output)
     simulation = simulate_plan(allocation.output, evaluation.output)

@@ -187,14 +187,40 @@ def run_allocation(args: AllocationArguments, *, context: Mapping[str, Any] | No
         settings = replace(settings, objectives=objectives_for(w))
     if previous is not None and migration_objective and "migrations" not in settings.objectives:
         settings = replace(settings, objectives=(*settings.objectives, "migrations"))
+    c, calibrated = calibrated_cluster(c, args, scenario=args.scenario or w.name)
     record = compute_allocation(w, c, settings, folder, store=store, scenario_info=info, started=started,
                                 previous=previous)
+    if calibrated is not None:
+        record = {**record, "params": {**record["params"], **calibrated}}
     hook = ApportionMlflowHook(args.mlflow_conn_id, args.tracking_uri, attempts=args.tracking_attempts)
     with hook.upload_from(str(store)) as tracker:
         tracked = _track_allocation(record, folder, str(store), ref, tracker, experiment_name=args.experiment_name or ref.dag_id,
                                     run_name=args.run_name, nested=args.nested,
                                     child_run_name=args.child_run_name or settings.algorithm)
     return _xcom_summary(record, settings, store, tracked)
+
+
+def calibrated_cluster(cluster, args: AllocationArguments, *, scenario: str) -> tuple[Any, dict | None]:
+    """The cluster to plan on and the calibration params to log: with ``args.calibration``, every
+    node as the machine the calibration measured (``calibrating.planning_cluster``), and
+    ``calibration/planned_revision`` (0: no calibration yet, the declared cluster) and
+    ``calibration/planned_with`` (the file); without, the cluster as given and no params."""
+    from apportion.core.errors import SpecError
+    from apportion.operators.calibrating import calibration_uri, planning_cluster, read_calibration
+
+    chosen = args.calibration
+    if chosen is None or chosen is False:
+        return cluster, None
+    if chosen is True:
+        target = calibration_uri(scenario, cluster.name, args.output_root)
+    elif isinstance(chosen, str) and chosen:
+        target = chosen
+    else:
+        raise SpecError("calibration", f"must be true, false or a calibration file's path or URI, got {chosen!r}")
+    calibration = read_calibration(target)
+    if calibration.revision > 0:
+        cluster = planning_cluster(cluster, calibration, args.calibration_scale)
+    return cluster, {"calibration/planned_revision": calibration.revision, "calibration/planned_with": str(target)}
 
 
 def _xcom_summary(record: Mapping[str, Any], settings, store, tracked: Mapping[str, Any]) -> dict:
@@ -214,6 +240,7 @@ def _xcom_summary(record: Mapping[str, Any], settings, store, tracked: Mapping[s
         "moved_tasks": record["metrics"].get("warm_start/moved_tasks"),
         "robust_makespan": record["metrics"].get("robust/makespan"),
         "reused": record["reused"],
+        "calibration_revision": record["params"].get("calibration/planned_revision"),
         "artifact_uri": str(store),
         "plan_uri": str(store / PLAN_FILE),
         "workload": str(store / "workload.json"),
@@ -249,7 +276,9 @@ def _track_allocation(record: dict, folder: Path, stored: str, ref: AirflowRef, 
                                   "apportion.plan_schema": PLAN_SCHEMA,
                                   "apportion.reused_result": str(record.get("reused", False)).lower(),
                                   "apportion.warm_start": record["params"].get("warm_start/enabled", "false"),
-                                  "apportion.warm_start_source": record["params"].get("warm_start/source")})
+                                  "apportion.warm_start_source": record["params"].get("warm_start/source"),
+                                  "apportion.calibration_revision": record["params"].get(
+                                      "calibration/planned_revision")})
         tracker.log_params(run_id, record["params"])
         tracker.log_metrics(run_id, record["metrics"], history_steps(record.get("history", [])))
         tracker.log_artifacts(run_id, folder)

@@ -77,6 +77,15 @@ class AllocationArguments:
     noise_sigma: float | None = _arg(doc=(
         "lognormal sigma of task durations and transfers in those scenarios; default 0.3 "
         "(``apportion.core.defaults.NOISE_SIGMA``)."))
+    calibration: Any = _arg(doc=(
+        "plan with calibrated speeds and overheads (docs/calibration.md): ``True`` the calibration file of "
+        "this scenario and cluster in the storage root (``<root>/calibration/<scenario>/<cluster>.json``, "
+        "which enactments update), a path or URI that file; every node is planned as the machine the "
+        "enactment measured. ``None``/``False``: the declared cluster. Logs ``calibration/planned_revision`` "
+        "(0: nothing calibrated yet)."))
+    calibration_scale: float | None = _arg(doc=(
+        "the enactment's stand-in items per GFLOP (``enact_scale``): the calibration's items per second over "
+        "it are the speeds planned with; required with ``calibration``."))
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

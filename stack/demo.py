@@ -168,6 +168,26 @@ def compare_workflows(mlflow_url: str, dag_ids: Iterable[str], out_dir: Path) ->
     return lines
 
 
+def enactment_errors(mlflow_url: str, dag_id: str = "medical_diagnosis") -> list[str]:
+    """The enacted runs of ``dag_id``, oldest first: each one's median relative step error
+    (``enact/step_abs_relative_error_median``) and the calibration revision it planned with."""
+    from mlflow.tracking import MlflowClient
+
+    metric = "enact/step_abs_relative_error_median"
+    client = MlflowClient(mlflow_url)
+    experiment = client.get_experiment_by_name(dag_id)
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"metrics.`{metric}` >= 0",
+                              order_by=["attributes.start_time ASC"])
+    if not runs:
+        return []
+    steps = [f"{run.data.metrics[metric]:.3g} (calibration revision "
+             f"{run.data.params.get('calibration/planned_revision', '-')})" for run in runs]
+    return [f"{dag_id}'s enacted runs, median |realised - predicted| / predicted step duration: "
+            + " -> ".join(steps), ""]
+
+
 def compare_url(mlflow_url: str, rows: Iterable[Mapping[str, Any]]) -> str | None:
     """MLflow's compare view of the rows' runs (its ``#/compare-runs`` route)."""
     runs = [r["mlflow_run_id"] for r in rows if r.get("mlflow_run_id")]
@@ -267,6 +287,7 @@ def run_demo(state_dir: Path, exit_when_done: bool = False, *, conf: Mapping[str
         rows = [_plan_row(client, run) for run in runs]
         monitor.phase = "the comparison"
         compared = compare_workflows(mlflow.url, dag_ids, state_dir / "compare")
+        compared += enactment_errors(mlflow.url) if "medical_diagnosis" in dag_ids else []
         monitor.sample()
         _print_report(client, mlflow, rows, monitor, compared)
         failed = [run for run in runs if run["state"] != "success"]

@@ -7,7 +7,8 @@ manual run of each DAG (what the Trigger button does) and backfills ``traffic_pr
 (run type ``backfill``) at a few logical dates spread over the past day, so its runs plan for
 night, rush hours and midday. Each workflow run warm-starts from the front the DAG's previous
 run published; the backfill's runs therefore wait until no other run of the DAG is active, and
-only the DAG's first run ever starts cold.
+only the DAG's first run ever starts cold. ``medical_diagnosis`` also gets two manual runs that
+enact one case each, the second planned with the calibration the first one's steps updated.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ BACKFILL_DAG = "traffic_prediction"
 BACKFILL_SPAN = timedelta(hours=24)
 BACKFILL_RUNS = 6
 TIMETABLE_STEP = timedelta(minutes=15)  # traffic_prediction's schedule, */15 * * * *
+# Two consecutive enacted runs of one case (seven steps each): the second plans with what the
+# first one's steps taught the calibration (docs/calibration.md), so the error falls.
+ENACTED_DAG = "medical_diagnosis"
+ENACTED_RUNS = 2
+ENACT_CONF = {"cases": 1, "enact": "plan and run", "enact_units": 1}
 # The scheduler creates a DAG's run for the latest interval within seconds of the unpause;
 # after this long the demo stops waiting for one (a slow DAG processor, a full machine).
 SCHEDULED_RUN_WAIT = 180.0
@@ -73,6 +79,10 @@ class History:
             self.client.unpause(dag_id)
             run_id = self.client.trigger(dag_id, self.conf)
             self.say(f"{dag_id}: unpaused (the scheduler adds its latest interval's run) and triggered {run_id}")
+        if ENACTED_DAG in self.dag_ids:
+            for _ in range(ENACTED_RUNS):  # max_active_runs 1: one after the other
+                run_id = self.client.trigger(ENACTED_DAG, {**self.conf, **ENACT_CONF})
+                self.say(f"{ENACTED_DAG}: triggered {run_id}, enacting one case (planned with the calibration so far)")
         if self.dates:
             self.say(f"{BACKFILL_DAG}: backfilling {len(self.dates)} runs over the past "
                      f"{BACKFILL_SPAN.total_seconds() / 3600:.0f} h, one after the other: "

@@ -64,6 +64,7 @@ BAD_WORKFLOW_CONF = [
     ({"robust_scenarios": -1}, "less than the minimum"),
     ({"robust_scenarios": 1000}, "greater than the maximum"),
     ({"robust_scenarios": 2.5}, "is not of type 'integer'"),
+    ({"calibration": "sometimes"}, "is not one of"),
 ]
 
 

@@ -7,8 +7,8 @@ import json
 import urllib.parse
 from datetime import datetime, timedelta, timezone
 
-from apportion.stack.demo import compare_url, format_table
-from apportion.stack.history import backfill_dates, run_label
+from apportion.stack.demo import compare_url, enactment_errors, format_table
+from apportion.stack.history import ENACT_CONF, ENACTED_DAG, ENACTED_RUNS, History, backfill_dates, run_label
 from apportion.stack.servers import PROJECT_ROOT, airflow_environment
 
 
@@ -68,3 +68,44 @@ def test_airflow_runs_the_projects_dags_under_the_state_dir_with_schedules_on(tm
     assert env["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:18080"
     assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:15000"
     assert "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE" not in env
+
+
+class _Client:
+    """What ``History.start`` asks of Airflow, recorded."""
+
+    def __init__(self):
+        self.triggered = []
+
+    def dag_runs(self, dag_id):
+        return []
+
+    def unpause(self, dag_id):
+        pass
+
+    def trigger(self, dag_id, conf):
+        self.triggered.append((dag_id, conf))
+        return f"manual__{len(self.triggered)}"
+
+
+def test_the_history_enacts_two_consecutive_medical_runs_of_one_case():
+    client = _Client()
+    History(client, ["medical_diagnosis", "multimodal_speech"], {"seed": 5}, [], lambda line: None).start()
+    assert client.triggered == [("medical_diagnosis", {"seed": 5}), ("multimodal_speech", {"seed": 5})] + [
+        (ENACTED_DAG, {"seed": 5, **ENACT_CONF})] * ENACTED_RUNS
+    assert ENACT_CONF == {"cases": 1, "enact": "plan and run", "enact_units": 1} and ENACTED_RUNS == 2
+
+
+def test_the_report_shows_the_enacted_runs_error_falling(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("medical_diagnosis")
+    for revision, error in ((0, 573.2), (1, 0.561)):
+        run = client.create_run(experiment, start_time=1_000 + revision).info.run_id
+        client.log_param(run, "calibration/planned_revision", revision)
+        client.log_metric(run, "enact/step_abs_relative_error_median", error)
+    client.create_run(experiment)  # a plan-only run: not listed
+    [line, _] = enactment_errors(uri)
+    assert line.endswith("573 (calibration revision 0) -> 0.561 (calibration revision 1)")
+    assert enactment_errors(uri, "traffic_prediction") == []

@@ -7,9 +7,12 @@ tasks import ``apportion.operators.enactment`` when they run.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import Param, get_current_context, task
 
 ENACT_CHOICES = ("plan only", "plan and run")
+CALIBRATION_CHOICES = ("use when enacting", "use always", "ignore")
 
 
 def enactment_params(*, unit: str, scenario: str, default_units: int = 3) -> dict[str, Param]:
@@ -33,6 +36,14 @@ def enactment_params(*, unit: str, scenario: str, default_units: int = 3) -> dic
             section="Enactment",
             description="Stand-in work items per declared GFLOP of a step: its real work is proportional to its "
                         "declared size; the default keeps a step to seconds here.",
+        ),
+        "calibration": Param(
+            CALIBRATION_CHOICES[0], type="string", enum=list(CALIBRATION_CHOICES), title="Calibration",
+            section="Enactment",
+            description="Plan with the speeds and overheads learned from earlier enactments of this scenario and "
+                        "cluster (docs/calibration.md): every node as this machine, at the stand-in scale. "
+                        "'use when enacting' (a run that enacts predicts its steps' durations here), 'use always', "
+                        "'ignore' (the declared speeds). Every enactment updates the calibration either way.",
         ),
     }
 
@@ -58,7 +69,27 @@ def prepare_enactment(allocation: dict, evaluation: dict, scenario: str) -> list
     return prepared["assignments"]
 
 
-@task
+@task(task_id="watch_enactment")
+def watch_enactment(allocation: dict, assignments: list) -> dict:
+    """Beside the enacted steps, on the CeleryExecutor: when a node's worker is lost, or its
+    queue backs up, re-plan the steps not yet run and route them again (the steps' own
+    executor reads the record). Elsewhere every node is a pool here: nothing to watch."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from apportion.operators.allocation import fail_on_bad_input
+    from apportion.operators.enactment import GROUP
+    from apportion.operators.replanning import watch_in_airflow
+
+    if not assignments:
+        raise AirflowSkipException("plan only: no step enacted, nothing to watch")
+    context = get_current_context()
+    with fail_on_bad_input("watch_enactment"):
+        return watch_in_airflow(allocation, assignments, context, group=GROUP, seed=context["params"]["seed"])
+
+
+# A step whose worker dies is failed by the scheduler (no heartbeat) and retried, on the node a
+# re-plan routes it to.
+@task(retries=2, retry_delay=timedelta(seconds=5))
 def run_step(assignment: dict, step: str, inputs: dict) -> dict:
     """Run one step of one enacted unit (its stand-in), refusing to run off its node."""
     from airflow.sdk.exceptions import AirflowFailException
@@ -73,20 +104,45 @@ def run_step(assignment: dict, step: str, inputs: dict) -> dict:
 
 
 @task(task_id="observe_enactment")
-def observe_enactment(allocation: dict, assignments: list, results: dict) -> dict:
+def observe_enactment(allocation: dict, assignments: list, results: dict, watched: dict) -> dict:
     """Compare each enacted step's realised start, end, pool and host with the plan's
-    predictions; log them to the DAG run's MLflow run."""
+    predictions; log them, and the re-plans made meanwhile, to the DAG run's MLflow run."""
     from apportion.operators.allocation import fail_on_bad_input
     from apportion.operators.enactment import observe_enactment as observe
 
     with fail_on_bad_input("observe_enactment"):
-        return observe(allocation, assignments, [r for step in results.values() for r in step],
-                       context=get_current_context())
+        return observe(allocation, assignments, [r for step in results.values() for r in _as_list(step)],
+                       replans=watched["replans"], context=get_current_context())
+
+
+def _as_list(results) -> list:
+    """A mapped step's results: one result (a dict) when a single unit was enacted, else a sequence."""
+    return [results] if isinstance(results, dict) else list(results)
+
+
+@task(task_id="calibrate")
+def calibrate(allocation: dict, observation: dict, scenario: str) -> dict:
+    """Merge the enacted steps' observations into the scenario's calibration file (once per DAG
+    run, under a lock) and log it to the DAG run's MLflow run (once); the next run plans with it."""
+    from apportion.operators.allocation import fail_on_bad_input
+    from apportion.operators.calibrating import calibrate_enactment
+
+    with fail_on_bad_input("calibrate"):
+        return calibrate_enactment(allocation, observation, scenario=scenario, context=get_current_context())
+
+
+def calibration_arguments() -> dict[str, str]:
+    """``AllocationOperator``'s ``calibration`` (a boolean: the scenario's file, per the
+    ``calibration`` Param and whether the run enacts) and ``calibration_scale`` (``enact_scale``)."""
+    use = (f"params.calibration == '{CALIBRATION_CHOICES[1]}' or (params.calibration == '{CALIBRATION_CHOICES[0]}' "
+           f"and params.enact == '{ENACT_CHOICES[1]}')")
+    return {"calibration": f"{{{{ {use} }}}}", "calibration_scale": "{{ params.enact_scale }}"}
 
 
 def enactment_steps(scenario: str, allocation, evaluation):
     """The enactment part: ``prepare_enactment``, the mapped task group ``enact`` (one map
-    index per unit, the workflow's steps inside with their dependencies), ``observe_enactment``."""
+    index per unit, the workflow's steps inside with their dependencies) with
+    ``watch_enactment`` beside it, ``observe_enactment``, ``calibrate``."""
     from airflow.sdk import task_group
 
     from apportion.operators.enactment import GROUP
@@ -102,4 +158,5 @@ def enactment_steps(scenario: str, allocation, evaluation):
                                                             inputs={need: results[need] for need in needs})
 
     enact.expand(assignment=prepared)
-    return observe_enactment(allocation, prepared, results)
+    watched = watch_enactment(allocation, prepared)
+    return calibrate(allocation, observe_enactment(allocation, prepared, results, watched), scenario=scenario)

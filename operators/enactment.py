@@ -25,17 +25,19 @@ from apportion.operators import charts
 from apportion.operators.chosen_plan import load_chosen_plan
 from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
 from apportion.operators.placement import node_pool
+from apportion.operators.queues import check_node_workers
 from apportion.operators.steps import WORKFLOW_STEPS, load_libraries, run_stand_in
 from apportion.operators.storage import save_folder, task_folders
 from apportion.operators.tracking import AirflowRef
 
 GROUP = "enact"
+WATCH_TASK = "watch_enactment"
 DEFAULT_QUEUE = "default"
 
 
 def node_pools(cluster) -> dict[str, dict[str, Any]]:
     """Pool name -> ``{"node", "slots"}`` for every node of ``cluster`` that is up (a failed
-    node takes no work, so it has no pool). A node's slots are its optional ``slots`` (how many
+    node takes no work, so it has no pool), with the node's ``slots`` (how many
     steps it runs at once), default 1. Two nodes whose ids give one pool name are refused."""
     from apportion.core.errors import SpecError
 
@@ -47,7 +49,7 @@ def node_pools(cluster) -> dict[str, dict[str, Any]]:
         if name in pools:
             raise SpecError(f"cluster.nodes[{node.id!r}].id",
                             f"gives the pool name {name!r} of node {pools[name]['node']!r} too; rename one")
-        pools[name] = {"node": node.id, "slots": int(getattr(node, "slots", 1) or 1)}
+        pools[name] = {"node": node.id, "slots": node.slots}
     return pools
 
 
@@ -99,6 +101,7 @@ def prepare_enactment(allocation: Mapping[str, Any], *, scenario: str, units: in
                             "predicted_start": planned[task_id]["start"], "predicted_end": planned[task_id]["end"]}
         assignments.append({"scenario": scenario, "unit": request.id, "index": index, "release": request.release,
                             "seed": seed * 100_003 + index, "scale": float(scale), "steps": placed})
+    check_node_workers({placed["node"]: placed["queue"] for a in assignments for placed in a["steps"].values()})
     placement = {
         "tasks": {f"{group}.{step}": [a["steps"][step]["pool"] for a in assignments] for step in steps},
         "queues": {f"{group}.{step}": [a["steps"][step]["queue"] for a in assignments] for step in steps},
@@ -149,9 +152,12 @@ def run_step(assignment: Mapping[str, Any], step: str, inputs: Mapping[str, Mapp
     placed = assignment["steps"][step]
     ti = context["ti"]
     queue = getattr(ti, "queue", None)
+    node = placed["node"]
     if queue not in (placed["queue"], DEFAULT_QUEUE, None):
-        raise PlacementError(f"{ti.task_id}[{ti.map_index}] ({placed['task']}) was routed to queue {queue!r}, not to "
-                             f"node {placed['node']!r}'s {placed['queue']!r}")
+        node = _rerouted_node(ti, queue)
+        if node is None:
+            raise PlacementError(f"{ti.task_id}[{ti.map_index}] ({placed['task']}) was routed to queue {queue!r}, "
+                                 f"not to node {placed['node']!r}'s {placed['queue']!r} nor by a re-plan")
     ti_start = getattr(ti, "start_date", None)
     load_libraries()
     started = time.time()
@@ -159,11 +165,26 @@ def run_step(assignment: Mapping[str, Any], step: str, inputs: Mapping[str, Mapp
                           seed=assignment["seed"], inputs={name: result["output"] for name, result in inputs.items()})
     ended = time.time()
     return {"output": output, "realised": {
-        "task": placed["task"], "unit": assignment["unit"], "step": step, "node": placed["node"],
-        "pool": placed["pool"], "queue": queue, "hostname": getattr(ti, "hostname", None) or socket.gethostname(),
+        "task": placed["task"], "unit": assignment["unit"], "step": step, "node": node,
+        "pool": node_pool(node), "queue": queue, "hostname": getattr(ti, "hostname", None) or socket.gethostname(),
         "try_number": getattr(ti, "try_number", None), "map_index": ti.map_index,
         "ti_start": ti_start.timestamp() if ti_start is not None else started, "start": started, "end": ended,
     }}
+
+
+def _rerouted_node(ti, queue: str) -> str | None:
+    """The node a re-plan of this run routed the step instance ``ti`` to on ``queue`` (the
+    ``watch_enactment`` task's latest record, ``operators/replanning.py``), or None."""
+    from apportion.operators.placement import REPLAN_XCOM
+
+    record = ti.xcom_pull(task_ids=WATCH_TASK, key=REPLAN_XCOM, map_indexes=-1)
+    if not isinstance(record, Mapping):
+        return None
+    routes = record.get("routes", {}).get(ti.task_id, [])
+    if ti.map_index >= len(routes) or queue not in routes[ti.map_index]:
+        return None
+    nodes = {node_pool(node): node for row in record.get("nodes", {}).values() for node in row}
+    return nodes.get(queue)
 
 
 class PlacementError(RuntimeError):
@@ -192,7 +213,7 @@ def observations(assignments: Iterable[Mapping[str, Any]], results: Iterable[Map
             duration = seen["end"] - seen["ti_start"]
             rows.append({
                 "task": placed["task"], "unit": assignment["unit"], "step": step, "kind": placed["kind"],
-                "node": placed["node"], "pool": seen["pool"], "queue": seen["queue"], "hostname": seen["hostname"],
+                "node": seen.get("node", placed["node"]), "planned_node": placed["node"], "pool": seen["pool"], "queue": seen["queue"], "hostname": seen["hostname"],
                 "work": placed["work"], "items": by_task[placed["task"]]["output"].get("items"),
                 "predicted_start": placed["predicted_start"] - release, "predicted_end": placed["predicted_end"] - release,
                 "predicted_duration": predicted, "realised_start": seen["ti_start"] - origin,
@@ -223,30 +244,34 @@ def enactment_metrics(rows: list[dict]) -> dict[str, float]:
         "enact/realised_mean_response": float(np.mean(realised_response)),
         "enact/step_error_mean": float(error.mean()), "enact/step_error_median_abs": float(np.median(np.abs(error))),
         "enact/step_relative_error_median": float(np.median(relative)) if relative.size else math.nan,
+        "enact/step_abs_relative_error_median": float(np.median(np.abs(relative))) if relative.size else math.nan,
         "enact/overhead_mean": float(overhead.mean()), "enact/overhead_max": float(overhead.max()),
         "enact/work_seconds": float(sum(r["work_seconds"] for r in rows)),
+        "enact/rerouted_steps": sum(r["node"] != r["planned_node"] for r in rows),
     }
 
 
 def observe_enactment(allocation: Mapping[str, Any], assignments: Iterable[Mapping[str, Any]],
-                      results: Iterable[Mapping[str, Any]], *, tracking_uri: str | None = None,
+                      results: Iterable[Mapping[str, Any]], *, replans: Iterable[Mapping[str, Any]] = (),
+                      tracking_uri: str | None = None,
                       mlflow_conn_id: str | None = DEFAULT_CONN_ID, output_root: str | Path | None = None,
                       context: Mapping[str, Any] | None = None, ref: AirflowRef | None = None) -> dict[str, Any]:
     """Compare the enacted steps' realised times with the plan's predictions.
 
-    Writes enactment.json (one row per step instance, ``observations``) and enactment.png
+    Writes enactment.json (one row per step instance, ``observations``, and the re-plans the
+    ``watch_enactment`` task made, ``replans``) and enactment.png
     (predicted against realised duration per step; each unit's predicted and realised
     response) to the task's stored folder, and logs ``enact/*`` metrics (``enactment_metrics``)
     and both files to the allocation's MLflow run. Returns the metrics.
     """
     from apportion.core.atomic import write_json
 
-    results = list(results)
+    results, replans = list(results), list(replans)
     rows = observations(assignments, results)
-    metrics = enactment_metrics(rows)
+    metrics = {**enactment_metrics(rows), "enact/replans": len(replans)}
     folder, store = task_folders(ref, context=context, output_root=output_root)
-    write_json(folder / "enactment.json", {"plan_id": allocation.get("plan_id"), "metrics": metrics, "steps": rows},
-               sort_keys=True)
+    write_json(folder / "enactment.json", {"plan_id": allocation.get("plan_id"), "metrics": metrics, "steps": rows,
+                                           "replans": replans}, sort_keys=True)
     charts.enactment_chart(rows, folder / "enactment.png",
                     title=f"plan {allocation.get('plan_id')}: {metrics['enact/units']} units, "
                           f"{metrics['enact/steps']} step instances enacted")

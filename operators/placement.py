@@ -28,6 +28,7 @@ from typing import Any
 from airflow.policies import hookimpl
 
 ENACTMENT_XCOM = "apportion_enactment"
+REPLAN_XCOM = "apportion_replan"  # pushed by the watch_enactment task (operators/replanning.py)
 POOL_PREFIX = "node-"
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def _place(task_instance, dag_run) -> None:
 
         session = settings.Session()
     with session.no_autoflush:
-        record = _enactment_record(session, task_instance.dag_id, task_instance.run_id)
+        record = enactment_record(session, task_instance.dag_id, task_instance.run_id)
         if not record or task_instance.task_id not in record.get("tasks", {}):
             return
         pools = record["tasks"][task_instance.task_id]
@@ -74,12 +75,13 @@ def _place(task_instance, dag_run) -> None:
     task_instance.queue = record.get("queues", {}).get(task_instance.task_id, pools)[task_instance.map_index]
 
 
-def _enactment_record(session, dag_id: str, run_id: str) -> dict[str, Any] | None:
+def enactment_record(session, dag_id: str, run_id: str, key: str = ENACTMENT_XCOM) -> dict[str, Any] | None:
+    """The run's placement record (or, with ``key=REPLAN_XCOM``, its latest re-plan), or None."""
     from airflow.models.xcom import XComModel
     from sqlalchemy import select
 
     row = session.scalars(select(XComModel).where(
-        XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.key == ENACTMENT_XCOM,
+        XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.key == key,
         XComModel.map_index == -1).limit(1)).first()
     if row is None:
         return None

@@ -10,6 +10,12 @@ in one shared destination), each in a session of its own; it writes what runs wh
 ``down`` stops every process the cluster has (found by the marker each one inherits in its
 environment, so orphaned task processes too) and checks that none is left.
 
+With ``node_workers`` (``up --node-workers CLUSTER_SPEC``) it also starts one worker per up
+node of a cluster spec, serving only that node's queue (``node-<ID>``, the queue an enacted
+step on the node is routed to) with the node's slots as its concurrency (docs/enactment.md).
+The executor is the CeleryExecutor that also routes an enacted step by its run's latest
+re-plan (``operators/rerouting.py``), so a step whose node's worker is lost runs elsewhere.
+
 Two workers on one machine share its name: each gets its own Celery hostname and its own
 ``APPORTION_WORKER_HOSTNAME``, which ``[core] hostname_callable``
 (``apportion.stack.worker_name``) records as the task instance's ``hostname``.
@@ -49,6 +55,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_QUEUE = "default"
 OPTIMIZER_QUEUE = "optimizer"
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor")
+REROUTING_EXECUTOR = "apportion.operators.rerouting.ReroutingCeleryExecutor"
 STATE_FILE = "cluster.json"
 ENV_FILE = "cluster.env"
 SECRETS_FILE = "secrets.json"
@@ -91,6 +98,8 @@ class ClusterConfig:
     mlflow_port: int = 5000
     artifacts_destination: str | None = None
     airflow_settings: Mapping[str, str] = field(default_factory=dict)
+    # One worker per node (node id, slots), serving only the node's queue (``node_worker_specs``).
+    node_workers: tuple[tuple[str, int], ...] = ()
 
     @property
     def broker_prefix(self) -> str:
@@ -121,6 +130,23 @@ def worker_queues(workers: int | None, queues: list[str] | None) -> tuple[tuple[
         raise ClusterError("workers", f"at least 2 (one for each of {DEFAULT_QUEUE!r} and {OPTIMIZER_QUEUE!r}), "
                                       f"got {workers}; --queues default,optimizer gives one worker both")
     return tuple(((DEFAULT_QUEUE,), (OPTIMIZER_QUEUE,))[i % 2] for i in range(workers))
+
+
+def node_workers_from_spec(path: str | Path) -> tuple[tuple[str, int], ...]:
+    """(node id, slots) of every up node of the cluster spec at ``path``: one worker each. The
+    slots are the node's optional ``slots`` (default 1), as the node's pool has them; a spec that
+    cannot be read, or two nodes whose ids give one queue name, is a ``ClusterError``."""
+    from apportion.core.errors import SpecError
+    from apportion.core.io import load_cluster
+    from apportion.operators.enactment import node_pools
+
+    try:
+        pools = node_pools(load_cluster(path))
+    except (OSError, SpecError) as error:
+        raise ClusterError("node-workers", str(error) if str(path) in str(error) else f"{path}: {error}") from None
+    if not pools:
+        raise ClusterError("node-workers", f"{path}: no node is up, so no worker to start")
+    return tuple((spec["node"], spec["slots"]) for spec in pools.values())
 
 
 def database_url(server_url: str, database: str, driver: str = "") -> str:
@@ -254,7 +280,7 @@ def airflow_environment(config: ClusterConfig, secret: Mapping[str, str]) -> dic
         "AIRFLOW__CORE__DAGS_FOLDER": str(project_dirs()["dags"]),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(project_dirs()["plugins"]),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CORE__EXECUTOR": REROUTING_EXECUTOR,
         "AIRFLOW__CORE__PARALLELISM": str(config.parallelism),
         "AIRFLOW__CORE__FERNET_KEY": secret["fernet_key"],
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "apportion.stack.worker_name.worker_hostname",
@@ -289,24 +315,50 @@ def worker_hostname(index: int) -> str:
     return f"{socket.gethostname()}-{worker_name(index)}"
 
 
+@dataclass(frozen=True)
+class WorkerSpec:
+    """One Celery worker: its name (and Celery hostname ``NAME@HOST``), queues, concurrency, the
+    ``hostname`` its task instances record, and the node it serves (a node worker) or None."""
+
+    name: str
+    queues: tuple[str, ...]
+    concurrency: int
+    hostname: str
+    node: str | None = None
+
+
+def worker_specs(config: ClusterConfig) -> list[WorkerSpec]:
+    """The cluster's workers: ``worker-N`` per queue list, then one per node (``node_workers``)
+    named after its queue (``node-<ID>``, ``placement.node_pool``), serving that queue only,
+    with the node's slots as its concurrency."""
+    from apportion.operators.placement import node_pool
+
+    specs = [WorkerSpec(worker_name(i), tuple(queues), config.concurrency, worker_hostname(i))
+             for i, queues in enumerate(config.worker_queues)]
+    for node, slots in config.node_workers:
+        queue = node_pool(node)
+        specs.append(WorkerSpec(queue, (queue,), int(slots), f"{socket.gethostname()}-{queue}", node))
+    return specs
+
+
 def component_commands(config: ClusterConfig) -> list[tuple[str, list[str]]]:
     """Each Airflow component's name and command line, workers last (``airflow celery worker``
     with its queues, concurrency and own Celery hostname; task logs are files on this machine,
     so it serves none)."""
     airflow = str(Path(sys.executable).with_name("airflow"))
     commands = [(name, [airflow, name]) for name in AIRFLOW_COMPONENTS]
-    for index, queues in enumerate(config.worker_queues):
-        commands.append((worker_name(index), [
-            airflow, "celery", "worker", "--queues", ",".join(queues), "--concurrency", str(config.concurrency),
-            "--celery-hostname", f"{worker_name(index)}@{socket.gethostname()}", "--skip-serve-logs"]))
+    for worker in worker_specs(config):
+        commands.append((worker.name, [
+            airflow, "celery", "worker", "--queues", ",".join(worker.queues), "--concurrency", str(worker.concurrency),
+            "--celery-hostname", f"{worker.name}@{socket.gethostname()}", "--skip-serve-logs"]))
     return commands
 
 
 def component_environment(config: ClusterConfig, env: Mapping[str, str], name: str) -> dict[str, str]:
     """A component's environment: a worker's adds the name its task instances record."""
-    if name.startswith("worker-"):
-        index = int(name.removeprefix("worker-")) - 1
-        return {**env, WORKER_HOSTNAME_ENV: worker_hostname(index)}
+    worker = next((spec for spec in worker_specs(config) if spec.name == name), None)
+    if worker is not None:
+        return {**env, WORKER_HOSTNAME_ENV: worker.hostname}
     return dict(env)
 
 
@@ -408,9 +460,10 @@ def start_cluster(config: ClusterConfig, say=print, timeout: float = 300.0) -> C
     try:
         cluster = _start_components(config, env, trees)
         write_state(cluster)
-        say(f"starting MLflow, the API server, scheduler, DAG processor and {len(config.worker_queues)} workers ...")
+        say(f"starting MLflow, the API server, scheduler, DAG processor and {len(worker_specs(config))} workers ...")
         wait_healthy([cluster.tree("MLflow"), cluster.tree("api-server")], timeout=timeout)
-        wait_workers_ready([tree for tree in trees if tree.name.startswith("worker-")], timeout=timeout)
+        workers = {worker.name for worker in worker_specs(config)}
+        wait_workers_ready([tree for tree in trees if tree.name in workers], timeout=timeout)
         warmup = cluster.tree("Numba warm-up")
         warmup.process.wait(timeout=timeout)
         return cluster
@@ -424,9 +477,10 @@ def write_state(cluster: Cluster) -> None:
     ``status`` and ``down``."""
     state_dir = Path(cluster.config.state_dir).resolve()
     config = {**asdict(cluster.config), "state_dir": str(state_dir)}
+    specs = worker_specs(cluster.config)
     processes = []
     for tree in cluster.trees:
-        if tree.url is None and not tree.name.startswith("worker-") and tree.name not in AIRFLOW_COMPONENTS:
+        if tree.url is None and tree.name not in {w.name for w in specs} and tree.name not in AIRFLOW_COMPONENTS:
             continue  # the Numba warm-up: done once the cluster is up
         try:
             started = psutil.Process(tree.process.pid).create_time()
@@ -434,8 +488,7 @@ def write_state(cluster: Cluster) -> None:
             started = None
         processes.append({"name": tree.name, "pid": tree.process.pid, "create_time": started,
                           "log": str(tree.log_path), "url": tree.url, "health_path": tree.health_path})
-    workers = [{"name": worker_name(i), "queues": list(queues), "hostname": worker_hostname(i)}
-               for i, queues in enumerate(cluster.config.worker_queues)]
+    workers = [{**asdict(worker), "queues": list(worker.queues)} for worker in specs]
     state = {"config": config, "api_url": cluster.api_url, "mlflow_url": cluster.mlflow_url,
              "airflow_home": str(cluster.airflow_home), "workers": workers, "processes": processes}
     (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")

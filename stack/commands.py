@@ -115,7 +115,12 @@ def register_cluster(subparsers) -> None:
                     help="N workers serving 'default' and 'optimizer' in turn (default: 2, one of each)")
     up.add_argument("--queues", action="append", metavar="Q1,Q2",
                     help="one worker serving these queues; repeat for each worker (instead of --workers)")
-    up.add_argument("--concurrency", type=_positive_int, default=1, metavar="N", help="tasks each worker runs at once")
+    up.add_argument("--node-workers", metavar="CLUSTER_SPEC",
+                    help="also one worker per up node of this cluster spec, serving only the node's queue "
+                         "(node-<ID>) with the node's slots as its concurrency: where enacted steps run "
+                         "(docs/enactment.md)")
+    up.add_argument("--concurrency", type=_positive_int, default=1, metavar="N",
+                    help="tasks each worker runs at once (a node worker runs its node's slots)")
     up.add_argument("--postgres", default=None, metavar="URL",
                     help="PostgreSQL server for Airflow's and MLflow's databases (default: "
                          "postgresql://postgres@127.0.0.1:5432)")
@@ -176,6 +181,7 @@ def _cluster_up(args: argparse.Namespace, cluster) -> int:
         state_dir=Path(args.state_dir).resolve(), postgres_url=args.postgres or cluster.POSTGRES_URL,
         redis_url=args.redis or cluster.REDIS_URL, airflow_database=args.airflow_database,
         mlflow_database=args.mlflow_database, worker_queues=cluster.worker_queues(args.workers, args.queues),
+        node_workers=cluster.node_workers_from_spec(args.node_workers) if args.node_workers else (),
         concurrency=args.concurrency, artifacts_destination=args.artifacts,
         api_port=free_port(args.api_port), mlflow_port=free_port(args.mlflow_port))
     if config.api_port == config.mlflow_port:
@@ -218,8 +224,11 @@ def _print_cluster(state: dict) -> list[str]:
         value = cluster.component_status(entry)
         states.append(value)
         worker = queues.get(entry["name"])
-        where = (f"queues {','.join(worker['queues'])}, hostname {worker['hostname']}" if worker
-                 else entry.get("url") or "")
+        where = entry.get("url") or ""
+        if worker:
+            where = f"queues {','.join(worker['queues'])}, hostname {worker['hostname']}"
+            if worker.get("node"):
+                where += f", node {worker['node']}, concurrency {worker['concurrency']}"
         print(f"  {entry['name']:<14} {value:<9} pid {entry['pid']:<8} {where}")
     password = cluster.admin_password(Path(state["airflow_home"]))
     print(f"Airflow  {state['api_url']}   login: admin / {password or '(not generated yet)'}")
@@ -258,6 +267,7 @@ def _positive_float(text: str) -> float:
 
 
 def _import_dag(args: argparse.Namespace) -> int:
+    from apportion.core.io import count_noun
     from apportion.core.outputs import OutputSet
 
     with _needs_extra("import-dag"):
@@ -269,9 +279,11 @@ def _import_dag(args: argparse.Namespace) -> int:
         names = write_specs(imported, outputs)
         outputs.commit()
     workload, cluster = imported.workload, imported.cluster
+    slots = sum(n.slots for n in cluster.nodes)
     print(f"{args.dag_id}: {len(workload.tasks)} tasks, {len(workload.edges)} edges from {imported.instances} "
-          f"successful task instances in {len(imported.runs)} runs; {len(cluster.nodes)} nodes "
-          f"({imported.executor}Executor) -> " + ", ".join(str(outputs.target(name)) for name in names))
+          f"successful task instances in {len(imported.runs)} runs; {count_noun(len(cluster.nodes), 'node')}, "
+          f"{count_noun(slots, 'slot')} ({imported.executor}Executor) -> "
+          + ", ".join(str(outputs.target(name)) for name in names))
     print(f"work: median seconds x {args.reference_speed:g} GFLOP/s"
           + (f"; no history, given the median: {', '.join(imported.estimated)}" if imported.estimated else ""))
     return 0

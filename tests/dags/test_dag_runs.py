@@ -29,7 +29,7 @@ def mlflow_client(mlflow_tracking_uri):
 
 
 # The enactment's steps and observation (docs/enactment.md): skipped by a plan-only run.
-ENACTMENT_TASKS = ("enact.", "observe_enactment")
+ENACTMENT_TASKS = ("enact.", "watch_enactment", "observe_enactment", "calibrate")
 
 
 def run_dag(dagbag, dag_id, conf, **kwargs):

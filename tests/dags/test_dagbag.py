@@ -62,7 +62,8 @@ def enactment_tasks(dag_id):
 
     if dag_id not in ENACTED:
         return ()
-    return ("prepare_enactment", *(f"enact.{step}" for step in WORKFLOW_STEPS[dag_id]), "observe_enactment")
+    return ("prepare_enactment", *(f"enact.{step}" for step in WORKFLOW_STEPS[dag_id]), "watch_enactment",
+            "observe_enactment", "calibrate")
 
 
 @pytest.mark.parametrize("dag_id", WORKFLOWS)
@@ -92,8 +93,12 @@ def test_enactment_maps_the_workflow_steps_over_the_units(apportion_dagbag, dag_
         task = tasks[f"enact.{step}"]
         assert type(task.task_group).__name__ == "MappedTaskGroup", step
         assert task.upstream_task_ids == {"prepare_enactment", *(f"enact.{need}" for need in needs)}, step
-    assert {f"enact.{step}" for step in WORKFLOW_STEPS[dag_id]} <= tasks["observe_enactment"].upstream_task_ids
-    assert "observe_enactment" in tasks["record"].upstream_task_ids
+    assert tasks["watch_enactment"].upstream_task_ids == {"allocate", "prepare_enactment"}  # beside the steps
+    assert {f"enact.{step}" for step in WORKFLOW_STEPS[dag_id]} | {"watch_enactment"} <= tasks[
+        "observe_enactment"].upstream_task_ids
+    assert all(tasks[f"enact.{step}"].retries >= 1 for step in WORKFLOW_STEPS[dag_id])  # a lost step runs again
+    assert tasks["calibrate"].upstream_task_ids == {"allocate", "observe_enactment"}
+    assert "calibrate" in tasks["record"].upstream_task_ids
     assert tasks["record"].trigger_rule == "none_failed"  # a plan-only run skips the enactment, not the record
 
 

@@ -112,7 +112,8 @@ def test_a_plan_step_on_a_node_without_a_pool_enacts_nothing(apportion_dagbag, a
     assert rows[("prepare_enactment", -1)]["state"] == "failed"
     enacted = {key: row["state"] for key, row in rows.items() if key[0].startswith("enact.")}
     assert enacted and set(enacted.values()) == {"upstream_failed"}, enacted
-    assert rows[("observe_enactment", -1)]["state"] == "upstream_failed"
+    assert {rows[(task, -1)]["state"] for task in ("watch_enactment", "observe_enactment", "calibrate")} == {
+        "upstream_failed"}
     assert rows[("publish_plan", -1)]["state"] == "success"
 
 

@@ -11,8 +11,20 @@ retry runs on the other optimizer worker, the DAG run succeeds with one MLflow r
 island's front. ``apportion cluster down`` then stops everything and no process is left; the
 database and the broker's keys are dropped even when a test fails.
 
+The cluster also has one worker per node of traffic_prediction's two-node city cluster
+(``--node-workers``: ``district-0/orin-0`` and ``metro/xeon16-0``, each serving only its
+``node-<ID>`` queue). ``traffic_prediction`` enacted with 2 regions runs every step instance on
+try 1 in its node's queue and pool, on its node's worker, both nodes used, with one MLflow run;
+``multimodal_speech``, whose plan uses nodes without a worker, is refused by
+``prepare_enactment`` on try 1 (one line naming the node and its queue) and no step runs.
+Last, ``traffic_prediction`` enacts 4 regions and the metro node's worker is killed mid-step:
+``watch_enactment`` re-plans, the cluster's ``ReroutingCeleryExecutor`` routes the killed step's
+retry and the waiting steps to the district node's worker, every step succeeds once.
+
 The tests share one cluster and run in file order. The scheduler's heartbeat timeout is 30 s
-here (default 300) so that the killed worker's task is retried within the test.
+here (default 300) so that the killed worker's task is retried within the test; the scheduler
+creates no scheduled runs (``use_job_schedule`` off), so the unpaused workflow DAGs run only
+what the tests trigger.
 """
 
 from __future__ import annotations
@@ -44,6 +56,9 @@ CONF = {"scenario": "traffic_prediction", "size": 3, "nodes": 6, "islands": ISLA
 # Islands long enough to be killed mid-search.
 LONG_CONF = {**CONF, "seed": 6, "size": 8, "population": 40, "generations": 400}
 WORKER_QUEUES = (("default",), ("optimizer",), ("optimizer",))
+TRAFFIC, SPEECH = "traffic_prediction", "multimodal_speech"
+ENACTED_CONF = {"nodes": 2, "population": 16, "generations": 10, "seed": 3, "samples": 50, "warm_start": False,
+                "enact": "plan and run", "enact_units": 2}
 HEARTBEAT_TIMEOUT = 30
 APPORTION = str(Path(sys.executable).with_name("apportion"))
 
@@ -67,16 +82,22 @@ def cluster():
     name = f"apportion_test_{uuid.uuid4().hex[:10]}"
     # Not under pytest's basetemp: another pytest run on the machine may prune it while the cluster runs.
     state_dir = Path(tempfile.mkdtemp(prefix="apportion-cluster-"))
+    scenario = state_dir / "scenario"
+    subprocess.run([APPORTION, "scenario", TRAFFIC, "--size", "2", "--nodes", str(ENACTED_CONF["nodes"]),
+                    "--out", str(scenario)], check=True, capture_output=True, timeout=120)
     config = stack_cluster.ClusterConfig(
         state_dir=state_dir, airflow_database=name, mlflow_database=f"{name}_mlflow",
         worker_queues=WORKER_QUEUES, api_port=free_port(), mlflow_port=free_port(), parallelism=4,
+        node_workers=stack_cluster.node_workers_from_spec(scenario / "cluster.yaml"),
         airflow_settings={"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
-                          "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5"})
+                          "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+                          "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"})
     try:
         running = stack_cluster.start_cluster(config, say=lambda line: print(line, flush=True), timeout=420)
         client = AirflowClient(running.api_url, running.airflow_home)
-        client.wait_for_dags([DAG_ID], timeout=180)
-        client.unpause(DAG_ID)
+        client.wait_for_dags([DAG_ID, TRAFFIC, SPEECH], timeout=180)
+        for dag_id in (DAG_ID, TRAFFIC, SPEECH):
+            client.unpause(dag_id)
         yield running, client
     finally:
         left = stack_cluster.stop_cluster(config.state_dir)
@@ -95,8 +116,8 @@ def _drop_broker_keys(config) -> None:
         broker.delete(key)
 
 
-def _task_instances(client: AirflowClient, run_id: str) -> list[dict]:
-    return client.request("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
+def _task_instances(client: AirflowClient, run_id: str, dag_id: str = DAG_ID) -> list[dict]:
+    return client.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
 
 
 def _worker_hostnames(running) -> dict[tuple[str, ...], set[str]]:
@@ -108,19 +129,24 @@ def _worker_hostnames(running) -> dict[tuple[str, ...], set[str]]:
     return hostnames
 
 
-def _mlflow_runs(running, run_id: str) -> list[tuple[str, str]]:
-    """(run id, status) of every MLflow run tagged with the DAG run, read from PostgreSQL."""
+def _mlflow_query(running, query: str, *args) -> list[tuple]:
+    """The rows of ``query`` on the MLflow backend store in PostgreSQL."""
     from apportion.stack.cluster import _postgres
 
     connection = _postgres(running.config.postgres_url, running.config.mlflow_database)
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT r.run_uuid, r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
-                           "WHERE t.key = 'airflow.dag_run_id' AND t.value = %s AND r.lifecycle_stage = 'active'",
-                           (run_id,))
+            cursor.execute(query, args)
             return cursor.fetchall()
     finally:
         connection.close()
+
+
+def _mlflow_runs(running, run_id: str) -> list[tuple[str, str]]:
+    """(run id, status) of every MLflow run tagged with the DAG run, read from PostgreSQL."""
+    return _mlflow_query(running, "SELECT r.run_uuid, r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+                                  "WHERE t.key = 'airflow.dag_run_id' AND t.value = %s "
+                                  "AND r.lifecycle_stage = 'active'", run_id)
 
 
 def _front_matrix(uri: str, objectives: list[str], instance) -> tuple:
@@ -169,8 +195,8 @@ def _check_merged_front(client: AirflowClient, run_id: str) -> dict:
     return merged
 
 
-def _mapped_xcom(client: AirflowClient, run_id: str, task_id: str, map_index: int) -> dict:
-    path = (f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+def _mapped_xcom(client: AirflowClient, run_id: str, task_id: str, map_index: int, dag_id: str = DAG_ID) -> dict:
+    path = (f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
             f"?map_index={map_index}")
     value = client.request("GET", path)["value"]
     return json.loads(value) if isinstance(value, str) else value
@@ -201,6 +227,61 @@ def test_island_run_uses_both_queues_and_lands_in_postgres(cluster):
     assert _mlflow_runs(running, run_id) == [(record["mlflow_run_id"], "FINISHED")]
 
 
+def test_enacted_steps_run_on_their_nodes_workers(cluster):
+    """traffic_prediction, 2 regions enacted on the two-node city cluster: each step instance ran
+    on try 1 in its node's queue and pool, on the worker of that node (its hostname), both nodes
+    took steps, and the DAG run has one MLflow run (PostgreSQL), with the enactment's metrics."""
+    from apportion.operators.placement import node_pool
+    from apportion.operators.steps import WORKFLOW_STEPS
+    from apportion.stack.cluster import worker_specs
+
+    running, client = cluster
+    run_id = client.trigger(TRAFFIC, {**ENACTED_CONF, "regions": 2})
+    run = client.wait_for_runs({TRAFFIC: run_id}, timeout=900)[TRAFFIC]
+    tis = _task_instances(client, run_id, TRAFFIC)
+    assert run["state"] == "success", [(ti["task_id"], ti["map_index"], ti["state"]) for ti in tis]
+    node_host = {spec.node: spec.hostname for spec in worker_specs(running.config) if spec.node}
+    assignments = client.xcom(TRAFFIC, run_id, "prepare_enactment")
+    steps = {(ti["task_id"], ti["map_index"]): ti for ti in tis if ti["task_id"].startswith("enact.")}
+    assert len(steps) == 2 * len(WORKFLOW_STEPS[TRAFFIC]) == sum(len(a["steps"]) for a in assignments)
+    for index, assignment in enumerate(assignments):
+        for step, placed in assignment["steps"].items():
+            ti = steps[(f"enact.{step}", index)]
+            assert (ti["state"], ti["try_number"]) == ("success", 1), ti
+            assert (ti["queue"], ti["pool"]) == (placed["queue"], placed["pool"])
+            assert placed["queue"] == placed["pool"] == node_pool(placed["node"])
+            assert ti["hostname"] == node_host[placed["node"]], (ti["task_id"], placed["node"], ti["hostname"])
+    assert {placed["node"] for a in assignments for placed in a["steps"].values()} == set(node_host)
+    assert {ti["queue"] for ti in tis if not ti["task_id"].startswith("enact.")} == {"default"}
+    ((mlflow_run, status),) = _mlflow_runs(running, run_id)
+    assert status == "FINISHED"
+    enacted = dict(_mlflow_query(running, "SELECT key, value FROM latest_metrics WHERE run_uuid = %s "
+                                          "AND key LIKE 'enact/%%'", mlflow_run))
+    assert enacted["enact/units"] == 2 and enacted["enact/steps"] == len(steps)
+
+
+def test_a_plan_on_a_node_without_worker_is_refused_before_any_step(cluster):
+    """multimodal_speech plans onto the speech cluster's nodes, none of which has a worker:
+    prepare_enactment fails on try 1 with one line naming the node and its queue, and no step
+    instance runs."""
+    running, client = cluster
+    run_id = client.trigger(SPEECH, {**ENACTED_CONF, "streams": 2})
+    run = client.wait_for_runs({SPEECH: run_id}, timeout=900)[SPEECH]
+    tis = {ti["task_id"]: ti for ti in _task_instances(client, run_id, SPEECH)}
+    assert run["state"] == "failed", {task: ti["state"] for task, ti in tis.items()}
+    prepare = tis["prepare_enactment"]
+    assert (prepare["state"], prepare["try_number"]) == ("failed", 1)
+    assert tis["allocate"]["state"] == "success"
+    steps = {task: ti["state"] for task, ti in tis.items() if task.startswith("enact.")}
+    assert steps and set(steps.values()) == {"upstream_failed"}, steps
+    assert tis["observe_enactment"]["state"] == "upstream_failed"
+    logs = running.airflow_home / "logs" / f"dag_id={SPEECH}" / f"run_id={run_id}" / "task_id=prepare_enactment"
+    lines = [line for log in logs.rglob("*.log") for line in log.read_text().splitlines()
+             if "has no live worker on queue" in line]
+    assert lines, f"no refusal in {logs}"
+    assert "enact: node '" in lines[0] and "queue 'node-" in lines[0], lines[0]
+
+
 def _running_island(client: AirflowClient, run_id: str, timeout: float = 300.0) -> dict:
     """The first island task instance seen running with its worker's hostname recorded."""
     started = time.monotonic()
@@ -215,10 +296,10 @@ def _running_island(client: AirflowClient, run_id: str, timeout: float = 300.0) 
 def _kill_worker(running, hostname: str) -> list[psutil.Process]:
     """SIGKILL the worker whose task instances record ``hostname``, with its whole process tree
     (as if its machine died); the processes killed."""
-    from apportion.stack.cluster import worker_hostname
+    from apportion.stack.cluster import worker_specs
 
-    index = next(i for i in range(len(running.config.worker_queues)) if worker_hostname(i) == hostname)
-    root = psutil.Process(running.tree(f"worker-{index + 1}").process.pid)
+    name = next(spec.name for spec in worker_specs(running.config) if spec.hostname == hostname)
+    root = psutil.Process(running.tree(name).process.pid)
     tree = [root, *root.children(recursive=True)]
     os.killpg(root.pid, signal.SIGKILL)
     for proc in tree:
@@ -251,6 +332,85 @@ def test_killed_worker_task_is_retried_elsewhere(cluster):
     assert _mlflow_runs(running, run_id) == [(record["mlflow_run_id"], "FINISHED")]
 
 
+def _step_to_strand(client: AirflowClient, run_id: str, queue: str, timeout: float = 600.0) -> tuple[dict, list]:
+    """The first enacted step seen running (with its hostname) in ``queue`` while more steps
+    wait to run there, and those waiting steps."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        steps = [ti for ti in _task_instances(client, run_id, TRAFFIC)
+                 if ti["task_id"].startswith("enact.") and ti["queue"] == queue]
+        waiting = [ti for ti in steps if ti["state"] in (None, "scheduled")]
+        for ti in steps:
+            if ti["state"] == "running" and ti.get("hostname") and waiting:
+                return ti, waiting
+        time.sleep(0.5)
+    raise AssertionError(f"no enacted step ran on a node with steps still to run within {timeout:.0f} s")
+
+
+def test_a_lost_node_worker_leads_to_a_replan_and_every_step_once(cluster):
+    """traffic_prediction enacts 4 regions on the two-node city cluster. The worker of a node is
+    killed (its whole process tree) while it runs a step and more of its steps wait: the
+    watch_enactment task sees its queue gone and re-plans; the lost step is retried on the other
+    node's worker and the waiting ones run there too; nothing runs on the dead node after the kill;
+    every step succeeds exactly once (one try, or the killed try and one more); the DAG run succeeds
+    with one MLflow run, which records the re-plan. The node lost is the metro server: the district
+    node is the only one allowed to run the sensors' and cameras' steps. Last of the node-worker
+    tests: it kills one."""
+    from apportion.operators.placement import node_pool
+    from apportion.stack.cluster import worker_specs
+
+    running, client = cluster
+    lost = "metro/xeon16-0"
+    run_id = client.trigger(TRAFFIC, {**ENACTED_CONF, "regions": 4, "enact_units": 4, "seed": 7})
+    victim, waiting = _step_to_strand(client, run_id, node_pool(lost))
+    node_of = {spec.hostname: spec.node for spec in worker_specs(running.config) if spec.node}
+    assert node_of[victim["hostname"]] == lost
+    _kill_worker(running, victim["hostname"])
+    killed_at = time.time()
+
+    run = client.wait_for_runs({TRAFFIC: run_id}, timeout=900)[TRAFFIC]
+    tis = _task_instances(client, run_id, TRAFFIC)
+    assert run["state"] == "success", [(ti["task_id"], ti["map_index"], ti["state"]) for ti in tis]
+    (survivor,) = set(node_of.values()) - {lost}
+    steps = {(ti["task_id"], ti["map_index"]): ti for ti in tis if ti["task_id"].startswith("enact.")}
+    assert {ti["state"] for ti in steps.values()} == {"success"}
+
+    again = steps[(victim["task_id"], victim["map_index"])]
+    assert again["try_number"] >= 2 and again["hostname"] != victim["hostname"]
+    assert (again["queue"], again["pool"]) == (node_pool(survivor), node_pool(survivor))
+    for ti in waiting:
+        moved = steps[(ti["task_id"], ti["map_index"])]
+        assert (moved["queue"], moved["hostname"], moved["try_number"]) == (
+            node_pool(survivor), _host(node_of, survivor), 1), moved
+    for key, ti in steps.items():
+        if key != (victim["task_id"], victim["map_index"]):
+            assert ti["try_number"] == 1, ti  # ran once
+        if ti["hostname"] == victim["hostname"]:
+            assert _epoch(ti["end_date"]) <= killed_at, ti  # nothing ran on the dead node after the kill
+        results = _mapped_xcom(client, run_id, ti["task_id"], ti["map_index"], TRAFFIC)
+        assert results["realised"]["hostname"] == ti["hostname"]
+        assert results["realised"]["node"] == node_of[ti["hostname"]]
+
+    watched = client.xcom(TRAFFIC, run_id, "watch_enactment")
+    assert watched["replans"] and watched["replans"][0]["lost"] == [lost]
+    ((mlflow_run, status),) = _mlflow_runs(running, run_id)
+    assert status == "FINISHED"
+    enacted = dict(_mlflow_query(running, "SELECT key, value FROM latest_metrics WHERE run_uuid = %s "
+                                          "AND key LIKE 'enact/%%'", mlflow_run))
+    assert enacted["enact/replans"] == len(watched["replans"]) and enacted["enact/rerouted_steps"] >= len(waiting)
+    assert enacted["enact/steps"] == len(steps) == 4 * 5
+
+
+def _host(node_of: dict[str, str], node: str) -> str:
+    return next(host for host, served in node_of.items() if served == node)
+
+
+def _epoch(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def _port_open(url: str) -> bool:
     host, port = url.rsplit("//", 1)[1].split(":")
     with socket.socket() as sock:
@@ -269,6 +429,7 @@ def test_cluster_down_leaves_no_process(cluster):
     status = subprocess.run([APPORTION, "cluster", "status", "--state-dir", str(running.config.state_dir)],
                             capture_output=True, text=True, timeout=60)
     assert "worker-1" in status.stdout and "healthy" in status.stdout, status.stdout + status.stderr
+    assert "node-metro.xeon16-0" in status.stdout and "node metro/xeon16-0" in status.stdout, status.stdout
     down = subprocess.run([APPORTION, "cluster", "down", "--state-dir", str(running.config.state_dir)],
                           capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr

@@ -22,6 +22,7 @@ from apportion.stack.airflow_client import AirflowClient, ApiError, run_seconds
 from apportion.stack.demo import wait_warmup
 from apportion.stack.processes import ProcessTree, free_port, stop_servers
 from apportion.stack.servers import start_airflow, start_mlflow, start_numba_warmup, wait_healthy
+from tests.dags.test_dag_runs import ENACTMENT_TASKS
 
 pytestmark = pytest.mark.integration
 
@@ -77,8 +78,8 @@ def test_triggered_run_is_tracked_in_mlflow(stack, tmp_path):
     run = client.wait_for_runs({DAG_ID: run_id}, timeout=600)[DAG_ID]
     tasks = {t["task_id"]: t["state"] for t in client.task_instances(DAG_ID, run_id)}
     assert run["state"] == "success", tasks
-    enactment = {task for task in tasks if task.startswith(("enact.", "observe_enactment"))}
-    assert enactment, tasks  # the form's default is plan only: the enactment is there, skipped
+    enactment = {task for task in tasks if task.startswith(ENACTMENT_TASKS)}
+    assert enactment, tasks  # the form's default is plan only: the enactment and calibration are there, skipped
     assert {tasks[task] for task in enactment} == {"skipped"}, tasks
     assert {state for task, state in tasks.items() if task not in enactment} == {"success"}, tasks
     assert run["conf"] == SMALL_CONF

@@ -65,7 +65,7 @@ def test_every_component_shares_the_celery_and_database_settings(tmp_path):
     assert cluster.cluster_secrets(tmp_path) == secret  # made once, read back after
     assert (tmp_path / cluster.SECRETS_FILE).stat().st_mode & 0o777 == 0o600
     env = cluster.airflow_environment(config, secret)
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "apportion.operators.rerouting.ReroutingCeleryExecutor"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://postgres@127.0.0.1:5432/af_db"
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql+psycopg2://postgres@127.0.0.1:5432/af_db"
     assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6379/0"
@@ -98,6 +98,35 @@ def test_each_worker_serves_its_queues_under_its_own_name(tmp_path):
     assert WORKER_HOSTNAME_ENV not in cluster.component_environment(config, {"A": "1"}, "scheduler")
 
 
+NODES_SPEC = """cluster:
+  nodes:
+    - {id: district-0/orin-0, kind: edge, speed: 40, memory: 64, zone: district-0}
+    - {id: metro/xeon16-0, kind: cpu, speed: 30, memory: 64, zone: metro, slots: 3}
+    - {id: metro/xeon16-1, kind: cpu, speed: 30, memory: 64, zone: metro, failed: true}
+"""
+
+
+def test_node_workers_serve_only_their_node_queue_with_its_slots(tmp_path):
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(NODES_SPEC)
+    nodes = cluster.node_workers_from_spec(spec)
+    assert nodes == (("district-0/orin-0", 1), ("metro/xeon16-0", 3))  # the failed node has none; slots default to 1
+    config = cluster.ClusterConfig(tmp_path, worker_queues=(("default",),), node_workers=nodes)
+    commands = dict(cluster.component_commands(config))
+    assert list(commands)[3:] == ["worker-1", "node-district-0.orin-0", "node-metro.xeon16-0"]
+    worker = commands["node-district-0.orin-0"]
+    assert worker[worker.index("--queues") + 1] == "node-district-0.orin-0"
+    assert worker[worker.index("--concurrency") + 1] == "1"
+    assert worker[worker.index("--celery-hostname") + 1].startswith("node-district-0.orin-0@")
+    specs = {spec.name: spec for spec in cluster.worker_specs(config)}
+    assert specs["node-metro.xeon16-0"].node == "metro/xeon16-0"
+    worker = commands["node-metro.xeon16-0"]
+    assert worker[worker.index("--concurrency") + 1] == "3"
+    env = cluster.component_environment(config, {}, "node-metro.xeon16-0")
+    assert env[WORKER_HOSTNAME_ENV].endswith("-node-metro.xeon16-0")
+    assert len({spec.hostname for spec in specs.values()}) == 3
+
+
 def test_worker_hostname_callable(monkeypatch):
     monkeypatch.setenv(WORKER_HOSTNAME_ENV, "host-worker-2")
     assert worker_hostname() == "host-worker-2"
@@ -121,6 +150,7 @@ def test_missing_postgres_and_redis_are_one_line(tmp_path):
     (["up", "--queues", "default", "--queues", "opt imizer"], ["queues", "'opt imizer'"]),
     (["up", "--api-port", "70000"], ["--api-port", "TCP port"]),
     (["up", "--airflow-database", "My-DB"], ["database", "'My-DB'"]),
+    (["up", "--node-workers", "/nowhere/cluster.yaml"], ["node-workers", "/nowhere/cluster.yaml"]),
     (["sideways"], ["invalid choice", "'sideways'"]),
 ])
 def test_bad_options_are_one_line(tmp_path, argv, words):

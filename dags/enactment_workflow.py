@@ -41,7 +41,8 @@ def enactment_params(*, unit: str, scenario: str, default_units: int = 3) -> dic
             CALIBRATION_CHOICES[0], type="string", enum=list(CALIBRATION_CHOICES), title="Calibration",
             section="Enactment",
             description="Plan with the speeds and overheads learned from earlier enactments of this scenario and "
-                        "cluster (docs/calibration.md): every node as this machine, at the stand-in scale. "
+                        "cluster (docs/calibration.md): each node's own where its steps ran, the pooled ones "
+                        "elsewhere, at the stand-in scale. "
                         "'use when enacting' (a run that enacts predicts its steps' durations here), 'use always', "
                         "'ignore' (the declared speeds). Every enactment updates the calibration either way.",
         ),

@@ -3,20 +3,21 @@
 One calibration file (``apportion.core.calibrate``'s format) per (scenario, cluster), in the
 storage root: ``<root>/calibration/<scenario>/<cluster>.json`` (docs/calibration.md).
 
-* What is learned: the stand-ins' items per second of each task kind and the overhead per
-  step (the executor's share: task instance start to the stand-in's start), on this machine.
-  Each enacted step gives two observations of the node ``LOCAL_NODE``: its items and realised
-  duration, and zero items with its measured overhead, so the Theil-Sen line of every kind
-  goes through both and the fitted overhead is the steps' median overhead.
+* What is learned: per (node, task kind), the stand-ins' items per second, and per node the
+  overhead per step (the executor's share: task instance start to the stand-in's start), each
+  under the node that really ran the step (its worker's host on the CeleryExecutor, its pool
+  here). Each enacted step gives two observations of that node: its items and realised
+  duration, and zero items with its measured overhead, so the Theil-Sen line of every (node,
+  kind) goes through both and the node's fitted overhead is its steps' median overhead.
 * ``calibrate_enactment`` (after ``observe_enactment``) merges a DAG run's observations into
   the file under a lock (a compare-and-swap on the revision where the storage root is not a
   local file system), once per DAG run: the run key ``<dag_id>/<run_id>`` is in the file's
   ``runs``, so a retried task applies nothing twice. It logs the calibration to the DAG run's
   MLflow run once (``calibration/revision`` and the file as an artifact).
-* ``planning_cluster`` (what ``allocate`` plans with when given ``calibration``): every node
-  of the cluster as this machine, its speeds the learned items per second over the enactment
-  scale (items per GFLOP), so the plan predicts the enactment's durations here. Wrong for
-  workers on other hosts (Celery): every node is taken to be the machine that was measured.
+* ``planning_cluster`` (what ``allocate`` plans with when given ``calibration``): each node's
+  learned overhead and items per second per kind, over the enactment scale (items per GFLOP)
+  as GFLOP/s, so the plan predicts the enactment's durations. A node, or a kind on a node, that
+  no enactment has run yet takes the estimate of every enacted step pooled (``POOLED_NODE``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from apportion.core.model import Cluster
 
 FOLDER = "calibration"
-LOCAL_NODE = "this-machine"  # every observation's node: the stand-ins all ran here
+POOLED_NODE = "*"  # every enacted step whichever node ran it: what an unobserved node is planned with
 MIN_POINTS = 2  # a kind's two points (its items, and zero items with the overhead) fit a line
 CAS_ATTEMPTS = 5
 
@@ -58,36 +59,50 @@ def read_calibration(target: Any) -> Calibration:
     return Calibration.from_dict(read_json(target), where=str(target))
 
 
+def pooled(calibration: Calibration) -> Calibration:
+    """``calibration`` refitted with every observation under ``POOLED_NODE``: one speed per task
+    kind and one overhead for all the nodes that ran steps."""
+    from apportion.core.calibrate import fit
+
+    return fit([dataclasses.replace(o, node=POOLED_NODE) for o in calibration.observations],
+               runs=calibration.runs, revision=calibration.revision, fitted_at=calibration.fitted_at,
+               min_points=calibration.min_points, window=calibration.window)
+
+
 def planning_cluster(cluster: Cluster, calibration: Calibration, scale: float) -> Cluster:
-    """``cluster`` with every node as this machine: the calibration's overhead per step and, per
-    task kind, its items per second divided by ``scale`` (items per GFLOP) as GFLOP/s. Kinds
-    never observed keep their declared speed; an empty calibration changes nothing."""
+    """``cluster`` as the enactments measured it: each node's own overhead and, per task kind,
+    its own items per second divided by ``scale`` (items per GFLOP) as GFLOP/s; where a node (or
+    a kind on it) was never enacted, the pooled estimates (``pooled``). Kinds no enactment ran
+    keep their declared speed; an empty calibration changes nothing."""
     from apportion.core.calibrate import SpeedEstimate, apply_calibration
     from apportion.core.errors import SpecError
 
     if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0):
         raise SpecError("calibration_scale", f"must be a number > 0 (the enactment's items per GFLOP), got {scale!r}")
-    speeds = [s for s in calibration.speeds if s.node == LOCAL_NODE]
-    overhead = calibration.overhead(LOCAL_NODE)
-    everywhere = dataclasses.replace(
-        calibration,
-        speeds=tuple(SpeedEstimate(node.id, s.kind, s.speed / scale, s.count, s.source)
-                     for node in cluster.nodes for s in speeds),
-        overheads=() if overhead is None else tuple(dataclasses.replace(overhead, node=node.id)
-                                                    for node in cluster.nodes),
-    )
-    return apply_calibration(cluster, everywhere)
+    everyone = pooled(calibration)
+    kinds = sorted({s.kind for s in everyone.speeds})
+    speeds, overheads = [], []
+    for node in cluster.nodes:
+        for kind in kinds:
+            learned = calibration.speed(node.id, kind) or everyone.speed(POOLED_NODE, kind)
+            speeds.append(SpeedEstimate(node.id, kind, learned.speed / scale, learned.count, learned.source))
+        overhead = calibration.overhead(node.id) or everyone.overhead(POOLED_NODE)
+        if overhead is not None:
+            overheads.append(dataclasses.replace(overhead, node=node.id))
+    return apply_calibration(cluster, dataclasses.replace(calibration, speeds=tuple(speeds),
+                                                          overheads=tuple(overheads)))
 
 
 def enactment_observations(rows: Iterable[Mapping[str, Any]], run_key: str) -> list:
-    """Two observations of ``LOCAL_NODE`` per enacted step (``enactment.observations`` rows):
-    its items and realised duration, and zero items with its overhead."""
+    """Two observations per enacted step (``enactment.observations`` rows), of the node that ran
+    it: its items and realised duration, and zero items with its overhead."""
     from apportion.core.calibrate import Observation
 
     out = []
     for row in rows:
-        out.append(Observation(LOCAL_NODE, row["kind"], float(row["items"]), float(row["realised_duration"]), run_key))
-        out.append(Observation(LOCAL_NODE, row["kind"], 0.0, max(0.0, float(row["overhead"])), run_key))
+        node = str(row["node"])
+        out.append(Observation(node, row["kind"], float(row["items"]), float(row["realised_duration"]), run_key))
+        out.append(Observation(node, row["kind"], 0.0, max(0.0, float(row["overhead"])), run_key))
     return out
 
 
@@ -134,14 +149,17 @@ def step_errors(rows: Iterable[Mapping[str, Any]], calibration: Calibration) -> 
     and as the new calibration predicts them (at the items the steps did)."""
     import numpy as np
 
-    from apportion.core.calibrate import apply_calibration, median_abs_error
+    from apportion.core.calibrate import median_abs_error
     from apportion.core.model import Cluster, Node
 
     rows = [r for r in rows if r["realised_duration"] > 0]
     before = [abs(r["predicted_duration"] - r["realised_duration"]) / r["realised_duration"] for r in rows]
-    here = Cluster(nodes=(Node(LOCAL_NODE, "local", speed=1.0, memory=1.0),))
     steps = [o for o in enactment_observations(rows, "") if o.work > 0]
-    after = median_abs_error(steps, apply_calibration(here, calibration)) if steps else math.nan
+    if not steps:
+        return (float(np.median(before)) if before else math.nan), math.nan
+    # The steps' nodes at 1 GFLOP/s and one item per GFLOP: their durations as the new fit predicts.
+    here = Cluster(nodes=tuple(Node(node, "any", speed=1.0, memory=1.0) for node in sorted({o.node for o in steps})))
+    after = median_abs_error(steps, planning_cluster(here, calibration, 1.0))
     return (float(np.median(before)) if before else math.nan), after
 
 

@@ -20,6 +20,7 @@ def test_each_enacted_run_plans_with_the_calibration_the_previous_ones_made(
     from mlflow.tracking import MlflowClient
 
     from apportion.operators.calibrating import calibrate_enactment, calibration_uri, read_calibration
+    from apportion.operators.storage import read_json
     from apportion.operators.tracking import AirflowRef
     from tests.dags.test_enactment_runs import xcom
 
@@ -47,7 +48,9 @@ def test_each_enacted_run_plans_with_the_calibration_the_previous_ones_made(
     target = calibration_uri("medical_diagnosis", "hospital-6")
     calibration = read_calibration(target)
     assert calibration.revision == 3 and len(calibration.runs) == 3
-    assert calibration.overhead("this-machine").overhead > 0  # the executor's share of a step, learned
+    ran_on = {o.node for o in calibration.observations}  # the nodes the steps really ran on, each learned
+    assert ran_on and ran_on <= {node["id"] for node in read_json(xcom(runs[2][0], "allocate")["cluster"])["nodes"]}
+    assert all(calibration.overhead(node).overhead > 0 for node in ran_on)  # the executor's share of a step
 
     # A retried calibrate task of run 3: nothing merged a second time, nothing logged a second time.
     dag_run, run_id, _ = runs[2]

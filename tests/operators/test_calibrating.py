@@ -9,29 +9,30 @@ import pytest
 
 from tests.operators.conftest import SMALL, task_ref
 
-# Two enacted steps of one case: items, realised duration (task instance start to the stand-in's
-# end) and overhead (task instance start to the stand-in's start), as enactment.observations gives.
+# Two enacted steps of one case: the node that ran it, items, realised duration (task instance start
+# to the stand-in's end) and overhead (task instance start to the stand-in's start), as
+# enactment.observations gives.
 ROWS = [
-    {"kind": "cnn", "items": 100, "realised_duration": 1.5, "overhead": 0.5, "predicted_duration": 30.0},
-    {"kind": "nlp", "items": 1, "realised_duration": 0.6, "overhead": 0.5, "predicted_duration": 0.01},
+    {"node": "gpu-0", "kind": "cnn", "items": 100, "realised_duration": 1.5, "overhead": 0.5, "predicted_duration": 30.0},
+    {"node": "cpu-0", "kind": "nlp", "items": 1, "realised_duration": 0.6, "overhead": 0.5, "predicted_duration": 0.01},
 ]
 
 
-def test_each_step_gives_its_items_and_its_overhead_as_two_observations():
+def test_each_step_gives_its_items_and_its_overhead_as_two_observations_of_the_node_that_ran_it():
     from apportion.core.calibrate import Calibration
-    from apportion.operators.calibrating import LOCAL_NODE, MIN_POINTS, enactment_observations
+    from apportion.operators.calibrating import MIN_POINTS, enactment_observations
 
     observations = enactment_observations(ROWS, "dag/run")
     assert [(o.node, o.kind, o.work, o.duration) for o in observations] == [
-        (LOCAL_NODE, "cnn", 100.0, 1.5), (LOCAL_NODE, "cnn", 0.0, 0.5),
-        (LOCAL_NODE, "nlp", 1.0, 0.6), (LOCAL_NODE, "nlp", 0.0, 0.5)]
+        ("gpu-0", "cnn", 100.0, 1.5), ("gpu-0", "cnn", 0.0, 0.5),
+        ("cpu-0", "nlp", 1.0, 0.6), ("cpu-0", "nlp", 0.0, 0.5)]
     calibration = Calibration(min_points=MIN_POINTS).merge(observations, run_id="dag/run", fitted_at="t")
-    assert calibration.overhead(LOCAL_NODE).overhead == pytest.approx(0.5)
-    assert calibration.speed(LOCAL_NODE, "cnn").speed == pytest.approx(100.0)  # items per second
-    assert calibration.speed(LOCAL_NODE, "nlp").speed == pytest.approx(10.0)
+    assert calibration.overhead("gpu-0").overhead == pytest.approx(0.5)
+    assert calibration.speed("gpu-0", "cnn").speed == pytest.approx(100.0)  # items per second
+    assert calibration.speed("cpu-0", "nlp").speed == pytest.approx(10.0)
 
 
-def test_a_calibrated_plan_takes_every_node_as_this_machine_at_the_enactment_scale():
+def test_a_calibrated_plan_gives_each_node_its_own_speeds_and_unenacted_nodes_the_pooled_ones():
     from apportion.core.calibrate import Calibration
     from apportion.core.model import Instance
     from apportion.core.scenarios import build
@@ -39,15 +40,24 @@ def test_a_calibrated_plan_takes_every_node_as_this_machine_at_the_enactment_sca
 
     workload, cluster = build("medical_diagnosis", size=1, nodes=6, seed=3)
     assert planning_cluster(cluster, Calibration(min_points=MIN_POINTS), 0.001) == cluster  # nothing learned yet
-    calibration = Calibration(min_points=MIN_POINTS).merge(enactment_observations(ROWS, "r"), run_id="r",
+    fast, slow = "hospital/a6000-0", "hospital/a6000-1"  # the two nodes that may run c0.ct_seg (on-site GPUs)
+    steps = [{**ROWS[0], "node": fast}, {**ROWS[0], "node": slow, "realised_duration": 4.5},  # 3x slower there
+             {**ROWS[1], "node": "cloud/xeon16-0"}]
+    calibration = Calibration(min_points=MIN_POINTS).merge(enactment_observations(steps, "r"), run_id="r",
                                                            fitted_at="t")
     planned = planning_cluster(cluster, calibration, 0.001)
     assert [node.overhead for node in planned.nodes] == pytest.approx([0.5] * len(cluster.nodes))
-    instance = Instance.build(workload, planned)
+    speed = {node.id: {kind: f * node.speed for kind, f in planned.node_speed_factors[node.id].items()}
+             for node in planned.nodes}  # GFLOP/s per kind: items per second / 0.001 items per GFLOP
+    assert speed[fast]["cnn"] == pytest.approx(100.0 / 0.001) and speed[slow]["cnn"] == pytest.approx(25.0 / 0.001)
+    pooled = (100.0 / 1.0 + 100.0 / 4.0) / 2  # the median items per second of both nodes' cnn steps
+    assert all(speed[n.id]["cnn"] == pytest.approx(pooled / 0.001) for n in cluster.nodes[2:])  # never ran cnn
+    assert all(speed[n.id]["nlp"] == pytest.approx(10.0 / 0.001) for n in cluster.nodes)  # one node ran nlp
+
+    instance = Instance.build(workload, planned)  # and the plan's duration table reads them
     row = instance.task_ids.index("c0.ct_seg")
     work = workload.tasks[row].work
-    eligible = instance.duration[row][instance.duration[row] < float("inf")]
-    assert eligible == pytest.approx(0.5 + work * 0.001 / 100.0)  # overhead + items / (items per second)
+    assert instance.duration[row, :2] == pytest.approx([0.5 + work * 0.001 / 100.0, 0.5 + work * 0.001 / 25.0])
 
 
 def test_bad_scale_is_one_line_naming_it():

@@ -24,7 +24,10 @@ def test_airflow_loads_it_as_a_celery_executor(monkeypatch):
 
 
 @pytest.mark.slow
-def test_queueing_a_step_takes_the_latest_replans_queue_and_pool(apportion_dagbag, airflow_metadata_db, monkeypatch):
+def test_queueing_a_step_takes_the_latest_replans_queue_and_pool(apportion_dagbag, airflow_metadata_db):
+    """The run itself is enacted under this process's executor (with Celery configured,
+    ``prepare_enactment`` would ask live workers for their queues); the executor under test is
+    then made here and fed that run's task instances."""
     from airflow.executors.workloads import ExecuteTask
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
@@ -34,7 +37,6 @@ def test_queueing_a_step_takes_the_latest_replans_queue_and_pool(apportion_dagba
     from apportion.operators.placement import REPLAN_XCOM, node_pool
     from apportion.operators.rerouting import ReroutingCeleryExecutor, stranded
 
-    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", EXECUTOR)
     dag_run = run_dag(apportion_dagbag, "medical_diagnosis",
                       {"nodes": 6, "population": 12, "generations": 4, "seed": 3, "cases": 2,
                        "enact": "plan and run", "enact_units": 1})

@@ -27,15 +27,12 @@ from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
 from apportion.operators.placement import node_pool
 from apportion.operators.queues import check_node_workers
 from apportion.operators.steps import WORKFLOW_STEPS, load_libraries, run_stand_in
-from apportion.operators.steps.kit import OTHER_UNITS
 from apportion.operators.storage import save_folder, task_folders
 from apportion.operators.tracking import AirflowRef
 
 GROUP = "enact"
 WATCH_TASK = "watch_enactment"
 DEFAULT_QUEUE = "default"
-INPUT_RECHECK_SECONDS = 2.0  # a step waiting for another unit's output looks again after this
-INPUT_LOST_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed"})
 
 
 def node_pools(cluster) -> dict[str, dict[str, Any]]:
@@ -86,7 +83,6 @@ def prepare_enactment(allocation: Mapping[str, Any], *, scenario: str, units: in
     pool_of = {spec["node"]: name for name, spec in pools.items()}
     requests = list(workload.requests)[:units]
     _check_step_graph(workload, steps, {r.id for r in requests})
-    across = inputs_across_units(workload, [r.id for r in requests])
 
     assignments = []
     for index, request in enumerate(requests):
@@ -102,8 +98,7 @@ def prepare_enactment(allocation: Mapping[str, Any], *, scenario: str, units: in
                                 "nothing was enacted")
             placed[step] = {"task": task_id, "node": node, "pool": pool_of[node], "queue": pool_of[node],
                             "kind": tasks[task_id].kind, "work": tasks[task_id].work,
-                            "predicted_start": planned[task_id]["start"], "predicted_end": planned[task_id]["end"],
-                            "after": across.get(task_id, [])}
+                            "predicted_start": planned[task_id]["start"], "predicted_end": planned[task_id]["end"]}
         assignments.append({"scenario": scenario, "unit": request.id, "index": index, "release": request.release,
                             "seed": seed * 100_003 + index, "scale": float(scale), "steps": placed})
     check_node_workers({placed["node"]: placed["queue"] for a in assignments for placed in a["steps"].values()})
@@ -134,63 +129,13 @@ def _check_step_graph(workload, steps: Mapping[str, tuple[str, ...]], units: set
 
     owner = {task.id: task.request for task in workload.tasks}
     for edge in workload.edges:
-        unit, other = owner.get(edge.source), owner.get(edge.target)
-        if unit not in units or other not in units:
-            continue  # from or to a unit not enacted
-        source, target = edge.source.removeprefix(f"{unit}."), edge.target.removeprefix(f"{other}.")
-        if unit != other:
-            if source not in steps or target not in steps:
-                raise SpecError(f"workload.edges[{edge.source!r} -> {edge.target!r}]",
-                                f"joins units {unit!r} and {other!r} at steps this workflow does not have "
-                                f"(it has {list(steps)})")
-        elif source not in steps.get(target, ()):
+        unit = owner.get(edge.source)
+        if unit not in units or owner.get(edge.target) != unit:
+            continue  # not enacted, or between units (not enacted either)
+        source, target = edge.source.removeprefix(f"{unit}."), edge.target.removeprefix(f"{unit}.")
+        if source not in steps.get(target, ()):
             raise SpecError(f"workload.edges[{edge.source!r} -> {edge.target!r}]",
                             f"is not a dependency of the enacted step {target!r} (it takes {list(steps.get(target, ()))})")
-
-
-def inputs_across_units(workload, units: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Task id -> the inputs it takes from other enacted units (a region's forecast reads its
-    neighbours' ingest): each source's task id, step and unit's map index. Edges from units not
-    enacted are left out: those steps do not run."""
-    owner = {task.id: task.request for task in workload.tasks}
-    index = {unit: i for i, unit in enumerate(units)}
-    across: dict[str, list[dict[str, Any]]] = {}
-    for edge in workload.edges:
-        unit, other = owner.get(edge.source), owner.get(edge.target)
-        if unit != other and unit in index and other in index:
-            across.setdefault(edge.target, []).append(
-                {"task": edge.source, "step": edge.source.removeprefix(f"{unit}."), "index": index[unit]})
-    return {task: sorted(sources, key=lambda source: source["task"]) for task, sources in across.items()}
-
-
-def outputs_of_other_units(placed: Mapping[str, Any], ti, *, group: str = GROUP) -> dict[str, dict]:
-    """The outputs of ``placed``'s inputs in other units (``placed["after"]``), by task id.
-
-    Airflow orders a mapped group's steps within one map index only, so a step whose input in
-    another unit has not run yet gives its slot back and is rescheduled
-    (``AirflowRescheduleException``, in ``INPUT_RECHECK_SECONDS``); when that input can no
-    longer run (failed, skipped), the step fails without retries (``AirflowFailException``)."""
-    from datetime import datetime, timedelta, timezone
-
-    from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
-
-    outputs, waiting = {}, []
-    for source in placed.get("after", ()):
-        result = ti.xcom_pull(task_ids=f"{group}.{source['step']}", map_indexes=source["index"])
-        if isinstance(result, Mapping):
-            outputs[source["task"]] = result["output"]
-        else:
-            waiting.append(source)
-    if not waiting:
-        return outputs
-    names = sorted({f"{group}.{source['step']}" for source in waiting})
-    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=names, run_ids=[ti.run_id]).get(ti.run_id, {})
-    for source in waiting:
-        state = states.get(f"{group}.{source['step']}_{source['index']}")
-        if state in INPUT_LOST_STATES:
-            raise AirflowFailException(f"{placed['task']}: its input {source['task']} ({group}.{source['step']}"
-                                       f"[{source['index']}]) is {state}; it cannot run")
-    raise AirflowRescheduleException(datetime.now(timezone.utc) + timedelta(seconds=INPUT_RECHECK_SECONDS))
 
 
 def run_step(assignment: Mapping[str, Any], step: str, inputs: Mapping[str, Mapping[str, Any]],
@@ -213,13 +158,11 @@ def run_step(assignment: Mapping[str, Any], step: str, inputs: Mapping[str, Mapp
         if node is None:
             raise PlacementError(f"{ti.task_id}[{ti.map_index}] ({placed['task']}) was routed to queue {queue!r}, "
                                  f"not to node {placed['node']!r}'s {placed['queue']!r} nor by a re-plan")
-    own = {name: result["output"] for name, result in inputs.items()}
-    other_units = outputs_of_other_units(placed, ti)  # reschedules this step while one is missing
     ti_start = getattr(ti, "start_date", None)
     load_libraries()
     started = time.time()
     output = run_stand_in(assignment["scenario"], step, work=placed["work"], scale=assignment["scale"],
-                          seed=assignment["seed"], inputs={**own, **({OTHER_UNITS: other_units} if other_units else {})})
+                          seed=assignment["seed"], inputs={name: result["output"] for name, result in inputs.items()})
     ended = time.time()
     return {"output": output, "realised": {
         "task": placed["task"], "unit": assignment["unit"], "step": step, "node": node,

@@ -54,7 +54,7 @@ POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_QUEUE = "default"
 OPTIMIZER_QUEUE = "optimizer"
-AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor")
+AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 REROUTING_EXECUTOR = "apportion.operators.rerouting.ReroutingCeleryExecutor"
 STATE_FILE = "cluster.json"
 ENV_FILE = "cluster.env"
@@ -460,7 +460,7 @@ def start_cluster(config: ClusterConfig, say=print, timeout: float = 300.0) -> C
     try:
         cluster = _start_components(config, env, trees)
         write_state(cluster)
-        say(f"starting MLflow, the API server, scheduler, DAG processor and {len(worker_specs(config))} workers ...")
+        say(f"starting MLflow, the API server, scheduler, DAG processor, triggerer and {len(worker_specs(config))} workers ...")
         wait_healthy([cluster.tree("MLflow"), cluster.tree("api-server")], timeout=timeout)
         workers = {worker.name for worker in worker_specs(config)}
         wait_workers_ready([tree for tree in trees if tree.name in workers], timeout=timeout)

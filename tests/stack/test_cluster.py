@@ -88,7 +88,7 @@ def test_every_component_shares_the_celery_and_database_settings(tmp_path):
 def test_each_worker_serves_its_queues_under_its_own_name(tmp_path):
     config = cluster.ClusterConfig(tmp_path, worker_queues=(("default",), ("optimizer", "default")), concurrency=2)
     commands = dict(cluster.component_commands(config))
-    assert list(commands) == ["api-server", "scheduler", "dag-processor", "worker-1", "worker-2"]
+    assert list(commands) == ["api-server", "scheduler", "dag-processor", "triggerer", "worker-1", "worker-2"]
     worker = commands["worker-2"]
     assert worker[1:4] == ["celery", "worker", "--queues"] and worker[4] == "optimizer,default"
     assert worker[worker.index("--concurrency") + 1] == "2"
@@ -113,7 +113,7 @@ def test_node_workers_serve_only_their_node_queue_with_its_slots(tmp_path):
     assert nodes == (("district-0/orin-0", 1), ("metro/xeon16-0", 3))  # the failed node has none; slots default to 1
     config = cluster.ClusterConfig(tmp_path, worker_queues=(("default",),), node_workers=nodes)
     commands = dict(cluster.component_commands(config))
-    assert list(commands)[3:] == ["worker-1", "node-district-0.orin-0", "node-metro.xeon16-0"]
+    assert list(commands)[len(cluster.AIRFLOW_COMPONENTS):] == ["worker-1", "node-district-0.orin-0", "node-metro.xeon16-0"]
     worker = commands["node-district-0.orin-0"]
     assert worker[worker.index("--queues") + 1] == "node-district-0.orin-0"
     assert worker[worker.index("--concurrency") + 1] == "1"

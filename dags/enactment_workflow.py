@@ -88,11 +88,9 @@ def watch_enactment(allocation: dict, assignments: list) -> dict:
         return watch_in_airflow(allocation, assignments, context, group=GROUP, seed=context["params"]["seed"])
 
 
-# A step whose worker dies is failed by the scheduler (no heartbeat) and retried, on the node a
-# re-plan routes it to.
-@task(retries=2, retry_delay=timedelta(seconds=5))
 def run_step(assignment: dict, step: str, inputs: dict) -> dict:
-    """Run one step of one enacted unit (its stand-in), refusing to run off its node."""
+    """Run one step of one enacted unit (its stand-in), refusing to run off its node; waits
+    (deferred) for its inputs from other units."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from apportion.operators.enactment import PlacementError
@@ -147,16 +145,20 @@ def enactment_steps(scenario: str, allocation, evaluation):
     from airflow.sdk import task_group
 
     from apportion.operators.enactment import GROUP
+    from apportion.operators.step_task import enacted_step
     from apportion.operators.steps import WORKFLOW_STEPS
 
+    # A step whose worker dies is failed by the scheduler (no heartbeat) and retried, on the node
+    # a re-plan routes it to; a step waiting for another unit's output is deferred (no try spent).
+    step_task = enacted_step(run_step, retries=2, retry_delay=timedelta(seconds=5))
     prepared = prepare_enactment(allocation, evaluation, scenario=scenario)
     results: dict = {}
 
     @task_group(group_id=GROUP)
     def enact(assignment):
         for step, needs in WORKFLOW_STEPS[scenario].items():
-            results[step] = run_step.override(task_id=step)(assignment, step=step,
-                                                            inputs={need: results[need] for need in needs})
+            results[step] = step_task.override(task_id=step)(assignment, step=step,
+                                                             inputs={need: results[need] for need in needs})
 
     enact.expand(assignment=prepared)
     watched = watch_enactment(allocation, prepared)

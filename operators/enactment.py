@@ -27,12 +27,16 @@ from apportion.operators.hooks import DEFAULT_CONN_ID, ApportionMlflowHook
 from apportion.operators.placement import node_pool
 from apportion.operators.queues import check_node_workers
 from apportion.operators.steps import WORKFLOW_STEPS, load_libraries, run_stand_in
+from apportion.operators.steps.kit import OTHER_UNITS
 from apportion.operators.storage import save_folder, task_folders
 from apportion.operators.tracking import AirflowRef
 
 GROUP = "enact"
 WATCH_TASK = "watch_enactment"
 DEFAULT_QUEUE = "default"
+INPUT_RECHECK_SECONDS = 2.0  # a step waiting for another unit's output looks again after this
+INPUT_WAIT_LIMIT_SECONDS = 1800.0  # ... and fails when it has not come in this long
+INPUT_LOST_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed"})
 
 
 def node_pools(cluster) -> dict[str, dict[str, Any]]:
@@ -83,6 +87,7 @@ def prepare_enactment(allocation: Mapping[str, Any], *, scenario: str, units: in
     pool_of = {spec["node"]: name for name, spec in pools.items()}
     requests = list(workload.requests)[:units]
     _check_step_graph(workload, steps, {r.id for r in requests})
+    across = inputs_across_units(workload, [r.id for r in requests])
 
     assignments = []
     for index, request in enumerate(requests):
@@ -98,7 +103,8 @@ def prepare_enactment(allocation: Mapping[str, Any], *, scenario: str, units: in
                                 "nothing was enacted")
             placed[step] = {"task": task_id, "node": node, "pool": pool_of[node], "queue": pool_of[node],
                             "kind": tasks[task_id].kind, "work": tasks[task_id].work,
-                            "predicted_start": planned[task_id]["start"], "predicted_end": planned[task_id]["end"]}
+                            "predicted_start": planned[task_id]["start"], "predicted_end": planned[task_id]["end"],
+                            "after": across.get(task_id, [])}
         assignments.append({"scenario": scenario, "unit": request.id, "index": index, "release": request.release,
                             "seed": seed * 100_003 + index, "scale": float(scale), "steps": placed})
     check_node_workers({placed["node"]: placed["queue"] for a in assignments for placed in a["steps"].values()})
@@ -129,13 +135,78 @@ def _check_step_graph(workload, steps: Mapping[str, tuple[str, ...]], units: set
 
     owner = {task.id: task.request for task in workload.tasks}
     for edge in workload.edges:
-        unit = owner.get(edge.source)
-        if unit not in units or owner.get(edge.target) != unit:
-            continue  # not enacted, or between units (not enacted either)
-        source, target = edge.source.removeprefix(f"{unit}."), edge.target.removeprefix(f"{unit}.")
-        if source not in steps.get(target, ()):
+        unit, other = owner.get(edge.source), owner.get(edge.target)
+        if unit not in units or other not in units:
+            continue  # from or to a unit not enacted
+        source, target = edge.source.removeprefix(f"{unit}."), edge.target.removeprefix(f"{other}.")
+        if unit != other:
+            if source not in steps or target not in steps:
+                raise SpecError(f"workload.edges[{edge.source!r} -> {edge.target!r}]",
+                                f"joins units {unit!r} and {other!r} at steps this workflow does not have "
+                                f"(it has {list(steps)})")
+        elif source not in steps.get(target, ()):
             raise SpecError(f"workload.edges[{edge.source!r} -> {edge.target!r}]",
                             f"is not a dependency of the enacted step {target!r} (it takes {list(steps.get(target, ()))})")
+
+
+def inputs_across_units(workload, units: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Task id -> the inputs it takes from other enacted units (a region's forecast reads its
+    neighbours' ingest): each source's task id, step and unit's map index. Edges from units not
+    enacted are left out: those steps do not run."""
+    owner = {task.id: task.request for task in workload.tasks}
+    index = {unit: i for i, unit in enumerate(units)}
+    across: dict[str, list[dict[str, Any]]] = {}
+    for edge in workload.edges:
+        unit, other = owner.get(edge.source), owner.get(edge.target)
+        if unit != other and unit in index and other in index:
+            across.setdefault(edge.target, []).append(
+                {"task": edge.source, "step": edge.source.removeprefix(f"{unit}."), "index": index[unit]})
+    return {task: sorted(sources, key=lambda source: source["task"]) for task, sources in across.items()}
+
+
+def results_of_other_units(placed: Mapping[str, Any], ti, *, waiting_since: float | None = None,
+                           group: str = GROUP) -> dict[str, dict]:
+    """The results (``run_step``'s) of ``placed``'s inputs in other units (``placed["after"]``),
+    by task id.
+
+    Airflow orders a mapped group's steps within one map index only, so a step whose input in
+    another unit has not run yet defers (``TaskDeferred``: a ``TimeDeltaTrigger`` of
+    ``INPUT_RECHECK_SECONDS``, resumed by ``EnactedStepOperator.resume_step`` on the same try):
+    it gives its pool slot and worker back meanwhile. ``waiting_since`` is when it first found
+    one missing (epoch seconds; None on a first start). It fails without retries
+    (``AirflowFailException``, naming the input) when an input can no longer run (failed,
+    skipped) or has not come within ``INPUT_WAIT_LIMIT_SECONDS``."""
+    from datetime import timedelta
+
+    from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+    from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+    from apportion.operators.step_task import RESUME_METHOD
+
+    outputs, waiting = {}, []
+    for source in placed.get("after", ()):
+        result = ti.xcom_pull(task_ids=f"{group}.{source['step']}", map_indexes=source["index"])
+        if isinstance(result, Mapping):
+            outputs[source["task"]] = result
+        else:
+            waiting.append(source)
+    if not waiting:
+        return outputs
+    names = sorted({f"{group}.{source['step']}" for source in waiting})
+    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=names, run_ids=[ti.run_id]).get(ti.run_id, {})
+    for source in waiting:
+        state = states.get(f"{group}.{source['step']}_{source['index']}")
+        if state in INPUT_LOST_STATES:
+            raise AirflowFailException(f"{placed['task']}: its input {source['task']} ({group}.{source['step']}"
+                                       f"[{source['index']}]) is {state}; it cannot run")
+    now = time.time()
+    since = now if waiting_since is None else waiting_since
+    if now - since > INPUT_WAIT_LIMIT_SECONDS:
+        missing = ", ".join(source["task"] for source in waiting)
+        raise AirflowFailException(f"{placed['task']}: its input {missing} from another unit has not come in "
+                                   f"{now - since:.0f} s (limit {INPUT_WAIT_LIMIT_SECONDS:.0f} s); it cannot run")
+    raise TaskDeferred(trigger=TimeDeltaTrigger(timedelta(seconds=INPUT_RECHECK_SECONDS)),
+                       method_name=RESUME_METHOD, kwargs={"waiting_since": since})
 
 
 def run_step(assignment: Mapping[str, Any], step: str, inputs: Mapping[str, Mapping[str, Any]],
@@ -147,7 +218,9 @@ def run_step(assignment: Mapping[str, Any], step: str, inputs: Mapping[str, Mapp
     cannot see its pool, and ``dag.test()`` hands every task the default queue, so the pool
     itself is checked where the database is: the placement policy and the tests.) Returns ``{"output": the
     stand-in's output, "realised": {task, unit, step, node, pool, queue, hostname, try_number,
-    ti_start, start, end (epoch seconds)}}``.
+    ti_start, start, end (epoch seconds), waited (seconds spent waiting for other units' outputs)}}``.
+    A step that waited counts from when it resumed (``ti_start``), and none from before its inputs
+    from other units ended.
     """
     placed = assignment["steps"][step]
     ti = context["ti"]
@@ -158,18 +231,37 @@ def run_step(assignment: Mapping[str, Any], step: str, inputs: Mapping[str, Mapp
         if node is None:
             raise PlacementError(f"{ti.task_id}[{ti.map_index}] ({placed['task']}) was routed to queue {queue!r}, "
                                  f"not to node {placed['node']!r}'s {placed['queue']!r} nor by a re-plan")
-    ti_start = getattr(ti, "start_date", None)
+    own = {name: result["output"] for name, result in inputs.items()}
+    waited = getattr(context.get("task"), "waited", None) or {}  # set when resumed after waiting (step_task)
+    other_units = results_of_other_units(placed, ti, waiting_since=waited.get("since"))  # defers meanwhile
+    # Its start: this attempt's, and never before its inputs from other units had ended.
+    starts = [_attempt_start(ti, waited), *(result["realised"]["end"] for result in other_units.values())]
+    ti_start = max((start for start in starts if start is not None), default=None)
     load_libraries()
     started = time.time()
+    others = {task: result["output"] for task, result in other_units.items()}
     output = run_stand_in(assignment["scenario"], step, work=placed["work"], scale=assignment["scale"],
-                          seed=assignment["seed"], inputs={name: result["output"] for name, result in inputs.items()})
+                          seed=assignment["seed"], inputs={**own, **({OTHER_UNITS: others} if others else {})})
     ended = time.time()
     return {"output": output, "realised": {
         "task": placed["task"], "unit": assignment["unit"], "step": step, "node": node,
         "pool": node_pool(node), "queue": queue, "hostname": getattr(ti, "hostname", None) or socket.gethostname(),
         "try_number": getattr(ti, "try_number", None), "map_index": ti.map_index,
-        "ti_start": ti_start.timestamp() if ti_start is not None else started, "start": started, "end": ended,
+        "ti_start": ti_start if ti_start is not None else started, "start": started, "end": ended,
+        "waited": waited.get("until", 0.0) - waited.get("since", 0.0),
     }}
+
+
+def _attempt_start(ti, waited: Mapping[str, Any]) -> float | None:
+    """When this attempt of ``ti`` started (epoch seconds): the task instance's start, or for a
+    step resumed after waiting (its ``start_date`` stays its first start's), this process's start,
+    not before the triggerer woke it."""
+    if waited.get("until") is not None:
+        import psutil
+
+        return max(waited["until"], min(psutil.Process().create_time(), time.time()))
+    start = getattr(ti, "start_date", None)
+    return start.timestamp() if start is not None else None
 
 
 def _rerouted_node(ti, queue: str) -> str | None:
@@ -197,7 +289,8 @@ def observations(assignments: Iterable[Mapping[str, Any]], results: Iterable[Map
     Times are seconds from the enactment's start (the earliest task instance start) for the
     realised side, from the earliest release of the enacted units for the predicted side.
     ``overhead`` is the executor's share of the step (task instance start to the stand-in's
-    start, the libraries' imports included); ``error`` = realised duration - predicted duration."""
+    start, the libraries' imports included); ``error`` = realised duration - predicted duration;
+    ``waited``: seconds the step waited (deferred) for other units' outputs before it started."""
     assignments = list(assignments)
     by_task = {r["realised"]["task"]: r for r in results}
     realised = {task: r["realised"] for task, r in by_task.items()}
@@ -220,13 +313,14 @@ def observations(assignments: Iterable[Mapping[str, Any]], results: Iterable[Map
                 "realised_end": seen["end"] - origin, "realised_duration": duration,
                 "work_seconds": seen["end"] - seen["start"], "overhead": seen["start"] - seen["ti_start"],
                 "error": duration - predicted, "unit_release": assignment["release"] - release,
+                "waited": seen.get("waited", 0.0),
             })
     return rows
 
 
 def enactment_metrics(rows: list[dict]) -> dict[str, float]:
     """Predicted and realised makespan and response times of the enacted units, the per-step
-    error and the executor's per-step overhead."""
+    error, the executor's per-step overhead and how many steps waited for another unit."""
     import numpy as np
 
     units = sorted({row["unit"] for row in rows})
@@ -248,6 +342,7 @@ def enactment_metrics(rows: list[dict]) -> dict[str, float]:
         "enact/overhead_mean": float(overhead.mean()), "enact/overhead_max": float(overhead.max()),
         "enact/work_seconds": float(sum(r["work_seconds"] for r in rows)),
         "enact/rerouted_steps": sum(r["node"] != r["planned_node"] for r in rows),
+        "enact/waiting_steps": sum(r["waited"] > 0 for r in rows),
     }
 
 

@@ -150,9 +150,9 @@ class AirflowClient:
         path = f"/dags/{quote_part(dag_id)}/dagRuns/{quote_part(run_id)}/taskInstances"
         return self.request("GET", path)["task_instances"]
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         path = (f"/dags/{quote_part(dag_id)}/dagRuns/{quote_part(run_id)}/taskInstances/{quote_part(task_id)}"
-                f"/xcomEntries/{quote_part(key)}")
+                f"/xcomEntries/{quote_part(key)}?map_index={int(map_index)}")
         value = self.request("GET", path)["value"]
         return json.loads(value) if isinstance(value, str) else value
 

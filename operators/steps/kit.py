@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+OTHER_UNITS = "other_units"  # the inputs key of a step's inputs from other units: task id -> output
+
 # Side of a stand-in CT slice and attention block, and tokens per drafted block.
 SLICE = 64
 _BATCH = 256

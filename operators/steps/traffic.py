@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from apportion.operators.steps.kit import batches, digit_slices, rng_for
+from apportion.operators.steps.kit import OTHER_UNITS, batches, digit_slices, rng_for
 
 _SENSORS = 16
 _READINGS = 1000  # loop-detector readings per sensor and item
@@ -52,7 +52,8 @@ def detect(items: int, seed: int, inputs: Mapping[str, dict]) -> dict:
 
 def forecast(items: int, seed: int, inputs: Mapping[str, dict]) -> dict:
     """Fit an AR(4) model per sensor by least squares on the ingested series (``items`` passes
-    over it, each on a bootstrap of the windows) and forecast the next 12 readings."""
+    over it, each on a bootstrap of the windows) and forecast the next 12 readings, shifted by
+    the neighbouring regions' spill-over (their ingested flows, ``other_units``)."""
     import numpy as np
 
     flow = _sensor_series(inputs["ingest"]["series_seed"], inputs["ingest"]["series_items"]).mean(axis=1)
@@ -70,8 +71,15 @@ def forecast(items: int, seed: int, inputs: Mapping[str, dict]) -> dict:
         ahead.append(float(np.dot(beta[:4], history[::-1][:4]) + beta[4]))
         history.append(ahead[-1])
     slowdown = 1.0 + 0.05 * min(inputs["detect"]["incidents"], 10)
-    return {"forecast": [round(v * slowdown, 3) for v in ahead], "fits": items,
-            "incidents": inputs["detect"]["incidents"]}
+    # Traffic from the neighbouring regions (their ingested flows, when they were enacted too)
+    # spills over: a tenth of how much busier they are than this region.
+    neighbours = inputs.get(OTHER_UNITS, {})
+    spill = 0.0
+    if neighbours:
+        spill = 0.1 * (np.mean([out["flow_mean"] for out in neighbours.values()]) - inputs["ingest"]["flow_mean"])
+    return {"forecast": [round((v + spill) * slowdown, 3) for v in ahead], "fits": items,
+            "incidents": inputs["detect"]["incidents"], "neighbours": sorted(neighbours),
+            "spill": round(float(spill), 4)}
 
 
 def route(items: int, seed: int, inputs: Mapping[str, dict]) -> dict:

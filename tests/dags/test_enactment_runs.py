@@ -132,3 +132,11 @@ def test_traffic_and_speech_enact_every_step_in_its_nodes_pool(apportion_dagbag,
             placed = assignment["steps"][step]
             assert rows[(f"enact.{step}", index)] == {"state": "success", "pool": placed["pool"],
                                                      "queue": placed["queue"]}, (step, index)
+    across = [(assignment["steps"][step], source) for assignment in assignments for step in WORKFLOW_STEPS[dag_id]
+              for source in assignment["steps"][step]["after"]]
+    assert bool(across) == (dag_id == "traffic_prediction")  # a region's forecast reads its neighbours' ingest
+    results = {placed["task"]: xcom(dag_run, f"enact.{step}", index) for index, assignment in enumerate(assignments)
+               for step, placed in assignment["steps"].items()}
+    for placed, source in across:  # an input from another unit: waited for, and used
+        assert results[source["task"]]["realised"]["end"] <= results[placed["task"]]["realised"]["ti_start"]
+        assert source["task"] in results[placed["task"]]["output"]["neighbours"]

@@ -3,6 +3,8 @@ and bad input refused before any step runs."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from apportion.core.errors import SpecError
@@ -109,3 +111,80 @@ def test_pool_names_are_safe_and_keep_plain_ids_apart():
         assert (node_pool(plain) == node_pool(other)) == (plain == other)
 
     check()
+
+
+def test_inputs_across_units_are_the_edges_between_enacted_units_only():
+    from apportion.core.scenarios import build
+    from apportion.operators.enactment import inputs_across_units
+
+    workload, _ = build("traffic_prediction", size=4, nodes=4, seed=3)
+    owner = {task.id: task.request for task in workload.tasks}
+    enacted = ["r0", "r1", "r2"]  # r3 is not enacted: its edges are left out
+    across = inputs_across_units(workload, enacted)
+    expected = {}
+    for edge in workload.edges:
+        if owner[edge.source] != owner[edge.target] and {owner[edge.source], owner[edge.target]} <= set(enacted):
+            expected.setdefault(edge.target, set()).add((edge.source, enacted.index(owner[edge.source])))
+    assert expected and {task: {(s["task"], s["index"]) for s in sources} for task, sources in across.items()} == expected
+    assert all(s["step"] == "ingest" and task.endswith(".forecast") for task, sources in across.items() for s in sources)
+
+
+class _StepInstance:
+    """The two calls ``results_of_other_units`` makes of a running task instance: the XComs and
+    the states of the other units' steps, as this run has them."""
+
+    dag_id, run_id = "traffic_prediction", "manual__1"
+
+    def __init__(self, outputs: dict, states: dict):
+        self.outputs, self.states = outputs, states
+
+    def xcom_pull(self, *, task_ids, map_indexes):
+        return self.outputs.get((task_ids, map_indexes))
+
+    def get_task_states(self, *, dag_id, task_ids, run_ids):
+        return {self.run_id: {name: state for name, state in self.states.items() if name.rpartition("_")[0] in task_ids}}
+
+
+def test_a_step_waits_for_another_units_output_and_fails_when_it_can_no_longer_come():
+    from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+    from apportion.operators.enactment import results_of_other_units
+    from apportion.operators.step_task import RESUME_METHOD, EnactedStepOperator
+
+    placed = {"task": "r0.forecast", "after": [{"task": "r1.ingest", "step": "ingest", "index": 1},
+                                               {"task": "r2.ingest", "step": "ingest", "index": 2}]}
+    done = {("enact.ingest", 1): {"output": {"flow_mean": 21.0}, "realised": {"end": 5.0}},
+            ("enact.ingest", 2): {"output": {"flow_mean": 19.0}, "realised": {"end": 6.0}}}
+    assert results_of_other_units(placed, _StepInstance(done, {})) == {"r1.ingest": done[("enact.ingest", 1)],
+                                                                       "r2.ingest": done[("enact.ingest", 2)]}
+    assert results_of_other_units({"task": "r0.ingest", "after": []}, _StepInstance({}, {})) == {}
+    one = {("enact.ingest", 1): done[("enact.ingest", 1)]}
+    running = _StepInstance(one, {"enact.ingest_1": "success", "enact.ingest_2": "running"})
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:  # r2's ingest is still running: wait in the triggerer
+        results_of_other_units(placed, running)
+    assert deferred.value.method_name == RESUME_METHOD and hasattr(EnactedStepOperator, RESUME_METHOD)
+    assert before <= deferred.value.kwargs["waiting_since"] <= time.time()
+    wakes = deferred.value.trigger.serialize()[1]["moment"].timestamp()
+    assert before + enactment.INPUT_RECHECK_SECONDS <= wakes <= time.time() + enactment.INPUT_RECHECK_SECONDS
+    with pytest.raises(TaskDeferred) as again:  # still missing on resume: keeps its first wait's start
+        results_of_other_units(placed, running, waiting_since=before - 60)
+    assert again.value.kwargs["waiting_since"] == before - 60
+    with pytest.raises(AirflowFailException, match=r"r0.forecast: its input r2.ingest from another unit has not come in \d+ s"):
+        results_of_other_units(placed, running, waiting_since=before - enactment.INPUT_WAIT_LIMIT_SECONDS - 1)
+    with pytest.raises(AirflowFailException, match=r"r0.forecast: its input r2.ingest \(enact.ingest\[2\]\) is failed"):
+        results_of_other_units(placed, _StepInstance(one, {"enact.ingest_1": "success", "enact.ingest_2": "failed"}))
+
+
+def test_the_forecast_takes_its_neighbours_spill_over():
+    from apportion.operators.steps import run_stand_in
+
+    inputs = {"ingest": run_stand_in("traffic_prediction", "ingest", work=1.0, scale=1.0, seed=5),
+              "detect": {"incidents": 0}}
+    alone = run_stand_in("traffic_prediction", "forecast", work=1.0, scale=1.0, seed=5, inputs=inputs)
+    busier = {"r1.ingest": {"flow_mean": inputs["ingest"]["flow_mean"] + 10.0}}
+    spilled = run_stand_in("traffic_prediction", "forecast", work=1.0, scale=1.0, seed=5,
+                           inputs={**inputs, "other_units": busier})
+    assert (alone["neighbours"], spilled["neighbours"]) == ([], ["r1.ingest"])
+    assert spilled["spill"] == pytest.approx(1.0)
+    assert spilled["forecast"] == pytest.approx([v + 1.0 for v in alone["forecast"]], abs=2e-3)

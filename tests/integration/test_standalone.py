@@ -5,7 +5,7 @@ MLflow, a bad conf is refused at trigger time, and the shutdown leaves no proces
 The tests share one pair of servers (starting them takes 30-90 s here) and run in file order:
 the last one stops the servers. The schedules are on, as in the demo: unpausing the DAG also
 brings its scheduled run (default Params), which the triggered run waits for
-(``max_active_runs=1``). About three to four minutes in all.
+(``max_active_runs=1``). About four to five minutes in all.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from apportion.stack.airflow_client import AirflowClient, ApiError, run_seconds
+from apportion.stack.airflow_client import AirflowClient, ApiError, quote_part, run_seconds
 from apportion.stack.demo import wait_warmup
 from apportion.stack.processes import ProcessTree, free_port, stop_servers
 from apportion.stack.servers import start_airflow, start_mlflow, start_numba_warmup, wait_healthy
@@ -28,6 +28,8 @@ pytestmark = pytest.mark.integration
 
 DAG_ID = "medical_diagnosis"
 SMALL_CONF = {"cases": 10, "nodes": 6, "population": 20, "generations": 10, "seed": 3}
+TRAFFIC = "traffic_prediction"
+TRAFFIC_CONF = {"regions": 4, "nodes": 2, "population": 20, "generations": 10, "seed": 3}
 
 
 @dataclass
@@ -51,7 +53,7 @@ def stack(tmp_path_factory):
         trees.append(warmup)
         wait_healthy([mlflow, airflow], timeout=240)
         client = AirflowClient(airflow.url, state_dir / "airflow")
-        client.wait_for_dags([DAG_ID])
+        client.wait_for_dags([DAG_ID, TRAFFIC])
         wait_warmup(warmup)
         yield Stack(state_dir, mlflow, airflow, trees, client)
     finally:
@@ -128,7 +130,6 @@ def test_enacted_steps_run_in_their_nodes_pools_under_the_scheduler(stack):
     the package's entry point) put every step instance in its node's pool and queue, the pools
     exist with the node's slots, and each step saw its node's queue."""
     from apportion.operators.steps import WORKFLOW_STEPS
-    from apportion.stack.airflow_client import quote_part
 
     client = stack.client
     client.unpause(DAG_ID)
@@ -144,10 +145,38 @@ def test_enacted_steps_run_in_their_nodes_pools_under_the_scheduler(stack):
             placed, row = assignment["steps"][step], tasks[(f"enact.{step}", index)]
             assert (row["state"], row["pool"], row["queue"]) == ("success", placed["pool"], placed["queue"])
             assert pools[placed["pool"]] == 1
-            seen = client.request("GET", f"/dags/{quote_part(DAG_ID)}/dagRuns/{quote_part(run_id)}/taskInstances/"
-                                         f"{quote_part(f'enact.{step}')}/xcomEntries/return_value?map_index={index}")
-            value = json.loads(seen["value"]) if isinstance(seen["value"], str) else seen["value"]
-            assert value["realised"]["queue"] == placed["queue"]
+            assert client.xcom(DAG_ID, run_id, f"enact.{step}", map_index=index)["realised"]["queue"] == placed["queue"]
+
+
+def test_enacted_steps_wait_for_other_units_in_the_triggerer(stack):
+    """traffic_prediction enacts 3 regions under the scheduler and LocalExecutor: each region's
+    forecast reads its neighbours' ingest; one that started before them was deferred (standalone's
+    triggerer) and resumed on try 1. Every step ran once, after its inputs from other regions."""
+    from apportion.operators.steps import WORKFLOW_STEPS
+
+    client = stack.client
+    client.unpause(TRAFFIC)
+    run_id = client.trigger(TRAFFIC, {**TRAFFIC_CONF, "enact": "plan and run", "enact_units": 3})
+    run = client.wait_for_runs({TRAFFIC: run_id}, timeout=600)[TRAFFIC]
+    rows = client.request("GET", f"/dags/{TRAFFIC}/dagRuns/{quote_part(run_id)}/taskInstances?limit=100")
+    tasks = {(t["task_id"], t["map_index"]): t for t in rows["task_instances"]}
+    assert run["state"] == "success", {key: t["state"] for key, t in tasks.items()}
+    assignments = client.xcom(TRAFFIC, run_id, "prepare_enactment")
+    results = {}
+    for index, assignment in enumerate(assignments):
+        for step, placed in assignment["steps"].items():
+            row = tasks[(f"enact.{step}", index)]
+            assert (row["state"], row["try_number"], row["pool"]) == ("success", 1, placed["pool"])
+            results[placed["task"]] = client.xcom(TRAFFIC, run_id, f"enact.{step}", map_index=index)
+    assert len(results) == 3 * len(WORKFLOW_STEPS[TRAFFIC])
+    across = [(placed["task"], source["task"]) for a in assignments for placed in a["steps"].values()
+              for source in placed["after"]]
+    assert across
+    for task, source in across:
+        assert results[source]["realised"]["end"] <= results[task]["realised"]["ti_start"], (task, source)
+        assert source in results[task]["output"]["neighbours"]
+    print(f"steps that waited for another region's ingest: "
+          f"{sum(result['realised']['waited'] > 0 for result in results.values())}")
 
 
 def _port_open(url: str) -> bool:

@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -116,12 +116,26 @@ class AirflowClient:
     def unpause(self, dag_id: str) -> None:
         self.request("PATCH", f"/dags/{quote_part(dag_id)}", {"is_paused": False})
 
-    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None, attempts: int = 4) -> str:
         """Start a run of ``dag_id`` now with ``conf``; its run id. Airflow validates the conf
-        against the DAG's Params first: a bad value is an ``ApiError`` with status 400."""
-        run = self.request("POST", f"/dags/{quote_part(dag_id)}/dagRuns",
-                           {"logical_date": None, "conf": dict(conf or {})})
-        return run["dag_run_id"]
+        against the DAG's Params first: a bad value is an ``ApiError`` with status 400.
+
+        The run id is chosen here (as Airflow names a manual run), so the call can be repeated
+        without a second run: on SQLite a busy scheduler can hold the database past the API
+        server's lock timeout (500, "Database error", nothing written); the same run id is then
+        asked for again, and a 409 means an earlier try made it."""
+        run_id = f"manual__{datetime.now(timezone.utc).isoformat()}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf or {})}
+        for attempt in range(1, attempts + 1):
+            try:
+                return self.request("POST", f"/dags/{quote_part(dag_id)}/dagRuns", body)["dag_run_id"]
+            except (ApiError, Unreachable) as error:
+                status = getattr(error, "status", None)
+                if status == 409 and attempt > 1:
+                    return run_id
+                if attempt == attempts or (status is not None and status < 500):
+                    raise
+            time.sleep(2.0 * attempt)
 
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         return self.request("GET", f"/dags/{quote_part(dag_id)}/dagRuns/{quote_part(run_id)}")

@@ -34,8 +34,12 @@ from apportion.operators.tracking import AirflowRef
 GROUP = "enact"
 WATCH_TASK = "watch_enactment"
 DEFAULT_QUEUE = "default"
-INPUT_RECHECK_SECONDS = 2.0  # a step waiting for another unit's output looks again after this
+# A step waiting for another unit's output: polls in its process while that is running, else
+# defers this long (a short deferral races Airflow 3.3's stale executor events, apache/airflow#72716).
+INPUT_POLL_SECONDS = 0.5
+INPUT_RECHECK_SECONDS = 15.0
 INPUT_WAIT_LIMIT_SECONDS = 1800.0  # ... and fails when it has not come in this long
+INPUT_FINISHING_STATES = frozenset({"running", "success"})  # success: its XCom is there on the next look
 INPUT_LOST_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed"})
 
 
@@ -165,15 +169,17 @@ def inputs_across_units(workload, units: list[str]) -> dict[str, list[dict[str, 
 
 
 def results_of_other_units(placed: Mapping[str, Any], ti, *, waiting_since: float | None = None,
-                           group: str = GROUP) -> dict[str, dict]:
+                           group: str = GROUP) -> tuple[dict[str, dict], float | None]:
     """The results (``run_step``'s) of ``placed``'s inputs in other units (``placed["after"]``),
-    by task id.
+    by task id, and since when (epoch seconds) the step has waited for them (None: it did not).
 
-    Airflow orders a mapped group's steps within one map index only, so a step whose input in
-    another unit has not run yet defers (``TaskDeferred``: a ``TimeDeltaTrigger`` of
-    ``INPUT_RECHECK_SECONDS``, resumed by ``EnactedStepOperator.resume_step`` on the same try):
-    it gives its pool slot and worker back meanwhile. ``waiting_since`` is when it first found
-    one missing (epoch seconds; None on a first start). It fails without retries
+    Airflow orders a mapped group's steps within one map index only, so the step checks these
+    inputs itself. While every missing one is running, it polls for them in its own process
+    (``INPUT_POLL_SECONDS``): a running input needs no slot of this step's node, and no state
+    change means no race with Airflow's executor events. While one has not started, the step
+    defers (``TaskDeferred``: a ``TimeDeltaTrigger`` of ``INPUT_RECHECK_SECONDS``, resumed by
+    ``EnactedStepOperator.resume_step`` on the same try), giving its pool slot and worker back.
+    ``waiting_since`` carries the first wait over a deferral. It fails without retries
     (``AirflowFailException``, naming the input) when an input can no longer run (failed,
     skipped) or has not come within ``INPUT_WAIT_LIMIT_SECONDS``."""
     from datetime import timedelta
@@ -183,30 +189,34 @@ def results_of_other_units(placed: Mapping[str, Any], ti, *, waiting_since: floa
 
     from apportion.operators.step_task import RESUME_METHOD
 
-    outputs, waiting = {}, []
-    for source in placed.get("after", ()):
-        result = ti.xcom_pull(task_ids=f"{group}.{source['step']}", map_indexes=source["index"])
-        if isinstance(result, Mapping):
-            outputs[source["task"]] = result
-        else:
-            waiting.append(source)
-    if not waiting:
-        return outputs
-    names = sorted({f"{group}.{source['step']}" for source in waiting})
-    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=names, run_ids=[ti.run_id]).get(ti.run_id, {})
-    for source in waiting:
-        state = states.get(f"{group}.{source['step']}_{source['index']}")
-        if state in INPUT_LOST_STATES:
-            raise AirflowFailException(f"{placed['task']}: its input {source['task']} ({group}.{source['step']}"
-                                       f"[{source['index']}]) is {state}; it cannot run")
-    now = time.time()
-    since = now if waiting_since is None else waiting_since
-    if now - since > INPUT_WAIT_LIMIT_SECONDS:
-        missing = ", ".join(source["task"] for source in waiting)
-        raise AirflowFailException(f"{placed['task']}: its input {missing} from another unit has not come in "
-                                   f"{now - since:.0f} s (limit {INPUT_WAIT_LIMIT_SECONDS:.0f} s); it cannot run")
-    raise TaskDeferred(trigger=TimeDeltaTrigger(timedelta(seconds=INPUT_RECHECK_SECONDS)),
-                       method_name=RESUME_METHOD, kwargs={"waiting_since": since})
+    results, pending, since = {}, list(placed.get("after", ())), waiting_since
+    while True:
+        missing = []
+        for source in pending:
+            result = ti.xcom_pull(task_ids=f"{group}.{source['step']}", map_indexes=source["index"])
+            if isinstance(result, Mapping):
+                results[source["task"]] = result
+            else:
+                missing.append(source)
+        if not missing:
+            return results, since
+        pending, now = missing, time.time()
+        since = now if since is None else since
+        names = sorted({f"{group}.{source['step']}" for source in pending})
+        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=names, run_ids=[ti.run_id]).get(ti.run_id, {})
+        state_of = {source["task"]: states.get(f"{group}.{source['step']}_{source['index']}") for source in pending}
+        for source in pending:
+            if state_of[source["task"]] in INPUT_LOST_STATES:
+                raise AirflowFailException(f"{placed['task']}: its input {source['task']} ({group}.{source['step']}"
+                                           f"[{source['index']}]) is {state_of[source['task']]}; it cannot run")
+        if now - since > INPUT_WAIT_LIMIT_SECONDS:
+            raise AirflowFailException(f"{placed['task']}: its input {', '.join(state_of)} from another unit has "
+                                       f"not come in {now - since:.0f} s (limit {INPUT_WAIT_LIMIT_SECONDS:.0f} s); "
+                                       "it cannot run")
+        if not set(state_of.values()) <= INPUT_FINISHING_STATES:
+            raise TaskDeferred(trigger=TimeDeltaTrigger(timedelta(seconds=INPUT_RECHECK_SECONDS)),
+                               method_name=RESUME_METHOD, kwargs={"waiting_since": since})
+        time.sleep(INPUT_POLL_SECONDS)
 
 
 def run_step(assignment: Mapping[str, Any], step: str, inputs: Mapping[str, Mapping[str, Any]],
@@ -233,7 +243,8 @@ def run_step(assignment: Mapping[str, Any], step: str, inputs: Mapping[str, Mapp
                                  f"not to node {placed['node']!r}'s {placed['queue']!r} nor by a re-plan")
     own = {name: result["output"] for name, result in inputs.items()}
     waited = getattr(context.get("task"), "waited", None) or {}  # set when resumed after waiting (step_task)
-    other_units = results_of_other_units(placed, ti, waiting_since=waited.get("since"))  # defers meanwhile
+    other_units, waiting_since = results_of_other_units(placed, ti, waiting_since=waited.get("since"))
+    waited_seconds = time.time() - waiting_since if waiting_since is not None else 0.0
     # Its start: this attempt's, and never before its inputs from other units had ended.
     starts = [_attempt_start(ti, waited), *(result["realised"]["end"] for result in other_units.values())]
     ti_start = max((start for start in starts if start is not None), default=None)
@@ -248,7 +259,7 @@ def run_step(assignment: Mapping[str, Any], step: str, inputs: Mapping[str, Mapp
         "pool": node_pool(node), "queue": queue, "hostname": getattr(ti, "hostname", None) or socket.gethostname(),
         "try_number": getattr(ti, "try_number", None), "map_index": ti.map_index,
         "ti_start": ti_start if ti_start is not None else started, "start": started, "end": ended,
-        "waited": waited.get("until", 0.0) - waited.get("since", 0.0),
+        "waited": waited_seconds,
     }}
 
 

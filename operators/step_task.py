@@ -2,15 +2,12 @@
 
 A step that takes another unit's output (a region's forecast reads its neighbours' ingest)
 cannot have that edge as an Airflow dependency: a mapped task group orders its steps within
-one map index only. So the step checks the other unit's XCom when it starts and, while it is
-missing, defers (``TaskDeferred`` with a ``TimeDeltaTrigger``): the task instance gives its
-pool slot and its worker back, the triggerer wakes it, and the scheduler queues it again, on
-the same try, to its node's queue and pool.
-
-Deferral rather than ``AirflowRescheduleException``: Airflow 3.3's scheduler tells a task that
-resumes from deferral (``next_method``) from one killed externally when its previous attempt's
-executor event arrives late; a rescheduled one it fails (seen under the CeleryExecutor: a
-waiting forecast ended on try 2).
+one map index only. So the step checks the other unit's XCom when it starts; while that input
+has not started, it defers (``TaskDeferred`` with a ``TimeDeltaTrigger``): the task instance
+gives its pool slot and its worker back, the triggerer wakes it, and the scheduler queues it
+again, on the same try, to its node's queue and pool, where this operator's ``resume_step``
+runs it again (a plain ``@task`` cannot resume: the trigger's event comes as ``event=``, which
+``execute`` does not take). ``operators/enactment.py``'s ``results_of_other_units`` decides.
 """
 
 from __future__ import annotations

@@ -131,17 +131,21 @@ def test_inputs_across_units_are_the_edges_between_enacted_units_only():
 
 class _StepInstance:
     """The two calls ``results_of_other_units`` makes of a running task instance: the XComs and
-    the states of the other units' steps, as this run has them."""
+    the states of the other units' steps, as this run has them. ``finishing``: outputs of running
+    steps, which come once the step has looked at their states ``after`` times."""
 
     dag_id, run_id = "traffic_prediction", "manual__1"
 
-    def __init__(self, outputs: dict, states: dict):
-        self.outputs, self.states = outputs, states
+    def __init__(self, outputs: dict, states: dict, finishing: dict | None = None, after: int = 1):
+        self.outputs, self.states, self.finishing, self.after, self.looks = dict(outputs), states, finishing, after, 0
 
     def xcom_pull(self, *, task_ids, map_indexes):
         return self.outputs.get((task_ids, map_indexes))
 
     def get_task_states(self, *, dag_id, task_ids, run_ids):
+        self.looks += 1
+        if self.finishing and self.looks >= self.after:
+            self.outputs.update(self.finishing)
         return {self.run_id: {name: state for name, state in self.states.items() if name.rpartition("_")[0] in task_ids}}
 
 
@@ -155,25 +159,33 @@ def test_a_step_waits_for_another_units_output_and_fails_when_it_can_no_longer_c
                                                {"task": "r2.ingest", "step": "ingest", "index": 2}]}
     done = {("enact.ingest", 1): {"output": {"flow_mean": 21.0}, "realised": {"end": 5.0}},
             ("enact.ingest", 2): {"output": {"flow_mean": 19.0}, "realised": {"end": 6.0}}}
-    assert results_of_other_units(placed, _StepInstance(done, {})) == {"r1.ingest": done[("enact.ingest", 1)],
-                                                                       "r2.ingest": done[("enact.ingest", 2)]}
-    assert results_of_other_units({"task": "r0.ingest", "after": []}, _StepInstance({}, {})) == {}
+    both = {"r1.ingest": done[("enact.ingest", 1)], "r2.ingest": done[("enact.ingest", 2)]}
+    assert results_of_other_units(placed, _StepInstance(done, {})) == (both, None)
+    assert results_of_other_units({"task": "r0.ingest", "after": []}, _StepInstance({}, {})) == ({}, None)
     one = {("enact.ingest", 1): done[("enact.ingest", 1)]}
-    running = _StepInstance(one, {"enact.ingest_1": "success", "enact.ingest_2": "running"})
+    states = {"enact.ingest_1": "success", "enact.ingest_2": "running"}
+    # r2's ingest is running: the step polls for it in its own process, no deferral
     before = time.time()
-    with pytest.raises(TaskDeferred) as deferred:  # r2's ingest is still running: wait in the triggerer
-        results_of_other_units(placed, running)
+    coming = _StepInstance(one, states, finishing={("enact.ingest", 2): done[("enact.ingest", 2)]}, after=3)
+    results, since = results_of_other_units(placed, coming)
+    assert results == both and coming.looks == 3 and before <= since <= time.time()
+    assert time.time() - before >= 2 * enactment.INPUT_POLL_SECONDS
+    # r2's ingest has not started (queued for its node's slot): defer, give the slot back
+    queued = _StepInstance(one, {**states, "enact.ingest_2": "queued"})
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        results_of_other_units(placed, queued)
     assert deferred.value.method_name == RESUME_METHOD and hasattr(EnactedStepOperator, RESUME_METHOD)
     assert before <= deferred.value.kwargs["waiting_since"] <= time.time()
     wakes = deferred.value.trigger.serialize()[1]["moment"].timestamp()
     assert before + enactment.INPUT_RECHECK_SECONDS <= wakes <= time.time() + enactment.INPUT_RECHECK_SECONDS
     with pytest.raises(TaskDeferred) as again:  # still missing on resume: keeps its first wait's start
-        results_of_other_units(placed, running, waiting_since=before - 60)
+        results_of_other_units(placed, queued, waiting_since=before - 60)
     assert again.value.kwargs["waiting_since"] == before - 60
     with pytest.raises(AirflowFailException, match=r"r0.forecast: its input r2.ingest from another unit has not come in \d+ s"):
-        results_of_other_units(placed, running, waiting_since=before - enactment.INPUT_WAIT_LIMIT_SECONDS - 1)
+        results_of_other_units(placed, queued, waiting_since=before - enactment.INPUT_WAIT_LIMIT_SECONDS - 1)
     with pytest.raises(AirflowFailException, match=r"r0.forecast: its input r2.ingest \(enact.ingest\[2\]\) is failed"):
-        results_of_other_units(placed, _StepInstance(one, {"enact.ingest_1": "success", "enact.ingest_2": "failed"}))
+        results_of_other_units(placed, _StepInstance(one, {**states, "enact.ingest_2": "failed"}))
 
 
 def test_the_forecast_takes_its_neighbours_spill_over():

@@ -46,6 +46,7 @@ import pytest
 
 from apportion.stack.airflow_client import AirflowClient
 from apportion.stack.processes import free_port
+from tests.integration.enacted import check_edges_between_units, enacted_results
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -258,18 +259,9 @@ def test_enacted_steps_run_on_their_nodes_workers(cluster):
     enacted = dict(_mlflow_query(running, "SELECT key, value FROM latest_metrics WHERE run_uuid = %s "
                                           "AND key LIKE 'enact/%%'", mlflow_run))
     assert enacted["enact/units"] == 2 and enacted["enact/steps"] == len(steps)
-    # Each region's forecast read the other's ingest (deferred while it was missing, on try 1).
-    results = {placed["task"]: client.xcom(TRAFFIC, run_id, f"enact.{step}", map_index=index)
-               for index, assignment in enumerate(assignments) for step, placed in assignment["steps"].items()}
-    across = [(placed["task"], source["task"]) for a in assignments for placed in a["steps"].values()
-              for source in placed["after"]]
-    assert across
-    for task, source in across:
-        assert results[source]["realised"]["end"] <= results[task]["realised"]["ti_start"], (task, source)
-        assert source in results[task]["output"]["neighbours"]
-    waiting = sum(result["realised"]["waited"] > 0 for result in results.values())
-    assert enacted["enact/waiting_steps"] == waiting
-    print(f"steps that waited for another region's ingest: {waiting}")
+    # Each region's forecast read the other's ingest (waited for while it was missing, on try 1).
+    results = enacted_results(client, TRAFFIC, run_id, assignments)
+    assert enacted["enact/waiting_steps"] == check_edges_between_units(assignments, results)
 
 
 def test_a_plan_on_a_node_without_worker_is_refused_before_any_step(cluster):

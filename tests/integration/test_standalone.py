@@ -23,6 +23,7 @@ from apportion.stack.demo import wait_warmup
 from apportion.stack.processes import ProcessTree, free_port, stop_servers
 from apportion.stack.servers import start_airflow, start_mlflow, start_numba_warmup, wait_healthy
 from tests.dags.test_dag_runs import ENACTMENT_TASKS
+from tests.integration.enacted import check_edges_between_units, enacted_results
 
 pytestmark = pytest.mark.integration
 
@@ -125,6 +126,18 @@ def test_triggered_run_is_tracked_in_mlflow(stack, tmp_path):
     assert max(t["end"] for t in plan["tasks"]) == pytest.approx(metrics["plan/makespan"])
 
 
+def _enacted_run(client, dag_id: str, conf: dict) -> tuple[str, dict, list]:
+    """Trigger a 'plan and run' of ``dag_id`` (unpaused), wait for it to succeed; its run id, task
+    instances by (task id, map index) and enactment assignments."""
+    client.unpause(dag_id)
+    run_id = client.trigger(dag_id, {**conf, "enact": "plan and run"})
+    run = client.wait_for_runs({dag_id: run_id}, timeout=600)[dag_id]
+    rows = client.request("GET", f"/dags/{quote_part(dag_id)}/dagRuns/{quote_part(run_id)}/taskInstances?limit=100")
+    tasks = {(t["task_id"], t["map_index"]): t for t in rows["task_instances"]}
+    assert run["state"] == "success", {key: t["state"] for key, t in tasks.items()}
+    return run_id, tasks, client.xcom(dag_id, run_id, "prepare_enactment")
+
+
 def test_enacted_steps_run_in_their_nodes_pools_under_the_scheduler(stack):
     """'plan and run' under the scheduler and LocalExecutor: the placement policy (loaded from
     the package's entry point) put every step instance in its node's pool and queue, the pools
@@ -132,13 +145,7 @@ def test_enacted_steps_run_in_their_nodes_pools_under_the_scheduler(stack):
     from apportion.operators.steps import WORKFLOW_STEPS
 
     client = stack.client
-    client.unpause(DAG_ID)
-    run_id = client.trigger(DAG_ID, {**SMALL_CONF, "enact": "plan and run", "enact_units": 2})
-    run = client.wait_for_runs({DAG_ID: run_id}, timeout=600)[DAG_ID]
-    rows = client.request("GET", f"/dags/{quote_part(DAG_ID)}/dagRuns/{quote_part(run_id)}/taskInstances?limit=100")
-    tasks = {(t["task_id"], t["map_index"]): t for t in rows["task_instances"]}
-    assert run["state"] == "success", {key: t["state"] for key, t in tasks.items()}
-    assignments = client.xcom(DAG_ID, run_id, "prepare_enactment")
+    run_id, tasks, assignments = _enacted_run(client, DAG_ID, {**SMALL_CONF, "enact_units": 2})
     pools = {p["name"]: p["slots"] for p in client.request("GET", "/pools?limit=100")["pools"]}
     for step in WORKFLOW_STEPS[DAG_ID]:
         for index, assignment in enumerate(assignments):
@@ -155,28 +162,14 @@ def test_enacted_steps_wait_for_other_units_in_the_triggerer(stack):
     from apportion.operators.steps import WORKFLOW_STEPS
 
     client = stack.client
-    client.unpause(TRAFFIC)
-    run_id = client.trigger(TRAFFIC, {**TRAFFIC_CONF, "enact": "plan and run", "enact_units": 3})
-    run = client.wait_for_runs({TRAFFIC: run_id}, timeout=600)[TRAFFIC]
-    rows = client.request("GET", f"/dags/{TRAFFIC}/dagRuns/{quote_part(run_id)}/taskInstances?limit=100")
-    tasks = {(t["task_id"], t["map_index"]): t for t in rows["task_instances"]}
-    assert run["state"] == "success", {key: t["state"] for key, t in tasks.items()}
-    assignments = client.xcom(TRAFFIC, run_id, "prepare_enactment")
-    results = {}
+    run_id, tasks, assignments = _enacted_run(client, TRAFFIC, {**TRAFFIC_CONF, "enact_units": 3})
+    results = enacted_results(client, TRAFFIC, run_id, assignments)
+    assert len(results) == 3 * len(WORKFLOW_STEPS[TRAFFIC])
     for index, assignment in enumerate(assignments):
         for step, placed in assignment["steps"].items():
             row = tasks[(f"enact.{step}", index)]
             assert (row["state"], row["try_number"], row["pool"]) == ("success", 1, placed["pool"])
-            results[placed["task"]] = client.xcom(TRAFFIC, run_id, f"enact.{step}", map_index=index)
-    assert len(results) == 3 * len(WORKFLOW_STEPS[TRAFFIC])
-    across = [(placed["task"], source["task"]) for a in assignments for placed in a["steps"].values()
-              for source in placed["after"]]
-    assert across
-    for task, source in across:
-        assert results[source]["realised"]["end"] <= results[task]["realised"]["ti_start"], (task, source)
-        assert source in results[task]["output"]["neighbours"]
-    print(f"steps that waited for another region's ingest: "
-          f"{sum(result['realised']['waited'] > 0 for result in results.values())}")
+    check_edges_between_units(assignments, results)
 
 
 def _port_open(url: str) -> bool:

@@ -90,7 +90,7 @@ def watch_enactment(allocation: dict, assignments: list) -> dict:
 
 def run_step(assignment: dict, step: str, inputs: dict) -> dict:
     """Run one step of one enacted unit (its stand-in), refusing to run off its node; waits
-    (deferred) for its inputs from other units."""
+    for its inputs from other units (polling while they run, deferred while they have not started)."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from apportion.operators.enactment import PlacementError

@@ -301,7 +301,7 @@ def observations(assignments: Iterable[Mapping[str, Any]], results: Iterable[Map
     realised side, from the earliest release of the enacted units for the predicted side.
     ``overhead`` is the executor's share of the step (task instance start to the stand-in's
     start, the libraries' imports included); ``error`` = realised duration - predicted duration;
-    ``waited``: seconds the step waited (deferred) for other units' outputs before it started."""
+    ``waited``: seconds the step waited for other units' outputs (polling or deferred) before it started."""
     assignments = list(assignments)
     by_task = {r["realised"]["task"]: r for r in results}
     realised = {task: r["realised"] for task, r in by_task.items()}

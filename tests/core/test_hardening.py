@@ -527,7 +527,12 @@ def test_ctrl_c_stops_the_baselines_on_a_large_workload():
         from apportion.core.model import Cluster, Instance, Node, Task, Workload
         nodes = tuple(Node(f"n{j}", "cpu", 10.0 + j, 64.0) for j in range(64))
         inst = Instance.build(Workload(tuple(Task(f"t{i}", 1.0 + i % 97) for i in range(150_000))), Cluster(nodes))
+        # Both of the kernel's specialisations (batch positions in 2 bytes, and in 4 past 65,535
+        # tasks) are compiled or loaded before ``started``: the large call would otherwise load
+        # the 4-byte one, and a Ctrl-C landing in llvmlite's callback then is dropped (seen in CI).
         MinMinAllocator().build(Instance.build(Workload((Task("a", 1.0),)), Cluster(nodes)))
+        MinMinAllocator().build(Instance.build(Workload(tuple(Task(f"w{i}", 1.0) for i in range(1 << 16))),
+                                               Cluster(nodes[:1])))
         gc.collect()
         print("started", flush=True)
         MinMinAllocator().build(inst)

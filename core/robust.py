@@ -14,10 +14,12 @@ perturbation of the instance. ``docs/robust.md`` has the details and the benchma
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
 import numpy as np
 
+from apportion.core._jit import jit
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import STAT_INDEX, Evaluator, Plan, Schedule
 from apportion.core.model import Instance
@@ -30,9 +32,25 @@ TIME_COLUMNS = ("makespan", "mean_response", "lateness")
 _TIME_INDEX = np.array([STAT_INDEX[name] for name in TIME_COLUMNS], dtype=np.intp)
 
 
-def _unit_mean_lognormal(z: np.ndarray, sigma: np.ndarray | float) -> np.ndarray:
-    """exp(sigma z - sigma^2 / 2): mean 1 for standard normal z; exactly 1.0 where sigma is 0."""
-    return np.exp(sigma * z - 0.5 * sigma * sigma)
+@jit
+def _unit_mean_lognormal_kernel(z, sigma, out):
+    for i in range(z.size):
+        out[i] = math.exp(sigma[i] * z[i] - 0.5 * sigma[i] * sigma[i])
+
+
+def unit_mean_lognormal(z: np.ndarray, sigma: np.ndarray | float) -> np.ndarray:
+    """exp(sigma z - sigma^2 / 2): mean 1 for standard normal z; exactly 1.0 where sigma is 0.
+
+    The C library's exp, one value at a time, as the simulator's kernel takes it: NumPy's exp of
+    an array takes its own AVX-512 code where the CPU has it, whose last bits differ, and a seed
+    then gave another robust plan on another machine."""
+    z = np.ascontiguousarray(z, dtype=np.float64)
+    if z.ndim != 1:
+        raise ValueError(f"z must be 1-D, got shape {z.shape}")
+    sigma = np.ascontiguousarray(np.broadcast_to(np.asarray(sigma, dtype=np.float64), z.shape))
+    out = np.empty_like(z)
+    _unit_mean_lognormal_kernel(z, sigma, out)
+    return out
 
 
 def _sigma_per_task(instance: Instance, duration_sigma) -> np.ndarray:
@@ -102,8 +120,8 @@ def scenario_instances(instance: Instance, uncertainty: Uncertainty, scenarios: 
     upper = np.triu_indices(m, k=1)
     out = []
     for _ in range(int(scenarios)):
-        work_factor = _unit_mean_lognormal(rng.standard_normal(instance.n_tasks), sigma)
-        data_factor = _unit_mean_lognormal(rng.standard_normal(instance.n_edges), transfer_sigma)
+        work_factor = unit_mean_lognormal(rng.standard_normal(instance.n_tasks), sigma)
+        data_factor = unit_mean_lognormal(rng.standard_normal(instance.n_edges), transfer_sigma)
         congested = rng.random(upper[0].size) < slow_p
         link_factor = np.ones((m, m))
         link_factor[upper] = np.where(congested, slow_f, 1.0)

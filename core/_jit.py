@@ -4,6 +4,9 @@ import os
 
 # OpenMP's spinning workers stall prange on small machines; workqueue does not.
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+# Intel's SVML (where icc_rt is installed) would vectorise exp and log with its own last bits;
+# the C library's, one value at a time, give the same plan on every machine.
+os.environ.setdefault("NUMBA_DISABLE_INTEL_SVML", "1")
 
 import numba  # noqa: E402
 

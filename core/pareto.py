@@ -322,8 +322,8 @@ def knee_point(F: np.ndarray) -> int:
     extremes than objectives) the plane through the unit points, sum z = 1, stands in.
     Only plans no other plan dominates are candidates; ties go to the lowest index.
     """
-    # One memory layout: BLAS may round a product differently for another, and tied plans
-    # would then split by layout.
+    # One memory layout, and sums rather than BLAS products: BLAS rounds a product by layout
+    # and by CPU (its kernels differ between AVX2 and AVX-512), and tied plans would split.
     F = np.ascontiguousarray(np.atleast_2d(F), dtype=np.float64)
     Z = _normalised(F)
     P, k = Z.shape
@@ -336,7 +336,7 @@ def knee_point(F: np.ndarray) -> int:
             solved = None
         if solved is not None and np.all(np.isfinite(solved)) and np.all(solved > 0):
             normal = solved
-    distance = (1.0 - Z @ normal) / np.linalg.norm(normal)
+    distance = (1.0 - (Z * normal).sum(axis=1)) / np.sqrt((normal * normal).sum())
     # Only a plan no other plan dominates: normalising can round a tiny gap to a tie.
     candidate = np.full(P, -np.inf)
     keep = non_dominated(F)
@@ -388,4 +388,4 @@ def select(stats: np.ndarray, objectives=DEFAULT_OBJECTIVES, policy: str = defau
             f"weights gives {weights.shape[0]} numbers for {Z.shape[1]} objectives "
             f"{list(check_objectives(objectives))}",
         )
-    return int(np.argmin(Z @ weights))
+    return int(np.argmin((Z * weights).sum(axis=1)))  # a sum, not BLAS: see knee_point

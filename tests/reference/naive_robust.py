@@ -16,4 +16,4 @@ def p95_reference(values):
 
 def unit_mean_lognormal_reference(z, sigma):
     """exp(s z - s^2 / 2) one value at a time with Python's math.exp (the C library's)."""
-    return [math.exp(s * x - 0.5 * s * s) for x, s in zip(z, sigma)]
+    return [math.exp(s * x - 0.5 * s * s) for x, s in zip(z, sigma, strict=True)]

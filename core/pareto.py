@@ -8,6 +8,7 @@ are negated); a statistics matrix has the columns ``core.evaluate.STATS`` in nat
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -310,6 +311,29 @@ def _normalised(F: np.ndarray) -> np.ndarray:
     return (F - lo) / np.where(span > 0, span, 1.0)
 
 
+def plane_normal(points: np.ndarray) -> np.ndarray | None:
+    """The normal n of the plane ``n . z = 1`` through the k rows of ``points`` (k x k), or None
+    when they span no such plane. Solved exactly in rationals and rounded once: LAPACK's solve
+    rounds by CPU, and a knee among near-tied plans would then differ by machine."""
+    k = len(points)
+    if not np.all(np.isfinite(points)):
+        return None
+    rows = [[Fraction(float(v)) for v in row] + [Fraction(1)] for row in points]
+    for c in range(k):  # Gauss-Jordan elimination; exact, so any non-zero pivot does
+        pivot = next((r for r in range(c, k) if rows[r][c] != 0), None)
+        if pivot is None:
+            return None
+        rows[c], rows[pivot] = rows[pivot], rows[c]
+        for r in range(k):
+            if r != c and rows[r][c] != 0:
+                factor = rows[r][c] / rows[c][c]
+                rows[r] = [a - factor * b for a, b in zip(rows[r], rows[c], strict=True)]
+    try:
+        return np.array([float(rows[c][k] / rows[c][c]) for c in range(k)])
+    except OverflowError:  # a component beyond any float: the points are all but coplanar with 0
+        return None
+
+
 def knee_point(F: np.ndarray) -> int:
     """Index of the knee of the front F (minimisation form): the plan furthest on the ideal's
     side of the hyperplane through the front's extreme plans (Das 1999, normal-boundary
@@ -330,10 +354,7 @@ def knee_point(F: np.ndarray) -> int:
     extremes = np.array([np.lexsort((Z.sum(axis=1) - Z[:, c], Z[:, c]))[0] for c in range(k)])
     normal = np.ones(k)
     if len(set(extremes.tolist())) == k:
-        try:
-            solved = np.linalg.solve(Z[extremes], np.ones(k))  # the plane z . normal = 1
-        except np.linalg.LinAlgError:
-            solved = None
+        solved = plane_normal(Z[extremes])
         if solved is not None and np.all(np.isfinite(solved)) and np.all(solved > 0):
             normal = solved
     distance = (1.0 - (Z * normal).sum(axis=1)) / np.sqrt((normal * normal).sum())

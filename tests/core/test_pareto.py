@@ -16,6 +16,7 @@ from apportion.core.pareto import (
     non_dominated,
     objective_matrix,
     parse_policy,
+    plane_normal,
     ranks_and_crowding,
     select,
 )
@@ -24,6 +25,7 @@ from tests.reference.naive_pareto import (
     brute_hypervolume,
     brute_non_dominated,
     brute_ranks,
+    cramer_plane_normal,
 )
 
 # Small integer values make ties and duplicate rows common.
@@ -146,6 +148,28 @@ def test_knee_in_three_objectives_uses_the_plane_through_the_three_extremes():
     stats = stats_matrix(makespan=[0.0, 1.0, 1.0, 0.3, 0.5], imbalance=[1.0, 0.0, 1.0, 0.3, 0.5],
                          energy=[1.0, 1.0, 0.0, 0.3, 0.6])
     assert select(stats, ("makespan", "imbalance", "energy"), "knee") == 3
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 5).flatmap(lambda k: arrays(
+    np.float64, (k, k), elements=st.one_of(st.sampled_from([0.0, 0.5, 1.0]), st.floats(0, 1, width=32)))))
+def test_the_knees_plane_is_the_exact_solution_rounded_once(points):
+    """Bit for bit the exact rational solution (Cramer's rule): the same on every CPU, which
+    LAPACK's solve is not; None exactly when the points span no plane n . z = 1."""
+    expected = cramer_plane_normal(points.tolist())
+    got = plane_normal(points)
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None and got.tolist() == expected
+
+
+def test_the_knees_plane_refuses_points_it_cannot_solve_for():
+    assert plane_normal(np.array([[1.0, 0.0], [np.inf, 1.0]])) is None
+    assert plane_normal(np.array([[1.0, 1.0], [2.0, 2.0]])) is None  # singular
+    assert plane_normal(np.array([[1.0, 1.0], [1.0, 1.0]])) is None  # one point: many planes
+    assert plane_normal(np.array([[2.0 ** -1000, 0.0], [0.0, 1.0]])).tolist() == [2.0 ** 1000, 1.0]
+    assert plane_normal(np.array([[2.0 ** -1070, 0.0], [0.0, 1.0]])) is None  # 2^1070: beyond any float
 
 
 fronts = st.integers(1, 4).flatmap(

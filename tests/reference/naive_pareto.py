@@ -54,3 +54,20 @@ def brute_hypervolume(Z, ref):
                 size *= cuts[c][cell[c] + 1] - cuts[c][cell[c]]
             volume += size
     return volume
+
+
+def cramer_plane_normal(points):
+    """n with points @ n = 1 by Cramer's rule in exact rationals, each component rounded once;
+    None when the determinant is 0."""
+    from fractions import Fraction
+
+    def det(a):
+        if len(a) == 1:
+            return a[0][0]
+        return sum((-1) ** c * a[0][c] * det([row[:c] + row[c + 1:] for row in a[1:]]) for c in range(len(a)))
+
+    a = [[Fraction(float(v)) for v in row] for row in points]
+    whole = det(a)
+    if whole == 0:
+        return None
+    return [float(det([row[:c] + [Fraction(1)] + row[c + 1:] for row in a]) / whole) for c in range(len(a))]

@@ -355,7 +355,7 @@ def knee_point(F: np.ndarray) -> int:
     normal = np.ones(k)
     if len(set(extremes.tolist())) == k:
         solved = plane_normal(Z[extremes])
-        if solved is not None and np.all(np.isfinite(solved)) and np.all(solved > 0):
+        if solved is not None and np.all(solved > 0):  # plane_normal's are finite
             normal = solved
     distance = (1.0 - (Z * normal).sum(axis=1)) / np.sqrt((normal * normal).sum())
     # Only a plan no other plan dominates: normalising can round a tiny gap to a tie.

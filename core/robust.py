@@ -14,7 +14,6 @@ perturbation of the instance. ``docs/robust.md`` has the details and the benchma
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -23,7 +22,7 @@ from apportion.core._jit import jit
 from apportion.core.errors import SpecError
 from apportion.core.evaluate import STAT_INDEX, Evaluator, Plan, Schedule
 from apportion.core.model import Instance
-from apportion.core.simulate import Uncertainty
+from apportion.core.simulate import Uncertainty, lognormal_factor
 
 STATISTICS = ("mean", "p95")
 # Columns taken at the 95th percentile over the scenarios when statistic="p95"; every other
@@ -35,15 +34,15 @@ _TIME_INDEX = np.array([STAT_INDEX[name] for name in TIME_COLUMNS], dtype=np.int
 @jit
 def _unit_mean_lognormal_kernel(z, sigma, out):
     for i in range(z.size):
-        out[i] = math.exp(sigma[i] * z[i] - 0.5 * sigma[i] * sigma[i])
+        out[i] = lognormal_factor(z[i], sigma[i])
 
 
 def unit_mean_lognormal(z: np.ndarray, sigma: np.ndarray | float) -> np.ndarray:
     """exp(sigma z - sigma^2 / 2): mean 1 for standard normal z; exactly 1.0 where sigma is 0.
 
-    The C library's exp, one value at a time, as the simulator's kernel takes it: NumPy's exp of
-    an array takes its own AVX-512 code where the CPU has it, whose last bits differ, and a seed
-    then gave another robust plan on another machine."""
+    The simulator's ``lognormal_factor``, one value at a time: NumPy's exp of an array takes its
+    own AVX-512 code where the CPU has it, whose last bits differ, and a seed then gave another
+    robust plan on another machine."""
     z = np.ascontiguousarray(z, dtype=np.float64)
     if z.ndim != 1:
         raise ValueError(f"z must be 1-D, got shape {z.shape}")

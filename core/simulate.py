@@ -200,6 +200,13 @@ def _uniform(sample_key, stream, a, b):
 
 
 @jit_inline
+def lognormal_factor(z, sigma):
+    """exp(sigma z - sigma^2 / 2): mean 1 for standard normal z. Compiled, exp is the C library's,
+    the same on every CPU (NumPy's exp of an array is not); robust scenarios take it too."""
+    return np.exp(sigma * z - 0.5 * sigma * sigma)
+
+
+@jit_inline
 def _lognormal_unit_mean(sample_key, stream, a, sigma):
     """exp(sigma Z - sigma^2 / 2), Z standard normal by Box-Muller; exactly 1.0 for sigma 0."""
     if sigma == 0.0:
@@ -207,7 +214,7 @@ def _lognormal_unit_mean(sample_key, stream, a, sigma):
     u1 = _uniform(sample_key, stream, a, 0)
     u2 = _uniform(sample_key, stream, a, 1)
     z = np.sqrt(-2.0 * np.log(u1)) * np.cos(6.283185307179586 * u2)
-    return np.exp(sigma * z - 0.5 * sigma * sigma)
+    return lognormal_factor(z, sigma)
 
 
 @jit
